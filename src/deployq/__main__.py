@@ -1,0 +1,3 @@
+from deployq.cli import main
+
+main()

@@ -1,0 +1,181 @@
+"""deployq app add | list | show | rm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from pydantic import ValidationError
+
+from deployq.cli.common import CliState, common_options, emit, table, with_store
+from deployq.errors import InvalidInput
+from deployq.models import App, AppSpec, NotifyEvent, Priority, SupersedePolicy
+from deployq.store import Store
+
+
+def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{value!r}: expected KEY=VALUE", param_hint=what)
+        out[key] = val
+    return out
+
+
+@click.group("app")
+def app_group() -> None:
+    """Apps: which repository to build, how, and where the image goes."""
+
+
+@app_group.command("add")
+@click.argument("name")
+@click.option("--repo", "repo_url", required=True, help="Clone URL (https, ssh or a local path).")
+@click.option(
+    "--branch", "branches", multiple=True, help="Branch glob to build (repeat); default main."
+)
+@click.option("--image", help="Registry repository, e.g. team/myapp (default <project>/<name>).")
+@click.option("--dockerfile", default="Dockerfile", show_default=True)
+@click.option("--context", default=".", show_default=True, help="Build context in the repository.")
+@click.option("--target", help="Build stage to stop at.")
+@click.option("--build-arg", "build_args", multiple=True, help="KEY=VALUE (repeat).")
+@click.option("--secret", "build_secrets", multiple=True, help="BuildKit secret ID=VALUE (repeat).")
+@click.option(
+    "--path", "paths", multiple=True, help="Only build when a changed file matches (glob)."
+)
+@click.option("--notify", "notify_emails", multiple=True, help="E-mail address to notify (repeat).")
+@click.option(
+    "--notify-event",
+    "notify_events",
+    multiple=True,
+    type=click.Choice([e.value for e in NotifyEvent]),
+    help="Events that notify (repeat); default: all but queued.",
+)
+@click.option("--notify-pusher", is_flag=True, help="Also e-mail whoever pushed.")
+@click.option("--notify-webhook", "notify_webhook_url", help="POST events here (Slack-compatible).")
+@click.option("--notify-webhook-secret", help="HMAC secret for the outgoing webhook.")
+@click.option("--webhook-secret", help="Secret of this app's GitHub/GitLab webhook.")
+@click.option("--tags/--no-tags", "build_tags", default=False, help="Build tag pushes.")
+@click.option("--prs/--no-prs", "build_prs", default=False, help="Build pull/merge requests.")
+@click.option(
+    "--on-new-push",
+    "supersede_policy",
+    type=click.Choice([p.value for p in SupersedePolicy]),
+    default=SupersedePolicy.SUPERSEDE.value,
+    show_default=True,
+    help="What a newer push to the same branch does to older jobs.",
+)
+@click.option("--concurrency", type=int, default=1, show_default=True)
+@click.option("--priority", type=click.Choice([p.name.lower() for p in Priority]), default="normal")
+@click.option("--max-attempts", type=int)
+@click.option("--timeout", "timeout_s", type=float, help="Build timeout in seconds.")
+@click.option("--arch", "required_arch", help="Only build on servers of this architecture.")
+@click.option("--label", "required_labels", multiple=True, help="Server label required (repeat).")
+@click.option("--submodules", is_flag=True, help="Check out git submodules.")
+@click.option(
+    "--reconcile-interval",
+    "reconcile_interval_s",
+    type=float,
+    help="Seconds between `git ls-remote` checks for missed pushes (off by default).",
+)
+@click.option("--replace", is_flag=True, help="Update the app if it exists.")
+@common_options
+@with_store
+async def app_add(state: CliState, store: Store, name: str, replace: bool, **options: Any) -> None:
+    """Add an app (or, with --replace, change it)."""
+    options["branches"] = list(options["branches"]) or ["main"]
+    options["build_args"] = _pairs(options["build_args"], "--build-arg")
+    options["build_secrets"] = _pairs(options["build_secrets"], "--secret")
+    options["priority"] = Priority.parse(options["priority"])
+    for key in ("paths", "notify_emails", "required_labels"):
+        options[key] = list(options[key])
+    if options["notify_events"]:
+        options["notify_events"] = list(options["notify_events"])
+    else:
+        del options["notify_events"]
+    try:
+        spec = AppSpec(name=name, **options)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidInput(f"invalid app: {problems}") from exc
+    if replace and name in {a.name for a in await store.apps.list()}:
+        app = await store.apps.update(spec)
+        verb = "updated"
+    else:
+        app = await store.apps.add(spec)
+        verb = "added"
+    emit(state, app, f"{verb} app {app.name} ({app.repo_identity})")
+
+
+@app_group.command("list")
+@common_options
+@with_store
+async def app_list(state: CliState, store: Store) -> None:
+    """List the apps."""
+    apps = await store.apps.list()
+    emit(
+        state,
+        apps,
+        lambda: (
+            table(
+                ["NAME", "REPOSITORY", "BRANCHES", "IMAGE", "ON NEW PUSH"],
+                [
+                    [a.name, a.repo_url, ",".join(a.branches), a.image or "", a.supersede_policy]
+                    for a in apps
+                ],
+            )
+            if apps
+            else "no apps yet: add one with `deployq app add NAME --repo URL`"
+        ),
+    )
+
+
+@app_group.command("show")
+@click.argument("name")
+@common_options
+@with_store
+async def app_show(state: CliState, store: Store, name: str) -> None:
+    """Show an app's configuration (secrets hidden)."""
+    app = await store.apps.get(name)
+    emit(state, _public(app), lambda: _describe(app))
+
+
+@app_group.command("rm")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@common_options
+@with_store
+async def app_rm(state: CliState, store: Store, name: str, yes: bool) -> None:
+    """Remove an app (its past jobs stay in the history)."""
+    await store.apps.get(name)
+    if not yes and not state.json:
+        click.confirm(f"remove app {name}?", abort=True)
+    await store.apps.remove(name)
+    emit(state, {"removed": name}, f"removed app {name}")
+
+
+_SECRET_FIELDS = ("webhook_secret", "notify_webhook_secret", "build_secrets")
+
+
+def _public(app: App) -> dict[str, Any]:
+    data = app.model_dump(mode="json")
+    for key in _SECRET_FIELDS:
+        if data.get(key):
+            data[key] = (
+                {k: "**********" for k in data[key]}
+                if isinstance(data[key], dict)
+                else "**********"
+            )
+    return data
+
+
+def _describe(app: App) -> str:
+    data = _public(app)
+    width = max(len(k) for k in data)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in data.items())
+
+
+def register(main: click.Group) -> None:
+    main.add_command(app_group)

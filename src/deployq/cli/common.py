@@ -1,0 +1,162 @@
+"""What every command shares: --config/--json, settings, the store, errors as one line."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+from pydantic import BaseModel
+
+from deployq.config import Settings, load_settings
+from deployq.db.migrate import migrate
+from deployq.errors import DeployqError
+from deployq.store import Store
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+# platformdirs warns when XDG_RUNTIME_DIR is unset (ssh sessions, systemd services); harmless
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+class CliState:
+    """Per-invocation state: the config file, the JSON flag, the settings (read once)."""
+
+    def __init__(self) -> None:
+        self.config_file: Path | None = None
+        self.json = False
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config_file)
+        return self._settings
+
+
+pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+
+def _set_config(ctx: click.Context, _param: click.Parameter, value: Path | None) -> None:
+    if value is not None:
+        ctx.ensure_object(CliState).config_file = value
+
+
+def _set_json(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(CliState).json = True
+
+
+config_option = click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    expose_value=False,
+    is_eager=True,
+    callback=_set_config,
+    help="TOML configuration file (default: DEPLOYQ_CONFIG, then environment only).",
+)
+json_option = click.option(
+    "--json",
+    "json_",
+    is_flag=True,
+    expose_value=False,
+    callback=_set_json,
+    help="Print JSON instead of text.",
+)
+
+
+def common_options(func: Callable[P, T]) -> Callable[P, T]:
+    """--config and --json on a command."""
+    return config_option(json_option(func))
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("pgserver", "psycopg.pool", "aiohttp.access", "docker", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLogger().level))
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine; a DeployqError becomes one line on stderr and exit status 1."""
+    try:
+        return asyncio.run(coro)
+    except DeployqError as exc:
+        click.echo(f"error: {exc.message}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+async def open_store(settings: Settings, *, migrate_first: bool = True) -> Store:
+    """The store, after bringing the schema up to date (a no-op when it is)."""
+    from deployq.db import resolve_dsn
+
+    dsn = await asyncio.to_thread(resolve_dsn, settings)
+    if migrate_first:
+        await migrate(dsn)
+    return await Store.open(settings, dsn)
+
+
+def with_store(
+    func: Callable[..., Awaitable[T]],
+) -> Callable[..., T]:
+    """Decorate ``async def cmd(state, store, **params)`` into a click callback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        state = click.get_current_context().ensure_object(CliState)
+
+        async def main() -> T:
+            store = await open_store(state.settings)
+            try:
+                return await func(state, store, *args, **kwargs)
+            finally:
+                await store.close()
+
+        try:
+            return run(main())
+        except DeployqError as exc:  # settings errors raised before the loop starts
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+def emit(state: CliState, data: Any, text: Callable[[], str] | str) -> None:
+    """Print ``data`` as JSON with --json, else the text rendering."""
+    if state.json:
+        click.echo(json.dumps(to_jsonable(data), indent=2, default=str))
+    else:
+        click.echo(text() if callable(text) else text)
+
+
+def to_jsonable(data: Any) -> Any:
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json")
+    if isinstance(data, list | tuple):
+        return [to_jsonable(d) for d in data]
+    if isinstance(data, dict):
+        return {k: to_jsonable(v) for k, v in data.items()}
+    return data
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain aligned table."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,225 @@
+"""Settings: DEPLOYQ_* environment variables and an optional TOML file.
+
+Precedence (highest first): explicit overrides, environment, the TOML file (``--config`` or
+DEPLOYQ_CONFIG), defaults. Durations accept seconds or a suffix: ``90``, ``90s``, ``5m``, ``2h``,
+``30d``. Secrets are :class:`SecretStr` and print as ``**********``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import platformdirs
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from deployq.errors import ConfigError
+
+ENV_PREFIX = "DEPLOYQ_"
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> Any:
+    """Turn ``"5m"`` into ``300.0``; numbers pass through, anything else is left to pydantic."""
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match is None:
+            raise ValueError("expected seconds or a duration like 90s, 5m, 2h, 30d")
+        return float(match.group(1)) * _UNIT_S[match.group(2)]
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class SmtpTls(StrEnum):
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+class BuildBackend(StrEnum):
+    AUTO = "auto"
+    BUILDKIT = "buildkit"
+    ENGINE = "engine"
+
+
+class Settings(BaseSettings):
+    """Every setting of deployq. Each field is DEPLOYQ_<NAME> in the environment."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="forbid", validate_default=True, frozen=True
+    )
+
+    # -- database -------------------------------------------------------------------------
+    database_url: SecretStr | None = None
+    """PostgreSQL DSN. Unset: an embedded PostgreSQL in <data_dir>/pgdata, shared by every
+    deployq process on this host."""
+    db_pool_min: int = Field(2, ge=1)
+    db_pool_max: int = Field(10, ge=1)
+    db_connect_timeout: Seconds = 10.0
+
+    data_dir: Path = Path(platformdirs.user_data_dir("deployq"))
+    """Embedded database, workspaces, webhook spool."""
+
+    # -- web service ----------------------------------------------------------------------
+    listen: str = "127.0.0.1:8080"
+    public_url: str | None = None
+    """Base URL used in links (emails, API); default http://<listen>."""
+    github_webhook_secret: SecretStr | None = None
+    """Global secret for GitHub webhooks, used when an app has none of its own."""
+    gitlab_webhook_token: SecretStr | None = None
+    """Global token for GitLab webhooks, used when an app has none of its own."""
+    webhook_max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    unknown_repo_status: int = Field(202)
+    """202 (acknowledge and ignore, so the forge keeps the hook) or 404."""
+
+    # -- registry -------------------------------------------------------------------------
+    registry_url: str = ""
+    """Registry host[:port] or URL, e.g. harbor.example.com or http://127.0.0.1:5000."""
+    registry_username: str | None = None
+    registry_password: SecretStr | None = None
+    registry_insecure: bool = False
+    """Talk plain HTTP to the registry (loopback test registries)."""
+    registry_project: str = "deployq"
+    """Harbor project (first path component) for apps whose image has none."""
+    harbor_api: bool = False
+    """Use Harbor's REST API: create missing projects, scan pushed images."""
+    harbor_scan: bool = False
+
+    # -- builds ---------------------------------------------------------------------------
+    worker_concurrency: int = Field(4, ge=1, le=256)
+    build_backend: BuildBackend = BuildBackend.AUTO
+    build_timeout: Seconds = 1800.0
+    max_attempts: int = Field(3, ge=1, le=100)
+    lease_ttl: Seconds = 30.0
+    retry_base_delay: Seconds = 30.0
+    retry_factor: float = Field(2.0, ge=1.0)
+    retry_max_delay: Seconds = 600.0
+    shutdown_grace: Seconds = 60.0
+    poll_interval: Seconds = 5.0
+    min_free_disk_mb: int = Field(1024, ge=0)
+    keep_failed_workspaces: bool = False
+    git_token: SecretStr | None = None
+    """Token for private HTTPS repositories (sent as the password, never logged)."""
+    git_ssh_key: Path | None = None
+    docker_host: str | None = None
+    """Engine of the `local` build server registered on first start; default: DOCKER_HOST
+    or the local socket."""
+
+    # -- notifications --------------------------------------------------------------------
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "deployq@localhost"
+    smtp_tls: SmtpTls = SmtpTls.NONE
+    smtp_timeout: Seconds = 30.0
+    smtp_verify_tls: bool = True
+    notify_max_attempts: int = Field(8, ge=1)
+
+    # -- operations -----------------------------------------------------------------------
+    retention: Seconds = 30 * 86400.0
+    log_level: str = "INFO"
+    tui_keys: dict[str, str] = Field(default_factory=dict)
+    """Key remapping for the console: binding id -> keys, e.g. {"cancel": "x"}."""
+
+    @field_validator("unknown_repo_status")
+    @classmethod
+    def _known_status(cls, value: int) -> int:
+        if value not in (202, 404):
+            raise ValueError("must be 202 or 404")
+        return value
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @property
+    def listen_host(self) -> str:
+        return self.listen.rpartition(":")[0].strip("[]")
+
+    @property
+    def listen_port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.listen}").rstrip("/")
+
+    @property
+    def workspaces_dir(self) -> Path:
+        return self.data_dir / "workspaces"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Read the settings; raise :class:`ConfigError` naming each bad setting and value."""
+    path = config_file or (Path(p) if (p := os.environ.get(f"{ENV_PREFIX}CONFIG")) else None)
+    cls: type[Settings] = Settings
+    if path is not None:
+        if not path.is_file():
+            raise ConfigError(f"configuration file {path} does not exist")
+
+        class FileSettings(Settings):
+            model_config = SettingsConfigDict(toml_file=path)
+
+        cls = FileSettings
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from exc
+    except ValueError as exc:  # e.g. a TOML syntax error
+        raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line per bad setting: ``DEPLOYQ_LEASE_TTL='abc': expected ...``."""
+    lines = []
+    for error in exc.errors():
+        name = ENV_PREFIX + "_".join(str(part) for part in error["loc"]).upper()
+        value = error.get("input")
+        shown = "(missing)" if error["type"] == "missing" else repr(value)
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{name}: unknown setting")
+            continue
+        lines.append(f"{name}={shown}: {error['msg']}")
+    return "invalid configuration: " + "; ".join(lines)

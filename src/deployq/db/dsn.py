@@ -1,0 +1,27 @@
+"""Which database to use, and how to describe it without leaking a password."""
+
+from __future__ import annotations
+
+from psycopg.conninfo import conninfo_to_dict
+
+from deployq.config import Settings
+from deployq.db.embedded import embedded_dsn
+
+
+def resolve_dsn(settings: Settings) -> str:
+    """DEPLOYQ_DATABASE_URL, or the embedded server (started on first use)."""
+    if settings.database_url is not None:
+        return settings.database_url.get_secret_value()
+    return embedded_dsn(settings.data_dir)
+
+
+def describe_dsn(dsn: str) -> str:
+    """``host:port/dbname`` (or the socket directory), never the password."""
+    try:
+        params = conninfo_to_dict(dsn)
+    except Exception:
+        return "(unparseable DSN)"
+    host = str(params.get("host") or "localhost")
+    port = str(params.get("port") or "5432")
+    where = host if host.startswith("/") else f"{host}:{port}"
+    return f"{where}/{params.get('dbname', '')}"

@@ -1,0 +1,116 @@
+"""The deployq error tree.
+
+Every error a user can see derives from :class:`DeployqError`; its message says what failed
+and what to do. Library errors are wrapped at the boundary with ``raise ... from exc``::
+
+    DeployqError
+    ├── ConfigError              a setting is missing or invalid
+    ├── DatabaseError
+    │   ├── DatabaseUnavailable  the server cannot be reached
+    │   └── MigrationError       a migration is modified, missing or failed
+    ├── NotFound                 an app, job, server, token ... does not exist
+    ├── Conflict                 the object exists already, or is in the wrong state
+    ├── InvalidInput             a request or argument is malformed
+    ├── LostJob                  the worker's lease was taken over (fencing)
+    └── PipelineError            a step of a build failed (checkout, build, push, verify)
+        ├── CheckoutError
+        ├── BuildError
+        ├── RegistryError
+        └── EngineUnavailable    the docker daemon of a build server does not answer
+"""
+
+from __future__ import annotations
+
+
+class DeployqError(Exception):
+    """deployq failed."""
+
+    #: short machine-readable code, used in JSON errors
+    code = "error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or self.code).strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class ConfigError(DeployqError):
+    """The configuration is invalid."""
+
+    code = "config"
+
+
+class DatabaseError(DeployqError):
+    """The database failed."""
+
+    code = "database"
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The database cannot be reached."""
+
+    code = "database_unavailable"
+
+
+class MigrationError(DatabaseError):
+    """A migration could not be applied."""
+
+    code = "migration"
+
+
+class NotFound(DeployqError):
+    """The object does not exist."""
+
+    code = "not_found"
+
+
+class Conflict(DeployqError):
+    """The object exists already or is in a state that does not allow this."""
+
+    code = "conflict"
+
+
+class InvalidInput(DeployqError):
+    """The input is malformed."""
+
+    code = "invalid_input"
+
+
+class LostJob(DeployqError):
+    """This worker no longer owns the job (its lease expired and another worker took it)."""
+
+    code = "lost_job"
+
+
+class PipelineError(DeployqError):
+    """A build step failed."""
+
+    code = "pipeline"
+    #: whether another attempt could succeed (a registry outage) or not (a missing Dockerfile)
+    retryable = True
+
+
+class CheckoutError(PipelineError):
+    """The git checkout failed."""
+
+    code = "checkout"
+
+
+class BuildError(PipelineError):
+    """The image build failed."""
+
+    code = "build"
+
+
+class RegistryError(PipelineError):
+    """The registry refused or did not answer."""
+
+    code = "registry"
+
+
+class EngineUnavailable(PipelineError):
+    """The docker engine of the build server does not answer."""
+
+    code = "engine_unavailable"

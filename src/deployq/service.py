@@ -1,0 +1,92 @@
+"""Long-running processes: the web service, the worker pool, the notifier, or all of them.
+
+Each component is ``async def run(stop: asyncio.Event)``: it runs until ``stop`` is set, then
+winds down gracefully. SIGTERM and SIGINT set ``stop``; a second signal exits at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from aiohttp import web
+
+from deployq.store import Store
+
+log = logging.getLogger(__name__)
+
+Component = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+
+def web_component(store: Store) -> Component:
+    from deployq.webhooks.app import create_app
+
+    async def run(stop: asyncio.Event) -> None:
+        settings = store.settings
+        runner = web.AppRunner(create_app(store), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, settings.listen_host, settings.listen_port, reuse_address=True)
+        try:
+            await site.start()
+        except OSError as exc:
+            await runner.cleanup()
+            raise SystemExit(
+                f"error: cannot listen on {settings.listen}: {exc.strerror}; "
+                "set DEPLOYQ_LISTEN to a free HOST:PORT"
+            ) from exc
+        log.info("web service listening on http://%s", settings.listen)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    return run
+
+
+def components_for(store: Store, *, web: bool, worker: bool) -> list[Component]:
+    parts: list[Component] = []
+    if web:
+        parts.append(web_component(store))
+    if worker:
+        parts.extend(worker_components(store))
+    return parts
+
+
+def worker_components(store: Store) -> list[Component]:
+    """The worker pool and the background loops that ride along with it."""
+    return []
+
+
+async def run_components(components: list[Component]) -> None:
+    """Run until a signal; then stop every component and wait for them."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal signals
+        signals += 1
+        if signals > 1:
+            log.warning("second %s: exiting now", sig.name)
+            raise SystemExit(1)
+        log.info("%s: shutting down gracefully (again to force)", sig.name)
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig)
+    tasks: list[asyncio.Task[None]] = [
+        asyncio.create_task(component(stop)) for component in components
+    ]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            if task.exception() is not None:
+                stop.set()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)

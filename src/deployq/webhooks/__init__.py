@@ -1,0 +1,1 @@
+"""The aiohttp service: GitHub/GitLab webhook receivers, the REST API, health and metrics."""

@@ -1,0 +1,117 @@
+"""The real `deployq` command, run as a subprocess against a real database."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def deployq(
+    *args: str,
+    database_url: str | None,
+    data_dir: Path,
+    input: str | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
+    env.update(env_extra or {})
+    env["DEPLOYQ_DATA_DIR"] = str(data_dir)
+    if database_url is not None:
+        env["DEPLOYQ_DATABASE_URL"] = database_url
+    return subprocess.run(
+        [sys.executable, "-m", "deployq", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        input=input,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    def run(
+        *args: str, input: str | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return deployq(
+            *args, database_url=database_url, data_dir=tmp_path, input=input, env_extra=env
+        )
+
+    return run
+
+
+def test_help_lists_the_commands(cli) -> None:  # type: ignore[no-untyped-def]
+    out = cli("--help").stdout
+    for command in ("up", "serve", "worker", "migrate", "db-url", "app"):
+        assert f"  {command} " in out
+
+
+def test_migrate_twice_applies_nothing_the_second_time(cli) -> None:  # type: ignore[no-untyped-def]
+    first = cli("migrate")
+    assert first.returncode == 0, first.stderr
+    assert cli("migrate").stdout.strip() == "database is up to date"
+
+
+def test_unreachable_database_is_one_readable_line(tmp_path: Path) -> None:
+    result = deployq("migrate", database_url="postgresql://nobody@127.0.0.1:1/x", data_dir=tmp_path)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("error: cannot connect to PostgreSQL at 127.0.0.1:1/x")
+    assert "Connection refused" in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_setting_is_one_readable_line(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("migrate", env={"DEPLOYQ_LEASE_TTL": "soon"})
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: invalid configuration: DEPLOYQ_LEASE_TTL='soon'")
+
+
+def test_app_add_list_show_rm(cli) -> None:  # type: ignore[no-untyped-def]
+    added = cli(
+        "app",
+        "add",
+        "web",
+        "--repo",
+        "https://github.com/Acme/Web.git",
+        "--branch",
+        "main",
+        "--branch",
+        "release/*",
+        "--build-arg",
+        "MODE=prod",
+        "--webhook-secret",
+        "s3cret",
+        "--json",
+    )
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["repo_identity"] == "github.com/acme/web"
+
+    listed = json.loads(cli("app", "list", "--json").stdout)
+    assert [a["name"] for a in listed] == ["web"]
+    assert listed[0]["branches"] == ["main", "release/*"]
+
+    shown = cli("app", "show", "web")
+    assert "s3cret" not in shown.stdout
+    assert "MODE" in shown.stdout
+
+    duplicate = cli("app", "add", "web", "--repo", "https://github.com/acme/web")
+    assert duplicate.returncode == 1
+    assert "exists already" in duplicate.stderr
+
+    assert cli("app", "rm", "web", "--yes").returncode == 0
+    missing = cli("app", "show", "web")
+    assert missing.returncode == 1
+    assert "no app named 'web'" in missing.stderr
+
+
+def test_invalid_app_name_is_explained(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("app", "add", "Bad Name", "--repo", "https://x/y/z")
+    assert result.returncode == 1
+    assert "app names are" in result.stderr
