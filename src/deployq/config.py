@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     harbor_api: bool = False
     """Use Harbor's REST API: create missing projects, scan pushed images."""
     harbor_scan: bool = False
+    harbor_url: str | None = None
+    """Base URL of Harbor's REST API when it is not registry_url's host (default: the same)."""
 
     # -- builds ---------------------------------------------------------------------------
     worker_concurrency: int = Field(4, ge=1, le=256)
@@ -116,6 +118,18 @@ class Settings(BaseSettings):
     docker_host: str | None = None
     """Engine of the `local` build server registered on first start; default: DOCKER_HOST
     or the local socket."""
+    docker_cli: str | None = None
+    """docker CLI of the buildkit backend; default: the first of PATH's `docker` and
+    /usr/bin/docker that can build with BuildKit."""
+    base_image_python: str = "python:3.12-slim"
+    """Base image of Dockerfiles generated for Python projects (zero-config)."""
+    base_image_node: str = "node:22-slim"
+    base_image_go: str = "golang:1.23"
+    """Build stage of generated Go Dockerfiles."""
+    base_image_go_runtime: str = "gcr.io/distroless/static-debian12"
+    """Runtime stage of generated Go Dockerfiles."""
+    base_image_static: str = "busybox:stable"
+    """Static sites are served by this image's `busybox httpd` on port 8080."""
 
     # -- notifications --------------------------------------------------------------------
     smtp_host: str | None = None
@@ -127,6 +141,14 @@ class Settings(BaseSettings):
     smtp_timeout: Seconds = 30.0
     smtp_verify_tls: bool = True
     notify_max_attempts: int = Field(8, ge=1)
+    smtp_ca_file: Path | None = None
+    """CA bundle that signs the SMTP server's certificate (default: the system's)."""
+    notify_retry_base_delay: Seconds = 5.0
+    """First delay before a failed notification is sent again; doubles each attempt."""
+    notify_retry_max_delay: Seconds = 600.0
+    notify_concurrency: int = Field(4, ge=1, le=64)
+    """Notifications sent at once by one notifier."""
+    notify_webhook_timeout: Seconds = 10.0
 
     # -- operations -----------------------------------------------------------------------
     retention: Seconds = 30 * 86400.0

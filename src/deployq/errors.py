@@ -12,6 +12,7 @@ and what to do. Library errors are wrapped at the boundary with ``raise ... from
     ├── Conflict                 the object exists already, or is in the wrong state
     ├── InvalidInput             a request or argument is malformed
     ├── LostJob                  the worker's lease was taken over (fencing)
+    ├── NotifyError              an e-mail or outgoing webhook could not be delivered
     └── PipelineError            a step of a build failed (checkout, build, push, verify)
         ├── CheckoutError
         ├── BuildError
@@ -82,6 +83,17 @@ class LostJob(DeployqError):
     """This worker no longer owns the job (its lease expired and another worker took it)."""
 
     code = "lost_job"
+
+
+class NotifyError(DeployqError):
+    """A notification could not be delivered."""
+
+    code = "notify"
+
+    def __init__(self, message: str | None = None, *, permanent: bool = False) -> None:
+        super().__init__(message)
+        #: retrying cannot help (a refused recipient, no SMTP server configured)
+        self.permanent = permanent
 
 
 class PipelineError(DeployqError):

@@ -244,6 +244,8 @@ class Job(Model):
     cancel_force: bool
     wait_reason: str | None
     timeout_s: float | None
+    pruned_at: datetime | None = None
+    """When retention deleted this job's logs and events (the job row stays)."""
 
     @property
     def short_sha(self) -> str:
@@ -314,6 +316,8 @@ class WebhookDelivery(Model):
     status_code: int
     job_ids: list[int]
     reason: str | None
+    replay_of: int | None = None
+    spooled: bool = False
 
 
 class Notification(Model):
@@ -330,6 +334,9 @@ class Notification(Model):
     idempotency_key: str
     created_at: datetime
     sent_at: datetime | None
+    attempt_started_at: datetime | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+    """What the templates render: a snapshot of the job and app at the event."""
 
 
 class QueueStats(Model):
@@ -341,7 +348,19 @@ class QueueStats(Model):
     failed_24h: int
     cancelled_24h: int
     timed_out_24h: int
+    superseded_24h: int = 0
     success_rate_24h: float | None
+    """succeeded / (succeeded + failed + timed_out); cancelled and superseded jobs not counted"""
     mean_duration_s: float | None
     p95_duration_s: float | None
     oldest_queued_age_s: float | None
+
+
+class QueuePosition(Model):
+    """Where a queued job stands: 1 is next; the start is an estimate from recent durations."""
+
+    job_id: int
+    position: int
+    ahead: int
+    estimated_start: datetime
+    estimated_wait_s: float

@@ -7,6 +7,7 @@ winds down gracefully. SIGTERM and SIGINT set ``stop``; a second signal exits at
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -15,16 +16,20 @@ from typing import Any
 from aiohttp import web
 
 from deployq.store import Store
+from deployq.worker.sdnotify import SdNotifier
 
 log = logging.getLogger(__name__)
 
 Component = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def web_component(store: Store) -> Component:
+def web_component(store: Store, *, announce: bool = False) -> Component:
+    """The aiohttp service. With ``announce`` (the web service alone, as `deployq serve`) it
+    speaks sd_notify itself: READY=1 once listening, WATCHDOG=1, STOPPING=1."""
     from deployq.webhooks.app import create_app
 
     async def run(stop: asyncio.Event) -> None:
+        sd = SdNotifier.from_environ() if announce else SdNotifier(None)
         settings = store.settings
         runner = web.AppRunner(create_app(store), access_log=None, handle_signals=False)
         await runner.setup()
@@ -38,18 +43,35 @@ def web_component(store: Store) -> Component:
                 "set DEPLOYQ_LISTEN to a free HOST:PORT"
             ) from exc
         log.info("web service listening on http://%s", settings.listen)
+        sd.ready()
+        sd.status(f"listening on {settings.listen}")
+        watchdog = asyncio.create_task(_watchdog(sd, stop))
         try:
             await stop.wait()
         finally:
+            sd.stopping()
+            watchdog.cancel()
             await runner.cleanup()
 
     return run
 
 
+async def _watchdog(sd: SdNotifier, stop: asyncio.Event) -> None:
+    """WATCHDOG=1 every half period while the event loop runs (systemd restarts a hung one)."""
+    interval = sd.watchdog_interval_s
+    if interval is None:
+        return
+    while not stop.is_set():
+        sd.watchdog()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await stop.wait()
+
+
 def components_for(store: Store, *, web: bool, worker: bool) -> list[Component]:
     parts: list[Component] = []
     if web:
-        parts.append(web_component(store))
+        parts.append(web_component(store, announce=not worker))
     if worker:
         parts.extend(worker_components(store))
     return parts
@@ -57,7 +79,18 @@ def components_for(store: Store, *, web: bool, worker: bool) -> list[Component]:
 
 def worker_components(store: Store) -> list[Component]:
     """The worker pool and the background loops that ride along with it."""
-    return []
+    from deployq.reconcile import reconcile_component
+    from deployq.store.maintenance import prune_component, rescuer_component
+    from deployq.worker.notifier import Notifier
+    from deployq.worker.pool import WorkerPool
+
+    return [
+        WorkerPool(store).run,
+        Notifier(store).run,
+        rescuer_component(store),
+        reconcile_component(store),
+        prune_component(store),
+    ]
 
 
 async def run_components(components: list[Component]) -> None:

@@ -18,6 +18,13 @@ COMMAND_MODULES = (
     "deployq.cli.db",
     "deployq.cli.apps",
     "deployq.cli.run",
+    "deployq.cli.servers",
+    "deployq.cli.notifications",
+    "deployq.cli.doctor",
+    "deployq.cli.tui",
+    "deployq.cli.jobs",
+    "deployq.cli.tokens",
+    "deployq.cli.reconcile",
 )
 
 

@@ -8,10 +8,11 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
-from deployq.db.pool import connect
+from deployq.db.pool import Connection, connect
 from deployq.errors import MigrationError
 
 log = logging.getLogger(__name__)
@@ -65,50 +66,77 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 
 
 async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
-    """Apply what is missing; return the names applied (empty when up to date)."""
+    """Apply what is missing; return the names applied (empty when up to date).
+
+    A database that is up to date is only read, never written or locked, so read-only
+    roles (console operators) pass through here.
+    """
     migrations = load_migrations(directory)
     conn = await connect(dsn, autocommit=True)
-    applied_now: list[str] = []
     try:
+        applied = await _applied(conn)
+        if applied is not None and not _missing(migrations, applied):
+            return []
         await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
         try:
             await conn.execute(_CREATE_TABLE)
-            rows = await (
-                await conn.execute("SELECT version, name, checksum FROM schema_migrations")
-            ).fetchall()
-            applied = {int(str(r["version"])): r for r in rows}
-            for migration in migrations:
-                row = applied.get(migration.version)
-                if row is not None:
-                    if row["checksum"] != migration.checksum:
-                        raise MigrationError(
-                            f"migration {migration.name} was changed after it was applied "
-                            f"(as {row['name']}); restore the file and add a new migration "
-                            "for the change"
-                        )
-                    continue
-                log.info("applying migration %s", migration.name)
-                try:
-                    async with conn.transaction():
-                        await conn.execute(migration.sql.encode())
-                        await conn.execute(
-                            "INSERT INTO schema_migrations (version, name, checksum) "
-                            "VALUES (%s, %s, %s)",
-                            (migration.version, migration.name, migration.checksum),
-                        )
-                except psycopg.Error as exc:
-                    raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
-                applied_now.append(migration.name)
-            unknown = sorted(set(applied) - {m.version for m in migrations})
-            if unknown:
-                raise MigrationError(
-                    f"the database has migrations this deployq does not know ({unknown}); "
-                    "it was migrated by a newer deployq: upgrade this one"
-                )
+            return await _apply_missing(conn, migrations, await _applied(conn) or {})
         finally:
             await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+    except psycopg.errors.InsufficientPrivilege as exc:
+        raise MigrationError(
+            f"this database role may not apply migrations ({exc}); run `deployq migrate` "
+            "as the owner of the database"
+        ) from exc
     finally:
         await conn.close()
+
+
+async def _applied(conn: Connection) -> dict[int, dict[str, Any]] | None:
+    """version -> row of schema_migrations, or None when the table does not exist."""
+    exists = await (await conn.execute("SELECT to_regclass('schema_migrations') AS t")).fetchone()
+    if exists is None or exists["t"] is None:
+        return None
+    rows = await (
+        await conn.execute("SELECT version, name, checksum FROM schema_migrations")
+    ).fetchall()
+    return {int(r["version"]): dict(r) for r in rows}
+
+
+def _missing(migrations: list[Migration], applied: dict[int, dict[str, Any]]) -> list[Migration]:
+    """Migrations not applied yet; refuse edited or unknown ones."""
+    for migration in migrations:
+        row = applied.get(migration.version)
+        if row is not None and row["checksum"] != migration.checksum:
+            raise MigrationError(
+                f"migration {migration.name} was changed after it was applied "
+                f"(as {row['name']}); restore the file and add a new migration for the change"
+            )
+    unknown = sorted(set(applied) - {m.version for m in migrations})
+    if unknown:
+        raise MigrationError(
+            f"the database has migrations this deployq does not know ({unknown}); "
+            "it was migrated by a newer deployq: upgrade this one"
+        )
+    return [m for m in migrations if m.version not in applied]
+
+
+async def _apply_missing(
+    conn: Connection, migrations: list[Migration], applied: dict[int, dict[str, Any]]
+) -> list[str]:
+    applied_now: list[str] = []
+    for migration in _missing(migrations, applied):
+        log.info("applying migration %s", migration.name)
+        try:
+            async with conn.transaction():
+                await conn.execute(migration.sql.encode())
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
+        except psycopg.Error as exc:
+            raise MigrationError(f"migration {migration.name} failed: {exc}") from exc
+        applied_now.append(migration.name)
     return applied_now
 
 
@@ -117,13 +145,9 @@ async def pending_migrations(dsn: str, directory: Path | None = None) -> list[st
     migrations = load_migrations(directory)
     conn = await connect(dsn)
     try:
-        exists = await (
-            await conn.execute("SELECT to_regclass('schema_migrations') AS t")
-        ).fetchone()
-        if exists is None or exists["t"] is None:
+        applied = await _applied(conn)
+        if applied is None:
             return [m.name for m in migrations]
-        rows = await (await conn.execute("SELECT version FROM schema_migrations")).fetchall()
-        done = {r["version"] for r in rows}
-        return [m.name for m in migrations if m.version not in done]
+        return [m.name for m in migrations if m.version not in applied]
     finally:
         await conn.close()

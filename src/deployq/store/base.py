@@ -52,6 +52,7 @@ class Store:
         from deployq.store.notifications import NotificationStore
         from deployq.store.servers import ServerStore
         from deployq.store.tokens import TokenStore
+        from deployq.store.workers import WorkerStore
 
         self.pool = pool
         self.settings = settings
@@ -63,6 +64,10 @@ class Store:
         self.tokens: TokenStore = TokenStore(self)
         self.deliveries: DeliveryStore = DeliveryStore(self)
         self.notifications: NotificationStore = NotificationStore(self)
+        from deployq.store.console import ConsoleStore
+
+        self.console: ConsoleStore = ConsoleStore(self)
+        self.workers: WorkerStore = WorkerStore(self)
 
     @classmethod
     async def open(

@@ -1,19 +1,73 @@
-"""The notification outbox: rows written in the job's own transaction, sent by the notifier."""
+"""The notification outbox: rows written in the job's own transaction, sent by the notifier.
+
+Delivery is at-least-once with the attempt recorded before sending: ``claim_due`` marks a
+row ``sending`` and counts the attempt in its own short transaction, the notifier sends,
+then ``mark_sent`` or ``mark_failed``. A ``sending`` row whose sender vanished (crash between
+send and mark) becomes due again once its attempt is older than ``stale_after_s``; the
+idempotency key travels with every send (Message-ID, X-Deployq-Delivery) so receivers can
+recognise the rare resend.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import builtins
+import hashlib
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from psycopg.types.json import Jsonb
 
 from deployq.db import Connection
-from deployq.models import Job, NotifyEvent
+from deployq.errors import Conflict, NotFound
+from deployq.models import App, Job, JobStatus, Notification, NotifyEvent
+from deployq.store.base import CHANNEL_NOTIFICATIONS, dumps
 
 if TYPE_CHECKING:
     from deployq.store.base import Store
+
+#: log lines kept in the payload of a failure notification
+LOG_TAIL_LINES = 20
+#: events whose notification carries the end of the build log
+_LOG_TAIL_EVENTS = frozenset({NotifyEvent.FAILED, NotifyEvent.TIMED_OUT})
+
+
+def idempotency_key(job: Job, event: NotifyEvent, channel: str, target: str) -> str:
+    """Deterministic per job attempt, event and recipient; also the e-mail Message-ID's left
+    part, so the target (an address or URL) is hashed to stay within its allowed characters."""
+    digest = hashlib.sha256(target.strip().lower().encode()).hexdigest()[:16]
+    return f"job{job.id}.a{job.attempt}.{event.value}.{channel}.{digest}"
+
+
+def pull_reference(image_ref: str | None, digest: str | None) -> str | None:
+    """``registry/team/app@sha256:...`` (the tag, if any, dropped) for ``docker pull``."""
+    if not image_ref or not digest:
+        return None
+    name = image_ref.split("@", 1)[0]
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:  # a tag, not a registry port
+        name = name[:colon]
+    return f"{name}@{digest}"
+
+
+def recipients(app: App, job: Job) -> list[str]:
+    """The app's addresses, plus the pusher's when the app asks for it; each once."""
+    seen: set[str] = set()
+    out: list[str] = []
+    extra = [job.pusher_email] if app.notify_pusher and job.pusher_email else []
+    for address in [*app.notify_emails, *extra]:
+        address = address.strip()
+        if address and address.lower() not in seen:
+            seen.add(address.lower())
+            out.append(address)
+    return out
 
 
 class NotificationStore:
     def __init__(self, store: Store) -> None:
         self.store = store
+
+    # -- written by the queue --------------------------------------------------------------
 
     async def create_for_job(
         self,
@@ -22,10 +76,242 @@ class NotificationStore:
         event: NotifyEvent,
         *,
         retry_scheduled: bool = False,
+        app: App | None = None,
     ) -> list[int]:
         """Write the outbox rows for this event of this job (inside the caller's transaction).
 
-        Returns the new notification ids.
+        One row per e-mail recipient and one for the app's outgoing webhook, if the app
+        wants this event. Calling twice for the same attempt and event creates nothing new.
+        Pass the job's ``app`` when at hand: an app that wants no notification then costs
+        no query at all. Returns the new notification ids.
         """
-        # Filled in by the notifications work (issue 6): recipients per app and event.
-        return []
+        if job.app_id is None:
+            return []
+        if app is None or app.id != job.app_id:
+            row = await (
+                await conn.execute("SELECT * FROM apps WHERE id = %s", (job.app_id,))
+            ).fetchone()
+            if row is None:
+                return []
+            app = App.model_validate(row)
+        if event not in app.notify_events:
+            return []
+        targets = [("email", address) for address in recipients(app, job)]
+        if app.notify_webhook_url:
+            targets.append(("webhook", app.notify_webhook_url))
+        if not targets:
+            return []
+        payload = await self._payload(conn, app, job, event, retry_scheduled)
+        ids: list[int] = []
+        for channel, target in targets:
+            created = await (
+                await conn.execute(
+                    "INSERT INTO notifications (job_id, event, channel, target, payload, "
+                    "max_attempts, idempotency_key) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
+                    (
+                        job.id,
+                        event.value,
+                        channel,
+                        target,
+                        Jsonb(payload),
+                        self.store.settings.notify_max_attempts,
+                        idempotency_key(job, event, channel, target),
+                    ),
+                )
+            ).fetchone()
+            if created is not None:
+                ids.append(int(created["id"]))
+        if ids:
+            await conn.execute(
+                "SELECT pg_notify(%s, %s)", (CHANNEL_NOTIFICATIONS, dumps({"ids": ids}))
+            )
+        return ids
+
+    async def _payload(
+        self, conn: Connection, app: App, job: Job, event: NotifyEvent, retry_scheduled: bool
+    ) -> dict[str, Any]:
+        base_url = self.store.settings.base_url
+        log_tail: list[str] = []
+        if event in _LOG_TAIL_EVENTS:
+            rows = await (
+                await conn.execute(
+                    "SELECT line FROM (SELECT seq, line FROM job_logs WHERE job_id = %s "
+                    "ORDER BY seq DESC LIMIT %s) t ORDER BY seq",
+                    (job.id, LOG_TAIL_LINES),
+                )
+            ).fetchall()
+            log_tail = [str(r["line"]) for r in rows]
+        status = JobStatus.FAILED.value if retry_scheduled else job.status.value
+        return {
+            "event": event.value,
+            "app": {"id": app.id, "name": app.name, "repo_url": app.repo_url, "image": app.image},
+            "job": {
+                "id": job.id,
+                "status": status,
+                "provider": job.provider,
+                "trigger": job.trigger.value,
+                "ref": job.ref,
+                "ref_type": job.ref_type.value,
+                "branch": job.branch,
+                "commit_sha": job.commit_sha,
+                "short_sha": job.short_sha or None,
+                "commit_message": job.commit_message,
+                "commit_author": job.commit_author,
+                "pusher": job.pusher,
+                "attempt": job.attempt,
+                "max_attempts": job.max_attempts,
+                "retry_scheduled": retry_scheduled,
+                "next_attempt_at": job.run_after.isoformat() if retry_scheduled else None,
+                "server": job.server_name,
+                "image_ref": job.image_ref,
+                "image_digest": job.image_digest,
+                "pull": pull_reference(job.image_ref, job.image_digest),
+                "error": job.error,
+                "enqueued_at": job.enqueued_at.isoformat(),
+                "started_at": job.started_at.isoformat() if job.started_at else None,
+                "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+                "duration_s": job.duration_s if event is not NotifyEvent.STARTED else None,
+                "url": f"{base_url}/api/v1/jobs/{job.id}",
+                "logs_url": f"{base_url}/api/v1/jobs/{job.id}/logs",
+            },
+            "log_tail": log_tail,
+        }
+
+    # -- the sender's side -----------------------------------------------------------------
+
+    async def claim_due(self, limit: int, *, stale_after_s: float) -> builtins.list[Notification]:
+        """Take up to ``limit`` due rows: mark them ``sending`` and count the attempt.
+
+        Committed before anything is sent. A claimed row is due again ``stale_after_s``
+        later unless marked sent or failed first (its sender crashed); a crashed last
+        attempt is given up instead, since whether it arrived is unknown.
+        """
+        if limit <= 0:
+            return []
+        stale = timedelta(seconds=stale_after_s)
+        async with self.store.pool.connection() as conn, conn.transaction():
+            await conn.execute(
+                "UPDATE notifications SET status = 'failed', last_error = "
+                "'the sender stopped during the last attempt (' || attempts || '/' || "
+                "max_attempts || '); it may or may not have been delivered' "
+                "WHERE status = 'sending' AND next_attempt_at <= now() "
+                "AND attempts >= max_attempts",
+            )
+            rows = await (
+                await conn.execute(
+                    "WITH due AS (SELECT id FROM notifications "
+                    "  WHERE status IN ('pending', 'sending') AND next_attempt_at <= now() "
+                    "  ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                    "UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1, "
+                    "attempt_started_at = now(), next_attempt_at = now() + %s "
+                    "FROM due WHERE n.id = due.id RETURNING n.*",
+                    (limit, stale),
+                )
+            ).fetchall()
+        return sorted((Notification.model_validate(r) for r in rows), key=lambda n: n.id)
+
+    async def seconds_until_due(self) -> float | None:
+        """How long until the next row is due (0 if one is), None when nothing waits."""
+        async with self.store.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "SELECT extract(epoch FROM min(next_attempt_at) - now()) AS wait "
+                    "FROM notifications WHERE status IN ('pending', 'sending')"
+                )
+            ).fetchone()
+        if row is None or row["wait"] is None:
+            return None
+        return max(0.0, float(row["wait"]))
+
+    async def mark_sent(self, notification_id: int) -> None:
+        """Delivered (also when a resend of a row thought crashed got there first)."""
+        async with self.store.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE notifications SET status = 'sent', sent_at = now(), last_error = NULL "
+                "WHERE id = %s AND status <> 'sent'",
+                (notification_id,),
+            )
+
+    async def mark_failed(
+        self,
+        notification_id: int,
+        attempt: int,
+        error: str,
+        *,
+        retry_in_s: float,
+        permanent: bool = False,
+    ) -> str:
+        """Record a failed attempt: ``pending`` again after ``retry_in_s``, or ``failed``
+        for good once max_attempts is reached (or the error is permanent). The error is
+        kept. Only the attempt that is current counts. Returns the new status."""
+        async with self.store.pool.connection() as conn:
+            row = await (
+                await conn.execute(
+                    "UPDATE notifications SET last_error = %s, "
+                    "status = CASE WHEN %s OR attempts >= max_attempts "
+                    "  THEN 'failed' ELSE 'pending' END, "
+                    "next_attempt_at = now() + %s "
+                    "WHERE id = %s AND attempts = %s AND status = 'sending' RETURNING status",
+                    (error, permanent, timedelta(seconds=retry_in_s), notification_id, attempt),
+                )
+            ).fetchone()
+        return str(row["status"]) if row else "unchanged"
+
+    # -- operators -------------------------------------------------------------------------
+
+    async def get(self, notification_id: int) -> Notification:
+        async with self.store.pool.connection() as conn:
+            row = await (
+                await conn.execute("SELECT * FROM notifications WHERE id = %s", (notification_id,))
+            ).fetchone()
+        if row is None:
+            raise NotFound(
+                f"no notification #{notification_id}; `deployq notifications` lists them"
+            )
+        return Notification.model_validate(row)
+
+    async def list(
+        self, *, failed_only: bool = False, job_id: int | None = None, limit: int = 100
+    ) -> builtins.list[Notification]:
+        """Newest first."""
+        where = ["TRUE"]
+        params: builtins.list[Any] = []
+        if failed_only:
+            where.append("status = 'failed'")
+        if job_id is not None:
+            where.append("job_id = %s")
+            params.append(job_id)
+        params.append(limit)
+        async with self.store.pool.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    f"SELECT * FROM notifications WHERE {' AND '.join(where)} "
+                    "ORDER BY id DESC LIMIT %s",
+                    params,
+                )
+            ).fetchall()
+        return [Notification.model_validate(r) for r in rows]
+
+    async def retry(self, notification_id: int) -> Notification:
+        """Send a failed notification again, with a fresh count of attempts."""
+        async with self.store.pool.connection() as conn, conn.transaction():
+            row = await (
+                await conn.execute(
+                    "UPDATE notifications SET status = 'pending', attempts = 0, "
+                    "next_attempt_at = now(), attempt_started_at = NULL "
+                    "WHERE id = %s AND status = 'failed' RETURNING *",
+                    (notification_id,),
+                )
+            ).fetchone()
+            if row is None:
+                current = await self.get(notification_id)
+                raise Conflict(
+                    f"notification #{notification_id} is {current.status}; "
+                    "only a failed one can be retried"
+                )
+            await conn.execute(
+                "SELECT pg_notify(%s, %s)",
+                (CHANNEL_NOTIFICATIONS, dumps({"ids": [notification_id]})),
+            )
+        return Notification.model_validate(row)

@@ -1,23 +1,73 @@
-"""The aiohttp application factory."""
+"""The aiohttp application factory: receivers, REST API, health, metrics.
+
+Background work of the web process (started on start-up, stopped on clean-up): the spool
+replayer (deployq.webhooks.replay) and, lazily with the first log follower, the one LISTEN
+connection of the SSE log hub.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from deployq.db.migrate import pending_migrations
 from deployq.errors import DeployqError
 from deployq.store import Store
+from deployq.store.metrics import job_metrics
+from deployq.webhooks.api import HUB_KEY, add_routes
+from deployq.webhooks.auth import auth_middleware
+from deployq.webhooks.errors import error_middleware, error_response
+from deployq.webhooks.metrics import Metrics
+from deployq.webhooks.openapi import openapi_document
+from deployq.webhooks.providers import GITHUB, GITLAB
+from deployq.webhooks.receiver import handler
+from deployq.webhooks.recorder import DeliveryRecorder
+from deployq.webhooks.replay import load_app_cache, spool_replayer
+from deployq.webhooks.spool import Spool
+from deployq.webhooks.sse import LogHub
+from deployq.webhooks.state import DB_ERRORS, STATE_KEY, WebState
 
 STORE_KEY = web.AppKey("store", Store)
+
+__all__ = ["STATE_KEY", "STORE_KEY", "create_app"]
 
 
 def create_app(store: Store) -> web.Application:
     """The web service: receivers, API, health. Takes the store it serves."""
-    app = web.Application(client_max_size=store.settings.webhook_max_body_bytes)
+    app = web.Application(
+        client_max_size=store.settings.webhook_max_body_bytes,
+        middlewares=[error_middleware, auth_middleware],
+    )
     app[STORE_KEY] = store
+    app[STATE_KEY] = WebState(
+        store, Spool(store.settings.spool_dir), Metrics(), DeliveryRecorder(store)
+    )
+    app[HUB_KEY] = LogHub(store.dsn)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_post("/webhooks/github", handler(GITHUB))
+    app.router.add_post("/webhooks/gitlab", handler(GITLAB))
+    add_routes(app)
+    app.cleanup_ctx.append(_background)
     return app
+
+
+async def _background(app: web.Application) -> AsyncIterator[None]:
+    state = app[STATE_KEY]
+    await load_app_cache(state)
+    replayer = asyncio.create_task(spool_replayer(state), name="deployq-spool-replayer")
+    yield
+    replayer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await replayer
+    await app[HUB_KEY].close()
+    await state.recorder.close()
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -49,3 +99,19 @@ async def readyz(request: web.Request) -> web.Response:
             status=503,
         )
     return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; job figures are read from the database at each scrape."""
+    state = request.app[STATE_KEY]
+    try:
+        state.metrics.jobs.snapshot = await job_metrics(state.store)
+    except DB_ERRORS:
+        return error_response(503, "database_unavailable", "the database does not answer")
+    body = generate_latest(state.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.0 document of every route."""
+    return web.json_response(openapi_document())

@@ -1,0 +1,275 @@
+"""deployq's build pipeline against plain `docker build` + `docker push`, cold and warm cache.
+
+Usage: .venv/bin/python bench/pipeline.py [--rounds N] [--layer-mb M]
+
+The same context (a base image, a RUN step writing M MB of random data, 50 small source
+files and one file that changes) is built and pushed to the same authenticated registry:
+- plain:   ``docker build --progress=plain -t REF ctx`` then ``docker push REF`` (logged in
+           beforehand, which is not timed);
+- deployq: enqueue a manual deploy → WorkerPool (same process, LISTEN-woken) clones, builds,
+           pushes the commit tag, adds the branch tag through the registry's manifest API,
+           verifies the digest → ``succeeded``; timed from enqueue to the finished NOTIFY.
+           Its registry login is kept between jobs, as in a long-running worker, so the
+           first job logs in (timed) and the others do not.
+Cold: a new RUN step and data layer every round (only the base image is cached). Warm: one
+small file changes between rounds, everything else is cached locally and in the registry.
+Prints JSON: times per round, medians, deployq/plain ratios and the per-job overhead.
+Targets (issue 4): warm ratio ≤ 1.10, overhead per job ≤ 0.5 s.
+"""
+
+# ruff: noqa: E402
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/ is sys.path[0] when run as a script, and bench/queue.py would shadow the standard
+# library's queue module: load our helpers by path instead
+_BENCH_DIR = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+import warnings
+from typing import Any
+
+from deployq.config import Settings
+from deployq.db.migrate import migrate
+from deployq.models import AppSpec, Job, Trigger, TriggerKind
+from deployq.store import Store
+from deployq.store.base import CHANNEL_JOBS
+from deployq.store.listen import Listener
+from deployq.worker.pool import WorkerPool
+
+# platformdirs warns when XDG_RUNTIME_DIR is unset (ssh sessions); harmless here
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+_spec = importlib.util.spec_from_file_location("_bench_services", _BENCH_DIR / "_services.py")
+assert _spec is not None and _spec.loader is not None
+_services = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _services  # dataclasses look their module up there
+_spec.loader.exec_module(_services)
+Registry = _services.Registry
+database, docker = _services.database, _services.docker
+ensure_base_image, registry = _services.ensure_base_image, _services.registry
+
+SOURCE_FILES = 50
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Bench",
+    "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "Bench",
+    "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(path: Path, *args: str) -> str:
+    result = subprocess.run(
+        ["git", *args],
+        cwd=path,
+        env={**os.environ, **GIT_ENV},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return result.stdout.strip()
+
+
+class Context:
+    """A git repository holding the build context; plain builds read its working tree."""
+
+    def __init__(self, path: Path, base_image: str, layer_mb: int) -> None:
+        self.path = path
+        self.base_image = base_image
+        self.layer_mb = layer_mb
+        path.mkdir(parents=True)
+        git(path, "init", "--quiet", "--initial-branch", "main")
+        git(path, "config", "uploadpack.allowReachableSHA1InWant", "true")
+
+    def cold(self) -> None:
+        """A new RUN step writing the data layer: only the base image can be reused."""
+        nonce = uuid.uuid4().hex
+        (self.path / "Dockerfile").write_text(
+            f"FROM {self.base_image}\n"
+            f"RUN echo {nonce} > /nonce && head -c {self.layer_mb}m /dev/urandom > /data.bin\n"
+            "COPY src/ /src/\n"
+            "COPY app.txt /app.txt\n"
+            'CMD ["cat", "/app.txt"]\n'
+        )
+        for n in range(SOURCE_FILES):
+            source = self.path / "src" / f"module{n}.py"
+            source.parent.mkdir(exist_ok=True)
+            source.write_text(f"# module {n}\n" + "VALUE = 1\n" * 200)
+        self.warm()
+
+    def warm(self) -> None:
+        """Change one small file: only the last layer is rebuilt and pushed."""
+        (self.path / "app.txt").write_text(f"release {uuid.uuid4().hex}\n")
+        git(self.path, "add", "--all")
+        git(self.path, "commit", "--quiet", "-m", "bench change")
+
+
+def plain_round(ctx: Context, reg: Registry, config_dir: Path, tag: str) -> dict[str, float]:
+    """Seconds of ``docker build`` and ``docker push`` of one round."""
+    ref = f"{reg.url}/plain/app:{tag}"
+    env = {"DOCKER_CONFIG": str(config_dir)}
+    started = time.perf_counter()
+    docker("build", "--progress=plain", "-t", ref, str(ctx.path), env=env)
+    built = time.perf_counter()
+    docker("push", ref, env=env)
+    return {"build": built - started, "push": time.perf_counter() - built}
+
+
+async def wait_final(store: Store, job_id: int) -> Job:
+    changed = asyncio.Event()
+
+    async def on_connect() -> None:
+        changed.set()
+
+    listener = Listener(store.dsn, [CHANNEL_JOBS], on_connect=on_connect)
+
+    async def pump() -> None:
+        async for notice in listener:
+            if notice.payload.get("id") == job_id:
+                changed.set()
+
+    task = asyncio.create_task(pump())
+    try:
+        async with asyncio.timeout(600):
+            while True:
+                await changed.wait()
+                changed.clear()
+                job = await store.jobs.get(job_id)
+                if job.status.is_final:
+                    return job
+    finally:
+        await listener.close()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def deployq_round(store: Store, app: str) -> tuple[float, Job]:
+    # LISTEN first, so the finished NOTIFY cannot slip by before we wait for it
+    started = time.perf_counter()
+    result = await store.jobs.enqueue(
+        Trigger(kind=TriggerKind.MANUAL, app=app, ref="refs/heads/main")
+    )
+    job = await wait_final(store, result.jobs[0].id)
+    took = time.perf_counter() - started
+    if job.status.value != "succeeded":
+        raise RuntimeError(f"deployq job #{job.id} ended {job.status.value}: {job.error}")
+    return took, job
+
+
+def median(values: list[float]) -> float:
+    return round(statistics.median(values), 3)
+
+
+async def main(rounds: int, layer_mb: int) -> dict[str, Any]:
+    base = ensure_base_image()
+    with (
+        tempfile.TemporaryDirectory(prefix="deployq-bench-") as tmp,
+        registry(Path(tmp)) as reg,
+        database("deployq_bench_pipeline") as dsn,
+    ):
+        work = Path(tmp)
+        config_dir = work / "docker-config"
+        config_dir.mkdir()
+        docker(
+            "login", "-u", reg.username, "--password-stdin", reg.url,
+            env={"DOCKER_CONFIG": str(config_dir)}, stdin=reg.password,
+        )  # fmt: skip
+        await migrate(dsn)
+        settings = Settings(
+            database_url=dsn,
+            data_dir=work / "data",
+            registry_url=reg.url,
+            registry_username=reg.username,
+            registry_password=reg.password,
+            registry_insecure=True,
+            docker_host=os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock",
+            worker_concurrency=1,
+        )
+        store = await Store.open(settings, dsn, min_size=2)
+        plain_ctx = Context(work / "plain", base, layer_mb)
+        dq_ctx = Context(work / "dq", base, layer_mb)
+        await store.apps.add(AppSpec(name="bench", repo_url=dq_ctx.path.as_uri()))
+        pool = WorkerPool(store, concurrency=1)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(pool.run(stop))
+        await pool.claiming.wait()
+        times: dict[str, dict[str, list[float]]] = {
+            "plain": {"cold": [], "warm": []},
+            "deployq": {"cold": [], "warm": []},
+        }
+        steps: dict[str, dict[str, list[dict[str, float]]]] = {
+            "plain": {"cold": [], "warm": []},
+            "deployq": {"cold": [], "warm": []},
+        }
+
+        async def one_round(cache: str, tag: str) -> None:
+            plain = plain_round(plain_ctx, reg, config_dir, tag)
+            times["plain"][cache].append(sum(plain.values()))
+            steps["plain"][cache].append(plain)
+            took, job = await deployq_round(store, "bench")
+            times["deployq"][cache].append(took)
+            steps["deployq"][cache].append(job.step_durations)
+
+        try:
+            for n in range(rounds):
+                plain_ctx.cold()
+                dq_ctx.cold()
+                await one_round("cold", f"c{n}")
+                for m in range(2):
+                    plain_ctx.warm()
+                    dq_ctx.warm()
+                    await one_round("warm", f"w{n}{m}")
+        finally:
+            stop.set()
+            await worker
+            await store.close()
+    result: dict[str, Any] = {
+        "bench": "pipeline",
+        "rounds": rounds,
+        "layer_mb": layer_mb,
+        "seconds": {
+            k: {c: [round(x, 3) for x in v] for c, v in d.items()} for k, d in times.items()
+        },
+    }
+    for cache in ("cold", "warm"):
+        plain = median(times["plain"][cache])
+        ours = median(times["deployq"][cache])
+        result[cache] = {
+            "plain_median_s": plain,
+            "deployq_median_s": ours,
+            "ratio": round(ours / plain, 3),
+            "overhead_per_job_s": round(ours - plain, 3),
+            "median_step_s": {
+                who: {
+                    step: median([r[step] for r in steps[who][cache]])
+                    for step in steps[who][cache][0]
+                }
+                for who in ("plain", "deployq")
+            },
+        }
+    result["targets"] = {"warm_ratio_max": 1.10, "overhead_per_job_max_s": 0.5}
+    result["meets_targets"] = (
+        result["warm"]["ratio"] <= 1.10 and result["warm"]["overhead_per_job_s"] <= 0.5
+    )
+    return result
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3, help="cold rounds (each + 2 warm)")
+    parser.add_argument("--layer-mb", type=int, default=16)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(main(args.rounds, args.layer_mb)), indent=2))

@@ -1,0 +1,430 @@
+"""deployq's queue against procrastinate and pgqueuer on the same PostgreSQL.
+
+Usage: .venv/bin/python bench/queue.py [--jobs N] [--samples N] [--skip-peers]
+
+One PostgreSQL (a throwaway embedded server, or DEPLOYQ_DATABASE_URL's server), one
+database per queue. No-op jobs throughout:
+- enqueue: N jobs, one per call, one after the other;
+- drain: N queued jobs claimed and finished with concurrency 1, 4 and 16 (deployq: a worker
+  pool of that many slots that claims for all its free slots at once and finishes each job
+  as its own task; also N separate one-slot claimers, the worst case for the claim lock);
+- latency: idle workers woken by LISTEN/NOTIFY; time from the enqueue call to the claim
+  (deployq) or to the start of the task (peers), one job at a time.
+pgqueuer uses its asyncpg driver when asyncpg is installed (its psycopg driver shares the
+LISTEN connection with its queries, see shared/BENCHMARKS.md), with batch size and
+entrypoint concurrency limit = concurrency; it acknowledges finished jobs in batches.
+Prints JSON, with deployq's rates as ratios to each peer's.
+Targets (issue 3): enqueue→claim p99 ≤ 25 ms; claim+finish ≥ the faster peer's rate.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named queue.py: its directory must not shadow the standard library's queue.
+if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
+    sys.path.pop(0)
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import tempfile
+import time
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from deployq.config import Settings
+from deployq.db.migrate import migrate
+from deployq.models import AppSpec, JobStatus, Trigger, TriggerKind
+from deployq.store import Outcome, Store
+from deployq.store.base import CHANNEL_JOBS
+from deployq.store.listen import Listener
+
+CONCURRENCY = (1, 4, 16)
+SUCCESS = Outcome(JobStatus.SUCCEEDED)
+TRIGGER = Trigger(kind=TriggerKind.MANUAL, app="bench", ref="refs/heads/main")
+#: pause between latency samples, so each job meets idle workers
+SAMPLE_GAP_S = 0.005
+
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    params: dict[str, Any] = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+def as_url(dsn: str) -> str:
+    """A postgresql:// URL (asyncpg takes no key=value DSN)."""
+    if dsn.startswith("postgres"):
+        return dsn
+    p = conninfo_to_dict(dsn)
+    host = p.get("host", "")
+    auth = p.get("user", "") + (f":{p['password']}" if p.get("password") else "")
+    query = f"?host={host}" if host.startswith("/") else ""
+    netloc = "" if query else f"{host}:{p.get('port', 5432)}"
+    return f"postgresql://{auth}@{netloc}/{p.get('dbname', '')}{query}"
+
+
+@contextlib.contextmanager
+def database(server_dsn: str, prefix: str) -> Any:
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(server_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield with_dbname(server_dsn, name)
+    finally:
+        with psycopg.connect(server_dsn, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def percentiles(samples_s: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_s)
+
+    def at(q: float) -> float:
+        return round(1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+    return {"p50_ms": at(0.50), "p99_ms": at(0.99), "max_ms": round(1000 * ordered[-1], 2)}
+
+
+async def timed_rate(n: int, run: Callable[[], Awaitable[None]]) -> float:
+    start = time.perf_counter()
+    await run()
+    return round(n / (time.perf_counter() - start), 1)
+
+
+# -- deployq ---------------------------------------------------------------------------------
+
+
+async def deployq_store(dsn: str, pool: int) -> Store:
+    await migrate(dsn)
+    settings = Settings(
+        database_url=dsn,
+        data_dir=Path(tempfile.gettempdir()) / "deployq-bench",
+        db_pool_min=pool,
+        db_pool_max=pool,
+    )
+    return await Store.open(settings, dsn, min_size=pool)
+
+
+async def deployq_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
+    store = await deployq_store(dsn, max(CONCURRENCY) + 2)
+    try:
+        await store.servers.add("bench", "unix:///var/run/docker.sock", capacity=1024)
+        await store.apps.add(
+            AppSpec(
+                name="bench",
+                repo_url="https://example.invalid/bench.git",
+                concurrency=64,
+                supersede_policy="queue",
+            )
+        )
+
+        async def enqueue_all() -> None:
+            for _ in range(jobs):
+                await store.jobs.enqueue(TRIGGER)
+
+        out: dict[str, Any] = {"enqueue_per_s": await timed_rate(jobs, enqueue_all)}
+        await drain_deployq(store)  # the enqueued jobs, not timed: the queue starts empty
+        for workers in CONCURRENCY:
+            for _ in range(jobs):
+                await store.jobs.enqueue(TRIGGER)
+            out[f"drain_c{workers}_per_s"] = await timed_rate(
+                jobs,
+                lambda w=workers: drain_deployq(store, w),  # type: ignore[misc]
+            )
+        for workers in CONCURRENCY[1:]:
+            for _ in range(jobs):
+                await store.jobs.enqueue(TRIGGER)
+            out[f"drain_{workers}_separate_claimers_per_s"] = await timed_rate(
+                jobs,
+                lambda w=workers: drain_separately(store, w),  # type: ignore[misc]
+            )
+        out["latency"] = await deployq_latency(store, samples)
+        return out
+    finally:
+        await store.close()
+
+
+async def drain_deployq(store: Store, slots: int = 4) -> None:
+    """A worker pool with ``slots`` build slots, as ``deployq worker`` runs: one claim for
+    every free slot at once, a task per job, the slot freed by its finish."""
+    running: set[asyncio.Task[Any]] = set()
+    freed = asyncio.Event()
+
+    def done(task: asyncio.Task[Any]) -> None:
+        running.discard(task)
+        freed.set()
+
+    while True:
+        freed.clear()
+        free = slots - len(running)
+        leases = await store.jobs.claim("pool", limit=free) if free > 0 else []
+        for lease in leases:
+            task = asyncio.create_task(store.jobs.finish(lease, SUCCESS))
+            running.add(task)
+            task.add_done_callback(done)
+        if not leases and not running:
+            return
+        if len(running) >= slots or not leases:
+            await freed.wait()
+
+
+async def drain_separately(store: Store, workers: int) -> None:
+    """``workers`` independent claimers, one job at a time each (many one-slot workers)."""
+
+    async def worker(name: str) -> None:
+        while leases := await store.jobs.claim(name, limit=1):
+            for lease in leases:
+                await store.jobs.finish(lease, SUCCESS)
+
+    await asyncio.gather(*(worker(f"w{i}") for i in range(workers)))
+
+
+async def deployq_latency(store: Store, samples: int) -> dict[str, float]:
+    """Idle workers: one LISTEN connection; each enqueue NOTIFY starts a claim at once."""
+    claimed: asyncio.Queue[float] = asyncio.Queue()
+    listener = Listener(store.dsn, [CHANNEL_JOBS])
+
+    async def on_enqueued() -> None:
+        for lease in await store.jobs.claim("idle", limit=1):
+            claimed.put_nowait(time.perf_counter())
+            await store.jobs.finish(lease, SUCCESS)
+
+    async def listen() -> None:
+        pending: set[asyncio.Task[None]] = set()
+        async for notice in listener:
+            if notice.payload.get("kind") == "enqueued":
+                task = asyncio.create_task(on_enqueued())
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+
+    listening = asyncio.create_task(listen())
+    await asyncio.wait_for(listener.connected.wait(), 30)
+    latencies = []
+    try:
+        for _ in range(samples):
+            start = time.perf_counter()
+            await store.jobs.enqueue(TRIGGER)
+            latencies.append(await asyncio.wait_for(claimed.get(), 10) - start)
+            await asyncio.sleep(SAMPLE_GAP_S)
+    finally:
+        await listener.close()
+        listening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await listening
+    return percentiles(latencies)
+
+
+# -- procrastinate ---------------------------------------------------------------------------
+
+
+async def procrastinate_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
+    import procrastinate
+
+    started: asyncio.Queue[float] = asyncio.Queue()
+    app = procrastinate.App(
+        connector=procrastinate.PsycopgConnector(conninfo=dsn, min_size=4, max_size=20)
+    )
+
+    @app.task(name="noop")
+    async def noop() -> None:
+        return None
+
+    @app.task(name="mark")
+    async def mark() -> None:
+        started.put_nowait(time.perf_counter())
+
+    async with app.open_async():
+        await app.schema_manager.apply_schema_async()
+
+        async def enqueue_all() -> None:
+            for _ in range(jobs):
+                await noop.defer_async()
+
+        out: dict[str, Any] = {"enqueue_per_s": await timed_rate(jobs, enqueue_all)}
+        await app.run_worker_async(concurrency=4, wait=False, install_signal_handlers=False)
+        for workers in CONCURRENCY:
+            for _ in range(jobs):
+                await noop.defer_async()
+            out[f"drain_c{workers}_per_s"] = await timed_rate(
+                jobs,
+                lambda w=workers: app.run_worker_async(  # type: ignore[misc]
+                    concurrency=w, wait=False, install_signal_handlers=False
+                ),
+            )
+        worker = asyncio.create_task(
+            app.run_worker_async(concurrency=4, install_signal_handlers=False, listen_notify=True)
+        )
+        await asyncio.sleep(1)  # let the worker start listening
+        latencies = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            await mark.defer_async()
+            latencies.append(await asyncio.wait_for(started.get(), 10) - start)
+            await asyncio.sleep(SAMPLE_GAP_S)
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        out["latency"] = percentiles(latencies)
+    return out
+
+
+# -- pgqueuer --------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def pgqueuer_driver(dsn: str) -> AsyncIterator[tuple[Any, str]]:
+    try:
+        import asyncpg
+    except ImportError:
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+        from pgqueuer.db import PsycopgDriver
+
+        try:
+            yield PsycopgDriver(conn), "psycopg"
+        finally:
+            await conn.close()
+        return
+    from pgqueuer.db import AsyncpgDriver
+
+    aconn = await asyncpg.connect(as_url(dsn))
+    try:
+        yield AsyncpgDriver(aconn), "asyncpg"
+    finally:
+        await aconn.close()
+
+
+async def pgqueuer_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
+    from pgqueuer.qm import QueueManager
+    from pgqueuer.queries import Queries
+    from pgqueuer.types import QueueExecutionMode
+
+    async with pgqueuer_driver(dsn) as (driver, driver_name):
+        queries = Queries(driver)
+        await queries.install()
+
+        async def enqueue_all() -> None:
+            for _ in range(jobs):
+                await queries.enqueue("noop", None)
+
+        out: dict[str, Any] = {
+            "driver": driver_name,
+            "enqueue_per_s": await timed_rate(jobs, enqueue_all),
+        }
+
+    async def drain(batch: int) -> None:
+        async with pgqueuer_driver(dsn) as (driver, _):
+            qm = QueueManager(Queries(driver))
+
+            # the entrypoint limit caps the jobs in flight (batch_size alone does not)
+            @qm.entrypoint("noop", concurrency_limit=batch)
+            async def noop(job: Any) -> None:
+                return None
+
+            await qm.run(batch_size=batch, mode=QueueExecutionMode.drain)
+
+    await drain(4)
+    for workers in CONCURRENCY:
+        async with pgqueuer_driver(dsn) as (driver, _):
+            queries = Queries(driver)
+            for _ in range(jobs):
+                await queries.enqueue("noop", None)
+        out[f"drain_c{workers}_per_s"] = await timed_rate(
+            jobs,
+            lambda w=workers: drain(w),  # type: ignore[misc]
+        )
+
+    started: asyncio.Queue[float] = asyncio.Queue()
+    async with pgqueuer_driver(dsn) as (wdriver, _), pgqueuer_driver(dsn) as (edriver, _):
+        qm = QueueManager(Queries(wdriver))
+
+        @qm.entrypoint("mark")
+        async def mark(job: Any) -> None:
+            started.put_nowait(time.perf_counter())
+
+        worker = asyncio.create_task(qm.run(batch_size=1))
+        await asyncio.sleep(1)  # let the worker start listening
+        equeries = Queries(edriver)
+        latencies = []
+        for _ in range(samples):
+            start = time.perf_counter()
+            await equeries.enqueue("mark", None)
+            latencies.append(await asyncio.wait_for(started.get(), 10) - start)
+            await asyncio.sleep(SAMPLE_GAP_S)
+        qm.shutdown.set()
+        await asyncio.wait_for(worker, 30)
+        out["latency"] = percentiles(latencies)
+    return out
+
+
+# -- main ------------------------------------------------------------------------------------
+
+
+def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float]:
+    keys = ["enqueue_per_s", *(f"drain_c{c}_per_s" for c in CONCURRENCY)]
+    return {k: round(ours[k] / theirs[k], 2) for k in keys if theirs.get(k)}
+
+
+@contextlib.contextmanager
+def server() -> Any:
+    url = os.environ.get("DEPLOYQ_DATABASE_URL")
+    if url:
+        yield url
+        return
+    import pgserver
+
+    with tempfile.TemporaryDirectory(prefix="deployq-bench-") as tmp:
+        pg = pgserver.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
+        try:
+            yield pg.get_uri("postgres")
+        finally:
+            pg.cleanup()
+
+
+async def main_async(args: argparse.Namespace, server_dsn: str) -> dict[str, Any]:
+    result: dict[str, Any] = {"jobs": args.jobs, "latency_samples": args.samples}
+    with database(server_dsn, "bench_deployq") as dsn:
+        result["deployq"] = await deployq_bench(dsn, args.jobs, args.samples)
+    if args.skip_peers:
+        return result
+    peers = {"procrastinate": procrastinate_bench, "pgqueuer": pgqueuer_bench}
+    for name, bench in peers.items():
+        with database(server_dsn, f"bench_{name}") as dsn:
+            result[name] = await bench(dsn, args.jobs, args.samples)
+        result[f"deployq_vs_{name}"] = ratios(result["deployq"], result[name])
+    ours = result["deployq"]
+    fastest = {
+        f"drain_c{c}_per_s": max(result[p][f"drain_c{c}_per_s"] for p in peers) for c in CONCURRENCY
+    }
+    result["targets"] = {
+        "latency_p99_le_25ms": ours["latency"]["p99_ms"] <= 25,
+        **{f"{k}_ge_faster_peer": ours[k] >= fastest[k] for k in fastest},
+    }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000, help="jobs per rate measure")
+    parser.add_argument("--samples", type=int, default=200, help="latency samples")
+    parser.add_argument("--skip-peers", action="store_true", help="measure deployq only")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    with server() as server_dsn:
+        result = asyncio.run(main_async(args, server_dsn))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

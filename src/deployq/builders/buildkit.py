@@ -1,0 +1,287 @@
+"""BuildKit backend: the docker CLI (``DOCKER_BUILDKIT=1 docker build --progress=plain``).
+
+Output is streamed line by line as BuildKit prints it. Secrets reach the CLI through its
+environment (``--secret id=X,env=VAR``), registry credentials through a private DOCKER_CONFIG
+directory filled by ``docker login --password-stdin``: neither is ever in argv.
+
+A builder logs in once per (registry, user) and keeps that DOCKER_CONFIG for the following
+builds and pushes: under a temporary directory of mode 0700, logged in again when the password
+changes or the registry answers 401, and removed by :meth:`BuildKitBuilder.close` or, at the
+latest, when the process exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import tempfile
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+from deployq.builders.base import (
+    BuildRequest,
+    EngineInfo,
+    LogSink,
+    RegistryAuth,
+    local_free_disk_mb,
+    normalize_arch,
+)
+from deployq.builders.process import ProcessResult, base_env, redactor, run_streaming
+from deployq.errors import BuildError, EngineUnavailable, RegistryError
+
+#: environment of the CLI that must not leak in from ours
+_DROP_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_TLS_VERIFY")
+# BuildKit's gRPC dialer says "cannot connect", the CLI "Cannot connect"
+_UNREACHABLE = re.compile(
+    r"cannot connect to the Docker daemon|error during connect", re.IGNORECASE
+)
+#: seconds to wait for ``docker info`` when pinging an engine
+PING_TIMEOUT_S = 20
+_DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
+#: what ``docker push`` says when the registry refuses the stored credentials
+_AUTH_REFUSED = re.compile(
+    r"unauthorized|authentication required|no basic auth credentials", re.IGNORECASE
+)
+
+
+@dataclass(frozen=True)
+class _Login:
+    """A DOCKER_CONFIG directory logged in to one registry as one user."""
+
+    config: str
+    #: HMAC of the password under a per-builder random key: tells a changed password apart
+    #: without keeping the password itself
+    fingerprint: bytes
+    generation: int
+
+
+class BuildKitBuilder:
+    """Builds and pushes through the docker CLI with BuildKit."""
+
+    backend = "buildkit"
+
+    def __init__(self, docker_host: str, docker_cli: str = "/usr/bin/docker") -> None:
+        self.docker_host = docker_host
+        self.docker_cli = docker_cli
+        self._config_root: Path | None = None
+        self._cleanup: weakref.finalize[..., BuildKitBuilder] | None = None
+        self._logins: dict[tuple[str, str], _Login] = {}
+        self._login_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._fingerprint_key = os.urandom(32)
+        self._generation = 0
+
+    def close(self) -> None:
+        """Forget every login and remove the credentials it left on disk. The builder stays
+        usable: the next build or push logs in again."""
+        self._logins.clear()
+        cleanup, self._cleanup, self._config_root = self._cleanup, None, None
+        if cleanup is not None:
+            cleanup()
+
+    @property
+    def config_root(self) -> Path | None:
+        """The directory holding this builder's DOCKER_CONFIGs (None before the first login)."""
+        return self._config_root
+
+    def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {"DOCKER_HOST": self.docker_host, "DOCKER_BUILDKIT": "1"}
+        env.update(extra or {})
+        return base_env(env, drop=_DROP_ENV)
+
+    def _unavailable(self, result: ProcessResult) -> EngineUnavailable:
+        return EngineUnavailable(
+            f"docker engine {self.docker_host} does not answer: {result.last_lines(2)} — "
+            "start dockerd there, or fix the build server's --docker-host"
+        )
+
+    async def ping(self) -> EngineInfo:
+        lines: list[str] = []
+        try:
+            result = await asyncio.wait_for(
+                run_streaming(
+                    [self.docker_cli, "info", "--format", "{{json .}}"],
+                    env=self._env(),
+                    on_line=lines.append,
+                ),
+                PING_TIMEOUT_S,
+            )
+        except TimeoutError as exc:
+            raise EngineUnavailable(
+                f"docker engine {self.docker_host} did not answer within {PING_TIMEOUT_S} s — "
+                "check that dockerd runs there and the address is reachable"
+            ) from exc
+        if result.returncode != 0 or not lines:
+            raise self._unavailable(result)
+        try:
+            info = json.loads(lines[-1])
+        except ValueError as exc:
+            raise self._unavailable(result) from exc
+        if info.get("ServerErrors"):
+            result.tail.append("; ".join(info["ServerErrors"]))
+            raise self._unavailable(result)
+        data_root = info.get("DockerRootDir") or None
+        return EngineInfo(
+            version=str(info.get("ServerVersion", "")),
+            arch=normalize_arch(str(info.get("Architecture", ""))),
+            buildkit=True,
+            free_disk_mb=local_free_disk_mb(self.docker_host, data_root),
+            data_root=data_root,
+        )
+
+    async def build(
+        self, req: BuildRequest, log: LogSink, *, auth: RegistryAuth | None = None
+    ) -> str:
+        req.check_paths()
+        secret_env = {f"DEPLOYQ_BUILD_SECRET_{i}": v for i, v in enumerate(req.secrets.values())}
+        extra = dict(secret_env)
+        login = await self._logged_in(auth, log)
+        if login is not None:
+            extra["DOCKER_CONFIG"] = login.config
+        with tempfile.TemporaryDirectory(prefix="deployq-build-") as tmp:
+            tmpdir = Path(tmp)
+            dockerfile = req.dockerfile_path
+            if req.dockerfile_text is not None:
+                dockerfile = tmpdir / "Dockerfile"
+                dockerfile.write_text(req.dockerfile_text)
+            iidfile = tmpdir / "iid"
+            argv = [self.docker_cli, "build", "--progress=plain", "--iidfile", str(iidfile)]
+            argv += ["--file", str(dockerfile)]
+            if req.target:
+                argv += ["--target", req.target]
+            for key, value in req.build_args.items():
+                argv += ["--build-arg", f"{key}={value}"]
+            argv += ["--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+            for env_name, secret_id in zip(secret_env, req.secrets, strict=True):
+                argv += ["--secret", f"id={secret_id},env={env_name}"]
+            for key, value in req.labels.items():
+                argv += ["--label", f"{key}={value}"]
+            for tag in req.tags:
+                argv += ["--tag", tag]
+            for ref in req.cache_from:
+                argv += ["--cache-from", ref]
+            argv.append(str(req.context_path))
+            result = await run_streaming(
+                argv,
+                env=self._env(extra),
+                on_line=log,
+                cwd=req.workspace,
+                redact=redactor(req.secrets.values()),
+            )
+            if result.returncode != 0:
+                if _UNREACHABLE.search(result.last_lines(3)):
+                    raise self._unavailable(result)
+                raise BuildError(
+                    f"docker build on {self.docker_host} failed (exit {result.returncode}): "
+                    f"{_error_summary(result)}"
+                )
+            image_id = iidfile.read_text().strip()
+        if not image_id:
+            raise BuildError(f"docker build on {self.docker_host} reported no image id")
+        return image_id
+
+    async def push(self, ref: str, auth: RegistryAuth | None, log: LogSink) -> str:
+        login = await self._logged_in(auth, log)
+        result = await self._push_once(ref, auth, login, log)
+        refused = result.returncode != 0 and _AUTH_REFUSED.search(result.last_lines(3))
+        if refused and auth is not None and login is not None:
+            # the stored login went stale (rotated password, config removed): log in again
+            log(f"{auth.server} refused the stored login: logging in again")
+            login = await self._logged_in(auth, log, stale=login.generation)
+            result = await self._push_once(ref, auth, login, log)
+        if result.returncode != 0:
+            summary = result.last_lines(3)
+            if _UNREACHABLE.search(summary):
+                raise self._unavailable(result)
+            raise RegistryError(f"push of {ref} failed: {summary}")
+        for line in reversed(result.tail):
+            if match := _DIGEST.search(line):
+                return match.group(1)
+        raise RegistryError(f"push of {ref} finished without reporting a digest")
+
+    async def _push_once(
+        self, ref: str, auth: RegistryAuth | None, login: _Login | None, log: LogSink
+    ) -> ProcessResult:
+        extra = {"DOCKER_CONFIG": login.config} if login is not None else {}
+        return await run_streaming(
+            [self.docker_cli, "push", ref],
+            env=self._env(extra),
+            on_line=log,
+            redact=redactor([auth.password or ""] if auth else []),
+        )
+
+    async def _logged_in(
+        self, auth: RegistryAuth | None, log: LogSink, *, stale: int | None = None
+    ) -> _Login | None:
+        """The login for ``auth`` (None without credentials): the one kept from before,
+        unless the password changed or ``stale`` names it as refused; else a new one."""
+        if auth is None or not auth.username:
+            return None
+        key = (auth.server, auth.username)
+        fingerprint = hmac.digest(
+            self._fingerprint_key, (auth.password or "").encode(), hashlib.sha256
+        )
+        lock = self._login_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # concurrent jobs wait for one login instead of racing
+            known = self._logins.get(key)
+            if (
+                known is not None
+                and hmac.compare_digest(known.fingerprint, fingerprint)
+                and known.generation != stale
+            ):
+                return known
+            self._logins.pop(key, None)
+            config = self._config_dir(key)
+            await self._login(config, auth, log)
+            self._generation += 1
+            login = _Login(config, fingerprint, self._generation)
+            self._logins[key] = login
+            return login
+
+    def _config_dir(self, key: tuple[str, str]) -> str:
+        """This builder's DOCKER_CONFIG for (registry, user), created with mode 0700."""
+        if self._config_root is None:
+            root = Path(tempfile.mkdtemp(prefix="deployq-docker-config-"))  # mode 0700
+            self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
+            self._config_root = root
+        name = hashlib.sha256("\0".join(key).encode()).hexdigest()[:16]
+        config = self._config_root / name
+        config.mkdir(mode=0o700, exist_ok=True)
+        return str(config)
+
+    async def _login(self, config: str, auth: RegistryAuth, log: LogSink) -> None:
+        """``docker login --password-stdin`` into the DOCKER_CONFIG directory ``config``."""
+        log(f"logging in to {auth.server} as {auth.username}")
+        result = await run_streaming(
+            [
+                self.docker_cli,
+                "login",
+                "--username",
+                auth.username or "",
+                "--password-stdin",
+                auth.server,
+            ],
+            env=self._env({"DOCKER_CONFIG": config}),
+            on_line=lambda line: None,
+            stdin_data=(auth.password or "").encode(),
+            redact=redactor([auth.password or ""]),
+        )
+        if result.returncode != 0:
+            summary = result.last_lines(2)
+            if _UNREACHABLE.search(summary):
+                raise self._unavailable(result)
+            raise RegistryError(
+                f"login to registry {auth.server} as {auth.username!r} failed: {summary} — "
+                "check DEPLOYQ_REGISTRY_USERNAME and DEPLOYQ_REGISTRY_PASSWORD"
+            )
+
+
+def _error_summary(result: ProcessResult) -> str:
+    """The lines of BuildKit's output that say what went wrong."""
+    errors = [line for line in result.tail if "error" in line.lower()]
+    return "\n".join(errors[-3:]) if errors else result.last_lines(3)

@@ -1,0 +1,373 @@
+"""deployq deploy | jobs | job show | logs | cancel | retry | stats | prune: the queue."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from deployq.cli.common import CliState, common_options, emit, table, to_jsonable, with_store
+from deployq.config import parse_duration
+from deployq.errors import InvalidInput
+from deployq.models import Job, JobStatus, Priority, QueueStats, RefType, Trigger, TriggerKind
+from deployq.store import Store
+from deployq.store.base import CHANNEL_JOBS, CHANNEL_LOGS
+from deployq.store.listen import Listener
+from deployq.store.queue_read import human_duration
+
+_SHA_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
+_GLOB_CHARS = set("*?[")
+#: how long ``logs -f`` waits for its LISTEN connection before reading anyway
+LISTEN_READY_S = 10.0
+
+
+def operator() -> str:
+    """The operator's user name: the actor of the events a command writes."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "operator"
+
+
+def _ref(value: str) -> tuple[str, RefType]:
+    if not value.startswith("refs/"):
+        value = f"refs/tags/{value[5:]}" if value.startswith("tags/") else f"refs/heads/{value}"
+    if value.startswith("refs/tags/"):
+        return value, RefType.TAG
+    if value.startswith("refs/pull/") or value.startswith("refs/merge-requests/"):
+        return value, RefType.PULL_REQUEST
+    return value, RefType.BRANCH
+
+
+def _ago(moment: datetime | None) -> str:
+    if moment is None:
+        return ""
+    return human_duration((datetime.now(UTC) - moment).total_seconds()) + " ago"
+
+
+def _state(job: Job) -> str:
+    if job.status is JobStatus.RUNNING:
+        return f"running {job.progress}% {job.step or ''}".rstrip()
+    return job.status.value
+
+
+@click.command("deploy")
+@click.argument("app")
+@click.option("--ref", help="Branch, tag (tags/v1) or full ref; default the app's branch.")
+@click.option("--commit", "sha", help="Commit to build (default: the ref's head at checkout).")
+@click.option(
+    "--priority", type=click.Choice([p.name.lower() for p in Priority]), help="Default: the app's."
+)
+@common_options
+@with_store
+async def deploy_cmd(
+    state: CliState, store: Store, app: str, ref: str | None, sha: str | None, priority: str | None
+) -> None:
+    """Queue a build of APP now."""
+    if sha is not None and not _SHA_RE.match(sha):
+        raise InvalidInput(f"--commit {sha!r} is not a commit sha (7 to 64 hex digits)")
+    spec = await store.apps.get(app)
+    if ref is None:
+        branch = spec.branches[0] if spec.branches else "main"
+        if _GLOB_CHARS & set(branch):
+            raise InvalidInput(
+                f"app {app} builds branches matching {branch!r}: say which with --ref BRANCH"
+            )
+        ref = branch
+    full_ref, ref_type = _ref(ref)
+    user = operator()
+    result = await store.jobs.enqueue(
+        Trigger(
+            kind=TriggerKind.MANUAL,
+            app=app,
+            ref=full_ref,
+            ref_type=ref_type,
+            commit_sha=sha,
+            pusher=user,
+            actor=user,
+            priority=Priority.parse(priority) if priority else None,
+        )
+    )
+    job = result.jobs[0]
+    position = await store.jobs.queue_position(job.id)
+    text = f"queued job #{job.id} for {job.app_name} ({job.branch}"
+    text += f"@{job.short_sha})" if job.commit_sha else ")"
+    if position is not None:
+        text += f", position {position.position} in the queue"
+    if result.superseded:
+        text += "; superseded " + ", ".join(f"#{i}" for i in result.superseded)
+    emit(state, {"jobs": result.jobs, "superseded": result.superseded}, text)
+
+
+@click.command("jobs")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice([s.value for s in JobStatus]),
+    help="Only jobs in this state (repeat).",
+)
+@click.option("--app", help="Only this app's jobs.")
+@click.option("--server", help="Only jobs that ran on this build server.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=30, show_default=True)
+@click.option("--before", "before_id", type=int, help="Page: jobs older than this id.")
+@common_options
+@with_store
+async def jobs_cmd(
+    state: CliState,
+    store: Store,
+    statuses: tuple[str, ...],
+    app: str | None,
+    server: str | None,
+    limit: int,
+    before_id: int | None,
+) -> None:
+    """List jobs, newest first, with why each queued one waits."""
+    jobs = await store.jobs.list(
+        status=[JobStatus(s) for s in statuses] or None,
+        app=app,
+        server=server,
+        limit=limit,
+        before_id=before_id,
+    )
+    reasons = await store.jobs.wait_reasons([j.id for j in jobs if j.status is JobStatus.QUEUED])
+    data = [{**j.model_dump(mode="json"), "wait_reason": reasons.get(j.id)} for j in jobs]
+
+    def text() -> str:
+        if not jobs:
+            return "no jobs: queue one with `deployq deploy APP`"
+        rows = [
+            [
+                f"#{j.id}",
+                j.app_name,
+                f"{j.branch}@{j.short_sha}" if j.commit_sha else j.branch,
+                _state(j),
+                j.server_name or "",
+                f"{j.attempt}/{j.max_attempts}",
+                _ago(j.enqueued_at),
+                reasons.get(j.id) or (j.error or "")[:60],
+            ]
+            for j in jobs
+        ]
+        return table(["ID", "APP", "REF", "STATUS", "SERVER", "TRY", "QUEUED", "NOTE"], rows)
+
+    emit(state, data, text)
+
+
+@click.group("job")
+def job_group() -> None:
+    """One job: its details and timeline."""
+
+
+@job_group.command("show")
+@click.argument("job_id", type=int)
+@common_options
+@with_store
+async def job_show(state: CliState, store: Store, job_id: int) -> None:
+    """A job's details, timeline, and (while queued) why it waits and when it should start."""
+    job = await store.jobs.get(job_id)
+    events = await store.jobs.events(job_id)
+    reason = await store.jobs.wait_reason(job_id)
+    position = await store.jobs.queue_position(job_id)
+    data = {"job": job, "events": events, "wait_reason": reason, "queue_position": position}
+
+    def text() -> str:
+        fields: list[tuple[str, Any]] = [
+            ("app", job.app_name),
+            ("ref", job.ref),
+            ("commit", f"{job.commit_sha or '(head at checkout)'} {job.commit_message or ''}"),
+            ("pushed by", job.pusher),
+            ("trigger", f"{job.trigger.value} via {job.provider}"),
+            ("priority", job.priority.name.lower()),
+            ("status", _state(job)),
+            ("attempt", f"{job.attempt}/{job.max_attempts}"),
+            ("server", job.server_name),
+            ("image", f"{job.image_ref or ''} {job.image_digest or ''}".strip() or None),
+            ("error", job.error),
+            ("enqueued", job.enqueued_at.isoformat(timespec="seconds")),
+            ("duration", human_duration(job.duration_s) if job.duration_s is not None else None),
+            ("retry of", f"#{job.retry_of}" if job.retry_of else None),
+            ("waiting", reason),
+        ]
+        if position is not None:
+            start = position.estimated_start.astimezone().strftime("%H:%M:%S")
+            fields.append(
+                (
+                    "position",
+                    f"{position.position} (about {start}, "
+                    f"in {human_duration(position.estimated_wait_s)})",
+                )
+            )
+        lines = [f"job #{job.id}"]
+        lines += [f"  {k:<10} {v}" for k, v in fields if v not in (None, "")]
+        lines.append("timeline")
+        for e in events:
+            at = e["at"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            who = f" by {e['actor']}" if e["actor"] else ""
+            lines.append(
+                f"  {at}  {e['kind']}{who}" + (f": {e['message']}" if e["message"] else "")
+            )
+        return "\n".join(lines)
+
+    emit(state, data, text)
+
+
+@click.command("logs")
+@click.argument("job_id", type=int)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until the job ends.")
+@common_options
+@with_store
+async def logs_cmd(state: CliState, store: Store, job_id: int, follow: bool) -> None:
+    """Print a job's build log (with --json: one JSON object per line)."""
+    job = await store.jobs.get(job_id)  # NotFound when missing
+    if job.pruned_at is not None:
+        click.echo(f"the log of job #{job_id} was deleted by retention (prune)", err=True)
+        return
+    if not follow:
+        _print_lines(state, await store.logs.read(job_id))
+        return
+    await follow_logs(state, store, job_id)
+
+
+async def follow_logs(state: CliState, store: Store, job_id: int) -> None:
+    """Print lines as they arrive (LISTEN on CHANNEL_LOGS), resuming after the last seq
+    printed on every wake-up and reconnection, until the job reaches a final state."""
+    wake = asyncio.Event()
+
+    async def reconnected() -> None:
+        wake.set()  # notifications sent while disconnected are lost: read again
+
+    listener = Listener(store.dsn, [CHANNEL_LOGS, CHANNEL_JOBS], on_connect=reconnected)
+
+    async def listen() -> None:
+        async for notice in listener:
+            if notice.payload.get("job") == job_id or notice.payload.get("id") == job_id:
+                wake.set()
+
+    task = asyncio.create_task(listen())
+    last = 0
+    try:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(listener.connected.wait(), LISTEN_READY_S)
+        while True:
+            wake.clear()
+            job = await store.jobs.get(job_id)
+            lines = await store.logs.read(job_id, after=last)
+            _print_lines(state, lines)
+            if lines:
+                last = lines[-1].seq
+            if job.status.is_final:
+                # the final status was read before these lines: nothing can follow them
+                if not state.json:
+                    click.echo(f"-- job #{job_id} {job.status.value}", err=True)
+                return
+            await wake.wait()
+    finally:
+        await listener.close()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _print_lines(state: CliState, lines: list[Any]) -> None:
+    for line in lines:
+        if state.json:
+            click.echo(json.dumps(to_jsonable(line), default=str))
+        else:
+            click.echo(line.line)
+
+
+@click.command("cancel")
+@click.argument("job_id", type=int)
+@click.option("--force", is_flag=True, help="Stop even a push in progress.")
+@common_options
+@with_store
+async def cancel_cmd(state: CliState, store: Store, job_id: int, force: bool) -> None:
+    """Cancel a job: a queued one at once, a running one as soon as its worker hears."""
+    job = await store.jobs.cancel(job_id, actor=operator(), force=force)
+    text = (
+        f"cancelled job #{job.id}"
+        if job.status is JobStatus.CANCELLED
+        else f"asked the worker to stop job #{job.id}" + (" (force)" if force else "")
+    )
+    emit(state, job, text)
+
+
+@click.command("retry")
+@click.argument("job_id", type=int)
+@common_options
+@with_store
+async def retry_cmd(state: CliState, store: Store, job_id: int) -> None:
+    """Build a finished job's commit again, as a new job linked to the old one."""
+    job = await store.jobs.retry(job_id, actor=operator())
+    emit(state, job, f"queued job #{job.id} (retry of #{job_id})")
+
+
+@click.command("stats")
+@common_options
+@with_store
+async def stats_cmd(state: CliState, store: Store) -> None:
+    """Queue depth, running builds, server load, the last 24 hours."""
+    stats = await store.jobs.stats()
+    emit(state, stats, lambda: _describe_stats(stats))
+
+
+def _describe_stats(s: QueueStats) -> str:
+    by_priority = ", ".join(f"{k} {v}" for k, v in s.queued_by_priority.items() if v)
+    oldest = human_duration(s.oldest_queued_age_s) if s.oldest_queued_age_s is not None else None
+
+    def secs(value: float | None) -> str:
+        return human_duration(value) if value is not None else "-"
+
+    rate = f"{s.success_rate_24h:.0%}" if s.success_rate_24h is not None else "-"
+    lines = [
+        f"queued      {s.queued}" + (f" ({by_priority}; oldest {oldest})" if s.queued else ""),
+        f"running     {s.running}",
+        f"last 24 h   {s.succeeded_24h} succeeded, {s.failed_24h} failed, "
+        f"{s.timed_out_24h} timed out, {s.cancelled_24h} cancelled; success rate {rate}",
+        f"duration    mean {secs(s.mean_duration_s)}, p95 {secs(s.p95_duration_s)}",
+    ]
+    if s.servers:
+        lines.append("servers")
+        for srv in s.servers:
+            flags = "" if srv["healthy"] else " unhealthy"
+            flags += " draining" if srv["draining"] else ""
+            lines.append(f"  {srv['name']:<16} {srv['running']}/{srv['capacity']}{flags}")
+    return "\n".join(lines)
+
+
+@click.command("prune")
+@click.option(
+    "--older-than",
+    "older_than",
+    help="Age of finished jobs to prune: 30d, 12h, seconds (default DEPLOYQ_RETENTION).",
+)
+@common_options
+@with_store
+async def prune_cmd(state: CliState, store: Store, older_than: str | None) -> None:
+    """Delete logs, events and sent notifications of old finished jobs (job rows stay)."""
+    try:
+        age = float(parse_duration(older_than)) if older_than else store.settings.retention
+    except ValueError as exc:
+        raise InvalidInput(f"--older-than {older_than!r}: {exc}") from exc
+    counts = await store.jobs.prune(age)
+    emit(
+        state,
+        counts,
+        f"pruned {counts['jobs']} jobs finished over {human_duration(age)} ago: "
+        f"{counts['log_lines']} log lines, {counts['events']} events, "
+        f"{counts['notifications']} notifications",
+    )
+
+
+def register(main: click.Group) -> None:
+    for command in (deploy_cmd, jobs_cmd, job_group, logs_cmd, cancel_cmd, retry_cmd):
+        main.add_command(command)
+    main.add_command(stats_cmd)
+    main.add_command(prune_cmd)

@@ -1,0 +1,130 @@
+"""deployq server add | list | drain | undrain | rm: the Docker engines builds run on."""
+
+from __future__ import annotations
+
+import click
+
+from deployq.cli.common import CliState, common_options, emit, table, with_store
+from deployq.models import BuildServer
+from deployq.store import Store
+
+
+@click.group("server")
+def server_group() -> None:
+    """Build servers: Docker engines with a capacity, an architecture and labels."""
+
+
+@server_group.command("add")
+@click.argument("name")
+@click.option(
+    "--docker-host",
+    required=True,
+    help="Engine URL: unix:///var/run/docker.sock, tcp://host:2376, ssh://user@host.",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(0, 1024),
+    default=2,
+    show_default=True,
+    help="Builds at once on this server.",
+)
+@click.option("--arch", default="amd64", show_default=True, help="CPU architecture (amd64, arm64).")
+@click.option("--label", "labels", multiple=True, help="Label apps can require (repeat).")
+@common_options
+@with_store
+async def server_add(
+    state: CliState,
+    store: Store,
+    name: str,
+    docker_host: str,
+    capacity: int,
+    arch: str,
+    labels: tuple[str, ...],
+) -> None:
+    """Register a build server."""
+    server = await store.servers.add(
+        name, docker_host, capacity=capacity, arch=arch, labels=list(labels)
+    )
+    emit(
+        state,
+        server,
+        f"added build server {server.name} ({server.docker_host}, "
+        f"capacity {server.capacity}, {server.arch})",
+    )
+
+
+@server_group.command("list")
+@common_options
+@with_store
+async def server_list(state: CliState, store: Store) -> None:
+    """List the build servers, their load and health."""
+    servers = await store.servers.list()
+    emit(state, servers, lambda: _table(servers))
+
+
+def _state(server: BuildServer) -> str:
+    if not server.healthy:
+        return "unhealthy"
+    return "draining" if server.draining else "ok"
+
+
+def _table(servers: list[BuildServer]) -> str:
+    if not servers:
+        return (
+            "no build servers yet: `deployq worker` registers the local engine as `local`, "
+            "or add one with `deployq server add NAME --docker-host URL`"
+        )
+    return table(
+        ["NAME", "DOCKER HOST", "ARCH", "LABELS", "RUNNING", "STATE", "ENGINE", "LAST ERROR"],
+        [
+            [
+                s.name,
+                s.docker_host,
+                s.arch,
+                ",".join(s.labels),
+                f"{s.running}/{s.capacity}",
+                _state(s),
+                s.engine_version or "",
+                s.last_error or "",
+            ]
+            for s in servers
+        ],
+    )
+
+
+@server_group.command("drain")
+@click.argument("name")
+@common_options
+@with_store
+async def server_drain(state: CliState, store: Store, name: str) -> None:
+    """Send no new builds to NAME; running ones finish."""
+    server = await store.servers.set_draining(name, True)
+    emit(state, server, f"draining {name}: {server.running} build(s) still running there")
+
+
+@server_group.command("undrain")
+@click.argument("name")
+@common_options
+@with_store
+async def server_undrain(state: CliState, store: Store, name: str) -> None:
+    """Let NAME take new builds again."""
+    server = await store.servers.set_draining(name, False)
+    emit(state, server, f"{name} takes builds again")
+
+
+@server_group.command("rm")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask.")
+@common_options
+@with_store
+async def server_rm(state: CliState, store: Store, name: str, yes: bool) -> None:
+    """Remove a build server (its past jobs stay in the history)."""
+    await store.servers.get(name)
+    if not yes and not state.json:
+        click.confirm(f"remove build server {name}?", abort=True)
+    await store.servers.remove(name)
+    emit(state, {"removed": name}, f"removed build server {name}")
+
+
+def register(main: click.Group) -> None:
+    main.add_command(server_group)

@@ -1,0 +1,421 @@
+"""``deployq doctor``: check that this host can run deployq, and say how to fix what cannot.
+
+Each check returns a :class:`Check`. A failed check makes doctor exit non-zero; a skipped one
+(the feature is not configured, or an earlier check failed) does not. Checks never print a
+secret: database errors name host, port and database only; registry and SMTP errors never
+repeat the password.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import shutil
+import ssl
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import aiosmtplib
+
+from deployq.builders import BuildKitBuilder, make_builder
+from deployq.config import BuildBackend, Settings, SmtpTls, load_settings
+from deployq.db import connect, describe_dsn, resolve_dsn
+from deployq.db.migrate import pending_migrations
+from deployq.errors import ConfigError, DeployqError
+from deployq.store import Store
+
+__all__ = ["Check", "check_registry", "check_smtp", "run_checks"]
+
+#: seconds each network check may take (engine, registry, SMTP)
+CHECK_TIMEOUT_S = 10.0
+#: the first docker engine release with BuildKit
+BUILDKIT_MIN_ENGINE = (18, 9)
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+@dataclass(frozen=True)
+class Check:
+    """The outcome of one check: ``ok`` False means broken; ``skipped`` checks are neutral."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    skipped: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _skip(name: str, detail: str) -> Check:
+    return Check(name, True, detail, skipped=True)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+async def run_checks(
+    config_file: Path | None = None, *, settings: Settings | None = None
+) -> list[Check]:
+    """Every check, in order; stops after the configuration when it is invalid."""
+    if settings is None:
+        try:
+            settings = load_settings(config_file)
+        except ConfigError as exc:
+            return [
+                Check(
+                    "configuration",
+                    False,
+                    exc.message,
+                    "correct the setting named above in /etc/deployq/deployq.env, the "
+                    "environment or the --config file (systemd/deployq.env.example lists all)",
+                )
+            ]
+    where = f"from {config_file}" if config_file else "from the environment"
+    checks = [Check("configuration", True, f"settings valid ({where})")]
+    db_checks, servers = await _database_checks(settings)
+    checks += db_checks
+    checks += await asyncio.gather(*(_check_engine(name, host) for name, host in servers))
+    checks.append(await _check_buildkit_cli(settings))
+    checks.append(await check_registry(settings))
+    checks.append(await check_smtp(settings))
+    checks.append(_check_disk(settings))
+    checks.append(_check_workspace(settings))
+    return checks
+
+
+# -- database ---------------------------------------------------------------------------------
+
+
+async def _database_checks(settings: Settings) -> tuple[list[Check], list[tuple[str, str]]]:
+    """Database and migrations, plus the build servers to check (name, docker host)."""
+    # with no server registered, the first worker registers this engine as `local`
+    local = [("(default)", _default_docker_host(settings))]
+    try:
+        dsn = await asyncio.to_thread(resolve_dsn, settings)
+        conn = await connect(dsn, timeout_s=settings.db_connect_timeout)
+    except DeployqError as exc:
+        fix = (
+            "start PostgreSQL there, or correct DEPLOYQ_DATABASE_URL"
+            if settings.database_url is not None
+            else f"check that {settings.data_dir} is writable (embedded PostgreSQL), or set "
+            "DEPLOYQ_DATABASE_URL"
+        )
+        return [
+            Check("database", False, exc.message, fix),
+            _skip("migrations", "skipped: the database is unreachable"),
+        ], local
+    try:
+        row = await (await conn.execute("SHOW server_version")).fetchone()
+    finally:
+        await conn.close()
+    version = row["server_version"] if row else "?"
+    embedded = " (embedded)" if settings.database_url is None else ""
+    checks = [Check("database", True, f"PostgreSQL {version} at {describe_dsn(dsn)}{embedded}")]
+    try:
+        pending = await pending_migrations(dsn)
+    except DeployqError as exc:
+        checks.append(Check("migrations", False, exc.message, "run `deployq migrate`"))
+        return checks, local
+    if pending:
+        checks.append(
+            Check(
+                "migrations",
+                False,
+                f"{len(pending)} not applied: {', '.join(pending)}",
+                "run `deployq migrate` (serve, worker and up also migrate when they start)",
+            )
+        )
+        return checks, local
+    checks.append(Check("migrations", True, "schema is up to date"))
+    return checks, await _registered_servers(settings, dsn) or local
+
+
+async def _registered_servers(settings: Settings, dsn: str) -> list[tuple[str, str]]:
+
+    try:
+        store = await Store.open(settings, dsn, min_size=1)
+    except DeployqError:
+        return []
+    try:
+        return [(s.name, s.docker_host) for s in await store.servers.list()]
+    finally:
+        await store.close()
+
+
+def _default_docker_host(settings: Settings) -> str:
+    # DOCKER_HOST is docker's own convention (not a deployq setting), honoured like the CLI does
+    return settings.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
+
+
+# -- build servers ----------------------------------------------------------------------------
+
+
+def _engine_version(docker_host: str) -> dict[str, Any]:
+    import docker
+    import requests
+
+    try:
+        client = docker.APIClient(
+            base_url=docker_host,
+            version="auto",
+            timeout=int(CHECK_TIMEOUT_S),
+            use_ssh_client=docker_host.startswith("ssh://"),
+        )
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise ConnectionError(_first_line(exc)) from exc
+    try:
+        result: dict[str, Any] = client.version()
+        return result
+    except (docker.errors.DockerException, requests.RequestException) as exc:
+        raise ConnectionError(_first_line(exc)) from exc
+    finally:
+        client.close()
+
+
+def _parse_version(text: str) -> tuple[int, int]:
+    match = re.match(r"(\d+)\.(\d+)", text)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+async def _check_engine(name: str, docker_host: str) -> Check:
+    label = f"engine {name}"
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S + 1):
+            version = await asyncio.to_thread(_engine_version, docker_host)
+    except TimeoutError:
+        reason = f"no answer within {CHECK_TIMEOUT_S:.0f}s"
+    except ConnectionError as exc:
+        reason = str(exc)
+    else:
+        engine = str(version.get("Version", "?"))
+        detail = f"{docker_host}: Docker {engine}, API {version.get('ApiVersion', '?')}"
+        if _parse_version(engine) < BUILDKIT_MIN_ENGINE:
+            return Check(
+                label,
+                False,
+                f"{detail}, too old for BuildKit (needs 18.09 or newer)",
+                "upgrade Docker on that host",
+            )
+        return Check(label, True, f"{detail}, BuildKit-capable")
+    return Check(
+        label,
+        False,
+        f"{docker_host} does not answer: {reason}",
+        "start dockerd there and check that the deployq user may use it (docker group, "
+        "ssh key for ssh://), or correct the server's --docker-host",
+    )
+
+
+async def _check_buildkit_cli(settings: Settings) -> Check:
+
+    if settings.build_backend is BuildBackend.ENGINE:
+        return _skip("buildkit", "skipped: DEPLOYQ_BUILD_BACKEND=engine builds with the Engine API")
+    try:
+        builder = await asyncio.to_thread(
+            make_builder,
+            DEFAULT_DOCKER_HOST,
+            settings.build_backend,
+            docker_cli=settings.docker_cli,
+        )
+    except ConfigError as exc:
+        return Check("buildkit", False, exc.message, "install a docker CLI that has BuildKit")
+    if isinstance(builder, BuildKitBuilder):
+        return Check("buildkit", True, f"builds run `{builder.docker_cli} build` with BuildKit")
+    found = settings.docker_cli or "no docker CLI on PATH or at /usr/bin/docker"
+    return Check(
+        "buildkit",
+        False,
+        f"{found} cannot build with BuildKit; builds fall back to the Engine API "
+        "(no build secrets, no cache mounts)",
+        "install Debian's docker.io (its /usr/bin/docker has BuildKit) or docker's buildx "
+        "plugin, or set DEPLOYQ_DOCKER_CLI; or set DEPLOYQ_BUILD_BACKEND=engine",
+    )
+
+
+# -- registry ---------------------------------------------------------------------------------
+
+
+def _registry_base(settings: Settings) -> str:
+    url = settings.registry_url.strip().rstrip("/")
+    if "://" not in url:
+        url = ("http://" if settings.registry_insecure else "https://") + url
+    return url
+
+
+def _basic_auth(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def _challenge(header: str) -> tuple[str, dict[str, str]]:
+    """``Bearer realm="x",service="y"`` -> ("bearer", {"realm": "x", "service": "y"})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    return scheme.lower(), params
+
+
+async def _bearer_login(
+    session: aiohttp.ClientSession, base: str, params: dict[str, str], headers: dict[str, str]
+) -> int:
+    """The token flow (Harbor, GitLab, Docker Hub): credentials -> token -> ``/v2/`` again."""
+    query = {"service": params["service"]} if "service" in params else {}
+    async with session.get(params["realm"], params=query, headers=headers) as resp:
+        if resp.status != 200:
+            return 401 if resp.status in (401, 403) else resp.status
+        body = await resp.json(content_type=None)
+    token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+    if not token:
+        return 401
+    async with session.get(f"{base}/v2/", headers={"Authorization": f"Bearer {token}"}) as resp:
+        return resp.status
+
+
+async def check_registry(settings: Settings) -> Check:
+    """Log in to DEPLOYQ_REGISTRY_URL the way docker does (``/v2/``, Basic or Bearer)."""
+    name = "registry"
+    if not settings.registry_url:
+        return _skip(name, "skipped: DEPLOYQ_REGISTRY_URL is not set (images are not pushed)")
+    base = _registry_base(settings)
+    user = settings.registry_username
+    password = settings.registry_password.get_secret_value() if settings.registry_password else ""
+    headers = {"Authorization": _basic_auth(user, password)} if user else {}
+    who = f"as {user}" if user else "anonymously"
+    fix_login = (
+        "check DEPLOYQ_REGISTRY_USERNAME and DEPLOYQ_REGISTRY_PASSWORD (for Harbor: the "
+        "robot account's full name, e.g. robot$deployq, and its secret)"
+    )
+    timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT_S)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            async with session.get(f"{base}/v2/", headers=headers) as resp:
+                status = resp.status
+                challenge = resp.headers.get("WWW-Authenticate", "")
+            scheme, params = _challenge(challenge)
+            if status == 401 and scheme == "bearer" and "realm" in params:
+                status = await _bearer_login(session, base, params, headers)
+    except (aiohttp.ClientError, TimeoutError, ssl.SSLError, ValueError) as exc:
+        reason = _first_line(exc) if not isinstance(exc, TimeoutError) else "timed out"
+        return Check(
+            name,
+            False,
+            f"{base} does not answer: {reason}",
+            "check DEPLOYQ_REGISTRY_URL (and DEPLOYQ_REGISTRY_INSECURE for a plain-HTTP "
+            "registry on loopback)",
+        )
+    if status == 200:
+        return Check(name, True, f"logged in to {base} {who}")
+    if status == 401:
+        detail = f"{base} refused the login {who} (401)"
+        if not user:
+            fix_login = "set DEPLOYQ_REGISTRY_USERNAME and DEPLOYQ_REGISTRY_PASSWORD"
+        return Check(name, False, detail, fix_login)
+    return Check(
+        name,
+        False,
+        f"{base}/v2/ answered {status}: not an OCI registry",
+        "check DEPLOYQ_REGISTRY_URL: it names the registry host, e.g. harbor.example.com",
+    )
+
+
+# -- SMTP -------------------------------------------------------------------------------------
+
+
+async def check_smtp(settings: Settings) -> Check:
+    """Connect to DEPLOYQ_SMTP_HOST (TLS as configured) and log in when a username is set."""
+    name = "smtp"
+    if not settings.smtp_host:
+        return _skip(name, "skipped: DEPLOYQ_SMTP_HOST is not set (no email is sent)")
+    where = f"{settings.smtp_host}:{settings.smtp_port}"
+    client = aiosmtplib.SMTP(
+        hostname=settings.smtp_host,
+        port=settings.smtp_port,
+        use_tls=settings.smtp_tls is SmtpTls.TLS,
+        start_tls=settings.smtp_tls is SmtpTls.STARTTLS,
+        validate_certs=settings.smtp_verify_tls,
+        cert_bundle=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
+        timeout=min(settings.smtp_timeout, CHECK_TIMEOUT_S),
+    )
+    step = "connect"
+    try:
+        await client.connect()
+        if settings.smtp_username:
+            step = "login"
+            password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+            await client.login(settings.smtp_username, password)
+        await client.quit()
+    except (aiosmtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        client.close()
+        if step == "login":
+            return Check(
+                name,
+                False,
+                f"{where} refused the login as {settings.smtp_username}: {_first_line(exc)}",
+                "check DEPLOYQ_SMTP_USERNAME and DEPLOYQ_SMTP_PASSWORD",
+            )
+        return Check(
+            name,
+            False,
+            f"cannot connect to {where} ({settings.smtp_tls.value}): {_first_line(exc)}",
+            "check DEPLOYQ_SMTP_HOST, DEPLOYQ_SMTP_PORT and DEPLOYQ_SMTP_TLS (starttls is "
+            "usually port 587, tls port 465)",
+        )
+    login = f", logged in as {settings.smtp_username}" if settings.smtp_username else ""
+    return Check(name, True, f"{where} answers ({settings.smtp_tls.value}){login}")
+
+
+# -- local disk -------------------------------------------------------------------------------
+
+
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def _check_disk(settings: Settings) -> Check:
+    name = "disk"
+    probe = _existing_parent(settings.data_dir)
+    try:
+        free_mb = shutil.disk_usage(probe).free // (1024 * 1024)
+    except OSError as exc:
+        return Check(
+            name,
+            False,
+            f"cannot read the free space of {probe}: {exc.strerror}",
+            "check DEPLOYQ_DATA_DIR",
+        )
+    detail = f"{free_mb} MB free in {probe} (minimum {settings.min_free_disk_mb} MB)"
+    if free_mb < settings.min_free_disk_mb:
+        return Check(
+            name,
+            False,
+            detail,
+            "free some space (old workspaces, `docker system prune`) or lower "
+            "DEPLOYQ_MIN_FREE_DISK_MB; workers claim no job below the minimum",
+        )
+    return Check(name, True, detail)
+
+
+def _check_workspace(settings: Settings) -> Check:
+    name = "workspace"
+    path = settings.workspaces_dir
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(
+            name,
+            False,
+            f"{path} is not writable: {exc.strerror}",
+            f"let the user running deployq write there (e.g. chown -R deployq: "
+            f"{settings.data_dir}), or set DEPLOYQ_DATA_DIR",
+        )
+    return Check(name, True, f"{path} is writable")

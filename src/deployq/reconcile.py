@@ -1,0 +1,164 @@
+"""Missed-delivery reconciliation: forges drop webhook deliveries (and GitHub does not retry).
+
+For each app that opts in (``reconcile_interval_s``), ``git ls-remote`` lists the branch heads
+of its repository; every head matching the app's branch globs that has no job for that commit
+yet is enqueued with trigger ``reconcile`` (delivery id ``reconcile:<app>:<sha>``, so two
+reconcilers never enqueue the same commit twice). ``deployq reconcile [APP]`` runs it once;
+:func:`reconcile_component` runs it periodically next to the workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
+
+from deployq.errors import CheckoutError, DeployqError
+from deployq.matching import glob_match
+from deployq.models import App, Trigger, TriggerKind
+from deployq.service import Component
+from deployq.store import Store
+from deployq.store.reconcile import apps_due, commits_with_jobs, mark_reconciled
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "reconcile"
+#: how long one ``git ls-remote`` may take
+LS_REMOTE_TIMEOUT_S = 60.0
+#: how often the periodic task looks for apps whose interval has passed
+RECONCILE_TICK_S = 15.0
+
+
+@dataclass
+class ReconcileResult:
+    """What reconciling one app did."""
+
+    app: str
+    heads: int = 0
+    enqueued: list[int] = field(default_factory=list)
+    error: str | None = None
+
+
+def safe_url(url: str) -> str:
+    """The URL without a password or token in it (for messages)."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None and parts.username is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+async def ls_remote(url: str, *, timeout_s: float = LS_REMOTE_TIMEOUT_S) -> dict[str, str]:
+    """Branch heads of a repository: ``{"refs/heads/main": sha}``; CheckoutError on failure."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for a password prompt
+    proc = await asyncio.create_subprocess_exec(
+        "git",
+        "ls-remote",
+        "--heads",
+        "--",
+        url,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            out, err = await proc.communicate()
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        raise CheckoutError(
+            f"git ls-remote {safe_url(url)} took longer than {timeout_s:.0f}s; "
+            "check that the repository host answers"
+        ) from None
+    if proc.returncode != 0:
+        lines = err.decode(errors="replace").strip().splitlines()
+        reason = lines[-1] if lines else f"exit status {proc.returncode}"
+        raise CheckoutError(
+            f"git ls-remote {safe_url(url)} failed: {reason.replace(url, safe_url(url))}; "
+            "check the app's repository URL and credentials"
+        )
+    heads: dict[str, str] = {}
+    for line in out.decode(errors="replace").splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/") and len(sha) >= 40:
+            heads[ref] = sha.lower()
+    return heads
+
+
+async def reconcile_app(store: Store, app: App) -> ReconcileResult:
+    """Enqueue the matching branch heads of one app that have no job yet."""
+    result = ReconcileResult(app.name)
+    try:
+        heads = await ls_remote(app.repo_url)
+    except CheckoutError as exc:
+        result.error = exc.message
+        log.warning("reconcile %s: %s", app.name, exc.message)
+        await mark_reconciled(store, app.id)
+        return result
+    matching = {
+        ref: sha
+        for ref, sha in heads.items()
+        if any(glob_match(pattern, ref.removeprefix("refs/heads/")) for pattern in app.branches)
+    }
+    result.heads = len(matching)
+    known = await commits_with_jobs(store, app.id, sorted(set(matching.values())))
+    for ref, sha in sorted(matching.items()):
+        if sha in known:
+            continue
+        enqueued = await store.jobs.enqueue(
+            Trigger(
+                kind=TriggerKind.RECONCILE,
+                provider=PROVIDER,
+                app=app.name,
+                ref=ref,
+                commit_sha=sha,
+                delivery_id=f"reconcile:{app.name}:{sha}",
+                actor=PROVIDER,
+            )
+        )
+        known.add(sha)
+        if enqueued.created:
+            result.enqueued.extend(job.id for job in enqueued.jobs)
+            log.info("reconcile %s: %s@%s had no job; enqueued", app.name, ref, sha[:7])
+    await mark_reconciled(store, app.id)
+    return result
+
+
+async def reconcile(
+    store: Store, app_name: str | None = None, *, only_due: bool = False
+) -> list[ReconcileResult]:
+    """Reconcile one app (by name), the apps whose interval passed, or every app."""
+    if app_name is not None:
+        apps = [await store.apps.get(app_name)]
+    elif only_due:
+        apps = await apps_due(store)
+    else:
+        apps = await store.apps.list()
+    return [await reconcile_app(store, app) for app in apps]
+
+
+def reconcile_component(store: Store) -> Component:
+    """The periodic reconciliation, as a service component (runs until ``stop`` is set)."""
+
+    async def run(stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await reconcile(store, only_due=True)
+            except DeployqError as exc:
+                log.warning("reconciliation failed: %s", exc.message)
+            except OSError as exc:
+                log.warning("reconciliation failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(RECONCILE_TICK_S):
+                    await stop.wait()
+
+    return run

@@ -1,0 +1,384 @@
+"""Registry clients: the OCI distribution v2 HTTP API and Harbor's REST API (aiohttp).
+
+:class:`RegistryClient` checks credentials, reads manifest digests and adds tags to pushed
+manifests; it speaks both the Basic and the token (``Bearer realm=...``) authentication flows,
+the latter being Harbor's. Used as ``async with`` it keeps one HTTP session (connections and
+tokens) for all its calls.
+:class:`HarborClient` creates projects and runs vulnerability scans through /api/v2.0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import quote
+
+import aiohttp
+
+from deployq.errors import RegistryError
+
+#: seconds for one HTTP request to the registry
+REQUEST_TIMEOUT_S = 30.0
+#: seconds between two looks at a running Harbor scan
+SCAN_POLL_INTERVAL_S = 2.0
+MANIFEST_ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
+_CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+#: largest manifest read back to tag it (registries refuse more than 4 MiB anyway)
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+_SEVERITIES = ("critical", "high", "medium", "low", "negligible", "unknown")
+
+
+def basic_auth(username: str, password: str | None) -> str:
+    """The value of an ``Authorization: Basic`` header."""
+    pair = f"{username}:{password or ''}".encode()
+    return "Basic " + base64.b64encode(pair).decode("ascii")
+
+
+def normalize_url(base_url: str, *, insecure: bool = False) -> str:
+    """``host:5000`` -> ``https://host:5000`` (``http://`` when insecure); no trailing /."""
+    url = base_url.strip().rstrip("/")
+    if "://" not in url:
+        url = ("http://" if insecure else "https://") + url
+    return url
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes = field(default=b"", repr=False)
+
+
+class RegistryClient:
+    """A client of an OCI distribution (v2) registry."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str | None = None,
+        password: str | None = None,
+        insecure: bool = False,
+    ) -> None:
+        self.url = normalize_url(base_url, insecure=insecure)
+        self.host = self.url.split("://", 1)[1]
+        self.username = username
+        self._password = password
+        self._tokens: dict[str, str] = {}
+        self._held: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> Self:
+        self._held = aiohttp.ClientSession(timeout=_timeout())
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            await held.close()
+
+    @contextlib.asynccontextmanager
+    async def _session(self) -> AsyncIterator[aiohttp.ClientSession]:
+        """The session held by ``async with``, else one for this call only."""
+        if self._held is not None:
+            yield self._held
+            return
+        async with aiohttp.ClientSession(timeout=_timeout()) as session:
+            yield session
+
+    def image_ref(self, repository: str, tag: str) -> str:
+        """The full reference docker uses: ``host:port/repository:tag``."""
+        return f"{self.host}/{repository.strip('/')}:{tag}"
+
+    def _basic(self) -> dict[str, str]:
+        if self.username is None:
+            return {}
+        return {"Authorization": basic_auth(self.username, self._password)}
+
+    async def check_login(self) -> None:
+        """GET /v2/ with the credentials; raise RegistryError if refused or unreachable."""
+        async with self._session() as session:
+            status = (await self._request(session, "GET", "/v2/", scope=None)).status
+        if status == 401:
+            raise self._refused()
+        if status >= 400:
+            raise RegistryError(f"registry {self.url} answered HTTP {status} to GET /v2/")
+
+    async def manifest_digest(self, repository: str, reference: str) -> str | None:
+        """The Docker-Content-Digest of a tag or digest; None when it does not exist."""
+        path = f"/v2/{repository.strip('/')}/manifests/{reference}"
+        async with self._session() as session:
+            answer = await self._request(
+                session,
+                "HEAD",
+                path,
+                scope=f"repository:{repository}:pull",
+                headers={"Accept": MANIFEST_ACCEPT},
+            )
+        if answer.status == 404:
+            return None
+        self._check(answer, "HEAD", path)
+        return answer.headers.get("Docker-Content-Digest")
+
+    async def tag(self, repository: str, source: str, new_tag: str) -> str:
+        """Give the manifest ``source`` (a digest or tag) of ``repository`` the tag
+        ``new_tag``, without moving any layer: GET the manifest, PUT its exact bytes under
+        the new tag. Return the digest the registry stored, which is ``source``'s."""
+        repository = repository.strip("/")
+        scope = f"repository:{repository}:pull,push"
+        source_path = f"/v2/{repository}/manifests/{source}"
+        async with self._session() as session:
+            got = await self._request(
+                session,
+                "GET",
+                source_path,
+                scope=scope,
+                headers={"Accept": MANIFEST_ACCEPT},
+                read_body=True,
+            )
+            if got.status == 404:
+                raise RegistryError(
+                    f"registry {self.url} has no manifest {repository}@{source} to tag "
+                    f"{new_tag!r}: was the push removed? retry the job"
+                )
+            self._check(got, "GET", source_path)
+            media_type = got.headers.get("Content-Type", "").split(";")[0].strip()
+            if not media_type:
+                raise RegistryError(
+                    f"registry {self.url} served {repository}@{source} without a media type"
+                )
+            path = f"/v2/{repository}/manifests/{new_tag}"
+            put = await self._request(
+                session,
+                "PUT",
+                path,
+                scope=scope,
+                headers={"Content-Type": media_type},
+                data=got.body,
+            )
+        self._check(put, "PUT", path)
+        digest = put.headers.get("Docker-Content-Digest") or got.headers.get(
+            "Docker-Content-Digest", ""
+        )
+        if source.startswith("sha256:") and digest != source:
+            raise RegistryError(
+                f"registry {self.url} stored {repository}:{new_tag} as {digest or 'nothing'}, "
+                f"not {source}: retry the job"
+            )
+        return digest
+
+    def _check(self, answer: _Answer, method: str, path: str) -> None:
+        """Raise RegistryError for a refused or failed request."""
+        if answer.status == 401:
+            raise self._refused()
+        if answer.status == 403:
+            raise RegistryError(
+                f"registry {self.url} denied {method} {path} to user {self.username!r} "
+                "(HTTP 403): give the account push and pull rights on the repository"
+            )
+        if answer.status >= 400:
+            raise RegistryError(
+                f"registry {self.url} answered HTTP {answer.status} to {method} {path}"
+            )
+
+    def _refused(self) -> RegistryError:
+        who = f"user {self.username!r}" if self.username else "anonymous access"
+        return RegistryError(
+            f"registry {self.url} refused {who} (HTTP 401): check DEPLOYQ_REGISTRY_USERNAME "
+            "and DEPLOYQ_REGISTRY_PASSWORD"
+        )
+
+    async def _request(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        *,
+        scope: str | None,
+        headers: dict[str, str] | None = None,
+        data: bytes | None = None,
+        read_body: bool = False,
+    ) -> _Answer:
+        """One request, answering a Basic or Bearer challenge once."""
+        headers = dict(headers or {})
+        token = self._tokens.get(scope or "")
+        first = {**headers, **({"Authorization": f"Bearer {token}"} if token else self._basic())}
+
+        async def send(sent: dict[str, str]) -> _Answer:
+            async with session.request(method, self.url + path, headers=sent, data=data) as resp:
+                body = b""
+                if read_body and resp.status < 300:
+                    body = await resp.content.read(MAX_MANIFEST_BYTES + 1)
+                    if len(body) > MAX_MANIFEST_BYTES:
+                        raise RegistryError(
+                            f"registry {self.url} served more than {MAX_MANIFEST_BYTES} bytes "
+                            f"for {path}: not a manifest"
+                        )
+                return _Answer(resp.status, dict(resp.headers), body)
+
+        try:
+            answer = await send(first)
+            challenge = answer.headers.get("WWW-Authenticate", "")
+            if answer.status != 401 or not challenge.lower().startswith("bearer"):
+                return answer
+            token = await self._fetch_token(session, challenge, scope)
+            if token is None:
+                return answer
+            headers["Authorization"] = f"Bearer {token}"
+            return await send(headers)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RegistryError(
+                f"registry {self.url} is unreachable ({type(exc).__name__}: {exc}): check "
+                "DEPLOYQ_REGISTRY_URL and that the registry is running"
+            ) from exc
+
+    async def _fetch_token(
+        self, session: aiohttp.ClientSession, challenge: str, scope: str | None
+    ) -> str | None:
+        """The token flow: GET realm?service=...&scope=... with Basic credentials."""
+        params = dict(_CHALLENGE_PARAM.findall(challenge))
+        realm = params.pop("realm", None)
+        if not realm:
+            raise RegistryError(f"registry {self.url} sent a Bearer challenge without a realm")
+        query = {k: v for k, v in params.items() if k in ("service", "scope")}
+        if scope:
+            query["scope"] = scope
+        async with session.get(realm, params=query, headers=self._basic()) as resp:
+            if resp.status == 401:
+                return None
+            if resp.status >= 400:
+                raise RegistryError(f"registry token service {realm} answered HTTP {resp.status}")
+            body = await resp.json(content_type=None)
+        token = body.get("token") or body.get("access_token")
+        if not token:
+            raise RegistryError(f"registry token service {realm} returned no token")
+        self._tokens[scope or ""] = str(token)
+        return str(token)
+
+
+class HarborClient:
+    """Harbor's REST API (/api/v2.0): projects and vulnerability scans."""
+
+    def __init__(self, base_url: str, username: str | None, password: str | None) -> None:
+        self.url = normalize_url(base_url)
+        self.username = username
+        self._headers = {"Authorization": basic_auth(username, password)} if username else {}
+
+    async def _call(
+        self, method: str, path: str, *, body: Any = None, ok: tuple[int, ...] = (200,)
+    ) -> tuple[int, Any]:
+        url = f"{self.url}/api/v2.0{path}"
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=_timeout(), headers=self._headers) as session,
+                session.request(method, url, json=body) as resp,
+            ):
+                answer = _parse(await resp.text())
+                if resp.status not in ok:
+                    raise RegistryError(
+                        f"Harbor {method} {path} answered HTTP {resp.status}: "
+                        f"{_harbor_message(answer)}"
+                        + (
+                            " — check the robot account's permissions"
+                            if resp.status in (401, 403)
+                            else ""
+                        )
+                    )
+                return resp.status, answer
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise RegistryError(f"Harbor at {self.url} is unreachable: {exc}") from exc
+
+    async def ensure_project(self, name: str) -> bool:
+        """Create project ``name`` unless it exists; True when it was created."""
+        status, _ = await self._call("HEAD", f"/projects?project_name={quote(name)}", ok=(200, 404))
+        if status == 200:
+            return False
+        status, _ = await self._call(
+            "POST",
+            "/projects",
+            body={"project_name": name, "metadata": {"public": "false"}},
+            ok=(201, 409),
+        )
+        return status == 201
+
+    def _artifact_path(self, project: str, repository: str, digest: str) -> str:
+        # Harbor wants slashes inside a repository name encoded twice (a/b -> a%252Fb)
+        repo = quote(quote(repository, safe=""), safe="")
+        return f"/projects/{quote(project)}/repositories/{repo}/artifacts/{digest}"
+
+    async def scan(self, project: str, repository: str, digest: str) -> None:
+        """Ask Harbor to scan an artifact (answers at once; the scan runs in Harbor)."""
+        await self._call(
+            "POST", self._artifact_path(project, repository, digest) + "/scan", ok=(202,)
+        )
+
+    async def scan_summary(
+        self,
+        project: str,
+        repository: str,
+        digest: str,
+        timeout_s: float,
+        *,
+        poll_interval_s: float = SCAN_POLL_INTERVAL_S,
+    ) -> dict[str, Any]:
+        """Wait for the scan to end; ``{"critical": n, ..., "total": n, "status": ...}``."""
+        path = self._artifact_path(project, repository, digest) + "?with_scan_overview=true"
+        deadline = time.monotonic() + timeout_s
+        while True:
+            _, artifact = await self._call("GET", path)
+            summary = _summarize(artifact or {})
+            if summary["status"] not in ("Pending", "Running", "Scheduled", "NotScanned"):
+                return summary
+            if time.monotonic() >= deadline:
+                raise RegistryError(
+                    f"Harbor's scan of {project}/{repository}@{digest[:19]} did not finish "
+                    f"within {timeout_s:g} s (status {summary['status']})"
+                )
+            await asyncio.sleep(poll_interval_s)
+
+
+def _summarize(artifact: dict[str, Any]) -> dict[str, Any]:
+    overview: dict[str, Any] = artifact.get("scan_overview") or {}
+    report: dict[str, Any] = next(iter(overview.values()), {}) if overview else {}
+    counts = (report.get("summary") or {}).get("summary") or {}
+    result: dict[str, Any] = {s: int(counts.get(s.capitalize(), 0)) for s in _SEVERITIES}
+    result["total"] = int((report.get("summary") or {}).get("total", sum(result.values())))
+    result["fixable"] = int((report.get("summary") or {}).get("fixable", 0))
+    result["severity"] = report.get("severity")
+    result["status"] = report.get("scan_status", "NotScanned")
+    return result
+
+
+def _parse(text: str) -> Any:
+    try:
+        return json.loads(text) if text.strip() else None
+    except ValueError:
+        return text[:200]
+
+
+def _harbor_message(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
+        return str(body["errors"][0].get("message", ""))
+    return "no details"
+
+
+def _timeout() -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)

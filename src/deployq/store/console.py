@@ -1,0 +1,109 @@
+"""Read queries the operator console needs beyond the other stores: a few rows by id, the
+queue page (active jobs pinned, then recent history) and the header figures at a given time.
+
+Every query here is read-only; the console changes state only through the other stores.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from deployq.models import Job
+
+if TYPE_CHECKING:
+    from deployq.store.base import Store
+
+_JOB_SELECT = (
+    "SELECT j.*, s.name AS server_name FROM jobs j LEFT JOIN build_servers s ON s.id = j.server_id"
+)
+
+_STATS = """
+SELECT
+    count(*) FILTER (WHERE status = 'queued') AS queued,
+    count(*) FILTER (WHERE status = 'running') AS running,
+    min(enqueued_at) FILTER (WHERE status = 'queued') AS oldest_queued_at
+FROM jobs WHERE status IN ('queued', 'running')
+"""
+
+_STATS_24H = """
+SELECT
+    count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
+    count(*) FILTER (WHERE status IN ('failed', 'timed_out')) AS failed,
+    percentile_cont(0.95) WITHIN GROUP (
+        ORDER BY extract(epoch FROM finished_at - started_at)
+    ) FILTER (WHERE started_at IS NOT NULL AND status IN ('succeeded', 'failed', 'timed_out'))
+        AS p95_s
+FROM jobs WHERE finished_at > %(since)s AND finished_at <= %(now)s
+"""
+
+
+@dataclass(frozen=True)
+class HeaderStats:
+    """The figures in the console's header, as of ``now``."""
+
+    queued: int
+    running: int
+    succeeded_24h: int
+    failed_24h: int
+    p95_duration_s: float | None
+    oldest_queued_at: datetime | None
+
+    @property
+    def success_rate_24h(self) -> float | None:
+        """Succeeded / (succeeded + failed + timed out) over the last 24 h; None when none ended."""
+        ended = self.succeeded_24h + self.failed_24h
+        return self.succeeded_24h / ended if ended else None
+
+
+class ConsoleStore:
+    """``store.console``: the console's read side."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def jobs_by_ids(self, ids: Iterable[int]) -> list[Job]:
+        """The jobs with these ids that exist (one query, any order)."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+        async with self.store.pool.connection() as conn:
+            rows = await (
+                await conn.execute(_JOB_SELECT + " WHERE j.id = ANY(%s)", (wanted,))
+            ).fetchall()
+        return [Job.model_validate(r) for r in rows]
+
+    async def queue_page(self, *, active_limit: int, history_limit: int) -> list[Job]:
+        """Running and queued jobs (up to ``active_limit``, running ones first), then the
+        newest ``history_limit`` finished ones; newest first within each part."""
+        sql = (
+            f"({_JOB_SELECT} WHERE j.status IN ('running', 'queued') "
+            "ORDER BY j.status = 'running' DESC, j.id DESC LIMIT %s) "
+            "UNION ALL "
+            f"({_JOB_SELECT} WHERE j.status NOT IN ('running', 'queued') "
+            "ORDER BY j.id DESC LIMIT %s)"
+        )
+        async with self.store.pool.connection() as conn:
+            rows = await (await conn.execute(sql, (active_limit, history_limit))).fetchall()
+        return [Job.model_validate(r) for r in rows]
+
+    async def header_stats(self, now: datetime) -> HeaderStats:
+        """Queue figures, with the 24-hour window ending at ``now`` (so a frozen clock gives
+        the same figures every time)."""
+        async with self.store.pool.connection() as conn:
+            live = await (await conn.execute(_STATS)).fetchone()
+            day = await (
+                await conn.execute(_STATS_24H, {"since": now - timedelta(hours=24), "now": now})
+            ).fetchone()
+        assert live is not None and day is not None
+        p95 = day["p95_s"]
+        return HeaderStats(
+            queued=int(live["queued"]),
+            running=int(live["running"]),
+            succeeded_24h=int(day["succeeded"]),
+            failed_24h=int(day["failed"]),
+            p95_duration_s=float(p95) if p95 is not None else None,
+            oldest_queued_at=live["oldest_queued_at"],
+        )

@@ -1,0 +1,155 @@
+"""What every part of the job queue shares: result types, events, NOTIFY, backoff.
+
+The queue is split by responsibility: ``enqueue`` (triggers become jobs), ``claim`` (jobs
+go to servers, expired leases come back), ``jobs`` (the running attempt and operator
+actions), ``queue_read`` (what clients see: lists, positions, wait reasons, statistics) and
+``maintenance`` (retention and the periodic rescuer). ``JobStore`` in ``jobs`` joins them,
+so callers use ``store.jobs.<method>`` whatever module holds the method.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from psycopg.types.json import Jsonb
+
+from deployq.db import Connection
+from deployq.models import App, Job, JobStatus, NotifyEvent, RefType, Trigger
+from deployq.store.base import CHANNEL_JOBS, dumps
+
+if TYPE_CHECKING:
+    from deployq.store.base import Store
+
+#: pg_advisory_xact_lock key held while claiming or rescuing ("claim" in ASCII)
+CLAIM_LOCK_KEY = 0x636C61696D
+#: how many queued jobs one claim looks at before giving up on this round
+CLAIM_SCAN_LIMIT = 200
+
+JOB_SELECT = (
+    "SELECT j.*, s.name AS server_name FROM jobs j LEFT JOIN build_servers s ON s.id = j.server_id"
+)
+
+NOTIFY_VALUES = frozenset(e.value for e in NotifyEvent)
+
+#: job columns a worker may set through set_progress
+WORKER_FIELDS = frozenset(
+    {
+        "commit_sha",
+        "commit_message",
+        "commit_author",
+        "image_ref",
+        "image_digest",
+        "wait_reason",
+        "scan_summary",
+    }
+)
+
+
+@dataclass
+class EnqueueResult:
+    """What an enqueue did: the jobs (new or, for a redelivery, the existing ones)."""
+
+    jobs: list[Job] = field(default_factory=list)
+    created: bool = True
+    skipped: dict[str, str] = field(default_factory=dict)
+    """app name -> why that app does not build this trigger"""
+    superseded: list[int] = field(default_factory=list)
+    cancel_requested: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as the worker reports it."""
+
+    status: JobStatus
+    error: str | None = None
+    image_ref: str | None = None
+    image_digest: str | None = None
+    retryable: bool = True
+    scan_summary: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claimed job as the worker holds it; (id, attempt) is the fencing token."""
+
+    job: Job
+    app: App | None
+
+    @property
+    def id(self) -> int:
+        return self.job.id
+
+    @property
+    def attempt(self) -> int:
+        return self.job.attempt
+
+
+@dataclass(frozen=True)
+class HeartbeatResult:
+    """Which leases a heartbeat renewed, which are lost, which jobs must stop."""
+
+    renewed: set[int]
+    lost: set[int]
+    cancel: dict[int, bool]
+    """job id -> force, for jobs whose cancel was requested (in case a NOTIFY was lost)"""
+
+
+def wants_notification(app: App | None, event: NotifyEvent) -> bool:
+    """Whether ``event`` of a job of ``app`` may write outbox rows; False saves the
+    transaction that would hold them. Unknown (None) apps are asked by the outbox."""
+    if app is None:
+        return True
+    has_target = bool(app.notify_emails or app.notify_pusher or app.notify_webhook_url)
+    return has_target and event in app.notify_events
+
+
+class StorePart:
+    """Base of the JobStore parts: they all reach PostgreSQL through the Store's pool."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+
+def short_ref(trigger: Trigger) -> str:
+    """The branch column: ``main``, ``v1.2``, ``pr-7``."""
+    if trigger.ref_type is RefType.PULL_REQUEST:
+        parts = trigger.ref.split("/")
+        return f"pr-{parts[2]}" if len(parts) > 2 and parts[1] == "pull" else trigger.ref
+    return trigger.short_ref
+
+
+def backoff_s(attempt: int, base_s: float, factor: float, cap_s: float) -> float:
+    """Exponential backoff with equal jitter: between half and all of base·factor^(n-1)."""
+    delay = min(cap_s, base_s * factor ** max(0, attempt - 1))
+    return delay / 2 + random.uniform(0, delay / 2)
+
+
+async def add_event(
+    conn: Connection,
+    job_id: int,
+    kind: str,
+    *,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    actor: str | None = None,
+    message: str | None = None,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Append a row to the job's timeline (inside the caller's transaction)."""
+    await conn.execute(
+        "INSERT INTO job_events (job_id, kind, from_status, to_status, actor, message, data) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (job_id, kind, from_status, to_status, actor, message, Jsonb(data) if data else None),
+    )
+
+
+async def notify_job(conn: Connection, job: Job | dict[str, Any], kind: str) -> None:
+    """NOTIFY CHANNEL_JOBS that a job changed (delivered when the transaction commits)."""
+    if isinstance(job, Job):
+        payload = {"id": job.id, "app": job.app_name, "status": job.status.value, "kind": kind}
+    else:
+        payload = {"id": job["id"], "app": job["app_name"], "status": job["status"], "kind": kind}
+    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_JOBS, dumps(payload)))

@@ -1,0 +1,127 @@
+"""Retention (prune) and the periodic loops the worker side runs: pruner and rescuer.
+
+Retention keeps the ``jobs`` rows (the history: who built what, when, with which result
+and digest stay queryable forever, and they are small) and deletes, for jobs finished
+before the cutoff, their log lines, their timeline events and their notification outbox
+rows that are done (sent or failed). Each pruned job is marked ``pruned_at``. Work goes in
+batches of PRUNE_BATCH_JOBS jobs, one short transaction each, so pruning a year of history
+never holds locks for long; batches lock their jobs with SKIP LOCKED, so several workers may
+prune at once without doing the same work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable, Coroutine
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import psycopg
+
+from deployq.store.job_common import StorePart
+
+if TYPE_CHECKING:
+    from deployq.store.base import Store
+
+log = logging.getLogger(__name__)
+
+#: jobs whose logs/events one prune transaction deletes
+PRUNE_BATCH_JOBS = 200
+#: how often the worker-side pruner runs (the first run is a minute after start)
+PRUNE_INTERVAL_S = 3600.0
+PRUNE_FIRST_DELAY_S = 60.0
+
+#: ``async def run(stop)``, as deployq.service.Component (the store does not import service)
+Component = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+
+_PRUNE_BATCH = """
+WITH batch AS (
+    SELECT id FROM jobs
+    WHERE finished_at IS NOT NULL AND pruned_at IS NULL AND finished_at < now() - %(age)s
+    ORDER BY finished_at LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), logs AS (
+    DELETE FROM job_logs WHERE job_id IN (SELECT id FROM batch) RETURNING 1
+), events AS (
+    DELETE FROM job_events WHERE job_id IN (SELECT id FROM batch) RETURNING 1
+), outbox AS (
+    DELETE FROM notifications WHERE job_id IN (SELECT id FROM batch)
+    AND status IN ('sent', 'failed') RETURNING 1
+), marked AS (
+    UPDATE jobs SET pruned_at = now() WHERE id IN (SELECT id FROM batch) RETURNING 1
+)
+SELECT (SELECT count(*) FROM marked) AS jobs, (SELECT count(*) FROM logs) AS log_lines,
+       (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM outbox) AS notifications
+"""
+
+
+class MaintenancePart(StorePart):
+    """``prune`` of JobStore."""
+
+    async def prune(
+        self, older_than_s: float, *, batch_size: int = PRUNE_BATCH_JOBS
+    ) -> dict[str, int]:
+        """Delete the logs, events and done notifications of jobs finished more than
+        ``older_than_s`` ago (the job rows stay). Returns what was deleted, by kind."""
+        totals = {"jobs": 0, "log_lines": 0, "events": 0, "notifications": 0}
+        params = {"age": timedelta(seconds=older_than_s), "batch": batch_size}
+        while True:
+            async with self.store.pool.connection() as conn:
+                row = await (await conn.execute(_PRUNE_BATCH, params)).fetchone()
+            assert row is not None
+            for key in totals:
+                totals[key] += int(row[key])
+            if int(row["jobs"]) < batch_size:
+                return totals
+
+
+def prune_component(
+    store: Store,
+    *,
+    interval_s: float = PRUNE_INTERVAL_S,
+    first_delay_s: float = PRUNE_FIRST_DELAY_S,
+) -> Component:
+    """A loop that prunes past ``settings.retention`` every ``interval_s`` until stopped."""
+
+    async def run(stop: asyncio.Event) -> None:
+        delay = first_delay_s
+        while not await _wait(stop, delay):
+            try:
+                counts = await store.jobs.prune(store.settings.retention)
+                if counts["jobs"]:
+                    log.info("pruned logs and events of %(jobs)d finished jobs", counts)
+            except psycopg.Error as exc:
+                log.warning("prune failed (will try again): %s", exc)
+            delay = interval_s * random.uniform(0.9, 1.1)
+
+    return run
+
+
+def rescuer_component(store: Store, *, interval_s: float | None = None) -> Component:
+    """A loop that takes back jobs with expired leases every lease TTL / 2 until stopped.
+
+    The claim rescues as well; this loop bounds the delay when no worker is claiming
+    (e.g. every worker is busy), so a dead worker's jobs are back within two lease TTLs.
+    """
+
+    async def run(stop: asyncio.Event) -> None:
+        every = interval_s or store.settings.lease_ttl / 2
+        while not await _wait(stop, every * random.uniform(0.8, 1.0)):
+            try:
+                rescued = await store.jobs.rescue_expired()
+                if rescued:
+                    log.warning("took back %d jobs whose worker stopped answering", len(rescued))
+            except psycopg.Error as exc:
+                log.warning("rescue failed (will try again): %s", exc)
+
+    return run
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+    """Sleep up to ``seconds``; True as soon as ``stop`` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()

@@ -1,0 +1,117 @@
+"""Why a queued job is waiting, in the words every client shows.
+
+The first reason that applies wins: a retry delay, the app's concurrency, the servers
+(none fits, draining, unhealthy, full), what a worker recorded (e.g. low disk), and
+finally the jobs ahead of it.
+"""
+
+from __future__ import annotations
+
+import builtins
+from typing import Any
+
+from deployq.store.job_common import StorePart
+from deployq.store.queue_read import human_duration
+
+_QUEUED = """
+SELECT j.id, j.app_id, j.priority, j.run_after, j.attempt, j.wait_reason,
+       greatest(0, extract(epoch FROM j.run_after - now()))::float8 AS due_in_s,
+       a.concurrency, a.required_arch, a.required_labels,
+       (SELECT coalesce(array_agg(r.id ORDER BY r.id), '{}') FROM jobs r
+         WHERE r.app_id = j.app_id AND r.status = 'running') AS app_running,
+       (SELECT count(*) FROM jobs q WHERE q.status = 'queued' AND q.run_after <= now()
+         AND (q.priority > j.priority OR (q.priority = j.priority
+              AND (q.run_after, q.id) < (j.run_after, j.id)))) AS ahead
+FROM jobs j LEFT JOIN apps a ON a.id = j.app_id
+WHERE j.id = ANY(%s) AND j.status = 'queued'
+"""
+
+_SERVERS = """
+SELECT s.name, s.arch, s.labels, s.healthy, s.draining, s.capacity,
+       (SELECT count(*) FROM jobs r WHERE r.server_id = s.id AND r.status = 'running') AS running
+FROM build_servers s ORDER BY s.name
+"""
+
+
+class WaitReasonPart(StorePart):
+    """``wait_reason``, ``wait_reasons`` and ``set_wait_reason`` of JobStore."""
+
+    async def wait_reasons(self, job_ids: builtins.list[int]) -> dict[int, str]:
+        """job id -> why it waits, for the queued ones among ``job_ids``."""
+        if not job_ids:
+            return {}
+        async with self.store.pool.connection() as conn:
+            jobs = await (await conn.execute(_QUEUED, (list(job_ids),))).fetchall()
+            if not jobs:
+                return {}
+            servers = await (await conn.execute(_SERVERS)).fetchall()
+        return {int(j["id"]): _reason(j, servers) for j in jobs}
+
+    async def wait_reason(self, job_id: int) -> str | None:
+        """Why this job waits; None unless it is queued."""
+        return (await self.wait_reasons([job_id])).get(job_id)
+
+    async def set_wait_reason(self, job_ids: builtins.list[int], reason: str | None) -> int:
+        """Record why queued jobs cannot start (a worker's view, e.g. "low disk on local");
+        None clears it. Returns how many queued jobs changed."""
+        async with self.store.pool.connection() as conn:
+            cur = await conn.execute(
+                "UPDATE jobs SET wait_reason = %s, updated_at = now() "
+                "WHERE id = ANY(%s) AND status = 'queued' "
+                "AND wait_reason IS DISTINCT FROM %s",
+                (reason, list(job_ids), reason),
+            )
+        return cur.rowcount
+
+
+def _reason(job: dict[str, Any], servers: list[dict[str, Any]]) -> str:
+    due_in = float(job["due_in_s"])
+    if due_in >= 1:
+        verb = "retry" if int(job["attempt"]) > 0 else "starts"
+        return f"{verb} in {human_duration(due_in)}"
+    running = [int(i) for i in job["app_running"]]
+    concurrency = job["concurrency"]
+    if concurrency is not None and len(running) >= int(concurrency):
+        if int(concurrency) == 1:
+            return f"app serialised behind #{running[0]}"
+        shown = ", ".join(f"#{i}" for i in running)
+        return f"app at its concurrency limit of {concurrency} ({shown} running)"
+    server_reason = _server_reason(job, servers)
+    if server_reason is not None:
+        return server_reason
+    if job["wait_reason"]:
+        return str(job["wait_reason"])
+    ahead = int(job["ahead"])
+    if ahead:
+        return f"{ahead} job{'s' if ahead != 1 else ''} ahead in the queue"
+    return "next in line: waiting for a worker to claim it"
+
+
+def _server_reason(job: dict[str, Any], servers: list[dict[str, Any]]) -> str | None:
+    arch = job["required_arch"] or None
+    labels = set(job["required_labels"] or [])
+    if not servers:
+        return "no build server registered: add one with `deployq server add`"
+    fitting = [
+        s for s in servers if (arch is None or s["arch"] == arch) and labels <= set(s["labels"])
+    ]
+    wanted = " and ".join(
+        part
+        for part in (
+            f"arch {arch}" if arch else "",
+            f"label{'s' if len(labels) > 1 else ''} {', '.join(sorted(labels))}" if labels else "",
+        )
+        if part
+    )
+    if not fitting:
+        return f"no healthy server with {wanted}" if wanted else "no build server fits"
+    usable = [s for s in fitting if s["healthy"] and not s["draining"]]
+    if not usable:
+        draining = [s["name"] for s in fitting if s["draining"]]
+        if draining:
+            names = ", ".join(draining)
+            return f"server{'s' if len(draining) > 1 else ''} {names} draining"
+        return f"no healthy server with {wanted}" if wanted else "no healthy build server"
+    if all(int(s["running"]) >= int(s["capacity"]) for s in usable):
+        return "all matching servers full"
+    return None

@@ -1,0 +1,95 @@
+"""How the console writes things: status colours, progress bars, durations, ages.
+
+Pure functions of their arguments (``now`` is always passed in), so a frozen clock gives
+the same screen every time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rich.text import Text
+
+from deployq.models import Job, JobStatus
+
+#: cells of the progress bar in the queue table
+PROGRESS_BAR_CELLS = 5
+
+#: colours from the 256-colour palette's standard names, readable on dark and light terminals
+STATUS_STYLE: dict[JobStatus, str] = {
+    JobStatus.QUEUED: "yellow",
+    JobStatus.RUNNING: "bold cyan",
+    JobStatus.SUCCEEDED: "green",
+    JobStatus.FAILED: "bold red",
+    JobStatus.TIMED_OUT: "red",
+    JobStatus.CANCELLED: "magenta",
+    JobStatus.SUPERSEDED: "bright_black",
+}
+
+#: pinned order in the queue: running, then queued, then everything else
+STATUS_RANK: dict[JobStatus, int] = {JobStatus.RUNNING: 0, JobStatus.QUEUED: 1}
+
+
+def status_text(status: JobStatus, *, cancel_requested: bool = False) -> Text:
+    label = status.value.replace("_", " ")
+    if cancel_requested and status is JobStatus.RUNNING:
+        label = "stopping"
+    return Text(label, style=STATUS_STYLE[status])
+
+
+def progress_bar(percent: int, cells: int = PROGRESS_BAR_CELLS) -> str:
+    """``███░░ 60%``"""
+    percent = max(0, min(100, percent))
+    full = round(percent * cells / 100)
+    return "█" * full + "░" * (cells - full) + f" {percent:>3}%"
+
+
+def duration(seconds: float | None) -> str:
+    """``45s``, ``3m12s``, ``1h05m``, ``2d03h``; empty when unknown."""
+    if seconds is None:
+        return ""
+    total = int(max(0.0, seconds))
+    if total < 60:
+        return f"{total}s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def age(at: datetime | None, now: datetime) -> str:
+    """How long ago ``at`` was, e.g. ``12s ago``; ``never`` when None."""
+    if at is None:
+        return "never"
+    return duration((now - at).total_seconds()) + " ago"
+
+
+def job_time(job: Job, now: datetime) -> str:
+    """Waiting time while queued, elapsed time while running, duration once finished."""
+    if job.status is JobStatus.QUEUED:
+        return duration((now - job.enqueued_at).total_seconds())
+    if job.status is JobStatus.RUNNING and job.started_at is not None:
+        return duration((now - job.started_at).total_seconds())
+    return duration(job.duration_s)
+
+
+def job_progress(job: Job) -> str:
+    if job.status is JobStatus.QUEUED or job.started_at is None:
+        return ""
+    return progress_bar(job.progress)
+
+
+def priority_name(value: int) -> str:
+    return {0: "low", 1: "normal", 2: "high", 3: "critical"}.get(value, str(value))
+
+
+def one_line(text: str | None, width: int) -> str:
+    """The first line of ``text``, cut to ``width`` cells with an ellipsis."""
+    if not text:
+        return ""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= width else first[: max(0, width - 1)] + "…"

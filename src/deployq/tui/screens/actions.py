@@ -1,0 +1,151 @@
+"""The verbs on a job, shared by the queue and the job view: c r + - d (and C, force).
+
+Every verb goes through a store method that takes ``actor=``, so job_events records the
+operator's user name. Destructive verbs ask first; a read-only console has none of them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual.binding import Binding, BindingType
+
+from deployq.models import Job, JobStatus, Priority, RefType, Trigger, TriggerKind
+from deployq.tui.screens.base import LiveScreen
+from deployq.tui.screens.confirm import ConfirmScreen
+from deployq.tui.screens.deploy import DeployRequest, DeployScreen
+
+PRIO = Binding.Group("Prio", compact=True)
+
+
+class JobActionsScreen(LiveScreen):
+    """A view with a current job and the verbs that act on it."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "cancel", "Cancel", id="cancel", tooltip="cancel the job (asks first)"),
+        Binding(
+            "C", "force_cancel", "Kill", id="force_cancel", tooltip="force-cancel (asks first)"
+        ),
+        Binding("r", "retry", "Retry", id="retry", tooltip="queue a new attempt"),
+        Binding(
+            "plus", "priority_up", "Prio+", id="priority_up", tooltip="raise priority", group=PRIO
+        ),
+        Binding(
+            "minus",
+            "priority_down",
+            "Prio-",
+            id="priority_down",
+            tooltip="lower priority",
+            group=PRIO,
+        ),
+        Binding("d", "deploy", "Deploy", id="deploy", tooltip="build an app from a ref"),
+    ]
+
+    def current_job(self) -> Job | None:
+        """The job the verbs act on."""
+        raise NotImplementedError
+
+    def _target(self) -> Job | None:
+        if self.dq.refuse_if_read_only():
+            return None
+        job = self.current_job()
+        if job is None:
+            self.notify("no job selected", severity="warning")
+        return job
+
+    def action_cancel(self) -> None:
+        self._ask_cancel(force=False)
+
+    def action_force_cancel(self) -> None:
+        self._ask_cancel(force=True)
+
+    def _ask_cancel(self, *, force: bool) -> None:
+        job = self._target()
+        if job is None:
+            return
+        if job.status.is_final:
+            self.notify(f"job #{job.id} is {job.status.value} already", severity="warning")
+            return
+        what = "Force-cancel (kill the build of)" if force else "Cancel"
+        question = f"{what} job #{job.id} — {job.app_name} {job.branch} ({job.status.value})?"
+
+        async def answered(yes: bool | None) -> None:
+            if not yes:
+                return
+            done = await self.dq.attempt(
+                self.dq.store.jobs.cancel(job.id, actor=self.dq.user, force=force)
+            )
+            if done is not None:
+                state = "cancelled" if done.status is JobStatus.CANCELLED else "asked to stop"
+                self.notify(f"job #{job.id} {state}")
+
+        self.app.push_screen(
+            ConfirmScreen(question, verb="Force cancel" if force else "Cancel"), answered
+        )
+
+    async def action_retry(self) -> None:
+        job = self._target()
+        if job is None:
+            return
+        new = await self.dq.attempt(self.dq.store.jobs.retry(job.id, actor=self.dq.user))
+        if new is not None:
+            self.notify(f"job #{job.id} retried as #{new.id}")
+
+    async def action_priority_up(self) -> None:
+        await self._shift_priority(+1)
+
+    async def action_priority_down(self) -> None:
+        await self._shift_priority(-1)
+
+    async def _shift_priority(self, step: int) -> None:
+        job = self._target()
+        if job is None:
+            return
+        value = int(job.priority) + step
+        if not int(Priority.LOW) <= value <= int(Priority.CRITICAL):
+            self.notify(f"job #{job.id} is {job.priority.name.lower()} already")
+            return
+        changed = await self.dq.attempt(
+            self.dq.store.jobs.set_priority(job.id, Priority(value), actor=self.dq.user)
+        )
+        if changed is not None:
+            self.notify(f"job #{job.id} priority {changed.priority.name.lower()}")
+
+    async def action_deploy(self) -> None:
+        if self.dq.refuse_if_read_only():
+            return
+        apps = await self.dq.attempt(self.dq.store.apps.list())
+        if apps is None:
+            return
+        if not apps:
+            self.notify("no apps yet: add one with `deployq app add`", severity="warning")
+            return
+        job = self.current_job()
+        choices = {
+            a.name: (a.branches[0] if a.branches and "*" not in a.branches[0] else "main")
+            for a in apps
+        }
+        self.app.push_screen(DeployScreen(choices, app=job.app_name if job else None), self._deploy)
+
+    async def _deploy(self, request: DeployRequest | None) -> None:
+        if request is None:
+            return
+        ref_type = RefType.TAG if request.ref.startswith("refs/tags/") else RefType.BRANCH
+        trigger = Trigger(
+            kind=TriggerKind.MANUAL,
+            provider="manual",
+            app=request.app,
+            ref=request.ref,
+            ref_type=ref_type,
+            priority=request.priority,
+            actor=self.dq.user,
+        )
+        result = await self.dq.attempt(self.dq.store.jobs.enqueue(trigger))
+        if result is None:
+            return
+        if result.jobs:
+            ids = ", ".join(f"#{j.id}" for j in result.jobs)
+            self.notify(f"{request.app} {trigger.short_ref} queued: {ids}")
+        else:
+            reasons = "; ".join(result.skipped.values()) or "nothing to build"
+            self.notify(f"{request.app} not queued: {reasons}", severity="warning")

@@ -1,0 +1,262 @@
+"""One job: details, step timeline, events, and its log following live."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import Footer, Input, Static
+
+from deployq.models import Job, JobStatus, Step
+from deployq.tui import format as fmt
+from deployq.tui.screens.actions import JobActionsScreen
+from deployq.tui.widgets.banner import Banner
+from deployq.tui.widgets.logview import LogView
+
+#: lines the view keeps; older ones are dropped (memory stays bounded however long the log)
+LOG_MAX_LINES = 10_000
+#: lines read per query while catching up
+LOG_BATCH = 5_000
+#: events shown under the timeline
+EVENTS_SHOWN = 3
+
+
+class JobScreen(JobActionsScreen):
+    VIEW = "job"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="back"),
+        Binding("f,end", "follow", "Follow", id="follow"),
+        Binding("slash", "search", "Search", id="search"),
+        Binding("n", "next_match", "Next", id="next_match"),
+        Binding("N", "previous_match", "Prev", id="previous_match", show=False),
+    ]
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.job: Job | None = None
+        self.events: list[dict[str, Any]] = []
+        self.seq = 0
+        """Last log line shown."""
+        self._log_target = 0
+        self._fetching = False
+        self._match: int | None = None
+        self.waiting: str | None = None
+        """Queue position and wait reason, while queued."""
+
+    def compose(self) -> ComposeResult:
+        yield Banner()
+        yield Static(f"job #{self.job_id}", id="job-head")
+        yield Static("", id="job-error")
+        yield Static("", id="timeline")
+        yield Input(placeholder="search the log (enter: find, n/N: next/previous)", id="search")
+        yield LogView(max_lines=LOG_MAX_LINES, id="log")
+        yield Footer()
+
+    @property
+    def log_view(self) -> LogView:
+        return self.query_one("#log", LogView)
+
+    def on_mount(self) -> None:
+        self.query_one("#search", Input).display = False
+        self.query_one("#job-error", Static).display = False
+        self.log_view.focus()
+        self.dq.last_job_id = self.job_id
+        self.resync()
+
+    def current_job(self) -> Job | None:
+        return self.job
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def resync(self) -> None:
+        self.load_job()
+
+    @work(exclusive=True, group="job-load", exit_on_error=False)
+    async def load_job(self) -> None:
+        store = self.dq.store
+        job = await self.dq.attempt(store.jobs.get(self.job_id))
+        if job is None:
+            return
+        self.job = job
+        await self._load_extras()
+        if self.seq == 0:
+            lines = await self.dq.attempt(store.logs.tail(self.job_id, LOG_MAX_LINES))
+            if lines:
+                self.seq = lines[-1].seq
+                self.log_view.write_lines([line.line for line in lines])
+        self.loaded.set()
+        # lines written while the tail was read, or while disconnected
+        last = await self.dq.attempt(store.logs.last_seq(self.job_id))
+        if last is not None:
+            self.logs_appended(self.job_id, last)
+
+    def logs_appended(self, job_id: int, seq: int) -> None:
+        if job_id != self.job_id or not self.loaded.is_set():
+            return
+        self._log_target = max(self._log_target, seq)
+        if not self._fetching and self._log_target > self.seq:
+            self._fetching = True
+            self._catch_up()
+
+    @work(group="job-log", exit_on_error=False)
+    async def _catch_up(self) -> None:
+        """Read new lines in batches until the view has every line announced."""
+        try:
+            while self.seq < self._log_target:
+                if self._log_target - self.seq > LOG_MAX_LINES:
+                    # too far behind to show it all: skip to what the view would keep
+                    self.seq = self._log_target - LOG_MAX_LINES
+                lines = await self.dq.attempt(
+                    self.dq.store.logs.read(self.job_id, after=self.seq, limit=LOG_BATCH)
+                )
+                if not lines:
+                    break
+                self.seq = lines[-1].seq
+                self.log_view.write_lines([line.line for line in lines])
+        finally:
+            self._fetching = False
+
+    def jobs_changed(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            if job.id == self.job_id:
+                self.job = job
+                self._render_job()
+                self._reload_extras()
+
+    @work(exclusive=True, group="job-events", exit_on_error=False)
+    async def _reload_extras(self) -> None:
+        await self._load_extras()
+
+    async def _load_extras(self) -> None:
+        """Events, and while queued the position and the reason it waits."""
+        store = self.dq.store
+        events = await self.dq.attempt(store.jobs.events(self.job_id))
+        if events is not None:
+            self.events = events
+        self.waiting = None
+        if self.job is not None and self.job.status is JobStatus.QUEUED:
+            position = await self.dq.attempt(store.jobs.queue_position(self.job_id))
+            reason = await self.dq.attempt(store.jobs.wait_reason(self.job_id))
+            parts = []
+            if position is not None:
+                parts.append(f"position {position.position} ({position.ahead} ahead)")
+            if reason:
+                parts.append(reason)
+            self.waiting = " · ".join(parts) or None
+        self._render_job()
+
+    def clock_tick(self) -> None:
+        if self.job is not None and not self.job.status.is_final:
+            self._render_job()
+
+    # -- rendering -------------------------------------------------------------------------
+
+    def _render_job(self) -> None:
+        job = self.job
+        if job is None:
+            return
+        now = self.dq.clock()
+        head = Text.assemble(
+            (f"#{job.id} ", "bold"),
+            (job.app_name, "bold"),
+            f" {job.branch}",
+            (f"@{job.short_sha}" if job.commit_sha else "", "dim"),
+            "  ",
+            fmt.status_text(job.status, cancel_requested=job.cancel_requested),
+            f"  {fmt.job_progress(job)}  {job.step or ''}".rstrip(),
+            "\n",
+            (
+                f"{job.trigger.value} by {job.pusher or '–'} · priority "
+                f"{fmt.priority_name(int(job.priority))} · attempt {job.attempt}/"
+                f"{job.max_attempts} · server {job.server_name or '–'} · "
+                f"time {fmt.job_time(job, now) or '–'}"
+            ),
+            "\n",
+            (fmt.one_line(job.commit_message, 200) or "(no commit message)", "italic"),
+            no_wrap=True,
+            overflow="ellipsis",
+        )
+        if job.status is JobStatus.QUEUED and self.waiting:
+            head.append(f"\nwaiting: {self.waiting}", style="yellow")
+        if job.image_ref:
+            head.append(f"\nimage {job.image_ref}", style="green")
+            if job.image_digest:
+                head.append(f"@{job.image_digest[:19]}", style="dim green")
+        self.query_one("#job-head", Static).update(head)
+        error = self.query_one("#job-error", Static)
+        error.display = bool(job.error) and job.status is not JobStatus.SUCCEEDED
+        if job.error:
+            error.update(Text(job.error, style="bold red"))
+        self.query_one("#timeline", Static).update(self._timeline(job))
+
+    def _timeline(self, job: Job) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        for index, step in enumerate(Step):
+            name = step.value
+            if index:
+                text.append(" → ", style="dim")
+            if name in job.step_durations:
+                text.append(f"{name} {fmt.duration(job.step_durations[name])}", style="green")
+            elif name == job.step and job.status is JobStatus.RUNNING:
+                text.append(f"▶ {name}", style="bold cyan")
+            elif name == job.step and job.status.is_final:
+                text.append(f"✗ {name}", style="bold red")
+            else:
+                text.append(name, style="dim")
+        for event in self.events[-EVENTS_SHOWN:]:
+            at = event["at"].astimezone(self.dq.clock().tzinfo).strftime("%H:%M:%S")
+            who = f" by {event['actor']}" if event.get("actor") else ""
+            message = f": {fmt.one_line(event.get('message'), 60)}" if event.get("message") else ""
+            text.append(f"\n{at} {event['kind']}{who}{message}", style="dim")
+        return text
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def action_back(self) -> None:
+        search = self.query_one("#search", Input)
+        if search.has_focus:
+            search.display = False
+            self.log_view.focus()
+            return
+        self.app.pop_screen()
+
+    def action_follow(self) -> None:
+        self.log_view.follow()
+
+    def action_search(self) -> None:
+        search = self.query_one("#search", Input)
+        search.display = True
+        search.focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        term = event.value.strip()
+        self.log_view.set_term(term)
+        self._match = None
+        self.log_view.focus()
+        if term:
+            self._find(backwards=False)
+
+    def action_next_match(self) -> None:
+        self._find(backwards=False)
+
+    def action_previous_match(self) -> None:
+        self._find(backwards=True)
+
+    def _find(self, *, backwards: bool) -> None:
+        term = self.log_view.marker.term
+        if not term:
+            self.action_search()
+            return
+        start = self._match if self._match is not None else self.log_view.scroll_offset.y
+        if self._match is None and not backwards:
+            start -= 1
+        found = self.log_view.find(term, start=start, backwards=backwards)
+        if found is None:
+            self.notify(f"{term!r} is not in the last {LOG_MAX_LINES:,} lines", severity="warning")
+            return
+        self._match = found
+        self.log_view.show_line(found)

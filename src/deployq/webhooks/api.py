@@ -1,0 +1,306 @@
+"""The REST API, /api/v1 (DESIGN.md §6). Every route and its scope is in ROUTES, from which
+the router and the OpenAPI document's security requirements are built."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from deployq.models import App, Job, JobStatus, Priority, RefType, TokenScope, Trigger, TriggerKind
+from deployq.webhooks.auth import actor_of, requires
+from deployq.webhooks.errors import ApiError
+from deployq.webhooks.replay import replay_stored
+from deployq.webhooks.sse import LogHub, stream_logs
+from deployq.webhooks.state import STATE_KEY
+
+HUB_KEY = web.AppKey("deployq_log_hub", LogHub)
+MAX_ID = 2**63 - 1
+MAX_LIMIT = 500
+_SHA_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
+_GLOB_CHARS = frozenset("*?[")
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    scope: TokenScope
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def _int_param(
+    value: str | None, name: str, *, default: int | None = None, low: int = 1, high: int = MAX_ID
+) -> int | None:
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ApiError(400, "invalid_input", f"{name} must be an integer") from None
+    if not low <= number <= high:
+        raise ApiError(400, "invalid_input", f"{name} must be between {low} and {high}")
+    return number
+
+
+def _path_id(request: web.Request) -> int:
+    """The {id} of the path; 404 (not 500) for ids no row can have."""
+    raw = request.match_info["id"]
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+        raise ApiError(404, "not_found", f"no object with id {raw!r}")
+    return int(raw)
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    """The body as a JSON object; an empty body is {}."""
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_input", "the body must be a JSON object")
+    return data
+
+
+def _reject_unknown(data: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_input",
+            f"unknown field(s) {', '.join(unknown)}; allowed: " + ", ".join(sorted(allowed)),
+        )
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    data = job.model_dump(mode="json")
+    data["duration_s"] = job.duration_s
+    return data
+
+
+def app_json(app: App) -> dict[str, Any]:
+    """An app without its secrets: only whether they are set, and the names of build secrets."""
+    data = app.model_dump(mode="json")
+    data.pop("webhook_secret", None)
+    data.pop("notify_webhook_secret", None)
+    data["has_webhook_secret"] = app.webhook_secret is not None
+    data["build_secrets"] = sorted(app.build_secrets)
+    return data
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+# -- apps and deployments -------------------------------------------------------------------
+
+
+@requires(TokenScope.READ)
+async def list_apps(request: web.Request) -> web.Response:
+    apps = await request.app[STATE_KEY].store.apps.list()
+    return _json({"apps": [app_json(a) for a in apps]})
+
+
+@requires(TokenScope.READ)
+async def get_app(request: web.Request) -> web.Response:
+    app = await request.app[STATE_KEY].store.apps.get(request.match_info["app"])
+    return _json(app_json(app))
+
+
+@requires(TokenScope.DEPLOY)
+async def create_deployment(request: web.Request) -> web.Response:
+    """Manual trigger: {"ref"?, "commit"?, "priority"?} -> 202 {"jobs": [...]}."""
+    store = request.app[STATE_KEY].store
+    data = await _json_body(request)
+    _reject_unknown(data, {"ref", "commit", "priority"})
+    app = await store.apps.get(request.match_info["app"])
+    ref = data.get("ref")
+    commit = data.get("commit")
+    priority_raw = data.get("priority")
+    if ref is not None and (not isinstance(ref, str) or not ref.strip() or "\0" in ref):
+        raise ApiError(400, "invalid_input", "ref must be a branch, tag or full ref name")
+    if commit is not None and (not isinstance(commit, str) or not _SHA_RE.match(commit)):
+        raise ApiError(400, "invalid_input", "commit must be 7 to 64 hexadecimal characters")
+    priority: Priority | None = None
+    if priority_raw is not None:
+        if isinstance(priority_raw, bool) or not isinstance(priority_raw, str | int):
+            raise ApiError(400, "invalid_input", "priority is low, normal, high or critical")
+        try:
+            priority = Priority.parse(priority_raw)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_input", str(exc)) from exc
+    if ref is None:
+        default = app.branches[0] if app.branches else ""
+        if not default or _GLOB_CHARS & set(default):
+            raise ApiError(
+                400,
+                "invalid_input",
+                f"app {app.name} has no single default branch ({', '.join(app.branches)}); "
+                "give a ref",
+            )
+        ref = default
+    full_ref = ref if ref.startswith("refs/") else f"refs/heads/{ref}"
+    ref_type = RefType.TAG if full_ref.startswith("refs/tags/") else RefType.BRANCH
+    trigger = Trigger(
+        kind=TriggerKind.MANUAL,
+        provider="manual",
+        app=app.name,
+        ref=full_ref,
+        ref_type=ref_type,
+        commit_sha=commit.lower() if commit else None,
+        priority=priority,
+        actor=actor_of(request),
+    )
+    result = await store.jobs.enqueue(trigger)
+    return _json({"jobs": [job_json(j) for j in result.jobs]}, status=202)
+
+
+# -- jobs -------------------------------------------------------------------------------------
+
+
+@requires(TokenScope.READ)
+async def list_jobs(request: web.Request) -> web.Response:
+    store = request.app[STATE_KEY].store
+    query = request.query
+    statuses: list[JobStatus] | None = None
+    if query.get("status"):
+        try:
+            statuses = [JobStatus(s.strip()) for s in query["status"].split(",") if s.strip()]
+        except ValueError:
+            raise ApiError(
+                400,
+                "invalid_input",
+                "status is a comma-separated list of " + ", ".join(s.value for s in JobStatus),
+            ) from None
+    limit = _int_param(query.get("limit"), "limit", default=50, high=MAX_LIMIT)
+    before = _int_param(query.get("before"), "before")
+    jobs = await store.jobs.list(
+        status=statuses, app=query.get("app") or None, before_id=before, limit=limit or 50
+    )
+    return _json({"jobs": [job_json(j) for j in jobs]})
+
+
+@requires(TokenScope.READ)
+async def get_job(request: web.Request) -> web.Response:
+    store = request.app[STATE_KEY].store
+    job = await store.jobs.get(_path_id(request))
+    data = job_json(job)
+    if job.status is JobStatus.QUEUED:
+        data["wait_reason"] = await store.jobs.wait_reason(job.id) or job.wait_reason
+        position = await store.jobs.queue_position(job.id)
+        data["queue_position"] = position.model_dump(mode="json") if position else None
+    data["events"] = [
+        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in e.items()}
+        for e in await store.jobs.events(job.id)
+    ]
+    return _json(data)
+
+
+@requires(TokenScope.READ)
+async def job_logs(request: web.Request) -> web.StreamResponse:
+    """text/plain; with Accept: text/event-stream, follow live (resume with Last-Event-ID)."""
+    state = request.app[STATE_KEY]
+    job_id = _path_id(request)
+    after = _int_param(request.query.get("after"), "after", default=0, low=0, high=2**31 - 1)
+    if "text/event-stream" in request.headers.get("Accept", ""):
+        last = request.headers.get("Last-Event-ID", "").strip()
+        if last:
+            after = _int_param(last, "Last-Event-ID", low=0, high=2**31 - 1)
+        return await stream_logs(request, state.store, request.app[HUB_KEY], job_id, after or 0)
+    await state.store.jobs.get(job_id)
+    lines = await state.store.logs.read(job_id, after=after or 0, limit=100_000)
+    text = "".join(line.line + "\n" for line in lines)
+    return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
+
+@requires(TokenScope.DEPLOY)
+async def cancel_job(request: web.Request) -> web.Response:
+    data = await _json_body(request)
+    _reject_unknown(data, {"force"})
+    force = data.get("force", False)
+    if not isinstance(force, bool):
+        raise ApiError(400, "invalid_input", "force must be true or false")
+    job = await request.app[STATE_KEY].store.jobs.cancel(
+        _path_id(request), actor=actor_of(request), force=force
+    )
+    return _json(job_json(job))
+
+
+@requires(TokenScope.DEPLOY)
+async def retry_job(request: web.Request) -> web.Response:
+    job = await request.app[STATE_KEY].store.jobs.retry(_path_id(request), actor=actor_of(request))
+    return _json(job_json(job), status=202)
+
+
+# -- queue, servers, deliveries ----------------------------------------------------------------
+
+
+@requires(TokenScope.READ)
+async def queue_stats(request: web.Request) -> web.Response:
+    stats = await request.app[STATE_KEY].store.jobs.stats()
+    return _json(stats.model_dump(mode="json"))
+
+
+@requires(TokenScope.READ)
+async def list_servers(request: web.Request) -> web.Response:
+    servers = await request.app[STATE_KEY].store.servers.list()
+    return _json({"servers": [s.model_dump(mode="json") for s in servers]})
+
+
+@requires(TokenScope.READ)
+async def list_deliveries(request: web.Request) -> web.Response:
+    query = request.query
+    limit = _int_param(query.get("limit"), "limit", default=50, high=MAX_LIMIT)
+    before = _int_param(query.get("before"), "before")
+    provider = query.get("provider") or None
+    deliveries = await request.app[STATE_KEY].store.deliveries.list(
+        limit=limit or 50, before_id=before, provider=provider
+    )
+    return _json({"deliveries": [d.model_dump(mode="json") for d in deliveries]})
+
+
+@requires(TokenScope.READ)
+async def get_delivery(request: web.Request) -> web.Response:
+    stored = await request.app[STATE_KEY].store.deliveries.get(_path_id(request))
+    data = stored.delivery.model_dump(mode="json")
+    data["headers"] = stored.headers
+    data["replayable"] = stored.body is not None
+    return _json(data)
+
+
+@requires(TokenScope.ADMIN)
+async def replay_delivery(request: web.Request) -> web.Response:
+    reply = await replay_stored(request.app[STATE_KEY], _path_id(request))
+    return _json({**reply.body, "result": reply.result}, status=reply.status)
+
+
+ROUTES: list[Route] = [
+    Route("GET", "/api/v1/apps", list_apps, TokenScope.READ),
+    Route("GET", "/api/v1/apps/{app}", get_app, TokenScope.READ),
+    Route("POST", "/api/v1/apps/{app}/deployments", create_deployment, TokenScope.DEPLOY),
+    Route("GET", "/api/v1/jobs", list_jobs, TokenScope.READ),
+    Route("GET", "/api/v1/jobs/{id}", get_job, TokenScope.READ),
+    Route("GET", "/api/v1/jobs/{id}/logs", job_logs, TokenScope.READ),
+    Route("POST", "/api/v1/jobs/{id}/cancel", cancel_job, TokenScope.DEPLOY),
+    Route("POST", "/api/v1/jobs/{id}/retry", retry_job, TokenScope.DEPLOY),
+    Route("GET", "/api/v1/queue/stats", queue_stats, TokenScope.READ),
+    Route("GET", "/api/v1/servers", list_servers, TokenScope.READ),
+    Route("GET", "/api/v1/deliveries", list_deliveries, TokenScope.READ),
+    Route("GET", "/api/v1/deliveries/{id}", get_delivery, TokenScope.READ),
+    Route("POST", "/api/v1/deliveries/{id}/replay", replay_delivery, TokenScope.ADMIN),
+]
+
+
+def add_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        app.router.add_route(route.method, route.path, route.handler)

@@ -1,0 +1,317 @@
+"""The OpenAPI 3.0 document of every route, served at /api/v1/openapi.json.
+
+Written by hand from the route table: each /api/v1 route of deployq.webhooks.api.ROUTES
+must appear here (a test checks it), with the scope its token needs in the description.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deployq import __version__
+from deployq.models import JobStatus
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+_OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(s): _json(_ref("Error"), "error") for s in statuses}
+
+
+def _id_param(description: str) -> dict[str, Any]:
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "integer", "minimum": 1},
+    }
+
+
+_APP_PARAM = {"name": "app", "in": "path", "required": True, "schema": {"type": "string"}}
+_LIMIT = {
+    "name": "limit",
+    "in": "query",
+    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+}
+_BEFORE = {
+    "name": "before",
+    "in": "query",
+    "description": "page: ids below this one",
+    "schema": {"type": "integer", "minimum": 1},
+}
+
+
+def _op(summary: str, scope: str | None, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
+    if scope is None:
+        op["security"] = []
+    else:
+        op["description"] = f"Needs a token with scope `{scope}` or higher."
+        responses.update(_errors(401, 403))
+    return op
+
+
+def _webhook(provider: str, headers: list[tuple[str, bool]], types: list[str]) -> dict[str, Any]:
+    return _op(
+        f"Receive a {provider} webhook delivery",
+        None,
+        {
+            "200": _json(_OBJECT, "ping answered or a redelivery (its first jobs)"),
+            "202": _json(_OBJECT, "accepted, ignored with a reason, or spooled"),
+            **_errors(400, 401, 404, 413, 415, 503),
+        },
+        parameters=[
+            {"name": name, "in": "header", "required": required, "schema": {"type": "string"}}
+            for name, required in headers
+        ],
+        requestBody={
+            "required": True,
+            "content": {t: {"schema": _OBJECT} for t in types},
+        },
+    )
+
+
+def openapi_document() -> dict[str, Any]:
+    """The document (a fresh dict each call)."""
+    statuses = [s.value for s in JobStatus]
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "deployq",
+            "version": __version__,
+            "description": "Webhook receivers, REST API, health and metrics of deployq. "
+            "/api/v1 routes need `Authorization: Bearer <token>` "
+            "(`deployq token create --scope read|deploy|admin`).",
+        },
+        "security": [{"bearer": []}],
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {"Error": _ERROR},
+        },
+        "paths": {
+            "/healthz": {"get": _op("The process is up", None, {"200": _json(_OBJECT)})},
+            "/readyz": {
+                "get": _op(
+                    "The database answers and migrations are current",
+                    None,
+                    {"200": _json(_OBJECT), "503": _json(_OBJECT, "not ready")},
+                )
+            },
+            "/metrics": {
+                "get": _op(
+                    "Prometheus metrics",
+                    None,
+                    {
+                        "200": {
+                            "description": "text exposition format",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(503),
+                    },
+                )
+            },
+            "/webhooks/github": {
+                "post": _webhook(
+                    "GitHub",
+                    [
+                        ("X-GitHub-Event", True),
+                        ("X-GitHub-Delivery", False),
+                        ("X-Hub-Signature-256", False),
+                    ],
+                    ["application/json", "application/x-www-form-urlencoded"],
+                )
+            },
+            "/webhooks/gitlab": {
+                "post": _webhook(
+                    "GitLab",
+                    [
+                        ("X-Gitlab-Event", True),
+                        ("X-Gitlab-Event-UUID", False),
+                        ("X-Gitlab-Token", False),
+                    ],
+                    ["application/json"],
+                )
+            },
+            "/api/v1/openapi.json": {"get": _op("This document", None, {"200": _json(_OBJECT)})},
+            "/api/v1/apps": {
+                "get": _op("List apps (secrets hidden)", "read", {"200": _json(_OBJECT)})
+            },
+            "/api/v1/apps/{app}": {
+                "get": _op(
+                    "One app (secrets hidden)",
+                    "read",
+                    {"200": _json(_OBJECT), **_errors(404)},
+                    parameters=[_APP_PARAM],
+                )
+            },
+            "/api/v1/apps/{app}/deployments": {
+                "post": _op(
+                    "Deploy an app now (manual trigger)",
+                    "deploy",
+                    {"202": _json(_OBJECT, "the jobs"), **_errors(400, 404)},
+                    parameters=[_APP_PARAM],
+                    requestBody={
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "ref": {
+                                            "type": "string",
+                                            "description": "branch, tag or ref",
+                                        },
+                                        "commit": {
+                                            "type": "string",
+                                            "pattern": "^[0-9a-fA-F]{7,64}$",
+                                        },
+                                        "priority": {
+                                            "type": "string",
+                                            "enum": ["low", "normal", "high", "critical"],
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                )
+            },
+            "/api/v1/jobs": {
+                "get": _op(
+                    "List jobs, newest first",
+                    "read",
+                    {"200": _json(_OBJECT), **_errors(400)},
+                    parameters=[
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "description": "comma-separated: " + ", ".join(statuses),
+                            "schema": {"type": "string"},
+                        },
+                        {"name": "app", "in": "query", "schema": {"type": "string"}},
+                        _LIMIT,
+                        _BEFORE,
+                    ],
+                )
+            },
+            "/api/v1/jobs/{id}": {
+                "get": _op(
+                    "One job with its events",
+                    "read",
+                    {"200": _json(_OBJECT), **_errors(404)},
+                    parameters=[_id_param("job id")],
+                )
+            },
+            "/api/v1/jobs/{id}/logs": {
+                "get": _op(
+                    "The job's log: text/plain, or live with Accept: text/event-stream "
+                    "(id: is the line number; resume with Last-Event-ID; ends with event: end)",
+                    "read",
+                    {
+                        "200": {
+                            "description": "the log",
+                            "content": {
+                                "text/plain": {"schema": {"type": "string"}},
+                                "text/event-stream": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_errors(400, 404),
+                    },
+                    parameters=[
+                        _id_param("job id"),
+                        {
+                            "name": "after",
+                            "in": "query",
+                            "description": "lines after this seq",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                    ],
+                )
+            },
+            "/api/v1/jobs/{id}/cancel": {
+                "post": _op(
+                    "Cancel a queued job, or ask the worker to stop a running one",
+                    "deploy",
+                    {"200": _json(_OBJECT), **_errors(400, 404, 409)},
+                    parameters=[_id_param("job id")],
+                    requestBody={
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {"force": {"type": "boolean"}},
+                                }
+                            }
+                        },
+                    },
+                )
+            },
+            "/api/v1/jobs/{id}/retry": {
+                "post": _op(
+                    "A new job for the same commit as a finished one",
+                    "deploy",
+                    {"202": _json(_OBJECT), **_errors(404, 409)},
+                    parameters=[_id_param("job id")],
+                )
+            },
+            "/api/v1/queue/stats": {
+                "get": _op(
+                    "Queue depth, running jobs, server load, the last 24 h",
+                    "read",
+                    {"200": _json(_OBJECT)},
+                )
+            },
+            "/api/v1/servers": {"get": _op("Build servers", "read", {"200": _json(_OBJECT)})},
+            "/api/v1/deliveries": {
+                "get": _op(
+                    "Webhook deliveries, newest first",
+                    "read",
+                    {"200": _json(_OBJECT), **_errors(400)},
+                    parameters=[
+                        _LIMIT,
+                        _BEFORE,
+                        {"name": "provider", "in": "query", "schema": {"type": "string"}},
+                    ],
+                )
+            },
+            "/api/v1/deliveries/{id}": {
+                "get": _op(
+                    "One delivery with its kept headers",
+                    "read",
+                    {"200": _json(_OBJECT), **_errors(404)},
+                    parameters=[_id_param("delivery id (the row id)")],
+                )
+            },
+            "/api/v1/deliveries/{id}/replay": {
+                "post": _op(
+                    "Process a recorded, verified delivery again (jobs dedupe on its delivery id)",
+                    "admin",
+                    {"200": _json(_OBJECT), "202": _json(_OBJECT), **_errors(404, 409)},
+                    parameters=[_id_param("delivery id (the row id)")],
+                )
+            },
+        },
+    }

@@ -1,0 +1,1 @@
+"""The worker: pool, pipeline steps, job logs, engine health, sd_notify."""

@@ -1,0 +1,374 @@
+"""One attempt of a job: checkout → detect → build → push → verify.
+
+Each step records itself on the job (current step, percent, durations) so every client sees
+where a build is; each failure says what failed and where, in the job's error and its log.
+The pipeline knows nothing of leases or heartbeats: the pool runs it in a task of its own,
+cancels that task to interrupt a step, and turns what it returns into ``store.jobs.finish``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from deployq.builders import Builder, BuildRequest, RegistryAuth, detect
+from deployq.builders.detect import BaseImages
+from deployq.errors import (
+    ConfigError,
+    DeployqError,
+    EngineUnavailable,
+    LostJob,
+    PipelineError,
+    RegistryError,
+)
+from deployq.models import STEP_START_PERCENT, App, BuildServer, JobStatus, Step
+from deployq.registry import HarborClient, RegistryClient, normalize_url
+from deployq.store import Lease, Outcome
+from deployq.worker.checkout import checkout
+from deployq.worker.logbuffer import LogBuffer
+
+if TYPE_CHECKING:
+    from deployq.config import Settings
+    from deployq.store import Store
+
+log = logging.getLogger(__name__)
+
+_TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_TAG_CHARS = 128
+#: how long the verify step waits for Harbor's vulnerability scan
+HARBOR_SCAN_TIMEOUT_S = 600.0
+
+
+def docker_tag(name: str) -> str:
+    """A branch or tag name as a valid docker tag: ``feature/x`` -> ``feature-x``."""
+    tag = _TAG_BAD_CHARS.sub("-", name).lstrip(".-")[:MAX_TAG_CHARS]
+    return tag or "unnamed"
+
+
+def registry_hostport(registry_url: str) -> str:
+    """``http://127.0.0.1:5000/`` -> ``127.0.0.1:5000``: the registry part of image refs."""
+    return registry_url.split("://", 1)[-1].strip("/")
+
+
+def image_repository(app: App, settings: Settings) -> str:
+    """The app's repository in the registry, without the registry host."""
+    return (app.image or f"{settings.registry_project}/{app.name}").strip("/")
+
+
+@dataclass(frozen=True)
+class ImageNames:
+    """Where an attempt's image goes: ``registry/repository:tag`` for each tag."""
+
+    registry: str
+    repository: str
+    tags: list[str]
+
+    def ref(self, tag: str) -> str:
+        return f"{self.registry}/{self.repository}:{tag}"
+
+    @property
+    def refs(self) -> list[str]:
+        return [self.ref(t) for t in self.tags]
+
+
+def image_names(app: App, settings: Settings, *, sha: str, branch: str) -> ImageNames:
+    """Tags ``<sha7>`` and ``<branch>``; for a tag push the job's branch is the git tag
+    (``refs/tags/v1.2`` -> ``v1.2``), for a pull request ``pr-N``."""
+    if not settings.registry_url:
+        raise ConfigError("no registry configured: set DEPLOYQ_REGISTRY_URL")
+    tags = [sha[:7], docker_tag(branch)]
+    return ImageNames(
+        registry_hostport(settings.registry_url),
+        image_repository(app, settings),
+        list(dict.fromkeys(tags)),
+    )
+
+
+class OperatorCancel(Exception):
+    """The operator cancelled the job while it was pushing; it ends cancelled after the push."""
+
+
+@dataclass
+class CancelState:
+    """A cancel request: the pool sets it; an unforced one waits for the push to finish."""
+
+    requested: bool = False
+    force: bool = False
+    actor: str | None = None
+
+
+@dataclass
+class Pipeline:
+    """The steps of one attempt of ``lease`` on ``server``."""
+
+    store: Store
+    lease: Lease
+    app: App
+    server: BuildServer
+    builder: Builder
+    logs: LogBuffer
+    workspace: Path
+    on_engine_down: Callable[[str], Awaitable[None]] | None = None
+    cancel: CancelState = field(default_factory=CancelState)
+    step: Step | None = None
+    durations: dict[str, float] = field(default_factory=dict)
+    image_ref: str | None = None
+    image_digest: str | None = None
+    _started: float = 0.0
+    #: the latest progress write, running while its step works (see _record)
+    _progress: asyncio.Task[None] | None = None
+
+    @property
+    def settings(self) -> Settings:
+        return self.store.settings
+
+    @property
+    def interruptible(self) -> bool:
+        """True while a cancel may stop the running step at once: always but during the push,
+        which is left to finish so the registry is not left with half an upload."""
+        return self.step is not Step.PUSH
+
+    # -- the steps ---------------------------------------------------------------------------
+
+    async def run(self) -> Outcome:
+        """Run every step. PipelineError becomes a failed Outcome; LostJob and task
+        cancellation propagate to the pool."""
+        try:
+            return await self._outcome()
+        finally:
+            # every progress write lands before the runner records the outcome
+            if self._progress is not None:
+                await asyncio.gather(self._progress, return_exceptions=True)
+
+    async def _outcome(self) -> Outcome:
+        try:
+            return await self._steps()
+        except OperatorCancel:
+            self.logs.write("==> cancelled after the push finished, as requested")
+            return Outcome(
+                JobStatus.CANCELLED,
+                error=self._cancel_message(),
+                image_ref=self.image_ref,
+                image_digest=self.image_digest,
+            )
+        except LostJob:
+            raise
+        except PipelineError as exc:
+            if isinstance(exc, EngineUnavailable) and self.on_engine_down is not None:
+                await self.on_engine_down(exc.message)
+            return self._failed(exc.message, retryable=exc.retryable)
+        except DeployqError as exc:  # configuration problems: another attempt will not help
+            return self._failed(exc.message, retryable=False)
+        except Exception as exc:
+            log.exception("job #%s: unexpected error during %s", self.lease.id, self.step)
+            return self._failed(f"internal error: {type(exc).__name__}: {exc}", retryable=True)
+
+    def _failed(self, message: str, *, retryable: bool) -> Outcome:
+        where = f"{self.step.value} failed" if self.step else "failed"
+        error = self.logs.redact(f"{where} on {self.server.name}: {message}")
+        self.logs.write(f"ERROR: {error}")
+        if retryable and self.lease.attempt < self.lease.job.max_attempts:
+            self.logs.write("==> this attempt may be retried")
+        return Outcome(JobStatus.FAILED, error=error, retryable=retryable)
+
+    def _cancel_message(self) -> str:
+        return f"cancelled by {self.cancel.actor}" if self.cancel.actor else "cancelled"
+
+    async def _steps(self) -> Outcome:
+        job = self.lease.job
+        await self._enter(Step.CHECKOUT)
+        commit = await checkout(
+            job.repo_url,
+            self.workspace,
+            ref=job.ref,
+            commit_sha=job.commit_sha,
+            token=_secret(self.settings.git_token),
+            ssh_key=self.settings.git_ssh_key,
+            submodules=self.app.submodules,
+            log=self.logs.write,
+        )
+        names = image_names(self.app, self.settings, sha=commit.sha, branch=job.branch)
+        self.image_ref = names.ref(names.tags[0])
+        author = (
+            f"{commit.author} <{commit.author_email}>" if commit.author_email else commit.author
+        )
+        await self._enter(
+            Step.DETECT,
+            commit_sha=commit.sha,
+            commit_message=commit.message,
+            commit_author=author,
+            image_ref=self.image_ref,
+        )
+        dockerfile_text = self._detect()
+
+        await self._enter(Step.BUILD)
+        auth = RegistryAuth(
+            names.registry,
+            self.settings.registry_username,
+            _secret(self.settings.registry_password),
+        )
+        request = BuildRequest(
+            workspace=self.workspace,
+            context=self.app.context,
+            dockerfile=self.app.dockerfile,
+            target=self.app.target,
+            build_args=dict(self.app.build_args),
+            secrets=dict(self.app.build_secrets),
+            tags=names.refs,
+            cache_from=[names.ref(names.tags[1])] if len(names.tags) > 1 else [],
+            labels={
+                "org.opencontainers.image.revision": commit.sha,
+                "io.deployq.app": self.app.name,
+            },
+            dockerfile_text=dockerfile_text,
+        )
+        # Harbor's project is made ready while the image builds; the push waits for it
+        project: asyncio.Task[bool] | None = None
+        if self.settings.harbor_api:
+            project = asyncio.create_task(
+                self._harbor().ensure_project(names.repository.split("/")[0])
+            )
+        try:
+            image_id = await self.builder.build(request, self.logs.write, auth=auth)
+            self.logs.write(f"==> built {image_id}")
+            await self._enter(Step.PUSH)
+            if project is not None:
+                await project
+        finally:
+            if project is not None:  # done by now, unless the build failed: then stop it
+                project.cancel()
+                await asyncio.gather(project, return_exceptions=True)
+        async with self._registry() as registry:
+            digest = await self._push(names, auth, registry)
+            self.image_digest = digest
+            self.logs.write(f"==> pushed {names.registry}/{names.repository}@{digest}")
+            if self.cancel.requested:
+                raise OperatorCancel
+
+            await self._enter(Step.VERIFY, image_digest=digest)
+            await self._verify(names, digest, registry)
+        scan = None
+        if self.settings.harbor_api and self.settings.harbor_scan:
+            scan = await self._scan(names, digest)
+        self._close_step()
+        await self._record(Step.VERIFY, 100)
+        await self._settle()
+        return Outcome(
+            JobStatus.SUCCEEDED,
+            image_ref=self.image_ref,
+            image_digest=digest,
+            scan_summary=scan,
+        )
+
+    async def _push(self, names: ImageNames, auth: RegistryAuth, registry: RegistryClient) -> str:
+        """Push the first tag with the engine; give the image its other tags through the
+        registry's manifest API (no layer moves twice, and no second ``docker push``)."""
+        digest = await self.builder.push(names.ref(names.tags[0]), auth, self.logs.write)
+        for tag in names.tags[1:]:
+            await registry.tag(names.repository, digest, tag)
+            self.logs.write(f"tagged {names.ref(tag)} ({digest[:19]})")
+        return digest
+
+    def _detect(self) -> str | None:
+        """None when the repository has its Dockerfile, else a generated one (zero-config);
+        BuildError (not retryable) when there is neither."""
+        if (self.workspace / self.app.dockerfile).is_file():
+            self.logs.write(f"==> using {self.app.dockerfile} from the repository")
+            return None
+        detection = detect(
+            self.workspace / self.app.context,
+            self.app.dockerfile,
+            base_images=BaseImages.from_settings(self.settings),
+        )
+        if detection is None:  # the Dockerfile appeared in between: nothing to generate
+            return None
+        self.logs.write(
+            f"==> no {self.app.dockerfile}: detected {detection.runtime} ({detection.reason}); "
+            "building with a generated Dockerfile:"
+        )
+        for line in detection.dockerfile_text.splitlines():
+            self.logs.write(f"    {line}")
+        return detection.dockerfile_text
+
+    def _registry(self) -> RegistryClient:
+        return RegistryClient(
+            self.settings.registry_url,
+            self.settings.registry_username,
+            _secret(self.settings.registry_password),
+            self.settings.registry_insecure,
+        )
+
+    async def _verify(self, names: ImageNames, digest: str, registry: RegistryClient) -> None:
+        seen = await registry.manifest_digest(names.repository, names.tags[0])
+        if seen != digest:
+            raise RegistryError(
+                f"the registry serves {seen or 'nothing'} for {names.ref(names.tags[0])}, "
+                f"not the pushed {digest}: another push raced this one, retry the job"
+            )
+        self.logs.write(f"==> verified: the registry serves {digest}")
+
+    def _harbor(self) -> HarborClient:
+        return HarborClient(
+            normalize_url(
+                self.settings.harbor_url or self.settings.registry_url,
+                insecure=self.settings.registry_insecure,
+            ),
+            self.settings.registry_username,
+            _secret(self.settings.registry_password),
+        )
+
+    async def _scan(self, names: ImageNames, digest: str) -> dict[str, Any]:
+        harbor = self._harbor()
+        project, _, repository = names.repository.partition("/")
+        self.logs.write(f"==> vulnerability scan of {names.repository}@{digest[:19]} in Harbor")
+        await harbor.scan(project, repository, digest)
+        summary = await harbor.scan_summary(project, repository, digest, HARBOR_SCAN_TIMEOUT_S)
+        found = ", ".join(f"{k} {v}" for k, v in summary.items() if k != "status" and v)
+        self.logs.write(f"==> scan {summary.get('status')}: {found or 'no vulnerabilities'}")
+        return summary
+
+    # -- bookkeeping -------------------------------------------------------------------------
+
+    async def _enter(self, step: Step, **fields: Any) -> None:
+        self._close_step()
+        self.step = step
+        self._started = time.monotonic()
+        self.logs.write(f"==> {step.value}")
+        await self._record(step, STEP_START_PERCENT[step], fields or None)
+
+    async def _record(self, step: Step, percent: int, fields: dict[str, Any] | None = None) -> None:
+        """Write step and percent to the job while the step goes on: a write waits only for
+        the previous one (so they land in order, and a LostJob surfaces one step later at the
+        latest), never holds up the step itself."""
+        await self._settle()
+        self._progress = asyncio.create_task(
+            self.store.jobs.set_progress(
+                self.lease,
+                step=step,
+                progress=percent,
+                step_durations=dict(self.durations),
+                fields=fields,
+            )
+        )
+
+    async def _settle(self) -> None:
+        """Wait for the latest progress write; raise what it raised (LostJob)."""
+        progress = self._progress
+        if progress is not None:
+            # shielded: a cancelled step leaves its write to finish, and run() waits for it
+            await asyncio.shield(progress)
+            self._progress = None
+
+    def _close_step(self) -> None:
+        if self.step is not None and self.step.value not in self.durations:
+            self.durations[self.step.value] = round(time.monotonic() - self._started, 3)
+
+
+def _secret(value: Any) -> str | None:
+    return value.get_secret_value() if value is not None else None

@@ -1,0 +1,305 @@
+"""The worker pool: claims jobs when woken by NOTIFY, runs their pipelines, keeps leases alive.
+
+One asyncio task per running job (see runner.py); heartbeats renew every lease in one
+statement, and cancel requests reach the job's task by NOTIFY or, if one was missed, by the
+heartbeat's answer. The claim loop is woken by NOTIFY on the jobs, cancel and servers
+channels, and re-polls on every (re)connection; a jittered poll and a timer for the next
+``run_after`` are only safety nets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import secrets
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import psycopg
+
+from deployq.builders import Builder
+from deployq.errors import DeployqError
+from deployq.models import JobStatus
+from deployq.store import Lease
+from deployq.store.base import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_SERVERS
+from deployq.store.listen import Listener, Notice
+from deployq.worker.runner import JobRunner, RunningJob
+from deployq.worker.sdnotify import SdNotifier
+from deployq.worker.servers import ServerMonitor, default_docker_host
+
+if TYPE_CHECKING:
+    from deployq.store import Store
+
+log = logging.getLogger(__name__)
+
+#: job notices that cannot free a slot or add work: no reason to try a claim
+_QUIET_KINDS = frozenset({"progress", "claimed", "cancel_requested"})
+#: poll jitter, as a fraction of poll_interval either way
+POLL_JITTER = 0.2
+#: errors of the database that a loop survives (it logs and tries again)
+_TRANSIENT = (DeployqError, psycopg.Error, OSError)
+
+
+class WorkerPool:
+    """Claims and builds jobs until ``stop`` is set; ``run`` is a service Component."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        worker_id: str | None = None,
+        concurrency: int | None = None,
+        server_ids: list[int] | None = None,
+        notifier: SdNotifier | None = None,
+        builder_factory: Callable[[str], Builder] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = store.settings
+        self.worker_id = worker_id or (
+            f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        )
+        self.concurrency = concurrency or self.settings.worker_concurrency
+        self.server_ids = server_ids
+        self.sd = notifier or SdNotifier.from_environ()
+        self.jobs: dict[int, RunningJob] = {}
+        self.monitor = ServerMonitor(store, builder_factory=builder_factory, on_change=self.wake)
+        self.runner = JobRunner(store, self.monitor, self.worker_id, on_lost=self._lose)
+        #: set once the pool claims (tests and `deployq up` wait on it)
+        self.claiming = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._wait_reason: str | None = None
+
+    # -- public ----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """Try a claim now."""
+        self._wake.set()
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, self.concurrency - len(self.jobs))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Register, claim and build until ``stop``; then shut down gracefully."""
+        host = socket.gethostname()
+        await self.store.workers.register(
+            self.worker_id, host=host, pid=os.getpid(), concurrency=self.concurrency
+        )
+        background_stop = asyncio.Event()
+        background: list[asyncio.Task[None]] = []
+        listener = Listener(
+            self.store.dsn,
+            [CHANNEL_JOBS, CHANNEL_CANCEL, CHANNEL_SERVERS],
+            on_connect=self._on_connect,
+        )
+        try:
+            await self.monitor.ensure_local(
+                default_docker_host(self.settings.docker_host, os.environ.get("DOCKER_HOST")),
+                self.concurrency,
+            )
+            await self.monitor.refresh(force=True)
+            background = [
+                asyncio.create_task(self._listen(listener), name="worker-listen"),
+                asyncio.create_task(self._heartbeats(background_stop), name="worker-heartbeat"),
+                asyncio.create_task(self.monitor.run(background_stop), name="worker-probe"),
+                asyncio.create_task(self._watchdog(background_stop), name="worker-watchdog"),
+                asyncio.create_task(self._relay(stop), name="worker-stop"),
+            ]
+            log.info("worker %s claiming (concurrency %d)", self.worker_id, self.concurrency)
+            self.sd.ready()
+            self._status()
+            self.claiming.set()
+            await self._claim_loop(stop)
+        finally:
+            self._stopping = True
+            self.sd.stopping()
+            await self._shutdown()
+            background_stop.set()
+            await listener.close()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(*_TRANSIENT):
+                await self.store.workers.unregister(self.worker_id)
+            log.info("worker %s stopped", self.worker_id)
+
+    # -- claiming ----------------------------------------------------------------------------
+
+    async def _relay(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self.wake()
+
+    async def _on_connect(self) -> None:
+        self.wake()  # notifications sent while we were away are lost: look again
+
+    async def _listen(self, listener: Listener) -> None:
+        async for notice in listener:
+            self._dispatch(notice)
+
+    def _dispatch(self, notice: Notice) -> None:
+        payload = notice.payload
+        if notice.channel == CHANNEL_CANCEL:
+            with contextlib.suppress(TypeError, ValueError):
+                self.request_cancel(int(payload["id"]), force=bool(payload.get("force")))
+        elif notice.channel == CHANNEL_SERVERS:
+            self.wake()
+        elif payload.get("kind") not in _QUIET_KINDS and self.free_slots:
+            self.wake()
+
+    async def _claim_loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self._wake.clear()
+            delay = self.settings.poll_interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+            try:
+                if await self._claim_once() and self.free_slots:
+                    continue  # took a full batch: there may be more
+                if self.free_slots:
+                    due = await self.store.workers.seconds_to_next_due()
+                    if due is not None:
+                        delay = min(delay, due + 0.05)
+            except _TRANSIENT as exc:
+                log.warning("claiming failed: %s; trying again in %.1fs", exc, delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+
+    async def _claim_once(self) -> bool:
+        """Claim for the free slots; True when every slot asked for was filled."""
+        free = self.free_slots
+        if free <= 0 or self._stopping:
+            return False
+        await self.monitor.refresh()
+        reason = self.monitor.wait_reason()
+        if reason != self._wait_reason:
+            self._wait_reason = reason
+            await self.store.workers.set_wait_reason(reason)
+        leases = await self.store.jobs.claim(
+            self.worker_id,
+            limit=free,
+            server_ids=self.server_ids,
+            excluded_server_ids=self.monitor.excluded_ids(),
+        )
+        for lease in leases:
+            if lease.job.status is JobStatus.RUNNING and lease.job.worker_id == self.worker_id:
+                await self._start(lease)
+        return bool(leases) and len(leases) >= free
+
+    async def _start(self, lease: Lease) -> None:
+        server_id = lease.job.server_id
+        state = self.monitor.states.get(server_id) if server_id is not None else None
+        server = state.server if state else await self.store.servers.get_by_id(server_id or 0)
+        running = RunningJob(lease, server)
+        self.jobs[lease.id] = running
+        running.task = asyncio.create_task(self._run_job(running), name=f"job-{lease.id}")
+        self._status()
+
+    # -- one job -----------------------------------------------------------------------------
+
+    async def _run_job(self, running: RunningJob) -> None:
+        try:
+            await self.runner.run(running)
+        finally:
+            if not running.shutdown:  # on shutdown the pool releases the job, then forgets it
+                self.jobs.pop(running.lease.id, None)
+                self._status()
+                self.wake()
+
+    # -- cancel, lost, heartbeats ------------------------------------------------------------
+
+    def request_cancel(self, job_id: int, *, force: bool = False) -> None:
+        """Stop a job this worker runs: at once in checkout, detect and build (or with
+        ``force``); after the push otherwise."""
+        running = self.jobs.get(job_id)
+        if running is not None:
+            running.request_cancel(force=force)
+
+    def _lose(self, job_id: int) -> None:
+        """Another worker owns the job now: stop it and write nothing more."""
+        running = self.jobs.get(job_id)
+        if running is not None and not running.lost:
+            log.warning(
+                "job #%s attempt %s is no longer ours: stopping it", job_id, running.lease.attempt
+            )
+            running.lose()
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        interval = self.settings.lease_ttl / 3
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            await self.heartbeat()
+
+    async def heartbeat(self) -> None:
+        """Renew every lease in one statement; stop lost jobs, cancel requested ones."""
+        held = [r.held for r in self.jobs.values() if not r.lost]
+        try:
+            result = await self.store.jobs.heartbeat(self.worker_id, held)
+            await self.store.workers.heartbeat(self.worker_id)
+        except _TRANSIENT as exc:
+            log.warning("heartbeat failed: %s", exc)
+            return
+        for job_id in result.lost:
+            self._lose(job_id)
+        for job_id, force in result.cancel.items():
+            self.request_cancel(job_id, force=force)
+
+    # -- shutdown and systemd ----------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        """Let running builds finish for shutdown_grace; stop and release the others."""
+        if not self.jobs:
+            return
+        with contextlib.suppress(*_TRANSIENT):
+            await self.store.workers.set_stopping(self.worker_id)
+        grace = self.settings.shutdown_grace
+        tasks = {r.task for r in self.jobs.values() if r.task is not None}
+        if not tasks:  # the last ones ended while we said we are stopping
+            return
+        log.info("waiting up to %gs for %d running build(s)", grace, len(tasks))
+        self._status()
+        _, pending = await asyncio.wait(tasks, timeout=grace)
+        if not pending:
+            return
+        remaining = [r for r in self.jobs.values() if r.task in pending]
+        for running in remaining:
+            running.shutdown = True
+            if running.inner is not None:
+                running.inner.cancel()
+            elif running.task is not None:
+                running.task.cancel()
+        await asyncio.wait(pending)
+        held = [r.held for r in remaining if not r.lost]
+        reason = (
+            f"worker {self.worker_id} stopped before the build finished "
+            f"(shutdown grace {grace:g}s): queued again"
+        )
+        try:
+            released = await self.store.jobs.release(self.worker_id, held, reason)
+        except _TRANSIENT as exc:
+            log.error("releasing %d job(s) failed: %s; their leases will expire", len(held), exc)
+        else:
+            log.info("released job(s) %s back to the queue", ", ".join(map(str, released)))
+        for running in remaining:
+            self.jobs.pop(running.lease.id, None)
+
+    def _status(self) -> None:
+        text = f"{len(self.jobs)}/{self.concurrency} builds running"
+        self.sd.status(f"stopping: {text}" if self._stopping else text)
+
+    async def _watchdog(self, stop: asyncio.Event) -> None:
+        interval = self.sd.watchdog_interval_s
+        if interval is None:
+            return
+        while not stop.is_set():
+            self.sd.watchdog()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(interval):
+                    await stop.wait()

@@ -1,0 +1,237 @@
+"""One claimed job from start to end: its log, its pipeline task, its timeout, its outcome.
+
+The pipeline runs in an inner task, so a cancel, a lost lease or a shutdown interrupts the
+step while the outer task still decides what is written: ``finish`` with the outcome, or
+nothing at all (the lease was lost, or the pool is stopping and releases the job).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+
+from deployq.errors import DeployqError, LostJob
+from deployq.models import App, BuildServer, JobStatus
+from deployq.store import Lease, Outcome
+from deployq.worker.logbuffer import LogBuffer, Redactor
+from deployq.worker.pipeline import CancelState, Pipeline
+from deployq.worker.servers import ServerMonitor
+
+if TYPE_CHECKING:
+    from deployq.config import Settings
+    from deployq.store import Store
+
+log = logging.getLogger(__name__)
+
+#: errors of the database that the worker survives (it logs them and goes on)
+_TRANSIENT = (DeployqError, psycopg.Error, OSError)
+
+
+@dataclass
+class RunningJob:
+    """A job this worker holds."""
+
+    lease: Lease
+    server: BuildServer
+    cancel: CancelState = field(default_factory=CancelState)
+    task: asyncio.Task[None] | None = None
+    inner: asyncio.Task[Outcome] | None = None
+    pipeline: Pipeline | None = None
+    logs: LogBuffer | None = None
+    lost: bool = False
+    shutdown: bool = False
+
+    @property
+    def held(self) -> tuple[int, int]:
+        return (self.lease.id, self.lease.attempt)
+
+    def request_cancel(self, *, force: bool = False) -> None:
+        """Interrupt the step now, unless the push has begun (then it ends after the push),
+        or ``force``."""
+        if self.lost:
+            return
+        first = not self.cancel.requested
+        self.cancel.requested = True
+        self.cancel.force = self.cancel.force or force
+        if self.inner is None:
+            return  # the runner sees the flag before it starts the pipeline
+        if self.pipeline is None or self.pipeline.interruptible or self.cancel.force:
+            self.inner.cancel()
+        elif first and self.logs is not None:
+            self.logs.write(
+                "==> cancel requested: the push has begun and finishes first "
+                "(`deployq cancel --force` stops it now)"
+            )
+
+    def lose(self) -> None:
+        """Another worker owns the job now: stop the pipeline, write nothing more."""
+        self.lost = True
+        if self.inner is not None:
+            self.inner.cancel()
+
+
+def job_secrets(settings: Settings, app: App | None) -> list[str]:
+    """Every value that must never reach a job log or error."""
+    values: list[str | None] = []
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if hasattr(value, "get_secret_value"):
+            values.append(value.get_secret_value())
+    if settings.database_url is not None:
+        with contextlib.suppress(psycopg.ProgrammingError):
+            password = conninfo_to_dict(settings.database_url.get_secret_value()).get("password")
+            values.append(str(password) if password else None)
+    if app is not None:
+        values += [app.webhook_secret, app.notify_webhook_secret, *app.build_secrets.values()]
+    return [v for v in values if v]
+
+
+class JobRunner:
+    """Runs claimed jobs for one worker."""
+
+    def __init__(
+        self,
+        store: Store,
+        monitor: ServerMonitor,
+        worker_id: str,
+        *,
+        on_lost: Callable[[int], None],
+    ) -> None:
+        self.store = store
+        self.settings = store.settings
+        self.monitor = monitor
+        self.worker_id = worker_id
+        self.on_lost = on_lost
+
+    async def run(self, running: RunningJob) -> None:
+        """Run the job to its end and record it (or, lost or stopped, record nothing)."""
+        lease = running.lease
+        job = lease.job
+        logs = LogBuffer(
+            self.store,
+            job.id,
+            job.attempt,
+            redact=Redactor(job_secrets(self.settings, lease.app)),
+            on_lost=lambda: self.on_lost(job.id),
+        )
+        running.logs = logs
+        logs.write(
+            f"==> deployq job #{job.id} attempt {job.attempt}/{job.max_attempts}: "
+            f"{job.app_name} {job.ref}{f' @ {job.short_sha}' if job.commit_sha else ''} "
+            f"on {running.server.name} ({running.server.docker_host}) by worker {self.worker_id}"
+        )
+        workspace = self.settings.workspaces_dir / f"job-{job.id}-{job.attempt}"
+        outcome: Outcome | None = None
+        try:
+            outcome = await self._execute(running, workspace)
+        finally:
+            await self._conclude(running, outcome, workspace)
+
+    async def _execute(self, running: RunningJob, workspace: Path) -> Outcome | None:
+        """The pipeline's outcome, or None when this worker must write nothing (lost lease,
+        shutdown: the pool releases the job)."""
+        lease = running.lease
+        assert running.logs is not None
+        if lease.app is None:
+            return Outcome(
+                JobStatus.FAILED,
+                error=f"app {lease.job.app_name!r} was removed; nothing to build",
+                retryable=False,
+            )
+        await asyncio.to_thread(shutil.rmtree, workspace, ignore_errors=True)
+        pipeline = Pipeline(
+            self.store,
+            lease,
+            lease.app,
+            running.server,
+            self.monitor.builder(running.server),
+            running.logs,
+            workspace,
+            on_engine_down=lambda error: self.monitor.mark_unhealthy(running.server, error),
+            cancel=running.cancel,
+        )
+        running.pipeline = pipeline
+        if running.lost or running.shutdown:
+            return None
+        if running.cancel.requested or lease.job.cancel_requested:
+            return Outcome(JobStatus.CANCELLED, error="cancelled before the build started")
+        timeout_s = lease.job.timeout_s or self.settings.build_timeout
+        running.inner = asyncio.create_task(pipeline.run(), name=f"job-{lease.id}-pipeline")
+        try:
+            async with asyncio.timeout(timeout_s):
+                return await running.inner
+        except TimeoutError:
+            step = pipeline.step.value if pipeline.step else "start"
+            error = f"timed out after {timeout_s:g}s during {step} on {running.server.name}"
+            running.logs.write(f"ERROR: {error}")
+            return Outcome(JobStatus.TIMED_OUT, error=error)
+        except LostJob:
+            self.on_lost(lease.id)
+            return None
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                if not running.shutdown:
+                    raise  # the pool itself is being torn down
+                current.uncancel()  # our own shutdown cancel: the pool releases the job
+            if running.lost or running.shutdown:
+                return None
+            step = pipeline.step.value if pipeline.step else "start"
+            running.logs.write(f"==> cancelled during {step}")
+            return Outcome(
+                JobStatus.CANCELLED,
+                error=f"cancelled during {step}",
+                image_ref=pipeline.image_ref,
+                image_digest=pipeline.image_digest,
+            )
+
+    async def _conclude(
+        self, running: RunningJob, outcome: Outcome | None, workspace: Path
+    ) -> None:
+        lease = running.lease
+        logs = running.logs
+        try:
+            if running.lost or logs is None:
+                if logs is not None:
+                    await logs.close(discard=True)
+                return
+            if outcome is None:  # stopped by our shutdown: the pool releases the job
+                logs.write("==> worker stopping: this attempt is put back in the queue")
+                await logs.close()
+                return
+            if running.pipeline is not None and running.pipeline.durations:
+                spent = ", ".join(f"{k} {v:.1f}s" for k, v in running.pipeline.durations.items())
+                logs.write(f"==> {outcome.status.value} ({spent})")
+            else:
+                logs.write(f"==> {outcome.status.value}")
+            await logs.close()
+            try:
+                await self.store.jobs.finish(lease, outcome)
+            except LostJob:
+                log.warning("job #%s was taken over before it finished here", lease.id)
+            except _TRANSIENT as exc:
+                log.error(
+                    "job #%s: recording the outcome failed: %s (the lease will expire "
+                    "and the job will be rescued)",
+                    lease.id,
+                    exc,
+                )
+        finally:
+            keep = (
+                self.settings.keep_failed_workspaces
+                and outcome is not None
+                and outcome.status is not JobStatus.SUCCEEDED
+            )
+            if keep:
+                log.info("job #%s: workspace kept in %s", lease.id, workspace)
+            else:
+                await asyncio.to_thread(shutil.rmtree, workspace, ignore_errors=True)

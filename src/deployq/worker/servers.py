@@ -1,0 +1,216 @@
+"""Build server health: probe each engine, check free disk, decide which servers get jobs.
+
+Every worker probes every server (each ``PROBE_INTERVAL_S`` and before claiming when its last
+probe is older than that) and records the result with ``store.servers.record_health``; the
+claim skips servers marked unhealthy, so an engine that stops answering gets no new jobs from
+any worker until it answers again. Low disk is not a failure of the host: the server is only
+left out of this worker's claims, with the reason on the server row, and jobs wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from deployq.builders import Builder, EngineInfo, make_builder
+from deployq.builders.base import normalize_arch
+from deployq.errors import DeployqError
+from deployq.models import BuildServer
+
+if TYPE_CHECKING:
+    from deployq.store import Store
+
+log = logging.getLogger(__name__)
+
+PROBE_INTERVAL_S = 15.0
+PROBE_TIMEOUT_S = 10.0
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
+
+
+@dataclass
+class ServerState:
+    """What the last probe found."""
+
+    server: BuildServer
+    healthy: bool
+    reason: str | None
+    """why this worker sends no job there (engine down, low disk); None when usable"""
+    info: EngineInfo | None
+    probed_at: float
+
+
+def free_mb(path: Path) -> int | None:
+    """Free space of the file system holding ``path`` (its nearest existing parent)."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        return shutil.disk_usage(probe).free // (1024 * 1024)
+    except OSError:
+        return None
+
+
+def disk_problem(workspaces_dir: Path, info: EngineInfo | None, min_free_mb: int) -> str | None:
+    """Why builds should wait for disk space, or None when there is enough."""
+    if min_free_mb <= 0:
+        return None
+    local = free_mb(workspaces_dir)
+    if local is not None and local < min_free_mb:
+        return (
+            f"low disk: {local} MB free in {workspaces_dir} (minimum {min_free_mb} MB); "
+            "free some space or lower DEPLOYQ_MIN_FREE_DISK_MB"
+        )
+    if info is not None and info.free_disk_mb is not None and info.free_disk_mb < min_free_mb:
+        where = info.data_root or "the engine's data root"
+        return (
+            f"low disk: {info.free_disk_mb} MB free in {where} (minimum {min_free_mb} MB); "
+            "run `docker system prune` there or lower DEPLOYQ_MIN_FREE_DISK_MB"
+        )
+    return None
+
+
+def default_docker_host(configured: str | None, environ_docker_host: str | None) -> str:
+    """The `local` server's engine: the setting, else DOCKER_HOST, else the default socket."""
+    return configured or environ_docker_host or DEFAULT_DOCKER_HOST
+
+
+class ServerMonitor:
+    """Keeps one :class:`Builder` per server and the health of each, as this worker sees it."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        builder_factory: Callable[[str], Builder] | None = None,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.settings = store.settings
+        self._factory = builder_factory or (
+            lambda host: make_builder(
+                host, self.settings.build_backend, docker_cli=self.settings.docker_cli
+            )
+        )
+        self._builders: dict[str, Builder] = {}
+        self.states: dict[int, ServerState] = {}
+        self.on_change = on_change
+        self._lock = asyncio.Lock()
+
+    def builder(self, server: BuildServer) -> Builder:
+        builder = self._builders.get(server.docker_host)
+        if builder is None:
+            builder = self._builders[server.docker_host] = self._factory(server.docker_host)
+        return builder
+
+    def excluded_ids(self) -> list[int]:
+        """Servers this worker must not claim for: not answering, or short of disk."""
+        return [sid for sid, state in self.states.items() if state.reason is not None]
+
+    def wait_reason(self) -> str | None:
+        """A reason for the queue when every server known is out for lack of disk."""
+        if not self.states:
+            return None
+        reasons = [s.reason for s in self.states.values()]
+        disk = [r for r in reasons if r is not None and r.startswith("low disk")]
+        if disk and all(r is not None for r in reasons):
+            return disk[0]
+        return None
+
+    async def refresh(self, *, force: bool = False) -> None:
+        """Probe the servers not probed for PROBE_INTERVAL_S (all of them with ``force``)."""
+        async with self._lock:
+            servers = await self.store.servers.list()
+            known = {s.id for s in servers}
+            for gone in set(self.states) - known:
+                del self.states[gone]
+            now = time.monotonic()
+            stale = [
+                s
+                for s in servers
+                if force
+                or s.id not in self.states
+                or now - self.states[s.id].probed_at >= PROBE_INTERVAL_S
+            ]
+            for server in servers:  # keep drain/capacity changes current
+                if server.id in self.states:
+                    self.states[server.id].server = server
+            if stale:
+                await asyncio.gather(*(self._probe(s) for s in stale))
+
+    async def _probe(self, server: BuildServer) -> None:
+        before = self.states.get(server.id)
+        info: EngineInfo | None = None
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                info = await self.builder(server).ping()
+        except TimeoutError:
+            error: str | None = (
+                f"docker engine {server.docker_host} did not answer within {PROBE_TIMEOUT_S:.0f}s"
+            )
+        except DeployqError as exc:
+            error = exc.message
+        else:
+            error = None
+        healthy = error is None
+        reason = error or disk_problem(
+            self.settings.workspaces_dir, info, self.settings.min_free_disk_mb
+        )
+        self.states[server.id] = ServerState(server, healthy, reason, info, time.monotonic())
+        try:
+            await self.store.servers.record_health(
+                server.id,
+                healthy=healthy,
+                error=reason,
+                engine_version=info.version if info else None,
+                free_disk_mb=info.free_disk_mb if info else None,
+            )
+        except DeployqError as exc:
+            log.warning("recording the health of server %s failed: %s", server.name, exc)
+        if before is None or before.reason != reason:
+            if reason:
+                log.warning("build server %s gets no jobs: %s", server.name, reason)
+            elif before is not None:
+                log.info("build server %s takes jobs again", server.name)
+            if self.on_change is not None:
+                self.on_change()
+
+    async def mark_unhealthy(self, server: BuildServer, error: str) -> None:
+        """A build found the engine dead: stop sending it jobs before the next probe."""
+        self.states[server.id] = ServerState(server, False, error, None, time.monotonic())
+        with contextlib.suppress(DeployqError):
+            await self.store.servers.record_health(server.id, healthy=False, error=error)
+
+    async def ensure_local(self, docker_host: str, capacity: int) -> BuildServer | None:
+        """Register ``docker_host`` as `local` when no build server exists at all."""
+        if await self.store.servers.list():
+            return None
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                arch = (await self._factory(docker_host).ping()).arch
+        except (TimeoutError, DeployqError):
+            arch = normalize_arch(platform.machine())
+        server = await self.store.servers.ensure_local(docker_host, capacity=capacity, arch=arch)
+        if server is not None:
+            log.info("registered the local docker engine %s as build server `local`", docker_host)
+        return server
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Probe every PROBE_INTERVAL_S until ``stop``."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PROBE_INTERVAL_S):
+                    await stop.wait()
+            if stop.is_set():
+                return
+            try:
+                await self.refresh()
+            except DeployqError as exc:
+                log.warning("probing the build servers failed: %s", exc)

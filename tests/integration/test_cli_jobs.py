@@ -1,0 +1,197 @@
+"""deployq deploy | jobs | job show | logs | cancel | retry | stats | prune, as a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from deployq.models import JobStatus
+from deployq.store import Store
+from integration.queue_helpers import SUCCESS, add_app, add_server, claim_one, enqueue
+
+
+class Cli:
+    def __init__(self, database_url: str, data_dir: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
+        self.env["DEPLOYQ_DATA_DIR"] = str(data_dir)
+        self.env["DEPLOYQ_DATABASE_URL"] = database_url
+
+    async def start(self, *args: str) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "deployq",
+            *args,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+
+    async def __call__(self, *args: str) -> tuple[int, str, str]:
+        proc = await self.start(*args)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def json(self, *args: str) -> object:
+        code, out, err = await self(*args, "--json")
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path) -> Cli:
+    return Cli(database_url, tmp_path)
+
+
+async def test_deploy_queues_a_job_the_operator_asked_for(store: Store, cli: Cli) -> None:
+    await add_app(store, "web", branches=["main"])
+
+    code, out, err = await cli("deploy", "web", "--commit", "ABCDEF1234", "--priority", "high")
+
+    assert code == 0, err
+    [job] = await store.jobs.list(app="web")
+    assert out.strip() == f"queued job #{job.id} for web (main@abcdef1), position 1 in the queue"
+    assert job.priority.name == "HIGH" and job.trigger.value == "manual"
+    assert job.ref == "refs/heads/main" and job.pusher == getpass.getuser()
+    events = await store.jobs.events(job.id)
+    assert events[0]["actor"] == getpass.getuser()
+
+
+async def test_deploy_of_an_unknown_app_or_bad_sha_is_one_line(cli: Cli, store: Store) -> None:
+    code, _, err = await cli("deploy", "nope")
+    assert code == 1 and err.startswith("error: no app named 'nope'")
+    await add_app(store, "web")
+    code, _, err = await cli("deploy", "web", "--commit", "xyz")
+    assert code == 1 and "is not a commit sha" in err and "Traceback" not in err
+
+
+async def test_jobs_lists_with_filters_and_wait_reasons(store: Store, cli: Cli) -> None:
+    await add_server(store, "local", capacity=1)
+    await add_app(store, "web")
+    await add_app(store, "api")
+    running = await enqueue(store, "web")
+    await claim_one(store)
+    waiting = await enqueue(store, "api")
+
+    data = await cli.json("jobs", "--status", "queued")
+
+    assert [(j["id"], j["wait_reason"]) for j in data] == [  # type: ignore[union-attr]
+        (waiting, "all matching servers full")
+    ]
+    code, out, _ = await cli("jobs", "--app", "web")
+    assert code == 0
+    assert out.splitlines()[0].split() == [
+        "ID", "APP", "REF", "STATUS", "SERVER", "TRY", "QUEUED", "NOTE"
+    ]  # fmt: skip
+    assert f"#{running}" in out and "running 0%" in out and f"#{waiting}" not in out
+
+
+async def test_job_show_has_timeline_reason_and_position(store: Store, cli: Cli) -> None:
+    await add_server(store, "local", capacity=1)
+    await add_app(store, "web")
+    first = await enqueue(store, "web")
+    await claim_one(store)
+    second = await enqueue(store, "web", branch="dev")
+
+    data = await cli.json("job", "show", str(second))
+    code, out, _ = await cli("job", "show", str(second))
+
+    assert isinstance(data, dict)
+    assert data["job"]["id"] == second
+    assert data["wait_reason"] == f"app serialised behind #{first}"
+    assert data["queue_position"]["position"] == 1
+    assert [e["kind"] for e in data["events"]] == ["enqueued"]
+    assert code == 0 and f"waiting    app serialised behind #{first}" in out
+    assert "timeline" in out and "enqueued by tester: manual dev@" in out
+
+
+async def test_cancel_and_retry(store: Store, cli: Cli) -> None:
+    await add_app(store, "web")
+    job_id = await enqueue(store, "web")
+
+    code, out, _ = await cli("cancel", str(job_id))
+    assert code == 0 and out.strip() == f"cancelled job #{job_id}"
+    code, _, err = await cli("cancel", str(job_id))
+    assert (
+        code == 1 and err.strip() == f"error: job #{job_id} is cancelled already; nothing to cancel"
+    )
+
+    data = await cli.json("retry", str(job_id))
+    assert isinstance(data, dict) and data["retry_of"] == job_id and data["status"] == "queued"
+    events = await store.jobs.events(job_id)
+    assert events[-1]["actor"] == getpass.getuser()
+
+
+async def test_logs_follow_prints_new_lines_until_the_job_ends(store: Store, cli: Cli) -> None:
+    await add_server(store, "local")
+    await add_app(store, "web")
+    await enqueue(store, "web")
+    lease = await claim_one(store)
+    await store.logs.append(lease.id, ["step 1/3"], attempt=lease.attempt)
+
+    proc = await cli.start("logs", str(lease.id), "-f")
+    assert proc.stdout is not None
+    assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"step 1/3\n"
+    await store.logs.append(lease.id, ["step 2/3", "step 3/3"], attempt=lease.attempt)
+    assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"step 2/3\n"
+    await store.jobs.finish(lease, SUCCESS)
+
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    assert out.decode() == "step 3/3\n"
+    assert err.decode().strip().endswith(f"-- job #{lease.id} succeeded")
+
+
+async def test_logs_without_follow_prints_what_is_there(store: Store, cli: Cli) -> None:
+    await add_server(store, "local")
+    await add_app(store, "web")
+    await enqueue(store, "web")
+    lease = await claim_one(store)
+    await store.logs.append(lease.id, ["a", "b"], attempt=lease.attempt)
+
+    code, out, _ = await cli("logs", str(lease.id))
+    assert code == 0 and out == "a\nb\n"
+    code, out, _ = await cli("logs", str(lease.id), "--json")
+    assert [json.loads(line)["seq"] for line in out.splitlines()] == [1, 2]
+
+
+async def test_stats_and_prune(store: Store, cli: Cli) -> None:
+    await add_server(store, "local")
+    await add_app(store, "web")
+    await enqueue(store, "web")
+    lease = await claim_one(store)
+    await store.logs.append(lease.id, ["x"], attempt=lease.attempt)
+    done = await store.jobs.finish(lease, SUCCESS)
+    await enqueue(store, "web", branch="dev")
+
+    stats = await cli.json("stats")
+    code, out, _ = await cli("stats")
+
+    assert isinstance(stats, dict) and stats["queued"] == 1 and stats["succeeded_24h"] == 1
+    assert code == 0 and out.startswith("queued      1 (normal 1; oldest ")
+    assert "local            0/2" in out
+
+    async with store.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE jobs SET finished_at = now() - %s WHERE id = %s", (timedelta(days=31), done.id)
+        )
+    assert await cli.json("prune", "--older-than", "30d") == {
+        "jobs": 1,
+        "log_lines": 1,
+        "events": 3,
+        "notifications": 0,
+    }
+    assert (await store.jobs.get(done.id)).status is JobStatus.SUCCEEDED
+    code, out, err = await cli("logs", str(done.id))
+    assert code == 0 and out == ""
+    assert err.strip() == f"the log of job #{done.id} was deleted by retention (prune)"
+    code, _, err = await cli("prune", "--older-than", "soon")
+    assert code == 1 and err.startswith("error: --older-than 'soon'")

@@ -1,0 +1,65 @@
+"""`deployq server add | list | drain | undrain | rm`, run as the real command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
+    env.update({"DEPLOYQ_DATABASE_URL": database_url, "DEPLOYQ_DATA_DIR": str(tmp_path)})
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "deployq", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run
+
+
+def test_a_server_is_added_listed_drained_and_removed(cli: Cli) -> None:
+    added = cli(
+        "server", "add", "arm1", "--docker-host", "ssh://builder@arm1", "--capacity", "3",
+        "--arch", "arm64", "--label", "gpu", "--label", "big",
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    assert "added build server arm1" in added.stdout
+
+    listed = json.loads(cli("server", "list", "--json").stdout)
+    assert [(s["name"], s["capacity"], s["arch"], s["labels"]) for s in listed] == [
+        ("arm1", 3, "arm64", ["gpu", "big"])
+    ]
+    table = cli("server", "list").stdout
+    assert "arm1" in table and "0/3" in table and "gpu,big" in table
+
+    assert json.loads(cli("server", "drain", "arm1", "--json").stdout)["draining"] is True
+    assert "draining" in cli("server", "list").stdout
+    assert json.loads(cli("server", "undrain", "arm1", "--json").stdout)["draining"] is False
+
+    removed = cli("server", "rm", "arm1", "--yes")
+    assert removed.returncode == 0, removed.stderr
+    assert "no build servers yet" in cli("server", "list").stdout
+
+
+def test_errors_are_one_line_that_says_what_to_do(cli: Cli) -> None:
+    assert cli("server", "add", "a", "--docker-host", "unix:///x.sock").returncode == 0
+    again = cli("server", "add", "a", "--docker-host", "unix:///x.sock")
+    assert again.returncode == 1
+    assert again.stderr.strip() == "error: a build server named 'a' exists already"
+    missing = cli("server", "drain", "nope")
+    assert missing.returncode == 1
+    assert "`deployq server list` shows them" in missing.stderr

@@ -1,0 +1,87 @@
+"""The job view: details, and the log following appended lines live."""
+
+from __future__ import annotations
+
+from tui_helpers import OPERATOR, add_app, manual, wait_until
+
+from deployq.store import Store
+from deployq.tui import DeployqApp
+from deployq.tui.screens.job import JobScreen
+from deployq.tui.screens.queue import QueueScreen
+
+
+async def _open_job(app: DeployqApp, pilot: object) -> JobScreen:
+    queue = app.screen
+    assert isinstance(queue, QueueScreen)
+    await queue.loaded.wait()
+    await app.listening.wait()
+    await app.run_action("view('job')")
+    screen = app.screen
+    assert isinstance(screen, JobScreen)
+    await screen.loaded.wait()
+    return screen
+
+
+async def test_the_log_follows_appended_lines_and_pauses_when_scrolled_up(store: Store) -> None:
+    await add_app(store, "web")
+    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    await store.logs.append(job.id, [f"early {n}" for n in range(5)])
+    app = DeployqApp(store, user=OPERATOR)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open_job(app, pilot)
+        log = screen.log_view
+        assert list(log.lines) == [f"early {n}" for n in range(5)]
+
+        await store.logs.append(job.id, [f"step {n}" for n in range(200)])
+        await wait_until(app, lambda: log.line_count == 205, what="the appended lines")
+        await pilot.pause()
+        assert log.following, "a view at the end follows new lines"
+
+        await pilot.press("pageup")
+        await pilot.pause()
+        paused_at = log.scroll_offset.y
+        assert not log.following
+        await store.logs.append(job.id, ["while scrolled up"])
+        await wait_until(app, lambda: log.line_count == 206, what="the next line")
+        await pilot.pause()
+        assert log.scroll_offset.y == paused_at, "scrolling up pauses following"
+
+        await pilot.press("f")
+        await pilot.pause()
+        assert log.following
+        await store.logs.append(job.id, ["after f"])
+        await wait_until(app, lambda: log.line_count == 207, what="the last line")
+        await pilot.pause()
+        assert log.following and log.lines[-1] == "after f"
+
+
+async def test_search_finds_a_line_in_the_log(store: Store) -> None:
+    await add_app(store, "web")
+    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    lines = [f"line {n}" for n in range(300)]
+    lines[20] = "npm ERR! needle missing"
+    await store.logs.append(job.id, lines)
+    app = DeployqApp(store, user=OPERATOR)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open_job(app, pilot)
+        log = screen.log_view
+        await pilot.pause()
+        assert log.following
+        await pilot.press("slash", *"needle", "enter")
+        await pilot.pause()
+        top = log.scroll_offset.y
+        assert top <= 20 < top + log.size.height, "the match is on screen"
+        assert not log.following
+
+
+async def test_job_view_shows_the_job_and_goes_back_with_escape(store: Store) -> None:
+    await add_app(store, "web")
+    job = (await store.jobs.enqueue(manual("web", "refs/heads/feature-y"))).jobs[0]
+    app = DeployqApp(store, user=OPERATOR)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open_job(app, pilot)
+        head = str(screen.query_one("#job-head").render())
+        assert f"#{job.id}" in head and "feature-y" in head and "position 1" in head
+        await pilot.press("escape")
+        await pilot.pause()
+        assert isinstance(app.screen, QueueScreen)
