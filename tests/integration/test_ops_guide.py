@@ -21,8 +21,8 @@ import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 ROOT = Path(__file__).resolve().parents[2]
-#: the guide lives in README.md; before it is merged there, in the helper's draft
-GUIDES = (ROOT / "README.md", ROOT.parent / "helpers" / "README-ops.md")
+#: the operations guide is a section of README.md
+GUIDES = (ROOT / "README.md",)
 VENV = sys.prefix
 PG_BIN = Path(pgserver.__file__).parent / "pginstall" / "bin"
 GUIDE_DSN = "postgresql://deployq:change-me@127.0.0.1:5432/deployq"

@@ -106,3 +106,17 @@ def test_help_over_the_queue(
         await pilot.press("question_mark")
 
     assert snap_compare(_app(settings, database_url), terminal_size=size, run_before=_then(help_))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_deploy_dialog(snap_compare: Any, settings: Settings, database_url: str, size: Any) -> None:
+    seed_fixed(database_url)
+
+    async def deploy(pilot: Pilot[Any]) -> None:
+        await pilot.press("d")
+        for _ in range(100):  # the dialog opens after the apps are read
+            if type(pilot.app.screen).__name__ == "DeployScreen":
+                break
+            await pilot.pause(0.01)
+
+    assert snap_compare(_app(settings, database_url), terminal_size=size, run_before=_then(deploy))

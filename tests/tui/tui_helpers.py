@@ -38,8 +38,9 @@ def manual(app: str, ref: str = "refs/heads/main", **fields: Any) -> Trigger:
 async def wait_until(
     app: DeployqApp, condition: Callable[[], bool], *, what: str, timeout_s: float = WAIT_S
 ) -> None:
-    """Wait until ``condition()`` holds, re-checking whenever the app applied job changes or
-    processed its messages; fail after ``timeout_s``."""
+    """Wait until ``condition()`` holds, re-checking whenever the app has applied a batch of
+    job changes (and at least every 50 ms, for changes that are not jobs: dialogs, servers);
+    fail after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while not condition():
         left = deadline - time.monotonic()

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from psycopg.rows import tuple_row
+
 from deployq.models import Job
 
 if TYPE_CHECKING:
@@ -107,3 +109,28 @@ class ConsoleStore:
             p95_duration_s=float(p95) if p95 is not None else None,
             oldest_queued_at=live["oldest_queued_at"],
         )
+
+    async def log_lines(
+        self, job_id: int, *, after: int = 0, limit: int, last: bool = False
+    ) -> tuple[int, list[str]]:
+        """Log text only (no models: the console shows thousands of lines at once).
+
+        The first ``limit`` lines after seq ``after``, or with ``last`` the last ``limit``
+        lines; returns the seq of the last line returned (``after`` when none) and the lines.
+        """
+        if last:
+            sql = (
+                "SELECT seq, line FROM (SELECT seq, line FROM job_logs WHERE job_id = %s "
+                "AND seq > %s ORDER BY seq DESC LIMIT %s) t ORDER BY seq"
+            )
+        else:
+            sql = (
+                "SELECT seq, line FROM job_logs WHERE job_id = %s AND seq > %s "
+                "ORDER BY seq LIMIT %s"
+            )
+        async with self.store.pool.connection() as conn:
+            cur = conn.cursor(row_factory=tuple_row)
+            rows = await (await cur.execute(sql, (job_id, after, limit))).fetchall()
+        if not rows:
+            return after, []
+        return int(rows[-1][0]), [str(r[1]) for r in rows]

@@ -8,12 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow
 from psycopg.types.json import Jsonb
 
 from deployq.db import Connection
 from deployq.errors import NotFound
 from deployq.models import App, Trigger, WebhookDelivery
-from deployq.store.base import CHANNEL_DELIVERIES, dumps
+from deployq.store.base import CHANNEL_DELIVERIES
 from deployq.store.job_common import EnqueueResult
 
 if TYPE_CHECKING:
@@ -46,6 +48,7 @@ _COLUMNS = (
 _ROW = "(coalesce(%s, now()), " + ", ".join(["%s"] * (len(_COLUMNS) - 1)) + ")"
 #: one statement whatever the number of rows: prepared once, sent in a pipeline per batch
 #: (a multi-row VALUES would be a new statement, parsed again, for every batch size)
+Cursor = AsyncCursor[DictRow]
 _INSERT_ONE = f"INSERT INTO webhook_deliveries ({', '.join(_COLUMNS)}) VALUES {_ROW} RETURNING id"
 
 
@@ -88,12 +91,14 @@ class DeliveryStore:
         return row_id
 
     async def record_many(self, records: builtins.list[DeliveryRecord]) -> builtins.list[int]:
-        """Insert deliveries in one statement and one commit (the receiver batches the
+        """Insert deliveries in one round trip and one commit (the receiver batches the
         deliveries that arrive together); one NOTIFY {"id": last, "count": n}. Ids in order."""
         if not records:
             return []
-        async with self.store.pool.connection() as conn, conn.transaction():
-            return await self._insert(conn, records)
+        async with self.store.pool.connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                cursor = await self._insert(conn, records)
+            return await _ids(cursor)
 
     async def enqueue_and_record(
         self,
@@ -103,17 +108,20 @@ class DeliveryStore:
         """Group commit of verified deliveries: enqueue the triggers (``jobs.enqueue_many``)
         and insert the records that ``records_for`` makes of their results, all in ONE
         transaction: one commit, one NOTIFY per job (as ``enqueue``) and one for the
-        deliveries. Any error rolls everything back and propagates."""
-        async with self.store.pool.connection() as conn, conn.transaction():
-            results = await self.store.jobs.enqueue_many(triggers, conn=conn)
-            ids = await self._insert(conn, records_for(results))
-        return results, ids
+        deliveries. Any error rolls everything back and propagates.
 
-    async def _insert(
-        self, conn: Connection, records: builtins.list[DeliveryRecord]
-    ) -> builtins.list[int]:
-        if not records:
-            return []
+        Pipelined: three round trips whatever the number of deliveries (the apps, the jobs,
+        then the records with the commit)."""
+        async with self.store.pool.connection() as conn:
+            async with conn.pipeline(), conn.transaction():
+                results = await self.store.jobs.enqueue_many(triggers, conn=conn)
+                cursor = await self._insert(conn, records_for(results))
+            # leaving the pipeline waited for the commit
+            return results, await _ids(cursor)
+
+    async def _insert(self, conn: Connection, records: builtins.list[DeliveryRecord]) -> Cursor:
+        """Queue the inserts and their NOTIFY on ``conn`` (in a transaction and a pipeline);
+        the returned cursor yields the ids once the pipeline is synced."""
         params: builtins.list[tuple[Any, ...]] = []
         for record in records:
             if record.result not in RESULTS:
@@ -137,18 +145,16 @@ class DeliveryStore:
                 )
             )
         cursor = conn.cursor()
-        await cursor.executemany(_INSERT_ONE, params, returning=True)
-        rows = []
-        while True:
-            rows.extend(await cursor.fetchall())
-            if not cursor.nextset():
-                break
-        ids = sorted(int(r["id"]) for r in rows)
-        await conn.execute(
-            "SELECT pg_notify(%s, %s)",
-            (CHANNEL_DELIVERIES, dumps({"id": ids[-1], "count": len(ids)})),
-        )
-        return ids
+        if params:
+            await cursor.executemany(_INSERT_ONE, params, returning=True)
+            # currval: the last id this session took, i.e. the last row just inserted
+            await conn.execute(
+                "SELECT pg_notify(%s, json_build_object('id', "
+                "currval(pg_get_serial_sequence('webhook_deliveries', 'id')), "
+                "'count', %s::int)::text)",
+                (CHANNEL_DELIVERIES, len(params)),
+            )
+        return cursor
 
     async def matching_apps(self, identities: builtins.list[str]) -> builtins.list[App]:
         """Apps configured for any of these repository identities (the receiver's candidates,
@@ -224,3 +230,14 @@ class DeliveryStore:
                 )
             ).fetchone()
         return int(row["n"]) if row else 0
+
+
+async def _ids(cursor: Cursor) -> builtins.list[int]:
+    """The ids an ``executemany(..., returning=True)`` of one-row inserts returned."""
+    ids: builtins.list[int] = []
+    if cursor.pgresult is None:  # nothing was inserted
+        return ids
+    while True:
+        ids.extend(int(row["id"]) for row in await cursor.fetchall())
+        if not cursor.nextset():
+            return ids

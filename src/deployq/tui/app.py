@@ -24,6 +24,7 @@ from textual.binding import Binding, BindingType
 from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
+from textual.timer import Timer
 
 from deployq.errors import DatabaseError, DeployqError
 from deployq.models import Job
@@ -111,6 +112,7 @@ class DeployqApp(App[None]):
         self._listener: Listener | None = None
         self._connected_once = False
         self._last_stats = 0.0
+        self._stats_timer: Timer | None = None
         self.last_job_id: int | None = None
         self.sub_title = f"{self.user}" + (" · read-only" if read_only else "")
 
@@ -227,12 +229,19 @@ class DeployqApp(App[None]):
             self._refresh_stats_soon()
 
     def _refresh_stats_soon(self) -> None:
+        """Re-read the header figures now, or once STATS_MIN_INTERVAL_S has passed."""
+        if self._stats_timer is not None:
+            return  # already due
         wait = STATS_MIN_INTERVAL_S - (time.monotonic() - self._last_stats)
         if wait <= 0:
             self._last_stats = time.monotonic()
             self.refresh_stats()
         else:
-            self.set_timer(wait, self._refresh_stats_soon, name="stats")
+            self._stats_timer = self.set_timer(wait, self._stats_due, name="stats")
+
+    def _stats_due(self) -> None:
+        self._stats_timer = None
+        self._refresh_stats_soon()
 
     def refresh_stats(self) -> None:
         from deployq.tui.screens.queue import QueueScreen

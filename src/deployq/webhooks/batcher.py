@@ -97,8 +97,18 @@ class DeliveryBatcher:
         while self._pending:
             batch = [p for p in self._pending[:MAX_BATCH] if not p.future.done()]
             del self._pending[:MAX_BATCH]
-            if batch:
-                await self._flush(batch)
+            try:
+                if batch:
+                    await self._flush(batch)
+            except Exception as exc:  # a bug here must not leave callers waiting forever
+                log.exception("the delivery batcher failed")
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.set_exception(exc)
+            finally:  # cancelled (close): the callers of this batch learn it
+                for pending in batch:
+                    if not pending.future.done():
+                        pending.future.cancel()
 
     async def _flush(self, batch: list[_Pending]) -> None:
         triggers = [t for p in batch for t in p.triggers]

@@ -40,6 +40,7 @@ class HelpScreen(ModalScreen[None]):
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
         table.add_column(style="dim")
+        table.add_column(style="dim italic")  # the id to remap it with (settings tui_keys)
         seen: set[tuple[str, str]] = set()
         for key, active in below.active_bindings.items():
             binding = active.binding
@@ -51,7 +52,7 @@ class HelpScreen(ModalScreen[None]):
             if (shown, binding.action) in seen:
                 continue
             seen.add((shown, binding.action))
-            table.add_row(shown, binding.description, binding.tooltip)
+            table.add_row(shown, binding.description, binding.tooltip, binding.id)
         return table
 
     def action_close(self) -> None:

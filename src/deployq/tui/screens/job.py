@@ -84,10 +84,12 @@ class JobScreen(JobActionsScreen):
         self.job = job
         await self._load_extras()
         if self.seq == 0:
-            lines = await self.dq.attempt(store.logs.tail(self.job_id, LOG_MAX_LINES))
-            if lines:
-                self.seq = lines[-1].seq
-                self.log_view.write_lines([line.line for line in lines])
+            tail = await self.dq.attempt(
+                store.console.log_lines(self.job_id, limit=LOG_MAX_LINES, last=True)
+            )
+            if tail is not None and tail[1]:
+                self.seq = tail[0]
+                self.log_view.write_lines(tail[1])
         self.loaded.set()
         # lines written while the tail was read, or while disconnected
         last = await self.dq.attempt(store.logs.last_seq(self.job_id))
@@ -110,13 +112,13 @@ class JobScreen(JobActionsScreen):
                 if self._log_target - self.seq > LOG_MAX_LINES:
                     # too far behind to show it all: skip to what the view would keep
                     self.seq = self._log_target - LOG_MAX_LINES
-                lines = await self.dq.attempt(
-                    self.dq.store.logs.read(self.job_id, after=self.seq, limit=LOG_BATCH)
+                batch = await self.dq.attempt(
+                    self.dq.store.console.log_lines(self.job_id, after=self.seq, limit=LOG_BATCH)
                 )
-                if not lines:
+                if batch is None or not batch[1]:
                     break
-                self.seq = lines[-1].seq
-                self.log_view.write_lines([line.line for line in lines])
+                self.seq = batch[0]
+                self.log_view.write_lines(batch[1])
         finally:
             self._fetching = False
 
