@@ -4,9 +4,15 @@ Sends a real-size (~8 KB) signed push payload with distinct X-GitHub-Delivery id
 --concurrency connections for --duration seconds to a `deployq serve` subprocess, then runs
 pgbench (single-row INSERT, same concurrency) on the same database for the same time.
 Prints JSON: accepted deliveries per second, p50/p99 latency, the pgbench INSERT tps, their
-ratio, and how many accepted deliveries have no job (must be 0).
+ratio; `lost` (accepted answers whose job is not in the database, must be 0), `unrecorded`
+(accepted jobs without an accepted webhook_deliveries row, must be 0) and
+`deliveries_per_commit` (jobs per writing transaction: the receiver's group commit).
 
-    .venv/bin/python bench/webhooks.py [--duration 20] [--concurrency 32]
+The load generator is wrk (C, `apt-get install wrk`) when installed, with a Lua script that
+gives each request its own delivery id; the body is signed once before the timed window.
+`--client aiohttp` uses a Python client instead (it takes a share of the two cores).
+
+    .venv/bin/python bench/webhooks.py [--duration 20] [--concurrency 32] [--client wrk]
 
 Database: a fresh one on DEPLOYQ_DATABASE_URL's server, else on the test suite's embedded
 PostgreSQL (.pytest-data).

@@ -67,6 +67,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await replayer
     await app[HUB_KEY].close()
+    await state.batcher.close()  # requests in flight were answered before cleanup runs
     await state.recorder.close()
 
 

@@ -72,7 +72,7 @@ class DeliveryBatcher:
         self.db_errors = db_errors
         self._pending: list[_Pending] = []
         self._task: asyncio.Task[None] | None = None
-        #: batches written and deliveries in them (the bench and tests read these)
+        #: batches committed, deliveries in them, batches written one by one (tests read these)
         self.batches = 0
         self.written = 0
         self.fallbacks = 0
