@@ -7,7 +7,9 @@ database per queue. No-op jobs throughout:
 - enqueue: N jobs, one per call, one after the other;
 - drain: N queued jobs claimed and finished with concurrency 1, 4 and 16 (deployq: a worker
   pool of that many slots that claims for all its free slots at once and finishes each job
-  as its own task; also N separate one-slot claimers, the worst case for the claim lock);
+  as its own task through the pool's Finisher, which group-commits the finishes arriving
+  together, as ``deployq worker`` does; also N separate one-slot claimers each finishing
+  on its own, the worst case for the claim lock);
 - latency: idle workers woken by LISTEN/NOTIFY; time from the enqueue call to the claim
   (deployq) or to the start of the task (peers), one job at a time.
 pgqueuer uses its asyncpg driver when asyncpg is installed (its psycopg driver shares the
@@ -47,6 +49,7 @@ from deployq.db.migrate import migrate
 from deployq.models import AppSpec, JobStatus, Trigger, TriggerKind
 from deployq.store import Outcome, Store
 from deployq.store.base import CHANNEL_JOBS
+from deployq.store.finisher import Finisher
 from deployq.store.listen import Listener
 
 CONCURRENCY = (1, 4, 16)
@@ -158,7 +161,9 @@ async def deployq_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
 
 async def drain_deployq(store: Store, slots: int = 4) -> None:
     """A worker pool with ``slots`` build slots, as ``deployq worker`` runs: one claim for
-    every free slot at once, a task per job, the slot freed by its finish."""
+    every free slot at once, a task per job, the slot freed by its finish (finishes go
+    through the pool's Finisher: group commits)."""
+    finisher = Finisher(store)
     running: set[asyncio.Task[Any]] = set()
     freed = asyncio.Event()
 
@@ -171,7 +176,7 @@ async def drain_deployq(store: Store, slots: int = 4) -> None:
         free = slots - len(running)
         leases = await store.jobs.claim("pool", limit=free) if free > 0 else []
         for lease in leases:
-            task = asyncio.create_task(store.jobs.finish(lease, SUCCESS))
+            task = asyncio.create_task(finisher.finish(lease, SUCCESS))
             running.add(task)
             task.add_done_callback(done)
         if not leases and not running:

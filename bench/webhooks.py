@@ -29,7 +29,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import argparse
 import asyncio
-import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -39,42 +39,25 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from deployq.db.migrate import migrate
 from deployq.webhooks.signatures import github_signature
 
 ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("_bench_services", ROOT / "bench" / "_services.py")
+assert _spec is not None and _spec.loader is not None
+_services = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = _services
+_spec.loader.exec_module(_services)
+database = _services.database
 PAYLOAD = ROOT / "tests" / "fixtures" / "payloads" / "github_push_branch.json"
 SECRET = "bench-secret"
 TARGET_BYTES = 8 * 1024
 READY_TIMEOUT_S = 60.0
-
-
-@contextlib.contextmanager
-def database(name: str) -> Iterator[str]:
-    """A fresh database on DEPLOYQ_DATABASE_URL's server, else on the test suite's embedded
-    server (.pytest-data); dropped afterwards."""
-    admin = os.environ.get("DEPLOYQ_DATABASE_URL")
-    if not admin:
-        from deployq.db.embedded import embedded_dsn
-
-        admin = embedded_dsn(ROOT / ".pytest-data", database="postgres")
-    params = conninfo_to_dict(admin)
-    params["dbname"] = name
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_conninfo(**params)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def push_body() -> bytes:

@@ -167,7 +167,7 @@ class Settings(BaseSettings):
     @classmethod
     def _host_port(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
             raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080")
         return value
 

@@ -38,7 +38,7 @@ class Priority(IntEnum):
     @classmethod
     def parse(cls, value: str | int) -> Priority:
         """Accept ``high``, ``HIGH`` or ``2``."""
-        if isinstance(value, int) or value.isdigit():
+        if isinstance(value, int) or (value.isascii() and value.isdigit()):
             return cls(int(value))
         try:
             return cls[value.upper()]

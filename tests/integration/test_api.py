@@ -84,7 +84,14 @@ async def test_a_manual_deployment_is_202_with_its_job(store: Store, client: Cli
 
 @pytest.mark.parametrize(
     "body",
-    [{"commit": "not-a-sha"}, {"priority": "urgent"}, {"ref": 3}, {"branch": "main"}, [1]],
+    [
+        {"commit": "not-a-sha"},
+        {"priority": "urgent"},
+        {"priority": "\u00b2"},
+        {"ref": 3},
+        {"branch": "main"},
+        [1],
+    ],
 )
 async def test_a_bad_deployment_request_is_400(store: Store, client: Client, body: Any) -> None:
     await add_app(store)
@@ -92,6 +99,15 @@ async def test_a_bad_deployment_request_is_400(store: Store, client: Client, bod
     resp = await client.post("/api/v1/apps/web/deployments", json=body, headers=headers)
     assert resp.status == 400
     assert await store.jobs.list() == []
+
+
+@pytest.mark.parametrize("job_id", ["\u00b9", "\u0663", "0", "99999999999999999999"])
+async def test_ids_no_job_can_have_are_404(store: Store, client: Client, job_id: str) -> None:
+    # "¹" is a digit to str.isdigit() but not to int() (found by schemathesis); ids are ASCII
+    headers = await token(store, TokenScope.READ)
+    resp = await client.get(f"/api/v1/jobs/{job_id}", headers=headers)
+    assert resp.status == 404
+    assert (await resp.json())["error"]["code"] == "not_found"
 
 
 async def test_deploying_an_unknown_app_is_404(store: Store, client: Client) -> None:

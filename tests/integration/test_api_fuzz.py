@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ async def test_no_input_makes_the_service_fail(
         "--max-time",
         "35",
         "--seed",
-        "7",
+        os.environ.get("DEPLOYQ_TEST_FUZZ_SEED", "7"),
         "--workers",
         "2",
         "--generation-database",

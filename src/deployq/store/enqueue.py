@@ -10,7 +10,6 @@ from deployq.db import Connection
 from deployq.errors import Conflict, NotFound
 from deployq.matching import skip_reason
 from deployq.models import (
-    INTERRUPTIBLE_STEPS,
     App,
     Job,
     NotifyEvent,
@@ -19,97 +18,14 @@ from deployq.models import (
     Trigger,
     TriggerKind,
 )
-from deployq.store.base import CHANNEL_CANCEL, CHANNEL_JOBS
+from deployq.store.enqueue_sql import ENQUEUE, ENQUEUE_NAMED
 from deployq.store.job_common import EnqueueResult, StorePart, short_ref, wants_notification
 
-_JOB_COLUMNS = (
-    "app_id",
-    "app_name",
-    "provider",
-    "trigger",
-    "delivery_id",
-    "repo_url",
-    "ref",
-    "ref_type",
-    "branch",
-    "commit_sha",
-    "commit_message",
-    "commit_author",
-    "pusher",
-    "pusher_email",
-    "priority",
-    "max_attempts",
-    "timeout_s",
-    "retry_of",
-)
 
-
-def _literal(word: str) -> str:
-    """A constant of ours as an SQL literal (only plain words, so no quoting issue)."""
-    assert word.replace("_", "").replace("-", "").isalnum(), word
-    return f"'{word}'"
-
-
-# constants are written into the statement rather than passed: each parameter costs a
-# conversion per job, which shows at a thousand jobs a second
-_STEPS = "ARRAY[" + ", ".join(_literal(s.value) for s in sorted(INTERRUPTIBLE_STEPS)) + "]"
-_JOBS_CHANNEL = _literal(CHANNEL_JOBS)
-_CANCEL_CHANNEL = _literal(CHANNEL_CANCEL)
-
-# One statement, so atomic without a transaction of its own: the job, its timeline row, the
-# supersede of older queued jobs of the branch (and, with cancel-running, the cancel request
-# to the running one while it is interruptible), with their events and NOTIFYs.
-_ENQUEUE = f"""
-WITH j AS (
-    INSERT INTO jobs ({", ".join(_JOB_COLUMNS)})
-    VALUES ({", ".join(f"%({c})s" for c in _JOB_COLUMNS)})
-    ON CONFLICT (provider, delivery_id, app_id) WHERE delivery_id IS NOT NULL DO NOTHING
-    RETURNING *
-), e AS (
-    INSERT INTO job_events (job_id, kind, to_status, actor, message, data)
-    SELECT id, 'enqueued', 'queued', %(actor)s::text, %(message)s::text,
-           jsonb_build_object('delivery_id', delivery_id, 'retry_of', retry_of)
-    FROM j
-), s AS (
-    UPDATE jobs o SET status = 'superseded', finished_at = now(), updated_at = now(),
-        error = 'superseded by #' || j.id
-    FROM j
-    WHERE %(supersede)s::boolean AND o.app_id = j.app_id AND o.branch = j.branch
-      AND o.status = 'queued' AND o.ref_type = 'branch' AND o.id < j.id
-    RETURNING o.id, o.app_name, j.id AS by, j.branch
-), se AS (
-    INSERT INTO job_events (job_id, kind, from_status, to_status, message, data)
-    SELECT id, 'superseded', 'queued', 'superseded',
-           'a newer push to ' || branch || ' arrived: #' || by, jsonb_build_object('by', by)
-    FROM s
-), c AS (
-    UPDATE jobs o SET cancel_requested = true, updated_at = now()
-    FROM j
-    WHERE %(cancel_running)s::boolean AND o.app_id = j.app_id AND o.branch = j.branch
-      AND o.status = 'running' AND o.id < j.id AND NOT o.cancel_requested
-      AND (o.step IS NULL OR o.step = ANY({_STEPS}::text[]))
-    RETURNING o.id, j.id AS by, j.branch
-), ce AS (
-    INSERT INTO job_events (job_id, kind, message, data)
-    SELECT id, 'cancel_requested', 'a newer push to ' || branch || ' arrived: #' || by,
-           jsonb_build_object('by', by)
-    FROM c
-), sn AS (
-    SELECT s.id, pg_notify({_JOBS_CHANNEL}, jsonb_build_object(
-        'id', s.id, 'app', s.app_name, 'status', 'superseded', 'kind', 'superseded')::text)
-    FROM s
-), cn AS (
-    SELECT c.id, pg_notify({_CANCEL_CHANNEL},
-        jsonb_build_object('id', c.id, 'force', false)::text)
-    FROM c
-)
-SELECT j.*,
-    (SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM sn) AS superseded_ids,
-    (SELECT coalesce(array_agg(id ORDER BY id), '{{}}') FROM cn) AS cancel_ids,
-    pg_notify({_JOBS_CHANNEL}, jsonb_build_object(
-        'id', j.id, 'app', j.app_name, 'status', 'queued', 'kind', 'enqueued')::text) AS notified
-FROM j
-"""
+def skip_reason_is_none(trigger: Trigger) -> bool:
+    """Whether ``skip_reason`` is None for this trigger whatever the app (so the one-round-
+    trip path, which does not see the app in Python, may skip the matching)."""
+    return trigger.kind in (TriggerKind.MANUAL, TriggerKind.RETRY)
 
 
 class EnqueuePart(StorePart):
@@ -123,6 +39,11 @@ class EnqueuePart(StorePart):
         """
         result = EnqueueResult()
         async with self.store.pool.connection() as conn:
+            if trigger.app is not None and skip_reason_is_none(trigger):
+                job = await self._insert_named(conn, trigger, result)
+                if job is not None:
+                    result.jobs.append(job)
+                    return result
             matching: list[App] = []
             for app in await self._candidate_apps(conn, trigger):
                 reason = skip_reason(app, trigger)
@@ -144,6 +65,22 @@ class EnqueuePart(StorePart):
                             conn, job, NotifyEvent.QUEUED, app=app
                         )
         return result
+
+    async def _insert_named(
+        self, conn: Connection, trigger: Trigger, result: EnqueueResult
+    ) -> Job | None:
+        """The job of a trigger naming its app, lookup included, in one round trip; None
+        when the general path must do it (outbox rows to write, a delivery seen before)."""
+        row = await (await conn.execute(ENQUEUE_NAMED, self._named_params(trigger))).fetchone()
+        if row is None:
+            raise NotFound(f"no app named {trigger.app!r}; `deployq app list` shows the apps")
+        if row["id"] is None:
+            return None
+        row.pop("app_found")
+        row.pop("notified")
+        result.superseded.extend(int(i) for i in row.pop("superseded_ids"))
+        result.cancel_requested.extend(int(i) for i in row.pop("cancel_ids"))
+        return Job.model_validate(row)
 
     async def _candidate_apps(self, conn: Connection, trigger: Trigger) -> list[App]:
         if trigger.app is not None:
@@ -210,7 +147,7 @@ class EnqueuePart(StorePart):
         # of those before it (a repeated delivery id conflicts with its first occurrence)
         cursor = conn.cursor()
         await cursor.executemany(
-            _ENQUEUE, [self._params(app, trigger) for _, app, trigger in planned], returning=True
+            ENQUEUE, [self._params(app, trigger) for _, app, trigger in planned], returning=True
         )
         for n, (result, app, trigger) in enumerate(planned):
             if n:
@@ -266,13 +203,43 @@ class EnqueuePart(StorePart):
     async def _insert_job(
         self, conn: Connection, app: App, trigger: Trigger, result: EnqueueResult
     ) -> tuple[Job, bool]:
-        row = await (await conn.execute(_ENQUEUE, self._params(app, trigger))).fetchone()
+        row = await (await conn.execute(ENQUEUE, self._params(app, trigger))).fetchone()
         if row is not None:
             result.superseded.extend(int(i) for i in row.pop("superseded_ids"))
             result.cancel_requested.extend(int(i) for i in row.pop("cancel_ids"))
             row.pop("notified")
             return Job.model_validate(row), True
         return await self._existing_job(conn, app, trigger), False
+
+    def _named_params(self, trigger: Trigger) -> dict[str, Any]:
+        """``_params`` without the app: ENQUEUE_NAMED takes the app's part from its row."""
+        settings = self.store.settings
+        branch = short_ref(trigger)
+        sha = trigger.commit_sha.lower() if trigger.commit_sha else None
+        supersede = trigger.ref_type is RefType.BRANCH and trigger.kind is not TriggerKind.RETRY
+        return {
+            "app_name": trigger.app,
+            "provider": trigger.provider,
+            "trigger": trigger.kind.value,
+            "delivery_id": trigger.delivery_id,
+            "ref": trigger.ref,
+            "ref_type": trigger.ref_type.value,
+            "branch": branch,
+            "commit_sha": sha,
+            "commit_message": trigger.commit_message,
+            "commit_author": trigger.commit_author,
+            "pusher": trigger.pusher,
+            "pusher_email": trigger.pusher_email,
+            "priority": int(trigger.priority) if trigger.priority is not None else None,
+            "max_attempts": settings.max_attempts,
+            "timeout_s": settings.build_timeout,
+            "retry_of": trigger.retry_of,
+            "actor": trigger.actor or trigger.provider,
+            "message": f"{trigger.kind.value} {branch}" + (f"@{sha[:7]}" if sha else ""),
+            # the statement adds the app's policy (an operator's retry supersedes nothing)
+            "supersede": supersede,
+            "cancel_running": supersede,
+        }
 
     def _params(self, app: App, trigger: Trigger) -> dict[str, Any]:
         settings = self.store.settings

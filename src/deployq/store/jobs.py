@@ -8,16 +8,16 @@ Correctness rules (see DESIGN.md §1, §3):
 - every write by a worker is fenced on (id, attempt, status='running'): a worker whose lease
   was taken over changes nothing and learns it has lost the job (LostJob).
 
-This module holds the running attempt (heartbeat, progress, finish, release) and operator
+This module holds the running attempt (heartbeat, progress, release) and operator
 actions (cancel, priority); ``JobStore`` also carries the other parts of the queue, so every
 caller writes ``store.jobs.<method>``: enqueue/retry (``enqueue``), claim/rescue_expired
-(``claim``), get/list/events/stats/queue_position(s) (``queue_read``), wait_reason(s)
-(``wait``) and prune (``maintenance``).
+(``claim``), finish/finish_many (``finish``; group commits: ``finisher.Finisher``),
+get/list/events/stats/queue_position(s) (``queue_read``), wait_reason(s) (``wait``) and
+prune (``maintenance``).
 """
 
 from __future__ import annotations
 
-import contextlib
 from datetime import timedelta
 from typing import Any
 
@@ -28,8 +28,8 @@ from deployq.models import Job, JobStatus, NotifyEvent, Priority, Step
 from deployq.store.base import CHANNEL_CANCEL, CHANNEL_JOBS, dumps
 from deployq.store.claim import ClaimPart
 from deployq.store.enqueue import EnqueuePart
+from deployq.store.finish import FinishPart
 from deployq.store.job_common import (
-    NOTIFY_VALUES,
     WORKER_FIELDS,
     EnqueueResult,
     HeartbeatResult,
@@ -38,7 +38,6 @@ from deployq.store.job_common import (
     add_event,
     backoff_s,
     notify_job,
-    wants_notification,
 )
 from deployq.store.maintenance import MaintenancePart
 from deployq.store.queue_read import QueueReadPart
@@ -60,45 +59,8 @@ _JOB_NOTIFY = (
     "'status', status, 'kind', %(kind)s::text)::text)"
 )
 
-# The fenced end of an attempt, its timeline row and its NOTIFY in one statement. A failure
-# with attempts left goes back to the queue after the backoff delay.
-_FINISH = """
-WITH cur AS (
-    SELECT id, (%(may_retry)s::boolean AND attempt < max_attempts) AS retry FROM jobs
-    WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
-    FOR UPDATE
-), u AS (
-    UPDATE jobs SET
-        status = CASE WHEN cur.retry THEN 'queued' ELSE %(status)s::text END,
-        run_after = CASE WHEN cur.retry THEN now() + %(delay)s::interval ELSE run_after END,
-        finished_at = CASE WHEN cur.retry THEN NULL ELSE now() END,
-        worker_id = CASE WHEN cur.retry THEN NULL ELSE worker_id END,
-        cancel_requested = cancel_requested AND NOT cur.retry,
-        cancel_force = cancel_force AND NOT cur.retry,
-        lease_expires_at = NULL,
-        error = %(error)s::text,
-        image_ref = coalesce(%(image_ref)s::text, image_ref),
-        image_digest = coalesce(%(image_digest)s::text, image_digest),
-        scan_summary = coalesce(%(scan)s::jsonb, scan_summary),
-        progress = CASE WHEN %(status)s::text = 'succeeded' THEN 100 ELSE progress END,
-        updated_at = now()
-    FROM cur WHERE jobs.id = cur.id
-    RETURNING jobs.*
-), e AS (
-    INSERT INTO job_events (job_id, kind, from_status, to_status, message, data)
-    SELECT id, CASE WHEN status = 'queued' THEN 'retry_scheduled' ELSE status END,
-           'running', status,
-           CASE WHEN status = 'queued' THEN %(retry_message)s::text ELSE %(message)s::text END,
-           jsonb_build_object('attempt', attempt, 'image_digest', %(image_digest)s::text)
-    FROM u
-)
-SELECT u.*, s.name AS server_name, pg_notify(%(channel)s, jsonb_build_object(
-    'id', u.id, 'app', u.app_name, 'status', u.status, 'kind', 'finished')::text) AS notified
-FROM u LEFT JOIN build_servers s ON s.id = u.server_id
-"""
 
-
-class JobStore(EnqueuePart, ClaimPart, QueueReadPart, WaitReasonPart, MaintenancePart):
+class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart, MaintenancePart):
     """Everything about jobs; see the module docstring for where each part lives."""
 
     # -- while running ---------------------------------------------------------------------
@@ -161,55 +123,6 @@ class JobStore(EnqueuePart, ClaimPart, QueueReadPart, WaitReasonPart, Maintenanc
             ).fetchone()
         if row is None:
             raise LostJob(f"job #{lease.id} attempt {lease.attempt} is no longer ours")
-
-    async def finish(self, lease: Lease, outcome: Outcome) -> Job:
-        """End an attempt (fenced: LostJob when it is no longer ours).
-
-        A retryable failure with attempts left is queued again with ``run_after`` after an
-        exponential backoff with jitter; anything else is final.
-        """
-        settings = self.store.settings
-        delay = backoff_s(
-            lease.attempt,
-            settings.retry_base_delay,
-            settings.retry_factor,
-            settings.retry_max_delay,
-        )
-        status = outcome.status
-        params: dict[str, Any] = {
-            "id": lease.id,
-            "attempt": lease.attempt,
-            "status": status.value,
-            "may_retry": status is JobStatus.FAILED and outcome.retryable,
-            "delay": timedelta(seconds=delay),
-            "error": outcome.error,
-            "image_ref": outcome.image_ref,
-            "image_digest": outcome.image_digest,
-            "scan": Jsonb(outcome.scan_summary) if outcome.scan_summary else None,
-            "message": outcome.error if status is not JobStatus.SUCCEEDED else None,
-            "retry_message": f"attempt {lease.attempt} failed: {outcome.error}; "
-            f"retry in {delay:.0f}s",
-            "channel": CHANNEL_JOBS,
-        }
-        event = NotifyEvent(status.value) if status.value in NOTIFY_VALUES else None
-        async with self.store.pool.connection() as conn:
-            # one statement is atomic on its own: the transaction is only for outbox rows
-            outbox = event is not None and wants_notification(lease.app, event)
-            async with conn.transaction() if outbox else contextlib.nullcontext():
-                row = await (await conn.execute(_FINISH, params)).fetchone()
-                if row is None:
-                    raise LostJob(f"job #{lease.id} attempt {lease.attempt} is no longer ours")
-                row.pop("notified")
-                finished = Job.model_validate(row)
-                if outbox and event is not None:
-                    await self.store.notifications.create_for_job(
-                        conn,
-                        finished,
-                        event,
-                        retry_scheduled=finished.status is JobStatus.QUEUED,
-                        app=lease.app,
-                    )
-        return finished
 
     async def release(self, worker_id: str, held: list[tuple[int, int]], reason: str) -> list[int]:
         """Put this worker's running jobs back in the queue now (hard shutdown); the

@@ -53,7 +53,7 @@ def _int_param(
 def _path_id(request: web.Request) -> int:
     """The {id} of the path; 404 (not 500) for ids no row can have."""
     raw = request.match_info["id"]
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_ID:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_ID:
         raise ApiError(404, "not_found", f"no object with id {raw!r}")
     return int(raw)
 

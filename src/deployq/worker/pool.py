@@ -119,6 +119,7 @@ class WorkerPool:
             self._stopping = True
             self.sd.stopping()
             await self._shutdown()
+            await self.runner.finisher.close()
             background_stop.set()
             await listener.close()
             for task in background:

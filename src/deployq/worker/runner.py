@@ -22,6 +22,7 @@ from psycopg.conninfo import conninfo_to_dict
 from deployq.errors import DeployqError, LostJob
 from deployq.models import App, BuildServer, JobStatus
 from deployq.store import Lease, Outcome
+from deployq.store.finisher import Finisher
 from deployq.worker.logbuffer import LogBuffer, Redactor
 from deployq.worker.pipeline import CancelState, Pipeline
 from deployq.worker.servers import ServerMonitor
@@ -111,6 +112,8 @@ class JobRunner:
         self.monitor = monitor
         self.worker_id = worker_id
         self.on_lost = on_lost
+        #: finishes of this worker's jobs go out in group commits
+        self.finisher = Finisher(store)
 
     async def run(self, running: RunningJob) -> None:
         """Run the job to its end and record it (or, lost or stopped, record nothing)."""
@@ -215,7 +218,7 @@ class JobRunner:
                 logs.write(f"==> {outcome.status.value}")
             await logs.close()
             try:
-                await self.store.jobs.finish(lease, outcome)
+                await self.finisher.finish(lease, outcome)
             except LostJob:
                 log.warning("job #%s was taken over before it finished here", lease.id)
             except _TRANSIENT as exc:
