@@ -218,7 +218,7 @@ async def test_a_pull_request_builds_its_head_when_the_app_enables_pr_builds(
     assert status == 202
     [job] = await store.jobs.list()
     assert job.ref == "refs/pull/2/head"
-    assert job.ref_type is RefType.PULL_REQUEST
+    assert (job.ref_type, job.branch) == (RefType.PULL_REQUEST, "pr-2")
     assert job.commit_sha == data["pull_request"]["head"]["sha"]
     assert job.status is JobStatus.QUEUED
 

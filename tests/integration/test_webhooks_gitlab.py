@@ -59,7 +59,7 @@ async def test_a_merge_request_hook_builds_the_last_commit_with_pr_builds(
     assert status == 202
     [job] = await store.jobs.list()
     assert job.ref == "refs/merge-requests/1/head"
-    assert job.ref_type is RefType.PULL_REQUEST
+    assert (job.ref_type, job.branch) == (RefType.PULL_REQUEST, "mr-1")
     assert job.commit_sha == "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
 
 

@@ -114,11 +114,17 @@ class StorePart:
 
 
 def short_ref(trigger: Trigger) -> str:
-    """The branch column: ``main``, ``v1.2``, ``pr-7``."""
+    """The branch column: ``main``, ``v1.2``, ``pr-7`` (GitHub), ``mr-7`` (GitLab)."""
     if trigger.ref_type is RefType.PULL_REQUEST:
         parts = trigger.ref.split("/")
-        return f"pr-{parts[2]}" if len(parts) > 2 and parts[1] == "pull" else trigger.ref
+        if len(parts) > 2 and parts[1] in _REVIEW_PREFIXES:
+            return f"{_REVIEW_PREFIXES[parts[1]]}-{parts[2]}"
+        return trigger.ref
     return trigger.short_ref
+
+
+#: refs/pull/N/head (GitHub) and refs/merge-requests/N/head (GitLab)
+_REVIEW_PREFIXES = {"pull": "pr", "merge-requests": "mr"}
 
 
 def backoff_s(attempt: int, base_s: float, factor: float, cap_s: float) -> float:
