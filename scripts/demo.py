@@ -216,6 +216,22 @@ def stop_embedded_postgres(data_dir: Path) -> None:
             os.kill(int(pid_file.read_text().split()[0]), signal.SIGINT)  # fast shutdown
 
 
+def remove_images(prefix: str) -> None:
+    """Leave the engine as it was: drop the demo's images (tagged for its registry)."""
+    listed = subprocess.run(
+        [DOCKER, "image", "ls", "--format", "{{.Repository}}:{{.Tag}}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    refs = [ref for ref in listed.stdout.split() if ref.startswith(prefix)]
+    digests = subprocess.run(
+        [DOCKER, "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    refs += [ref for ref in digests.stdout.split() if ref.startswith(prefix)]
+    if refs:
+        subprocess.run([DOCKER, "image", "rm", "--force", *refs], capture_output=True, check=False)
+
+
 def run_demo(scratch: Path) -> None:
     say("Local services: dockerd, a base image, a registry with authentication, SMTP")
     docker_host = ensure_docker()
@@ -327,6 +343,7 @@ def run_demo(scratch: Path) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
             stop_embedded_postgres(data_dir)
+            remove_images(f"{registry.url}/")
     say("Demo complete: push → job → image in the registry → e-mail")
 
 
