@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import Callable, Coroutine
@@ -19,6 +20,9 @@ from deployq.store import Store
 from deployq.worker.sdnotify import SdNotifier
 
 log = logging.getLogger(__name__)
+
+#: allocations between generation-0 collections (CPython's default is 700)
+GC_GEN0_THRESHOLD = 50_000
 
 Component = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
@@ -95,6 +99,12 @@ def worker_components(store: Store) -> list[Component]:
 
 async def run_components(components: list[Component]) -> None:
     """Run until a signal; then stop every component and wait for them."""
+    # Everything imported and configured so far lives as long as the process: keep it out of
+    # the collector's generations, and collect less often, so that a full collection does
+    # not pause a request in the middle of a burst of webhooks.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, *gc.get_threshold()[1:])
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = 0
