@@ -297,7 +297,7 @@ async def deliver(
         )
         return reply, record
 
-    return await state.batcher.submit(triggers, build)
+    return await state.batcher.submit_delivery(triggers, build)
 
 
 def _reply(
