@@ -45,8 +45,6 @@ from deployq.config import Settings
 from deployq.db.migrate import migrate
 from deployq.models import AppSpec, Job, Trigger, TriggerKind
 from deployq.store import Store
-from deployq.store.base import CHANNEL_JOBS
-from deployq.store.listen import Listener
 from deployq.worker.pool import WorkerPool
 
 # platformdirs warns when XDG_RUNTIME_DIR is unset (ssh sessions); harmless here
@@ -60,6 +58,8 @@ _spec.loader.exec_module(_services)
 Registry = _services.Registry
 database, docker = _services.database, _services.docker
 ensure_base_image, registry = _services.ensure_base_image, _services.registry
+
+from worker_support import wait_job
 
 SOURCE_FILES = 50
 GIT_ENV = {
@@ -129,31 +129,8 @@ def plain_round(ctx: Context, reg: Registry, config_dir: Path, tag: str) -> dict
 
 
 async def wait_final(store: Store, job_id: int) -> Job:
-    changed = asyncio.Event()
-
-    async def on_connect() -> None:
-        changed.set()
-
-    listener = Listener(store.dsn, [CHANNEL_JOBS], on_connect=on_connect)
-
-    async def pump() -> None:
-        async for notice in listener:
-            if notice.payload.get("id") == job_id:
-                changed.set()
-
-    task = asyncio.create_task(pump())
-    try:
-        async with asyncio.timeout(600):
-            while True:
-                await changed.wait()
-                changed.clear()
-                job = await store.jobs.get(job_id)
-                if job.status.is_final:
-                    return job
-    finally:
-        await listener.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    """The job once final, re-read on each NOTIFY about it (the tests' own helper)."""
+    return await wait_job(store, job_id, lambda job: job.status.is_final, timeout_s=600)
 
 
 async def deployq_round(store: Store, app: str) -> tuple[float, Job]:

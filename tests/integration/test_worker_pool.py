@@ -6,13 +6,11 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from deployq.models import Job, JobStatus
-from deployq.store import Store
 from worker_support import (
     add_app,
     deploy,
@@ -26,18 +24,9 @@ pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 
 @pytest.fixture
-async def make_store(settings_factory: Any, database_url: str) -> AsyncIterator[Any]:
+def make_store(store_factory: Any) -> Any:
     """``await make_store(**settings)``: a Store on this test's database."""
-    opened: list[Store] = []
-
-    async def make(**overrides: Any) -> Store:
-        store = await Store.open(settings_factory(**overrides), database_url, min_size=1)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        await store.close()
+    return store_factory
 
 
 @pytest.fixture
