@@ -115,3 +115,57 @@ def test_invalid_app_name_is_explained(cli) -> None:  # type: ignore[no-untyped-
     result = cli("app", "add", "Bad Name", "--repo", "https://x/y/z")
     assert result.returncode == 1
     assert "app names are" in result.stderr
+
+
+REGISTRY = {"DEPLOYQ_REGISTRY_URL": "127.0.0.1:5000"}
+
+
+@pytest.mark.parametrize(
+    "image", ["web", "team/web", "127.0.0.1:5000/team/web", "127.0.0.1:5000/web"]
+)
+def test_app_add_accepts_images_as_docker_writes_them(cli, image: str) -> None:  # type: ignore[no-untyped-def]
+    added = cli(
+        "app",
+        "add",
+        "demo",
+        "--repo",
+        "https://example.invalid/d.git",
+        "--image",
+        image,
+        "--json",
+        env=REGISTRY,
+    )
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["image"] == image
+
+
+@pytest.mark.parametrize(
+    ("image", "rule"),
+    [
+        ("team/web:1.0", "names a tag (:1.0): give the repository only (team/web)"),
+        ("Team/Web", "repository name 'Team/Web' must be lowercase (try 'team/web')"),
+        ("team//web", "path component '(empty)' is invalid"),
+        (
+            "registry.example.com/team/web",
+            "is on registry registry.example.com, but the configured registry is 127.0.0.1:5000",
+        ),
+    ],
+)
+def test_app_add_refuses_an_invalid_image_with_the_rule_it_breaks(  # type: ignore[no-untyped-def]
+    cli, image: str, rule: str
+) -> None:
+    refused = cli(
+        "app",
+        "add",
+        "demo",
+        "--repo",
+        "https://example.invalid/d.git",
+        "--image",
+        image,
+        env=REGISTRY,
+    )
+    assert refused.returncode == 1
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: image "), refused.stderr
+    assert rule in lines[0]
+    assert "demo" not in cli("app", "list", env=REGISTRY).stdout

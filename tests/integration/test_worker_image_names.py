@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 
 from deployq.config import Settings
-from deployq.errors import ConfigError
+from deployq.errors import ConfigError, InvalidInput
+from deployq.imageref import registry_host
 from deployq.models import App
-from deployq.worker.pipeline import docker_tag, image_names, registry_hostport
+from deployq.worker.pipeline import docker_tag, image_names
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -46,8 +47,8 @@ def test_branch_names_become_valid_docker_tags(name: str, tag: str) -> None:
 
 
 def test_registry_urls_lose_their_scheme_for_image_references() -> None:
-    assert registry_hostport("http://127.0.0.1:5000/") == "127.0.0.1:5000"
-    assert registry_hostport("harbor.example.com") == "harbor.example.com"
+    assert registry_host("http://127.0.0.1:5000/") == "127.0.0.1:5000"
+    assert registry_host("harbor.example.com") == "harbor.example.com"
 
 
 def test_tags_are_the_short_sha_and_the_branch_under_the_default_project() -> None:
@@ -71,3 +72,16 @@ def test_a_tag_push_is_tagged_with_the_git_tag_in_the_apps_own_repository() -> N
 def test_no_registry_is_a_configuration_error_that_names_the_setting() -> None:
     with pytest.raises(ConfigError, match="DEPLOYQ_REGISTRY_URL"):
         image_names(app(), Settings(), sha=SHA, branch="main")
+
+
+def test_an_image_that_names_the_configured_registry_is_not_prefixed_twice() -> None:
+    settings = Settings(registry_url="127.0.0.1:5000")
+    names = image_names(app(image="127.0.0.1:5000/team/demo"), settings, sha=SHA, branch="main")
+    assert names.refs == ["127.0.0.1:5000/team/demo:0123456", "127.0.0.1:5000/team/demo:main"]
+    assert (names.registry, names.repository) == ("127.0.0.1:5000", "team/demo")
+
+
+def test_an_image_on_another_registry_is_refused_naming_the_configured_one() -> None:
+    settings = Settings(registry_url="http://127.0.0.1:5000")
+    with pytest.raises(InvalidInput, match=r"registry\.example\.com.*127\.0\.0\.1:5000"):
+        image_names(app(image="registry.example.com/team/demo"), settings, sha=SHA, branch="x")

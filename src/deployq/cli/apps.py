@@ -9,6 +9,7 @@ from pydantic import ValidationError
 
 from deployq.cli.common import CliState, common_options, emit, table, with_store
 from deployq.errors import InvalidInput
+from deployq.imageref import check_registry, parse_repository
 from deployq.models import App, AppSpec, NotifyEvent, Priority, SupersedePolicy
 from deployq.store import Store
 
@@ -34,7 +35,11 @@ def app_group() -> None:
 @click.option(
     "--branch", "branches", multiple=True, help="Branch glob to build (repeat); default main."
 )
-@click.option("--image", help="Registry repository, e.g. team/myapp (default <project>/<name>).")
+@click.option(
+    "--image",
+    help="Image repository as Docker writes it: team/web, or REGISTRY/team/web on the "
+    "configured registry (default <project>/<name>).",
+)
 @click.option("--dockerfile", default="Dockerfile", show_default=True)
 @click.option("--context", default=".", show_default=True, help="Build context in the repository.")
 @click.option("--target", help="Build stage to stop at.")
@@ -93,6 +98,8 @@ async def app_add(state: CliState, store: Store, name: str, replace: bool, **opt
         options["notify_events"] = list(options["notify_events"])
     else:
         del options["notify_events"]
+    if options["image"] is not None:
+        options["image"] = _check_image(options["image"], state.settings.registry_url)
     try:
         spec = AppSpec(name=name, **options)
     except ValidationError as exc:
@@ -107,6 +114,14 @@ async def app_add(state: CliState, store: Store, name: str, replace: bool, **opt
         app = await store.apps.add(spec)
         verb = "added"
     emit(state, app, f"{verb} app {app.name} ({app.repo_identity})")
+
+
+def _check_image(image: str, registry_url: str) -> str:
+    """``--image`` by Docker's grammar, on the configured registry if it names a host."""
+    ref = parse_repository(image)
+    if ref.domain is not None:
+        check_registry(ref, registry_url)
+    return ref.name
 
 
 @app_group.command("list")

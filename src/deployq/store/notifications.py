@@ -19,6 +19,7 @@ from psycopg.types.json import Jsonb
 
 from deployq.db import Connection
 from deployq.errors import Conflict, NotFound
+from deployq.imageref import pull_reference
 from deployq.models import App, Job, JobStatus, Notification, NotifyEvent
 from deployq.store.base import CHANNEL_NOTIFICATIONS, dumps
 
@@ -36,18 +37,6 @@ def idempotency_key(job: Job, event: NotifyEvent, channel: str, target: str) -> 
     part, so the target (an address or URL) is hashed to stay within its allowed characters."""
     digest = hashlib.sha256(target.strip().lower().encode()).hexdigest()[:16]
     return f"job{job.id}.a{job.attempt}.{event.value}.{channel}.{digest}"
-
-
-def pull_reference(image_ref: str | None, digest: str | None) -> str | None:
-    """``registry/team/app@sha256:...`` (the tag, if any, dropped) for ``docker pull``."""
-    if not image_ref or not digest:
-        return None
-    name = image_ref.split("@", 1)[0]
-    slash = name.rfind("/")
-    colon = name.rfind(":")
-    if colon > slash:  # a tag, not a registry port
-        name = name[:colon]
-    return f"{name}@{digest}"
 
 
 def recipients(app: App, job: Job) -> list[str]:

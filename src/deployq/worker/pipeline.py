@@ -27,6 +27,7 @@ from deployq.errors import (
     PipelineError,
     RegistryError,
 )
+from deployq.imageref import ImageRef, qualify
 from deployq.models import STEP_START_PERCENT, App, BuildServer, JobStatus, Step
 from deployq.registry import HarborClient, RegistryClient, normalize_url
 from deployq.store import Lease, Outcome
@@ -51,14 +52,13 @@ def docker_tag(name: str) -> str:
     return tag or "unnamed"
 
 
-def registry_hostport(registry_url: str) -> str:
-    """``http://127.0.0.1:5000/`` -> ``127.0.0.1:5000``: the registry part of image refs."""
-    return registry_url.split("://", 1)[-1].strip("/")
-
-
-def image_repository(app: App, settings: Settings) -> str:
-    """The app's repository in the registry, without the registry host."""
-    return (app.image or f"{settings.registry_project}/{app.name}").strip("/")
+def image_target(app: App, settings: Settings) -> ImageRef:
+    """Where the app's images go: its ``--image`` (or ``<registry_project>/<name>``) on the
+    configured registry; a reference that names that registry already is used as it is.
+    Checked before checkout, so a configuration problem never looks like a git failure."""
+    if not settings.registry_url:
+        raise ConfigError("no registry configured: set DEPLOYQ_REGISTRY_URL")
+    return qualify(app.image or f"{settings.registry_project}/{app.name}", settings.registry_url)
 
 
 @dataclass(frozen=True)
@@ -80,14 +80,9 @@ class ImageNames:
 def image_names(app: App, settings: Settings, *, sha: str, branch: str) -> ImageNames:
     """Tags ``<sha7>`` and ``<branch>``; for a tag push the job's branch is the git tag
     (``refs/tags/v1.2`` -> ``v1.2``), for a pull request ``pr-N``."""
-    if not settings.registry_url:
-        raise ConfigError("no registry configured: set DEPLOYQ_REGISTRY_URL")
+    target = image_target(app, settings)
     tags = [sha[:7], docker_tag(branch)]
-    return ImageNames(
-        registry_hostport(settings.registry_url),
-        image_repository(app, settings),
-        list(dict.fromkeys(tags)),
-    )
+    return ImageNames(target.domain or "", target.path, list(dict.fromkeys(tags)))
 
 
 class OperatorCancel(Exception):
@@ -182,6 +177,7 @@ class Pipeline:
 
     async def _steps(self) -> Outcome:
         job = self.lease.job
+        image_target(self.app, self.settings)  # a configuration error fails before checkout
         await self._enter(Step.CHECKOUT)
         commit = await checkout(
             job.repo_url,
