@@ -26,9 +26,6 @@ class JobStatus(StrEnum):
         return self not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
 
-FINAL_STATUSES = frozenset(s for s in JobStatus if s.is_final)
-
-
 class Priority(IntEnum):
     LOW = 0
     NORMAL = 1

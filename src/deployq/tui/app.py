@@ -44,7 +44,6 @@ COALESCE_S = 0.025
 #: the header figures are re-read at most this often while jobs change
 STATS_MIN_INTERVAL_S = 1.0
 LISTEN_CHANNELS = (CHANNEL_JOBS, CHANNEL_LOGS, CHANNEL_SERVERS, CHANNEL_DELIVERIES)
-VIEWS = ("queue", "job", "servers", "deliveries")
 #: binding ids of actions that change something; read-only consoles neither show nor run them
 MUTATING_ACTIONS = frozenset(
     {
