@@ -17,20 +17,10 @@ Prints JSON: times per round, medians, deployq/plain ratios and the per-job over
 Targets (issue 4): warm ratio ≤ 1.10, overhead per job ≤ 0.5 s.
 """
 
-# ruff: noqa: E402
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# bench/ is sys.path[0] when run as a script, and bench/queue.py would shadow the standard
-# library's queue module: load our helpers by path instead
-_BENCH_DIR = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import statistics
@@ -39,27 +29,21 @@ import tempfile
 import time
 import uuid
 import warnings
+from pathlib import Path
 from typing import Any
+
+from _database import database
 
 from deployq.config import Settings
 from deployq.db.migrate import migrate
 from deployq.models import AppSpec, Job, Trigger, TriggerKind
 from deployq.store import Store
+from deployq.testing.jobs import wait_job
+from deployq.testing.services import LocalRegistry, docker, ensure_base_image, start_registry
 from deployq.worker.pool import WorkerPool
 
 # platformdirs warns when XDG_RUNTIME_DIR is unset (ssh sessions); harmless here
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
-
-_spec = importlib.util.spec_from_file_location("_bench_services", _BENCH_DIR / "_services.py")
-assert _spec is not None and _spec.loader is not None
-_services = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _services  # dataclasses look their module up there
-_spec.loader.exec_module(_services)
-Registry = _services.Registry
-database, docker = _services.database, _services.docker
-ensure_base_image, registry = _services.ensure_base_image, _services.registry
-
-from worker_support import wait_job
 
 SOURCE_FILES = 50
 GIT_ENV = {
@@ -117,7 +101,7 @@ class Context:
         git(self.path, "commit", "--quiet", "-m", "bench change")
 
 
-def plain_round(ctx: Context, reg: Registry, config_dir: Path, tag: str) -> dict[str, float]:
+def plain_round(ctx: Context, reg: LocalRegistry, config_dir: Path, tag: str) -> dict[str, float]:
     """Seconds of ``docker build`` and ``docker push`` of one round."""
     ref = f"{reg.url}/plain/app:{tag}"
     env = {"DOCKER_CONFIG": str(config_dir)}
@@ -154,7 +138,7 @@ async def main(rounds: int, layer_mb: int) -> dict[str, Any]:
     base = ensure_base_image()
     with (
         tempfile.TemporaryDirectory(prefix="deployq-bench-") as tmp,
-        registry(Path(tmp)) as reg,
+        start_registry(Path(tmp) / "registry", "bench", "bench-registry-pw") as reg,
         database("deployq_bench_pipeline") as dsn,
     ):
         work = Path(tmp)
@@ -172,7 +156,6 @@ async def main(rounds: int, layer_mb: int) -> dict[str, Any]:
             registry_username=reg.username,
             registry_password=reg.password,
             registry_insecure=True,
-            docker_host=os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock",
             worker_concurrency=1,
         )
         store = await Store.open(settings, dsn, min_size=2)

@@ -18,20 +18,10 @@ Usage: .venv/bin/python bench/tui.py [--jobs N] [--updates N] [--log-lines N]
 Prints JSON. Targets (issue 7): first render ≤ 1 s, update p99 ≤ 100 ms, log memory ≤ 200 MB.
 """
 
-# ruff: noqa: E402
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# bench/ is sys.path[0] when run as a script, and bench/queue.py would shadow the standard
-# library's queue module: load our helpers by path instead
-_BENCH_DIR = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _BENCH_DIR]
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import resource
 import statistics
@@ -42,6 +32,7 @@ import warnings
 from typing import Any
 
 import psycopg
+from _database import database
 
 from deployq.config import Settings
 from deployq.db.migrate import migrate
@@ -50,13 +41,6 @@ from deployq.store.base import CHANNEL_JOBS
 from deployq.tui import DeployqApp
 from deployq.tui.screens.job import JobScreen
 from deployq.tui.screens.queue import QueueScreen
-
-_spec = importlib.util.spec_from_file_location("_bench_services", _BENCH_DIR / "_services.py")
-assert _spec is not None and _spec.loader is not None
-_services = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _services
-_spec.loader.exec_module(_services)
-database = _services.database
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 SIZE = (120, 40)

@@ -18,42 +18,31 @@ Database: a fresh one on DEPLOYQ_DATABASE_URL's server, else on the test suite's
 PostgreSQL (.pytest-data).
 """
 
-# ruff: noqa: E402  (the sys.path fix below must run before the other imports)
 from __future__ import annotations
-
-import sys
-from pathlib import Path
-
-# bench/queue.py would shadow the standard library's queue module (psycopg imports it)
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import argparse
 import asyncio
-import importlib.util
 import json
 import os
 import re
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psycopg
+from _database import database
 
 from deployq.db.migrate import migrate
+from deployq.testing.services import free_port
 from deployq.webhooks.signatures import github_signature
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("_bench_services", ROOT / "bench" / "_services.py")
-assert _spec is not None and _spec.loader is not None
-_services = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = _services
-_spec.loader.exec_module(_services)
-database = _services.database
 PAYLOAD = ROOT / "tests" / "fixtures" / "payloads" / "github_push_branch.json"
 SECRET = "bench-secret"
 TARGET_BYTES = 8 * 1024
@@ -69,12 +58,6 @@ def push_body() -> bytes:
         n += 1
         data["commits"].insert(0, {**template, "id": f"{n:040x}", "message": f"change {n}"})
     return json.dumps(data).encode()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def pgbench_bin() -> str:

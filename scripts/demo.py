@@ -33,12 +33,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+from aiosmtpd.controller import Controller
 
-from aiosmtpd.controller import Controller  # noqa: E402
-
-from fixtures._services import (  # noqa: E402
+from deployq.testing.services import (
     DOCKER,
     LocalRegistry,
     ensure_base_image,

@@ -1,20 +1,15 @@
-"""Helpers shared by the worker tests: run a pool, wait for a job by LISTEN, make apps."""
+"""Helpers shared by the worker tests: settings for the test registry, apps, deploys, logs.
+
+Running a pool and waiting for a job: :mod:`deployq.testing.jobs` (bench/ uses them too).
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from deployq.models import AppSpec, Job, Trigger, TriggerKind
+from deployq.models import AppSpec, Trigger, TriggerKind
 from deployq.store import Store
-from deployq.store.base import CHANNEL_JOBS
-from deployq.store.listen import Listener
-from deployq.worker.pool import WorkerPool
-
-WAIT_S = 120.0
 
 
 def unique(prefix: str) -> str:
@@ -34,58 +29,6 @@ def registry_settings(registry: Any, docker_host: str, **overrides: Any) -> dict
     }
     values.update(overrides)
     return values
-
-
-@contextlib.asynccontextmanager
-async def running_pool(store: Store, **kwargs: Any) -> AsyncIterator[WorkerPool]:
-    """A WorkerPool running in a task until the block ends (then stopped gracefully)."""
-    pool = WorkerPool(store, **kwargs)
-    stop = asyncio.Event()
-    task = asyncio.create_task(pool.run(stop))
-    claiming = asyncio.create_task(pool.claiming.wait())
-    done, _ = await asyncio.wait({task, claiming}, return_when=asyncio.FIRST_COMPLETED)
-    if task in done:
-        claiming.cancel()
-        task.result()  # raises what went wrong
-    try:
-        yield pool
-    finally:
-        stop.set()
-        await task
-
-
-async def wait_job(
-    store: Store, job_id: int, until: Callable[[Job], bool], *, timeout_s: float = WAIT_S
-) -> Job:
-    """The job as soon as ``until(job)`` holds, re-read on each NOTIFY about it."""
-    changed = asyncio.Event()
-
-    async def on_connect() -> None:
-        changed.set()
-
-    listener = Listener(store.dsn, [CHANNEL_JOBS], on_connect=on_connect)
-
-    async def pump() -> None:
-        async for notice in listener:
-            if notice.payload.get("id") == job_id:
-                changed.set()
-
-    task = asyncio.create_task(pump())
-    job: Job | None = None
-    try:
-        async with asyncio.timeout(timeout_s):
-            while True:
-                await changed.wait()
-                changed.clear()
-                job = await store.jobs.get(job_id)
-                if until(job):
-                    return job
-    except TimeoutError:
-        raise AssertionError(f"job #{job_id} never reached the state; last seen: {job}") from None
-    finally:
-        await listener.close()
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
 
 
 async def add_app(store: Store, repo_url: str, **spec: Any) -> str:

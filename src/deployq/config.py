@@ -25,6 +25,8 @@ from pydantic_settings import (
 from deployq.errors import ConfigError
 
 ENV_PREFIX = "DEPLOYQ_"
+#: the local engine's socket: where the docker CLI looks when DOCKER_HOST is unset
+DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
@@ -117,7 +119,7 @@ class Settings(BaseSettings):
     git_ssh_key: Path | None = None
     docker_host: str | None = None
     """Engine of the `local` build server registered on first start; default: DOCKER_HOST
-    or the local socket."""
+    or the local socket (see :attr:`local_docker_host`)."""
     docker_cli: str | None = None
     """docker CLI of the buildkit backend; default: the first of PATH's `docker` and
     /usr/bin/docker that can build with BuildKit."""
@@ -197,6 +199,12 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+    @property
+    def local_docker_host(self) -> str:
+        """The `local` build server's engine: this setting, else DOCKER_HOST (docker's own
+        convention, honoured like the docker CLI does), else :data:`DEFAULT_DOCKER_HOST`."""
+        return self.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
     @classmethod
     def settings_customise_sources(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
 import shutil
 import ssl
@@ -23,7 +22,7 @@ import aiohttp
 import aiosmtplib
 
 from deployq.builders import BuildKitBuilder, make_builder
-from deployq.config import BuildBackend, Settings, SmtpTls, load_settings
+from deployq.config import DEFAULT_DOCKER_HOST, BuildBackend, Settings, SmtpTls, load_settings
 from deployq.db import connect, describe_dsn, resolve_dsn
 from deployq.db.migrate import pending_migrations
 from deployq.errors import ConfigError, DeployqError
@@ -35,7 +34,6 @@ __all__ = ["Check", "check_registry", "check_smtp", "run_checks"]
 CHECK_TIMEOUT_S = 10.0
 #: the first docker engine release with BuildKit
 BUILDKIT_MIN_ENGINE = (18, 9)
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,7 @@ async def run_checks(
 async def _database_checks(settings: Settings) -> tuple[list[Check], list[tuple[str, str]]]:
     """Database and migrations, plus the build servers to check (name, docker host)."""
     # with no server registered, the first worker registers this engine as `local`
-    local = [("(default)", _default_docker_host(settings))]
+    local = [("(default)", settings.local_docker_host)]
     try:
         dsn = await asyncio.to_thread(resolve_dsn, settings)
         conn = await connect(dsn, timeout_s=settings.db_connect_timeout)
@@ -148,11 +146,6 @@ async def _registered_servers(settings: Settings, dsn: str) -> list[tuple[str, s
         return [(s.name, s.docker_host) for s in await store.servers.list()]
     finally:
         await store.close()
-
-
-def _default_docker_host(settings: Settings) -> str:
-    # DOCKER_HOST is docker's own convention (not a deployq setting), honoured like the CLI does
-    return settings.docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_DOCKER_HOST
 
 
 # -- build servers ----------------------------------------------------------------------------

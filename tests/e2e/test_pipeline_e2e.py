@@ -13,7 +13,8 @@ import pytest
 from deployq.models import JobStatus
 from deployq.registry import RegistryClient
 from deployq.store import Store
-from worker_support import add_app, deploy, log_text, registry_settings, running_pool, wait_job
+from deployq.testing.jobs import running_pool, wait_job
+from worker_support import add_app, deploy, log_text, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -21,8 +21,7 @@ from deployq.builders import BuildKitBuilder, EngineBuilder, make_builder
 from deployq.builders.base import Builder, BuildRequest, LogSink, RegistryAuth
 from deployq.config import BuildBackend
 from deployq.errors import BuildError, ConfigError, EngineUnavailable, RegistryError
-from fixtures._services import start_registry
-from fixtures.docker import DOCKER, LocalRegistry, docker_cmd
+from deployq.testing.services import DOCKER, LocalRegistry, docker_cmd, start_registry
 
 pytestmark = [pytest.mark.docker]
 

@@ -14,7 +14,7 @@ from deployq.builders.base import BuildRequest
 from deployq.builders.detect import BaseImages
 from deployq.config import Settings
 from deployq.errors import BuildError
-from fixtures.docker import DOCKER, docker_cmd
+from deployq.testing.services import DOCKER, docker_cmd
 
 INSTRUCTIONS = {"FROM", "ENV", "WORKDIR", "COPY", "RUN", "EXPOSE", "CMD", "ENTRYPOINT", "ARG"}
 

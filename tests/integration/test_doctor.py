@@ -15,11 +15,11 @@ import psycopg
 import pytest
 
 from deployq.config import Settings
+from deployq.db import with_dbname
 from deployq.doctor import Check, check_registry, check_smtp, run_checks
 from deployq.store import Store
-from fixtures import docker as docker_fixtures
-from fixtures.database import with_dbname
-from fixtures.smtp import SmtpFactory, free_port
+from deployq.testing.services import LocalRegistry, free_port
+from fixtures.smtp import SmtpFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / "systemd" / "deployq.env.example"
@@ -158,7 +158,7 @@ async def test_low_disk_and_unwritable_workspace_fail(
 # -- registry -----------------------------------------------------------------------------------
 
 
-def registry_settings(registry: docker_fixtures.TestRegistry, password: str | None) -> Settings:
+def registry_settings(registry: LocalRegistry, password: str | None) -> Settings:
     return Settings(
         registry_url=registry.url,
         registry_insecure=True,
@@ -168,7 +168,7 @@ def registry_settings(registry: docker_fixtures.TestRegistry, password: str | No
 
 
 async def test_registry_login_with_the_right_password_passes(
-    registry: docker_fixtures.TestRegistry,
+    registry: LocalRegistry,
 ) -> None:
     check = await check_registry(registry_settings(registry, registry.password))
 
@@ -177,7 +177,7 @@ async def test_registry_login_with_the_right_password_passes(
 
 
 async def test_registry_login_with_a_wrong_password_fails_without_showing_it(
-    registry: docker_fixtures.TestRegistry,
+    registry: LocalRegistry,
 ) -> None:
     check = await check_registry(registry_settings(registry, "wrong-password-123"))
 

@@ -24,12 +24,12 @@ from deployq.errors import NotifyError
 from deployq.models import JobStatus, Notification
 from deployq.notify.webhook import post_webhook
 from deployq.store import Outcome, Store
+from deployq.testing.services import free_port
 from deployq.worker.notifier import Notifier
 from fixtures.smtp import (
     SmtpFactory,
     StoreFactory,
     add_notifying_app,
-    free_port,
     push,
     run_job,
 )

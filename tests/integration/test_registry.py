@@ -17,7 +17,7 @@ from deployq.builders import BuildKitBuilder
 from deployq.builders.base import BuildRequest, RegistryAuth
 from deployq.errors import RegistryError
 from deployq.registry import HarborClient, RegistryClient
-from fixtures.docker import DOCKER, LocalRegistry, docker_cmd, free_port
+from deployq.testing.services import DOCKER, LocalRegistry, docker_cmd, free_port
 from fixtures.harbor_fake import FakeHarbor
 
 DIGEST = "sha256:" + "ab" * 32

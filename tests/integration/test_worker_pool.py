@@ -11,14 +11,8 @@ from typing import Any
 import pytest
 
 from deployq.models import Job, JobStatus
-from worker_support import (
-    add_app,
-    deploy,
-    log_text,
-    registry_settings,
-    running_pool,
-    wait_job,
-)
+from deployq.testing.jobs import running_pool, wait_job
+from worker_support import add_app, deploy, log_text, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 

@@ -1,6 +1,14 @@
 """Database access: the DSN (embedded PostgreSQL by default), the pool, migrations."""
 
-from deployq.db.dsn import describe_dsn, resolve_dsn
+from deployq.db.dsn import describe_dsn, resolve_dsn, with_dbname
 from deployq.db.pool import Connection, Pool, connect, open_pool
 
-__all__ = ["Connection", "Pool", "connect", "describe_dsn", "open_pool", "resolve_dsn"]
+__all__ = [
+    "Connection",
+    "Pool",
+    "connect",
+    "describe_dsn",
+    "open_pool",
+    "resolve_dsn",
+    "with_dbname",
+]

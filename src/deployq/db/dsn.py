@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from psycopg.conninfo import conninfo_to_dict
+from typing import Any
+
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from deployq.config import Settings
 from deployq.db.embedded import embedded_dsn
@@ -25,3 +27,10 @@ def describe_dsn(dsn: str) -> str:
     port = str(params.get("port") or "5432")
     where = host if host.startswith("/") else f"{host}:{port}"
     return f"{where}/{params.get('dbname', '')}"
+
+
+def with_dbname(dsn: str, dbname: str) -> str:
+    """``dsn`` pointing at database ``dbname`` instead (same server, user and options)."""
+    params: dict[str, Any] = conninfo_to_dict(dsn)
+    params["dbname"] = dbname
+    return make_conninfo(**params)

@@ -29,7 +29,7 @@ from deployq.store.base import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_SERVERS
 from deployq.store.listen import Listener, Notice
 from deployq.worker.runner import JobRunner, RunningJob
 from deployq.worker.sdnotify import SdNotifier
-from deployq.worker.servers import ServerMonitor, default_docker_host
+from deployq.worker.servers import ServerMonitor
 
 if TYPE_CHECKING:
     from deployq.store import Store
@@ -98,10 +98,7 @@ class WorkerPool:
             on_connect=self._on_connect,
         )
         try:
-            await self.monitor.ensure_local(
-                default_docker_host(self.settings.docker_host, os.environ.get("DOCKER_HOST")),
-                self.concurrency,
-            )
+            await self.monitor.ensure_local(self.settings.local_docker_host, self.concurrency)
             await self.monitor.refresh(force=True)
             background = [
                 asyncio.create_task(self._listen(listener), name="worker-listen"),

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 15.0
 PROBE_TIMEOUT_S = 10.0
-DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
 
 @dataclass
@@ -75,11 +74,6 @@ def disk_problem(workspaces_dir: Path, info: EngineInfo | None, min_free_mb: int
             "run `docker system prune` there or lower DEPLOYQ_MIN_FREE_DISK_MB"
         )
     return None
-
-
-def default_docker_host(configured: str | None, environ_docker_host: str | None) -> str:
-    """The `local` server's engine: the setting, else DOCKER_HOST, else the default socket."""
-    return configured or environ_docker_host or DEFAULT_DOCKER_HOST
 
 
 class ServerMonitor:

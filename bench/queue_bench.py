@@ -1,6 +1,6 @@
 """deployq's queue against procrastinate and pgqueuer on the same PostgreSQL.
 
-Usage: .venv/bin/python bench/queue.py [--jobs N] [--samples N] [--skip-peers]
+Usage: .venv/bin/python bench/queue_bench.py [--jobs N] [--samples N] [--skip-peers]
 
 One PostgreSQL (a throwaway embedded server, or DEPLOYQ_DATABASE_URL's server), one
 database per queue. No-op jobs throughout:
@@ -21,28 +21,24 @@ Targets (issue 3): enqueue→claim p99 ≤ 25 ms; claim+finish ≥ the faster pe
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This file is named queue.py: its directory must not shadow the standard library's queue.
-if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
-    sys.path.pop(0)
-
 import argparse
 import asyncio
 import contextlib
 import json
 import logging
 import os
+import sys
 import tempfile
 import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from _database import database
+from psycopg.conninfo import conninfo_to_dict
 
 from deployq.config import Settings
 from deployq.db.migrate import migrate
@@ -61,12 +57,6 @@ SAMPLE_GAP_S = 0.005
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 
-def with_dbname(dsn: str, dbname: str) -> str:
-    params: dict[str, Any] = conninfo_to_dict(dsn)
-    params["dbname"] = dbname
-    return make_conninfo(**params)
-
-
 def as_url(dsn: str) -> str:
     """A postgresql:// URL (asyncpg takes no key=value DSN)."""
     if dsn.startswith("postgres"):
@@ -77,18 +67,6 @@ def as_url(dsn: str) -> str:
     query = f"?host={host}" if host.startswith("/") else ""
     netloc = "" if query else f"{host}:{p.get('port', 5432)}"
     return f"postgresql://{auth}@{netloc}/{p.get('dbname', '')}{query}"
-
-
-@contextlib.contextmanager
-def database(server_dsn: str, prefix: str) -> Any:
-    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield with_dbname(server_dsn, name)
-    finally:
-        with psycopg.connect(server_dsn, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def percentiles(samples_s: list[float]) -> dict[str, float]:
@@ -399,13 +377,13 @@ def server() -> Any:
 
 async def main_async(args: argparse.Namespace, server_dsn: str) -> dict[str, Any]:
     result: dict[str, Any] = {"jobs": args.jobs, "latency_samples": args.samples}
-    with database(server_dsn, "bench_deployq") as dsn:
+    with database(f"bench_deployq_{uuid.uuid4().hex[:8]}", server_dsn) as dsn:
         result["deployq"] = await deployq_bench(dsn, args.jobs, args.samples)
     if args.skip_peers:
         return result
     peers = {"procrastinate": procrastinate_bench, "pgqueuer": pgqueuer_bench}
     for name, bench in peers.items():
-        with database(server_dsn, f"bench_{name}") as dsn:
+        with database(f"bench_{name}_{uuid.uuid4().hex[:8]}", server_dsn) as dsn:
             result[name] = await bench(dsn, args.jobs, args.samples)
         result[f"deployq_vs_{name}"] = ratios(result["deployq"], result[name])
     ours = result["deployq"]
