@@ -8,7 +8,6 @@ DEPLOYQ_CONFIG), defaults. Durations accept seconds or a suffix: ``90``, ``90s``
 from __future__ import annotations
 
 import os
-import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,26 +21,20 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from deployq.durations import parse_duration
 from deployq.errors import ConfigError
 
 ENV_PREFIX = "DEPLOYQ_"
 #: the local engine's socket: where the docker CLI looks when DOCKER_HOST is unset
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
-_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 
 
-def parse_duration(value: Any) -> Any:
-    """Turn ``"5m"`` into ``300.0``; numbers pass through, anything else is left to pydantic."""
-    if isinstance(value, str):
-        match = _DURATION_RE.match(value)
-        if match is None:
-            raise ValueError("expected seconds or a duration like 90s, 5m, 2h, 30d")
-        return float(match.group(1)) * _UNIT_S[match.group(2)]
-    return value
+def _seconds(value: Any) -> Any:
+    """``"5m"`` -> ``300.0``; anything but a string is left to pydantic."""
+    return parse_duration(value) if isinstance(value, str) else value
 
 
-Seconds = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
 
 class SmtpTls(StrEnum):

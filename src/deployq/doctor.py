@@ -25,6 +25,7 @@ from deployq.builders import BuildKitBuilder, make_builder
 from deployq.config import DEFAULT_DOCKER_HOST, BuildBackend, Settings, SmtpTls, load_settings
 from deployq.db import connect, describe_dsn, resolve_dsn
 from deployq.db.migrate import pending_migrations
+from deployq.durations import setting
 from deployq.errors import ConfigError, DeployqError
 from deployq.store import Store
 
@@ -184,7 +185,7 @@ async def _check_engine(name: str, docker_host: str) -> Check:
         async with asyncio.timeout(CHECK_TIMEOUT_S + 1):
             version = await asyncio.to_thread(_engine_version, docker_host)
     except TimeoutError:
-        reason = f"no answer within {CHECK_TIMEOUT_S:.0f}s"
+        reason = f"no answer within {setting(CHECK_TIMEOUT_S)}"
     except ConnectionError as exc:
         reason = str(exc)
     else:

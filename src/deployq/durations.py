@@ -2,7 +2,7 @@
 
 Two printed forms: ``elapsed`` for measured times (``42s``, ``3m12s``, ``1h05m``, ``2d03h``)
 and ``setting`` for configured ones, exact and in the form the options take (``90s``,
-``10m``, ``2h``, ``30d``, ``1h30m``).
+``10m``, ``2h``, ``30d``).
 """
 
 from __future__ import annotations
@@ -44,16 +44,13 @@ def elapsed(seconds: float | None) -> str:
 
 
 def setting(seconds: float) -> str:
-    """A configured duration the way options take it: ``90s``, ``10m``, ``2h``, ``30d``,
-    ``1h30m``; exact (sub-second values print as ``ms``)."""
+    """A configured duration the way options take it, in its largest exact unit: ``90s``,
+    ``10m``, ``90m``, ``2h``, ``30d`` (sub-second values print as ``ms``), so that
+    :func:`parse_duration` reads it back unchanged."""
     if seconds != int(seconds):
         return f"{round(seconds * 1000)}ms"
-    rest = int(seconds)
-    if rest == 0:
-        return "0s"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        count, rest = divmod(rest, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts)
+    whole = int(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"

@@ -16,6 +16,7 @@ import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
 
+from deployq.durations import setting
 from deployq.errors import CheckoutError, DeployqError
 from deployq.matching import glob_match
 from deployq.models import App, Trigger, TriggerKind
@@ -76,7 +77,7 @@ async def ls_remote(url: str, *, timeout_s: float = LS_REMOTE_TIMEOUT_S) -> dict
             proc.kill()
         await proc.wait()
         raise CheckoutError(
-            f"git ls-remote {safe_url(url)} took longer than {timeout_s:.0f}s; "
+            f"git ls-remote {safe_url(url)} took longer than {setting(timeout_s)}; "
             "check that the repository host answers"
         ) from None
     if proc.returncode != 0:

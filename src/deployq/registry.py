@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from deployq.durations import setting
 from deployq.errors import RegistryError
 
 #: seconds for one HTTP request to the registry
@@ -350,7 +351,7 @@ class HarborClient:
             if time.monotonic() >= deadline:
                 raise RegistryError(
                     f"Harbor's scan of {project}/{repository}@{digest[:19]} did not finish "
-                    f"within {timeout_s:g} s (status {summary['status']})"
+                    f"within {setting(timeout_s)} (status {summary['status']})"
                 )
             await asyncio.sleep(poll_interval_s)
 

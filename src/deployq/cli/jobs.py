@@ -13,13 +13,12 @@ from typing import Any
 import click
 
 from deployq.cli.common import CliState, common_options, emit, table, to_jsonable, with_store
-from deployq.config import parse_duration
+from deployq.durations import elapsed, parse_duration, setting
 from deployq.errors import InvalidInput
 from deployq.models import Job, JobStatus, Priority, QueueStats, RefType, Trigger, TriggerKind
 from deployq.store import Store
 from deployq.store.base import CHANNEL_JOBS, CHANNEL_LOGS
 from deployq.store.listen import Listener
-from deployq.store.queue_read import human_duration
 
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
 _GLOB_CHARS = set("*?[")
@@ -48,7 +47,7 @@ def _ref(value: str) -> tuple[str, RefType]:
 def _ago(moment: datetime | None) -> str:
     if moment is None:
         return ""
-    return human_duration((datetime.now(UTC) - moment).total_seconds()) + " ago"
+    return elapsed((datetime.now(UTC) - moment).total_seconds()) + " ago"
 
 
 def _state(job: Job) -> str:
@@ -191,7 +190,7 @@ async def job_show(state: CliState, store: Store, job_id: int) -> None:
             ("image", f"{job.image_ref or ''} {job.image_digest or ''}".strip() or None),
             ("error", job.error),
             ("enqueued", job.enqueued_at.isoformat(timespec="seconds")),
-            ("duration", human_duration(job.duration_s) if job.duration_s is not None else None),
+            ("duration", elapsed(job.duration_s) if job.duration_s is not None else None),
             ("retry of", f"#{job.retry_of}" if job.retry_of else None),
             ("waiting", reason),
         ]
@@ -200,8 +199,7 @@ async def job_show(state: CliState, store: Store, job_id: int) -> None:
             fields.append(
                 (
                     "position",
-                    f"{position.position} (about {start}, "
-                    f"in {human_duration(position.estimated_wait_s)})",
+                    f"{position.position} (about {start}, in {elapsed(position.estimated_wait_s)})",
                 )
             )
         lines = [f"job #{job.id}"]
@@ -320,10 +318,10 @@ async def stats_cmd(state: CliState, store: Store) -> None:
 
 def _describe_stats(s: QueueStats) -> str:
     by_priority = ", ".join(f"{k} {v}" for k, v in s.queued_by_priority.items() if v)
-    oldest = human_duration(s.oldest_queued_age_s) if s.oldest_queued_age_s is not None else None
+    oldest = elapsed(s.oldest_queued_age_s) if s.oldest_queued_age_s is not None else None
 
     def secs(value: float | None) -> str:
-        return human_duration(value) if value is not None else "-"
+        return elapsed(value) if value is not None else "-"
 
     rate = f"{s.success_rate_24h:.0%}" if s.success_rate_24h is not None else "-"
     lines = [
@@ -353,14 +351,14 @@ def _describe_stats(s: QueueStats) -> str:
 async def prune_cmd(state: CliState, store: Store, older_than: str | None) -> None:
     """Delete logs, events and sent notifications of old finished jobs (job rows stay)."""
     try:
-        age = float(parse_duration(older_than)) if older_than else store.settings.retention
+        age = parse_duration(older_than) if older_than else store.settings.retention
     except ValueError as exc:
         raise InvalidInput(f"--older-than {older_than!r}: {exc}") from exc
     counts = await store.jobs.prune(age)
     emit(
         state,
         counts,
-        f"pruned {counts['jobs']} jobs finished over {human_duration(age)} ago: "
+        f"pruned {counts['jobs']} jobs finished over {setting(age)} ago: "
         f"{counts['log_lines']} log lines, {counts['events']} events, "
         f"{counts['notifications']} notifications",
     )

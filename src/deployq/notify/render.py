@@ -7,6 +7,8 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from deployq.durations import elapsed
+
 _ENV = Environment(
     loader=PackageLoader("deployq.notify", "templates"),
     autoescape=select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),
@@ -17,21 +19,7 @@ _ENV = Environment(
 )
 
 
-def duration_text(seconds: float | None) -> str:
-    """``42s``, ``1m42s``, ``2h05m``."""
-    if seconds is None:
-        return ""
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
-
-
-_ENV.filters["duration"] = duration_text
+_ENV.filters["duration"] = elapsed
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Any
 import aiohttp
 from yarl import URL
 
+from deployq.durations import setting
 from deployq.errors import NotifyError
 from deployq.notify.render import webhook_text
 
@@ -97,7 +98,9 @@ async def post_webhook(
         reason = _scrub(str(exc) or type(exc).__name__, url, where)
         raise NotifyError(f"cannot POST to the webhook {where}: {reason}") from exc
     except TimeoutError as exc:
-        raise NotifyError(f"the webhook {where} did not answer within {timeout_s:.0f}s") from exc
+        raise NotifyError(
+            f"the webhook {where} did not answer within {setting(timeout_s)}"
+        ) from exc
 
 
 def describe_url(url: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from deployq.db import Connection
+from deployq.durations import elapsed
 from deployq.errors import LostJob
 from deployq.models import Job, JobStatus, NotifyEvent
 from deployq.store.base import CHANNEL_JOBS, dumps
@@ -154,7 +155,7 @@ class FinishPart(StorePart):
             "scan": Jsonb(outcome.scan_summary) if outcome.scan_summary else None,
             "message": outcome.error if status is not JobStatus.SUCCEEDED else None,
             "retry_message": f"attempt {lease.attempt} failed: {outcome.error}; "
-            f"retry in {delay:.0f}s",
+            f"retry in {elapsed(delay)}",
             "channel": CHANNEL_JOBS,
         }
 

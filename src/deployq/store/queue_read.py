@@ -50,16 +50,6 @@ WITH durations AS (
 """
 
 
-def human_duration(seconds: float) -> str:
-    """``45s``, ``2m10s``, ``1h05m``."""
-    s = max(0, round(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-
-
 class QueueReadPart(StorePart):
     """The read side of JobStore."""
 

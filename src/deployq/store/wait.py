@@ -10,8 +10,8 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
+from deployq.durations import elapsed
 from deployq.store.job_common import StorePart
-from deployq.store.queue_read import human_duration
 
 _QUEUED = """
 SELECT j.id, j.app_id, j.priority, j.run_after, j.attempt, j.wait_reason,
@@ -68,7 +68,7 @@ def _reason(job: dict[str, Any], servers: list[dict[str, Any]]) -> str:
     due_in = float(job["due_in_s"])
     if due_in >= 1:
         verb = "retry" if int(job["attempt"]) > 0 else "starts"
-        return f"{verb} in {human_duration(due_in)}"
+        return f"{verb} in {elapsed(due_in)}"
     running = [int(i) for i in job["app_running"]]
     concurrency = job["concurrency"]
     if concurrency is not None and len(running) >= int(concurrency):

@@ -1,4 +1,5 @@
-"""How the console writes things: status colours, progress bars, durations, ages.
+"""How the console writes things: status colours, progress bars, ages (durations are
+:func:`deployq.durations.elapsed`).
 
 Pure functions of their arguments (``now`` is always passed in), so a frozen clock gives
 the same screen every time.
@@ -10,6 +11,7 @@ from datetime import datetime
 
 from rich.text import Text
 
+from deployq.durations import elapsed
 from deployq.models import Job, JobStatus
 
 #: cells of the progress bar in the queue table
@@ -44,37 +46,20 @@ def progress_bar(percent: int, cells: int = PROGRESS_BAR_CELLS) -> str:
     return "█" * full + "░" * (cells - full) + f" {percent:>3}%"
 
 
-def duration(seconds: float | None) -> str:
-    """``45s``, ``3m12s``, ``1h05m``, ``2d03h``; empty when unknown."""
-    if seconds is None:
-        return ""
-    total = int(max(0.0, seconds))
-    if total < 60:
-        return f"{total}s"
-    minutes, secs = divmod(total, 60)
-    if minutes < 60:
-        return f"{minutes}m{secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
-
-
 def age(at: datetime | None, now: datetime) -> str:
     """How long ago ``at`` was, e.g. ``12s ago``; ``never`` when None."""
     if at is None:
         return "never"
-    return duration((now - at).total_seconds()) + " ago"
+    return elapsed((now - at).total_seconds()) + " ago"
 
 
 def job_time(job: Job, now: datetime) -> str:
     """Waiting time while queued, elapsed time while running, duration once finished."""
     if job.status is JobStatus.QUEUED:
-        return duration((now - job.enqueued_at).total_seconds())
+        return elapsed((now - job.enqueued_at).total_seconds())
     if job.status is JobStatus.RUNNING and job.started_at is not None:
-        return duration((now - job.started_at).total_seconds())
-    return duration(job.duration_s)
+        return elapsed((now - job.started_at).total_seconds())
+    return elapsed(job.duration_s)
 
 
 def job_progress(job: Job) -> str:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import psycopg
 
 from deployq.builders import Builder
+from deployq.durations import setting
 from deployq.errors import DeployqError
 from deployq.models import JobStatus
 from deployq.store import Lease
@@ -277,7 +278,7 @@ class WorkerPool:
         held = [r.held for r in remaining if not r.lost]
         reason = (
             f"worker {self.worker_id} stopped before the build finished "
-            f"(shutdown grace {grace:g}s): queued again"
+            f"(shutdown grace {setting(grace)}): queued again"
         )
         try:
             released = await self.store.jobs.release(self.worker_id, held, reason)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
+from deployq.durations import setting
 from deployq.errors import DeployqError, LostJob
 from deployq.models import App, BuildServer, JobStatus
 from deployq.store import Lease, Outcome
@@ -174,7 +175,7 @@ class JobRunner:
                 return await running.inner
         except TimeoutError:
             step = pipeline.step.value if pipeline.step else "start"
-            error = f"timed out after {timeout_s:g}s during {step} on {running.server.name}"
+            error = f"timed out after {setting(timeout_s)} during {step} on {running.server.name}"
             running.logs.write(f"ERROR: {error}")
             return Outcome(JobStatus.TIMED_OUT, error=error)
         except LostJob:

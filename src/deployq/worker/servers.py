@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 from deployq.builders import Builder, EngineInfo, make_builder
 from deployq.builders.base import normalize_arch
+from deployq.durations import setting
 from deployq.errors import DeployqError
 from deployq.models import BuildServer
 
@@ -147,7 +148,8 @@ class ServerMonitor:
                 info = await self.builder(server).ping()
         except TimeoutError:
             error: str | None = (
-                f"docker engine {server.docker_host} did not answer within {PROBE_TIMEOUT_S:.0f}s"
+                f"docker engine {server.docker_host} did not answer within "
+                f"{setting(PROBE_TIMEOUT_S)}"
             )
         except DeployqError as exc:
             error = exc.message

@@ -10,6 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Footer, Input, Static
 
+from deployq.durations import elapsed
 from deployq.models import Job, JobStatus, Step
 from deployq.tui import format as fmt
 from deployq.tui.screens.actions import JobActionsScreen
@@ -202,7 +203,7 @@ class JobScreen(JobActionsScreen):
             if index:
                 text.append(" → ", style="dim")
             if name in job.step_durations:
-                text.append(f"{name} {fmt.duration(job.step_durations[name])}", style="green")
+                text.append(f"{name} {elapsed(job.step_durations[name])}", style="green")
             elif name == job.step and job.status is JobStatus.RUNNING:
                 text.append(f"▶ {name}", style="bold cyan")
             elif name == job.step and job.status.is_final:

@@ -17,6 +17,7 @@ from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Footer, Input, Static
 from textual.widgets.data_table import RowKey
 
+from deployq.durations import elapsed
 from deployq.models import Job
 from deployq.store.console import HeaderStats
 from deployq.tui import format as fmt
@@ -176,7 +177,7 @@ class QueueScreen(JobActionsScreen):
         now = self.dq.clock()
         rate = stats.success_rate_24h
         oldest = (
-            fmt.duration((now - stats.oldest_queued_at).total_seconds())
+            elapsed((now - stats.oldest_queued_at).total_seconds())
             if stats.oldest_queued_at
             else "–"
         )
@@ -188,7 +189,7 @@ class QueueScreen(JobActionsScreen):
             ("  success 24h ", "dim"),
             (f"{rate:.0%}" if rate is not None else "–", "bold green"),
             ("  p95 ", "dim"),
-            (fmt.duration(stats.p95_duration_s) or "–", "bold"),
+            (elapsed(stats.p95_duration_s) or "–", "bold"),
             ("  oldest queued ", "dim"),
             (oldest, "bold"),
         )
