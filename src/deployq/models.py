@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -51,6 +51,7 @@ class Step(StrEnum):
     BUILD = "build"
     PUSH = "push"
     VERIFY = "verify"
+    DEPLOY = "deploy"
 
 
 #: progress percent when each step starts
@@ -60,6 +61,7 @@ STEP_START_PERCENT = {
     Step.BUILD: 15,
     Step.PUSH: 80,
     Step.VERIFY: 95,
+    Step.DEPLOY: 97,
 }
 INTERRUPTIBLE_STEPS = frozenset({Step.CHECKOUT, Step.DETECT, Step.BUILD})
 
@@ -69,6 +71,7 @@ class TriggerKind(StrEnum):
     MANUAL = "manual"
     RETRY = "retry"
     RECONCILE = "reconcile"
+    ROLLBACK = "rollback"
 
 
 class RefType(StrEnum):
@@ -115,6 +118,132 @@ class Model(BaseModel):
     model_config = ConfigDict(from_attributes=True, use_enum_values=False)
 
 
+class DeployStrategy(StrEnum):
+    RECREATE = "recreate"
+    """stop the old container, start the new one (needed when a host port is published)"""
+    START_FIRST = "start-first"
+    """start the new container beside the old one, switch when it is healthy"""
+
+
+_PORT_RE = re.compile(
+    r"^(?:(?:(?P<ip>\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-fA-F:]+\]):)?(?P<host>\d{1,5})?:)?"
+    r"(?P<container>\d{1,5})(?:/(?P<proto>tcp|udp))?$"
+)
+_VOLUME_RE = re.compile(r"^(?P<source>[^:]+):(?P<path>/[^:]*)(?::(?P<mode>ro|rw))?$")
+_ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class PortSpec(Model):
+    """One ``docker run -p`` mapping: ``[IP:][HOST:]CONTAINER[/PROTO]``."""
+
+    ip: str | None
+    host_port: int | None
+    container_port: int
+    proto: str = "tcp"
+
+    @classmethod
+    def parse(cls, text: str) -> PortSpec:
+        match = _PORT_RE.match(text.strip())
+        if match is None:
+            raise ValueError(
+                f"port {text!r}: expected [IP:]HOST:CONTAINER[/tcp|udp] as in docker run -p, "
+                "e.g. 8080:80 or 127.0.0.1:8080:80"
+            )
+        host = int(match["host"]) if match["host"] else None
+        container = int(match["container"])
+        for port in (host, container):
+            if port is not None and not 0 < port < 65536:
+                raise ValueError(f"port {text!r}: {port} is not a port number (1-65535)")
+        ip = match["ip"].strip("[]") if match["ip"] else None
+        return cls(ip=ip, host_port=host, container_port=container, proto=match["proto"] or "tcp")
+
+
+class DeploySettings(Model):
+    """How an app runs once built (``deployq app add --deploy-target ...``).
+
+    ``env`` values are secrets: hidden by ``app show`` and redacted from job logs."""
+
+    targets: list[str] = Field(default_factory=list)
+    """Names of deploy targets (``deployq target add``) the image runs on."""
+    webhook_url: str | None = None
+    """POST a signed JSON here and wait for a 2xx (teams with their own orchestrator)."""
+    webhook_secret: str | None = None
+    ports: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    volumes: list[str] = Field(default_factory=list)
+    network: str | None = None
+    network_aliases: list[str] = Field(default_factory=list)
+    health_path: str | None = None
+    health_port: int | None = Field(None, gt=0, lt=65536)
+    health_cmd: str | None = None
+    health_timeout_s: float = Field(60.0, gt=0, le=3600)
+    strategy: DeployStrategy = DeployStrategy.RECREATE
+    keep_releases: int = Field(3, ge=1, le=100)
+    """Stopped containers of earlier releases kept per target (for a quick rollback)."""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether jobs of the app have a deploy step."""
+        return bool(self.targets or self.webhook_url)
+
+    @property
+    def port_specs(self) -> list[PortSpec]:
+        return [PortSpec.parse(p) for p in self.ports]
+
+    @field_validator("ports")
+    @classmethod
+    def _ports(cls, value: list[str]) -> list[str]:
+        for port in value:
+            PortSpec.parse(port)
+        return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _volumes(cls, value: list[str]) -> list[str]:
+        for volume in value:
+            if not _VOLUME_RE.match(volume):
+                raise ValueError(
+                    f"volume {volume!r}: expected NAME:/path[:ro] (a named volume or a host "
+                    "directory, then the absolute path in the container)"
+                )
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            if not _ENV_KEY_RE.match(key):
+                raise ValueError(f"environment variable name {key!r}: letters, digits and _")
+        return value
+
+    @field_validator("health_path")
+    @classmethod
+    def _health_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"health path {value!r} must start with /")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DeploySettings:
+        if self.health_path and self.health_cmd:
+            raise ValueError("give --health-path or --health-cmd, not both")
+        if self.health_path and self.health_port is None:
+            containers = {p.container_port for p in self.port_specs}
+            if len(containers) != 1:
+                raise ValueError("--health-path needs --health-port (the container's port)")
+            self.health_port = containers.pop()
+        if self.network_aliases and not self.network:
+            raise ValueError("--network-alias needs --network (aliases live on a network)")
+        published = [p for p in self.port_specs if p.host_port is not None]
+        if self.strategy is DeployStrategy.START_FIRST and published:
+            raise ValueError(
+                "start-first runs two containers at once, which cannot both publish host port "
+                f"{published[0].host_port}: use --strategy recreate, or reach the app through "
+                "--network and --network-alias"
+            )
+        return self
+
+
 class AppSpec(Model):
     """What an operator configures for an app (``deployq app add``)."""
 
@@ -147,6 +276,8 @@ class AppSpec(Model):
     notify_webhook_url: str | None = None
     notify_webhook_secret: str | None = None
     reconcile_interval_s: float | None = Field(None, gt=0)
+    deploy: DeploySettings | None = None
+    """Where and how the image runs after verify; None: build and push only."""
 
     @field_validator("name")
     @classmethod
@@ -243,6 +374,8 @@ class Job(Model):
     timeout_s: float | None
     pruned_at: datetime | None = None
     """When retention deleted this job's logs and events (the job row stays)."""
+    deploy_only: bool = False
+    """A rollback: deploy ``image_digest`` (built before) without building."""
 
     @property
     def short_sha(self) -> str:
@@ -290,6 +423,38 @@ class BuildServer(Model):
     engine_version: str | None
     created_at: datetime
     running: int = 0
+
+
+class DeployTarget(Model):
+    """A Docker engine apps run on (``deployq target add``)."""
+
+    id: int
+    name: str
+    docker_host: str
+    healthy: bool
+    last_probe_at: datetime | None
+    last_error: str | None
+    engine_version: str | None
+    created_at: datetime
+
+
+class Release(Model):
+    """One successful deploy of an app on a target; ``replaced_at`` None: it runs now."""
+
+    id: int
+    app_name: str
+    target: str
+    job_id: int | None
+    commit_sha: str | None
+    image_ref: str
+    digest: str
+    container: str | None
+    started_at: datetime
+    replaced_at: datetime | None
+
+    @property
+    def current(self) -> bool:
+        return self.replaced_at is None
 
 
 class ApiToken(Model):

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "deployq.cli.jobs",
     "deployq.cli.tokens",
     "deployq.cli.reconcile",
+    "deployq.cli.deploy",
 )
 
 

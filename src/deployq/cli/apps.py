@@ -8,6 +8,7 @@ import click
 from pydantic import ValidationError
 
 from deployq.cli.common import CliState, common_options, emit, table, with_store
+from deployq.cli.deploy_options import deploy_options, pop_deploy_settings
 from deployq.errors import InvalidInput
 from deployq.imageref import check_registry, parse_repository
 from deployq.models import App, AppSpec, NotifyEvent, Priority, SupersedePolicy
@@ -83,11 +84,15 @@ def app_group() -> None:
     type=float,
     help="Seconds between `git ls-remote` checks for missed pushes (off by default).",
 )
+@deploy_options
 @click.option("--replace", is_flag=True, help="Update the app if it exists.")
 @common_options
 @with_store
 async def app_add(state: CliState, store: Store, name: str, replace: bool, **options: Any) -> None:
     """Add an app (or, with --replace, change it)."""
+    options["deploy"] = pop_deploy_settings(options)
+    for target in options["deploy"].targets if options["deploy"] else []:
+        await store.deploy.target(target)  # NotFound says how to add it
     options["branches"] = list(options["branches"]) or ["main"]
     options["build_args"] = _pairs(options["build_args"], "--build-arg")
     options["build_secrets"] = _pairs(options["build_secrets"], "--secret")
@@ -183,6 +188,11 @@ def _public(app: App) -> dict[str, Any]:
                 if isinstance(data[key], dict)
                 else "**********"
             )
+    deploy = data.get("deploy")
+    if deploy:
+        deploy["env"] = {k: "**********" for k in deploy["env"]}
+        if deploy.get("webhook_secret"):
+            deploy["webhook_secret"] = "**********"
     return data
 
 

@@ -15,14 +15,15 @@ from deployq.repos import repo_identity
 if TYPE_CHECKING:
     from deployq.store.base import Store
 
-_JSON_FIELDS = {"build_args", "build_secrets"}
+_JSON_FIELDS = {"build_args", "build_secrets", "deploy"}
 _COLUMNS = [name for name in AppSpec.model_fields]
 
 
 def _params(spec: AppSpec) -> dict[str, Any]:
     data = spec.model_dump(mode="json")
     for name in _JSON_FIELDS:
-        data[name] = Jsonb(data[name])
+        if data[name] is not None:
+            data[name] = Jsonb(data[name])
     data["repo_identity"] = repo_identity(spec.repo_url)
     return data
 

@@ -14,6 +14,7 @@ from deployq.errors import DatabaseUnavailable
 if TYPE_CHECKING:
     from deployq.store.apps import AppStore
     from deployq.store.deliveries import DeliveryStore
+    from deployq.store.deploy import DeployStore
     from deployq.store.jobs import JobStore
     from deployq.store.logs import LogStore
     from deployq.store.notifications import NotificationStore
@@ -47,6 +48,7 @@ class Store:
     def __init__(self, pool: Pool, settings: Settings, dsn: str) -> None:
         from deployq.store.apps import AppStore
         from deployq.store.deliveries import DeliveryStore
+        from deployq.store.deploy import DeployStore
         from deployq.store.jobs import JobStore
         from deployq.store.logs import LogStore
         from deployq.store.notifications import NotificationStore
@@ -68,6 +70,7 @@ class Store:
 
         self.console: ConsoleStore = ConsoleStore(self)
         self.workers: WorkerStore = WorkerStore(self)
+        self.deploy: DeployStore = DeployStore(self)
 
     @classmethod
     async def open(

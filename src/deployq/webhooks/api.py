@@ -95,6 +95,11 @@ def app_json(app: App) -> dict[str, Any]:
     data.pop("notify_webhook_secret", None)
     data["has_webhook_secret"] = app.webhook_secret is not None
     data["build_secrets"] = sorted(app.build_secrets)
+    if app.deploy is not None:
+        # the container's environment holds secrets: its names only
+        data["deploy"]["env"] = sorted(app.deploy.env)
+        data["deploy"].pop("webhook_secret", None)
+        data["deploy"]["has_webhook_secret"] = app.deploy.webhook_secret is not None
     return data
 
 
