@@ -10,6 +10,9 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+from rich.color import ColorSystem
+from rich.segment import Segment
+from textual._compositor import LayoutUpdate
 
 from deployq.models import App, AppSpec, Trigger, TriggerKind
 from deployq.store import Store
@@ -234,3 +237,26 @@ def seed_fixed(dsn: str) -> dict[str, int]:
             (_t(0), [ids["ok"]], _t(1), _t(2)),
         )
     return ids
+
+
+def screen_rows(app: DeployqApp) -> list[list[Segment]]:
+    """The segments of every line of the screen as the terminal gets them (line filters
+    applied, modal screens over the ones below)."""
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    assert isinstance(update, LayoutUpdate)
+    return [[seg for strip in line for seg in strip] for line in update.strips]
+
+
+def screen_text(app: DeployqApp) -> list[str]:
+    """The text of every line of the screen."""
+    return ["".join(seg.text for seg in row) for row in screen_rows(app)]
+
+
+def colour_of(app: DeployqApp, word: str, system: ColorSystem, *, from_line: int = 0) -> int | None:
+    """The palette number of the foreground colour of the first cell that reads ``word``
+    (from screen line ``from_line`` on), as a terminal with ``system`` colours shows it."""
+    for row in screen_rows(app)[from_line:]:
+        for seg in row:
+            if seg.text.strip() == word and seg.style is not None and seg.style.color is not None:
+                return seg.style.color.downgrade(system).number
+    return None

@@ -41,24 +41,13 @@ StoreFactory = Callable[[], Awaitable[Store]]
 
 #: job notifications arriving within this time of the previous fetch are fetched together
 COALESCE_S = 0.025
+#: an operator's verb waits this long for the database before it is reported as failed
+ACTION_TIMEOUT_S = 5.0
+#: failed verbs stay on screen this long
+ACTION_TOAST_S = 15.0
 #: the header figures are re-read at most this often while jobs change
 STATS_MIN_INTERVAL_S = 1.0
 LISTEN_CHANNELS = (CHANNEL_JOBS, CHANNEL_LOGS, CHANNEL_SERVERS, CHANNEL_DELIVERIES)
-#: binding ids of actions that change something; read-only consoles neither show nor run them
-MUTATING_ACTIONS = frozenset(
-    {
-        "cancel",
-        "force_cancel",
-        "retry",
-        "priority_up",
-        "priority_down",
-        "deploy",
-        "drain",
-        "undrain",
-    }
-)
-
-
 VIEW_GROUP = Binding.Group("View", compact=True)
 
 
@@ -78,12 +67,15 @@ class DeployqApp(App[None]):
     TITLE = "deployq"
     COMMANDS = App.COMMANDS | {DeployqCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit", id="quit"),
+        Binding("q", "quit", "Quit", id="quit", tooltip="leave the console"),
         Binding("1", "view('queue')", "Queue", id="view_queue", group=VIEW_GROUP),
         Binding("2", "view('job')", "Job", id="view_job", group=VIEW_GROUP),
         Binding("3", "view('servers')", "Servers", id="view_servers", group=VIEW_GROUP),
         Binding("4", "view('deliveries')", "Deliveries", id="view_deliveries", group=VIEW_GROUP),
-        Binding("colon", "command_palette", "Cmds", id="command"),
+        # Textual adds its ctrl+p only when no binding runs the palette: bind both keys
+        # (ctrl+p with priority, so it works from the filter field too)
+        Binding("ctrl+p", "command_palette", "Cmds", id="palette", show=False, priority=True),
+        Binding("colon", "command_palette", "Cmds", id="command", tooltip="every command"),
     ]
 
     db_problem: reactive[str | None] = reactive(None)
@@ -255,15 +247,14 @@ class DeployqApp(App[None]):
     # -- errors ----------------------------------------------------------------------------
 
     async def attempt(self, call: Awaitable[T]) -> T | None:
-        """Await a store call; show what went wrong instead of raising.
+        """Await a store read; show what went wrong instead of raising.
 
         A refusal (not found, wrong state) is a toast; a lost database is the banner.
         """
         try:
             result = await call
         except (DatabaseError, psycopg.Error, OSError) as exc:
-            message = exc.message if isinstance(exc, DeployqError) else str(exc).strip()
-            self.db_problem = message.splitlines()[0] if message else type(exc).__name__
+            self._lost(exc)
             return None
         except DeployqError as exc:
             self.notify(exc.message, severity="warning")
@@ -272,17 +263,48 @@ class DeployqApp(App[None]):
             self.db_problem = None
         return result
 
+    async def act(self, call: Awaitable[T], *, what: str) -> T | None:
+        """Await an operator's verb; it is never lost silently. A refusal is a warning toast;
+        a lost or silent database is an error toast that says nothing changed and the verb
+        can be retried (and the banner). Waits at most ``ACTION_TIMEOUT_S``."""
+        try:
+            async with asyncio.timeout(ACTION_TIMEOUT_S):
+                result = await call
+        except (DatabaseError, psycopg.Error, OSError, TimeoutError) as exc:
+            reason = self._lost(exc)
+            self.notify(
+                f"{what} failed: database unavailable ({reason}). Nothing changed; "
+                "try again once it is back.",
+                severity="error",
+                timeout=ACTION_TOAST_S,
+            )
+            return None
+        except DeployqError as exc:
+            self.notify(f"{what}: {exc.message}", severity="warning")
+            return None
+        if self.db_problem and self.listening.is_set():
+            self.db_problem = None
+        return result
+
+    def _lost(self, exc: BaseException) -> str:
+        """Show a lost database in the banner; return its one-line reason."""
+        if isinstance(exc, TimeoutError):
+            message = f"no answer within {ACTION_TIMEOUT_S:.0f}s"
+        else:
+            message = exc.message if isinstance(exc, DeployqError) else str(exc).strip()
+        reason = message.splitlines()[0] if message else type(exc).__name__
+        self.db_problem = reason
+        return reason
+
     # -- navigation and actions ------------------------------------------------------------
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if self.read_only and action in MUTATING_ACTIONS:
-            return False
-        return True
-
     def refuse_if_read_only(self) -> bool:
-        """True (and a toast) when this console may not change anything."""
+        """True (and a toast saying so) when this console may not change anything."""
         if self.read_only:
-            self.notify("read-only console: actions are disabled", severity="warning")
+            self.notify(
+                "read-only console: this action is disabled (started with --read-only)",
+                severity="warning",
+            )
         return self.read_only
 
     def action_help(self) -> None:

@@ -12,6 +12,8 @@ from functools import partial
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.dom import DOMNode
 
+from deployq.tui.keys import MUTATING_ACTIONS
+
 
 class DeployqCommands(Provider):
     """Every bound action of the screen the palette was opened on."""
@@ -23,7 +25,9 @@ class DeployqCommands(Provider):
             binding = active.binding
             if not active.enabled or not binding.description or binding.action in seen:
                 continue
-            if binding.action == "command_palette":
+            if binding.action == "command_palette" or binding.id is None:
+                continue  # the palette itself; Textual's own keys (cursor, focus, copy)
+            if getattr(self.app, "read_only", False) and binding.action in MUTATING_ACTIONS:
                 continue
             seen.add(binding.action)
             node: DOMNode = active.node

@@ -17,15 +17,24 @@ from deployq.models import Job, JobStatus
 #: cells of the progress bar in the queue table
 PROGRESS_BAR_CELLS = 5
 
-#: colours from the 256-colour palette's standard names, readable on dark and light terminals
+#: Status colours as RGB values whose nearest colour in the 16-colour and 256-colour
+#: palettes is the same hue (queued stays yellow, failed red). ANSI names ("yellow") would
+#: be mapped through the theme's ANSI palette first, and Monokai's yellow is orange: on a
+#: 16-colour terminal (TERM=xterm, TERM=linux) it became bright red, and red became magenta.
+YELLOW = "#d7af00"
+CYAN = "#00afd7"
+GREEN = "#00af00"
+RED = "#d70000"
+GREY = "#6c6c6c"
+
 STATUS_STYLE: dict[JobStatus, str] = {
-    JobStatus.QUEUED: "yellow",
-    JobStatus.RUNNING: "bold cyan",
-    JobStatus.SUCCEEDED: "green",
-    JobStatus.FAILED: "bold red",
-    JobStatus.TIMED_OUT: "red",
-    JobStatus.CANCELLED: "magenta",
-    JobStatus.SUPERSEDED: "bright_black",
+    JobStatus.QUEUED: YELLOW,
+    JobStatus.RUNNING: f"bold {CYAN}",
+    JobStatus.SUCCEEDED: GREEN,
+    JobStatus.FAILED: f"bold {RED}",
+    JobStatus.TIMED_OUT: RED,
+    JobStatus.CANCELLED: GREY,
+    JobStatus.SUPERSEDED: GREY,
 }
 
 #: pinned order in the queue: running, then queued, then everything else

@@ -24,7 +24,12 @@ class JobActionsScreen(LiveScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel", "Cancel", id="cancel", tooltip="cancel the job (asks first)"),
         Binding(
-            "C", "force_cancel", "Kill", id="force_cancel", tooltip="force-cancel (asks first)"
+            "C",
+            "force_cancel",
+            "Kill",
+            id="force_cancel",
+            tooltip="force-cancel (asks first)",
+            show=False,  # the key bar has room for one cancel at 80 columns; ? lists it
         ),
         Binding("r", "retry", "Retry", id="retry", tooltip="queue a new attempt"),
         Binding(
@@ -44,6 +49,18 @@ class JobActionsScreen(LiveScreen):
     def current_job(self) -> Job | None:
         """The job the verbs act on."""
         raise NotImplementedError
+
+    def key_applies(self, action: str) -> bool:
+        """Whether the key bar offers ``action`` for the current job (its key still answers
+        with a reason when pressed anyway)."""
+        job = self.current_job()
+        if action in {"cancel", "force_cancel"}:
+            return job is not None and not job.status.is_final
+        if action == "retry":
+            return job is not None and job.status.is_final
+        if action in {"priority_up", "priority_down"}:
+            return job is not None and job.status is JobStatus.QUEUED
+        return True
 
     def _target(self) -> Job | None:
         if self.dq.refuse_if_read_only():
@@ -72,8 +89,9 @@ class JobActionsScreen(LiveScreen):
         async def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            done = await self.dq.attempt(
-                self.dq.store.jobs.cancel(job.id, actor=self.dq.user, force=force)
+            done = await self.dq.act(
+                self.dq.store.jobs.cancel(job.id, actor=self.dq.user, force=force),
+                what=f"{'force-cancel' if force else 'cancel'} #{job.id}",
             )
             if done is not None:
                 state = "cancelled" if done.status is JobStatus.CANCELLED else "asked to stop"
@@ -87,7 +105,9 @@ class JobActionsScreen(LiveScreen):
         job = self._target()
         if job is None:
             return
-        new = await self.dq.attempt(self.dq.store.jobs.retry(job.id, actor=self.dq.user))
+        new = await self.dq.act(
+            self.dq.store.jobs.retry(job.id, actor=self.dq.user), what=f"retry #{job.id}"
+        )
         if new is not None:
             self.notify(f"job #{job.id} retried as #{new.id}")
 
@@ -105,8 +125,9 @@ class JobActionsScreen(LiveScreen):
         if not int(Priority.LOW) <= value <= int(Priority.CRITICAL):
             self.notify(f"job #{job.id} is {job.priority.name.lower()} already")
             return
-        changed = await self.dq.attempt(
-            self.dq.store.jobs.set_priority(job.id, Priority(value), actor=self.dq.user)
+        changed = await self.dq.act(
+            self.dq.store.jobs.set_priority(job.id, Priority(value), actor=self.dq.user),
+            what=f"priority of #{job.id}",
         )
         if changed is not None:
             self.notify(f"job #{job.id} priority {changed.priority.name.lower()}")
@@ -114,7 +135,7 @@ class JobActionsScreen(LiveScreen):
     async def action_deploy(self) -> None:
         if self.dq.refuse_if_read_only():
             return
-        apps = await self.dq.attempt(self.dq.store.apps.list())
+        apps = await self.dq.act(self.dq.store.apps.list(), what="deploy")
         if apps is None:
             return
         if not apps:
@@ -140,7 +161,9 @@ class JobActionsScreen(LiveScreen):
             priority=request.priority,
             actor=self.dq.user,
         )
-        result = await self.dq.attempt(self.dq.store.jobs.enqueue(trigger))
+        result = await self.dq.act(
+            self.dq.store.jobs.enqueue(trigger), what=f"deploy {request.app}"
+        )
         if result is None:
             return
         if result.jobs:

@@ -25,7 +25,7 @@ class LiveScreen(Screen[None]):
     VIEW = ""
     # first, so the footer shows it first even at 80 columns
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("question_mark", "app.help", "Help", id="help"),
+        Binding("question_mark", "app.help", "Help", id="help", tooltip="this list"),
     ]
 
     def __init__(self) -> None:
@@ -40,12 +40,6 @@ class LiveScreen(Screen[None]):
         if not isinstance(app, DeployqApp):
             raise RuntimeError("deployq views run inside DeployqApp")
         return app
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """A read-only console neither shows nor runs the actions that change anything."""
-        from deployq.tui.app import MUTATING_ACTIONS
-
-        return not (self.dq.read_only and action in MUTATING_ACTIONS)
 
     def jobs_changed(self, jobs: list[Job]) -> None:
         """These jobs changed (fetched in one query after a burst of notifications)."""

@@ -8,22 +8,25 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from deployq.models import WebhookDelivery
 from deployq.tui import format as fmt
 from deployq.tui.screens.base import LiveScreen
 from deployq.tui.widgets.banner import Banner
+from deployq.tui.widgets.jobtable import JobTable
+from deployq.tui.widgets.keybar import KeyBar
+from deployq.tui.widgets.statusbar import StatusBar
 
 #: deliveries shown, newest first
 DELIVERIES_SHOWN = 200
 
 RESULT_STYLE = {
-    "accepted": "green",
-    "ignored": "yellow",
-    "duplicate": "bright_black",
-    "refused": "bold red",
-    "error": "bold red",
+    "accepted": fmt.GREEN,
+    "ignored": fmt.YELLOW,
+    "duplicate": fmt.GREY,
+    "refused": f"bold {fmt.RED}",
+    "error": f"bold {fmt.RED}",
 }
 
 COLUMNS = (
@@ -42,7 +45,9 @@ COLUMNS = (
 
 class DeliveriesScreen(LiveScreen):
     VIEW = "deliveries"
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "back", "Back", id="back")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "back", "Back", id="back", tooltip="to the queue")
+    ]
 
     def __init__(self) -> None:
         super().__init__()
@@ -50,13 +55,13 @@ class DeliveriesScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         yield Banner()
-        yield Static("Webhook deliveries", classes="title")
-        table: DataTable[Any] = DataTable(id="deliveries", cursor_type="row")
+        yield StatusBar("Webhook deliveries", id="title")
+        table = JobTable(id="deliveries", cursor_type="row")
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
         yield Static("", id="delivery-detail")
-        yield Footer()
+        yield KeyBar()
 
     @property
     def table(self) -> DataTable[Any]:

@@ -8,14 +8,16 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import Footer, Input, Static
+from textual.widgets import Input, Static
 
 from deployq.durations import elapsed
 from deployq.models import Job, JobStatus, Step
 from deployq.tui import format as fmt
 from deployq.tui.screens.actions import JobActionsScreen
 from deployq.tui.widgets.banner import Banner
+from deployq.tui.widgets.keybar import KeyBar
 from deployq.tui.widgets.logview import LogView
+from deployq.tui.widgets.statusbar import READ_ONLY_MARK
 
 #: lines the view keeps; older ones are dropped (memory stays bounded however long the log)
 LOG_MAX_LINES = 10_000
@@ -28,11 +30,13 @@ EVENTS_SHOWN = 3
 class JobScreen(JobActionsScreen):
     VIEW = "job"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back", id="back"),
-        Binding("f,end", "follow", "Follow", id="follow"),
-        Binding("slash", "search", "Search", id="search"),
-        Binding("n", "next_match", "Next", id="next_match"),
-        Binding("N", "previous_match", "Prev", id="previous_match", show=False),
+        Binding("escape", "back", "Back", id="back", tooltip="to the queue"),
+        Binding("f,end", "follow", "Follow", id="follow", tooltip="follow the end of the log"),
+        Binding("slash", "search", "Search", id="search", tooltip="search the log"),
+        Binding("n", "next_match", "Next", id="next_match", tooltip="next match"),
+        Binding(
+            "N", "previous_match", "Prev", id="previous_match", show=False, tooltip="previous match"
+        ),
     ]
 
     def __init__(self, job_id: int) -> None:
@@ -55,7 +59,7 @@ class JobScreen(JobActionsScreen):
         yield Static("", id="timeline")
         yield Input(placeholder="search the log (enter: find, n/N: next/previous)", id="search")
         yield LogView(max_lines=LOG_MAX_LINES, id="log")
-        yield Footer()
+        yield KeyBar()
 
     @property
     def log_view(self) -> LogView:
@@ -83,6 +87,7 @@ class JobScreen(JobActionsScreen):
         if job is None:
             return
         self.job = job
+        self.refresh_bindings()
         await self._load_extras()
         if self.seq == 0:
             tail = await self.dq.attempt(
@@ -127,6 +132,7 @@ class JobScreen(JobActionsScreen):
         for job in jobs:
             if job.id == self.job_id:
                 self.job = job
+                self.refresh_bindings()
                 self._render_job()
                 self._reload_extras()
 
@@ -164,6 +170,8 @@ class JobScreen(JobActionsScreen):
             return
         now = self.dq.clock()
         head = Text.assemble(
+            (READ_ONLY_MARK, "bold reverse") if self.dq.read_only else "",
+            " " if self.dq.read_only else "",
             (f"#{job.id} ", "bold"),
             (job.app_name, "bold"),
             f" {job.branch}",
@@ -184,16 +192,16 @@ class JobScreen(JobActionsScreen):
             overflow="ellipsis",
         )
         if job.status is JobStatus.QUEUED and self.waiting:
-            head.append(f"\nwaiting: {self.waiting}", style="yellow")
+            head.append(f"\nwaiting: {self.waiting}", style=fmt.YELLOW)
         if job.image_ref:
-            head.append(f"\nimage {job.image_ref}", style="green")
+            head.append(f"\nimage {job.image_ref}", style=fmt.GREEN)
             if job.image_digest:
-                head.append(f"@{job.image_digest[:19]}", style="dim green")
+                head.append(f"@{job.image_digest[:19]}", style=f"dim {fmt.GREEN}")
         self.query_one("#job-head", Static).update(head)
         error = self.query_one("#job-error", Static)
         error.display = bool(job.error) and job.status is not JobStatus.SUCCEEDED
         if job.error:
-            error.update(Text(job.error, style="bold red"))
+            error.update(Text(job.error, style=f"bold {fmt.RED}"))
         self.query_one("#timeline", Static).update(self._timeline(job))
 
     def _timeline(self, job: Job) -> Text:
@@ -203,11 +211,11 @@ class JobScreen(JobActionsScreen):
             if index:
                 text.append(" → ", style="dim")
             if name in job.step_durations:
-                text.append(f"{name} {elapsed(job.step_durations[name])}", style="green")
+                text.append(f"{name} {elapsed(job.step_durations[name])}", style=fmt.GREEN)
             elif name == job.step and job.status is JobStatus.RUNNING:
-                text.append(f"▶ {name}", style="bold cyan")
+                text.append(f"▶ {name}", style=f"bold {fmt.CYAN}")
             elif name == job.step and job.status.is_final:
-                text.append(f"✗ {name}", style="bold red")
+                text.append(f"✗ {name}", style=f"bold {fmt.RED}")
             else:
                 text.append(name, style="dim")
         for event in self.events[-EVENTS_SHOWN:]:

@@ -14,7 +14,7 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
-from textual.widgets import DataTable, Footer, Input, Static
+from textual.widgets import DataTable, Input, Static
 from textual.widgets.data_table import RowKey
 
 from deployq.durations import elapsed
@@ -25,6 +25,8 @@ from deployq.tui.filters import GROUPS, JobFilter
 from deployq.tui.screens.actions import JobActionsScreen
 from deployq.tui.widgets.banner import Banner
 from deployq.tui.widgets.jobtable import JobTable
+from deployq.tui.widgets.keybar import KeyBar
+from deployq.tui.widgets.statusbar import StatusBar
 
 #: queued and running jobs loaded at most (running ones first, then the newest queued; the
 #: header counts them all). Every table change costs time in proportion to its rows.
@@ -74,9 +76,16 @@ class QueueScreen(JobActionsScreen):
 
     VIEW = "queue"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", id="filter"),
-        Binding("escape", "clear_filter", "Clear", id="clear_filter", show=False),
-        Binding("enter", "open", "Open", id="open", show=False),
+        Binding("slash", "filter", "Filter", id="filter", tooltip="app: ref: status: server: text"),
+        Binding(
+            "escape",
+            "clear_filter",
+            "Clear",
+            id="clear_filter",
+            show=False,
+            tooltip="clear the filter",
+        ),
+        Binding("enter", "open", "Open", id="open", show=False, tooltip="the job view"),
         Binding("a", "toggle_group('active')", "Active", id="group_active", group=SHOW),
         Binding("s", "toggle_group('succeeded')", "Succeeded", id="group_succeeded", group=SHOW),
         Binding("e", "toggle_group('failed')", "Failed", id="group_failed", group=SHOW),
@@ -95,14 +104,14 @@ class QueueScreen(JobActionsScreen):
 
     def compose(self) -> ComposeResult:
         yield Banner()
-        yield Static("", id="stats")
+        yield StatusBar("queue", id="stats")
         yield Input(placeholder="filter: app:NAME ref:BRANCH status:failed text…", id="filter")
         yield Static("", id="groups")
         table = JobTable(id="jobs", cursor_type="row")
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
-        yield Footer()
+        yield KeyBar()
 
     @property
     def table(self) -> JobTable:
@@ -183,17 +192,17 @@ class QueueScreen(JobActionsScreen):
         )
         text = Text.assemble(
             ("queued ", "dim"),
-            (str(stats.queued), "bold yellow"),
+            (str(stats.queued), f"bold {fmt.YELLOW}"),
             ("  running ", "dim"),
-            (str(stats.running), "bold cyan"),
+            (str(stats.running), f"bold {fmt.CYAN}"),
             ("  success 24h ", "dim"),
-            (f"{rate:.0%}" if rate is not None else "–", "bold green"),
+            (f"{rate:.0%}" if rate is not None else "–", f"bold {fmt.GREEN}"),
             ("  p95 ", "dim"),
             (elapsed(stats.p95_duration_s) or "–", "bold"),
             ("  oldest queued ", "dim"),
             (oldest, "bold"),
         )
-        self.query_one("#stats", Static).update(text)
+        self.query_one("#stats", StatusBar).show(text)
 
     # -- table maintenance -----------------------------------------------------------------
 
@@ -306,6 +315,9 @@ class QueueScreen(JobActionsScreen):
     def current_job(self) -> Job | None:
         job_id = self.cursor_job_id()
         return self.jobs.get(job_id) if job_id is not None else None
+
+    def on_data_table_row_highlighted(self) -> None:
+        self.refresh_bindings()  # the key bar offers the verbs of the job under the cursor
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:

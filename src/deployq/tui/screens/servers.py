@@ -9,13 +9,16 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable
 
 from deployq.models import BuildServer, Job
 from deployq.tui import format as fmt
 from deployq.tui.screens.base import LiveScreen
 from deployq.tui.screens.confirm import ConfirmScreen
 from deployq.tui.widgets.banner import Banner
+from deployq.tui.widgets.jobtable import JobTable
+from deployq.tui.widgets.keybar import KeyBar
+from deployq.tui.widgets.statusbar import StatusBar
 
 COLUMNS = (
     ("name", "server"),
@@ -30,16 +33,16 @@ COLUMNS = (
 
 def server_state(server: BuildServer) -> Text:
     if not server.healthy:
-        return Text("unhealthy", style="bold red")
+        return Text("unhealthy", style=f"bold {fmt.RED}")
     if server.draining:
-        return Text("draining", style="yellow")
-    return Text("healthy", style="green")
+        return Text("draining", style=fmt.YELLOW)
+    return Text("healthy", style=fmt.GREEN)
 
 
 class ServersScreen(LiveScreen):
     VIEW = "servers"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "back", "Back", id="back"),
+        Binding("escape", "back", "Back", id="back", tooltip="to the queue"),
         Binding("d", "drain", "Drain", id="drain", tooltip="no new jobs (asks first)"),
         Binding("u", "undrain", "Undrain", id="undrain", tooltip="take jobs again"),
     ]
@@ -50,12 +53,12 @@ class ServersScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         yield Banner()
-        yield Static("Build servers", classes="title")
-        table: DataTable[Any] = DataTable(id="servers", cursor_type="row")
+        yield StatusBar("Build servers", id="title")
+        table = JobTable(id="servers", cursor_type="row")
         for key, label in COLUMNS:
             table.add_column(label, key=key)
         yield table
-        yield Footer()
+        yield KeyBar()
 
     @property
     def table(self) -> DataTable[Any]:
@@ -138,7 +141,10 @@ class ServersScreen(LiveScreen):
             await self._set_draining(name, False)
 
     async def _set_draining(self, name: str, draining: bool) -> None:
-        server = await self.dq.attempt(self.dq.store.servers.set_draining(name, draining))
+        server = await self.dq.act(
+            self.dq.store.servers.set_draining(name, draining),
+            what=f"{'drain' if draining else 'undrain'} {name}",
+        )
         if server is not None:
             self.notify(f"{name} {'draining' if draining else 'takes jobs again'}")
             self.load()

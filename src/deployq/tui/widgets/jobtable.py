@@ -8,15 +8,24 @@ caches as of Textual 8 (pinned ``<9`` in pyproject.toml); tests cover the render
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from rich.cells import cell_len
 from rich.text import Text
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 
 
 class JobTable(DataTable[Any]):
+    """A row-cursor table: Home/End and g/G move to the first and last row (DataTable's
+    Home/End scroll sideways, which the console's columns never need)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home,g", "scroll_top", "Top", show=False),
+        Binding("end,G", "scroll_bottom", "Bottom", show=False),
+    ]
+
     def set_cell(self, row_key: str, column_key: str, value: Any) -> None:
         """Set one cell and repaint its row only (everything, when its column must grow)."""
         row, column = RowKey(row_key), ColumnKey(column_key)

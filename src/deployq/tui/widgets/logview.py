@@ -11,6 +11,8 @@ from rich.highlighter import Highlighter
 from rich.text import Text
 from textual.widgets import Log
 
+from deployq.tui.format import RED
+
 #: lines that look like the reason a build failed
 ERROR_RE = re.compile(r"\b(error|failed|failure|fatal|exception|traceback|denied)\b", re.I)
 
@@ -24,7 +26,7 @@ class LogHighlighter(Highlighter):
     def highlight(self, text: Text) -> None:
         plain = text.plain
         if ERROR_RE.search(plain):
-            text.stylize("bold red")
+            text.stylize(f"bold {RED}")
         if self.term:
             for match in re.finditer(re.escape(self.term), plain, re.I):
                 text.stylize("black on yellow", match.start(), match.end())
