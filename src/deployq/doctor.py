@@ -26,6 +26,7 @@ from deployq.config import DEFAULT_DOCKER_HOST, BuildBackend, Settings, SmtpTls,
 from deployq.db import connect, describe_dsn, resolve_dsn
 from deployq.db.migrate import pending_migrations
 from deployq.durations import setting
+from deployq.embedded_registry import registry_dir, with_registry
 from deployq.errors import ConfigError, DeployqError
 from deployq.store import Store
 
@@ -83,7 +84,7 @@ async def run_checks(
     checks += db_checks
     checks += await asyncio.gather(*(_check_engine(name, host) for name, host in servers))
     checks.append(await _check_buildkit_cli(settings))
-    checks.append(await check_registry(settings))
+    checks.append(await _check_registry_in_use(settings))
     checks.append(await check_smtp(settings))
     checks.append(_check_disk(settings))
     checks.append(_check_workspace(settings))
@@ -269,6 +270,33 @@ async def _bearer_login(
         return 401
     async with session.get(f"{base}/v2/", headers={"Authorization": f"Bearer {token}"}) as resp:
         return resp.status
+
+
+async def _check_registry_in_use(settings: Settings) -> Check:
+    """DEPLOYQ_REGISTRY_URL's registry, or else the embedded one (started if it is down)."""
+    if settings.registry_url:
+        return await check_registry(settings)
+    where = registry_dir(settings.data_dir)
+    try:
+        embedded = await asyncio.to_thread(with_registry, settings)
+    except DeployqError as exc:
+        return Check(
+            "registry",
+            False,
+            f"the embedded registry in {where} cannot run: {exc.message}",
+            "install Debian's docker-registry (scripts/provision does), or set "
+            "DEPLOYQ_REGISTRY_URL to your registry",
+        )
+    check = await check_registry(embedded)
+    if not check.ok:
+        return Check(
+            check.name,
+            False,
+            f"embedded registry: {check.detail}",
+            f"see {where / 'registry.log'}; remove {where} to make a new one (its images are "
+            "lost), or set DEPLOYQ_REGISTRY_URL",
+        )
+    return Check(check.name, True, f"embedded registry in {where}: {check.detail}")
 
 
 async def check_registry(settings: Settings) -> Check:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from deployq.embedded_registry import stop_registry
 from deployq.testing.services import free_port
 
 
@@ -44,5 +45,6 @@ def test_up_on_the_embedded_database_serves_healthz(tmp_path: Path) -> None:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
         # leave no embedded server running behind the test
+        stop_registry(tmp_path / "data")
         pgdata = tmp_path / "data" / "pgdata"
         subprocess.run(["bash", "-c", f"pkill -f 'postgres.*{pgdata}' || true"], check=False)

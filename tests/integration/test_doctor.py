@@ -17,12 +17,21 @@ import pytest
 from deployq.config import Settings
 from deployq.db import with_dbname
 from deployq.doctor import Check, check_registry, check_smtp, run_checks
+from deployq.embedded_registry import stop_registry
 from deployq.store import Store
 from deployq.testing.services import LocalRegistry, free_port
 from fixtures.smtp import SmtpFactory
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV_EXAMPLE = ROOT / "systemd" / "deployq.env.example"
+
+
+@pytest.fixture(autouse=True)
+def _no_registry_left_behind(tmp_path: Path) -> Iterator[None]:
+    """doctor starts the embedded registry of its data dir: stop it after each test."""
+    yield
+    for data_dir in (tmp_path, tmp_path / "data"):
+        stop_registry(data_dir)
 
 
 def doctor(
@@ -67,7 +76,11 @@ def test_doctor_passes_with_the_test_database_and_local_engine(
     engine = checks["engine (default)"]
     assert engine["ok"] and "unix:///var/run/docker.sock" in engine["detail"]
     assert checks["buildkit"]["ok"]
-    assert checks["registry"]["skipped"] and checks["smtp"]["skipped"]
+    registry = checks["registry"]
+    assert registry["ok"] and not registry["skipped"]
+    assert registry["detail"].startswith(f"embedded registry in {tmp_path / 'data' / 'registry'}")
+    assert "logged in to http://127.0.0.1:" in registry["detail"]
+    assert checks["smtp"]["skipped"]
     assert checks["workspace"]["ok"] and (tmp_path / "data" / "workspaces").is_dir()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from deployq.embedded_registry import stop_registry
 from deployq.worker.sdnotify import SdNotifier
 
 pytestmark = pytest.mark.slow
@@ -69,6 +70,7 @@ def test_the_worker_tells_systemd_it_is_ready_alive_and_stopping(
         if proc.poll() is None:
             proc.kill()
         output = proc.communicate()[0]
+        stop_registry(tmp_path / "data")  # the worker started the embedded registry
     assert "STATUS=0/4 builds running" in seen, (seen, output)
 
 

@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "deployq.cli.tokens",
     "deployq.cli.reconcile",
     "deployq.cli.deploy",
+    "deployq.cli.registry",
 )
 
 

@@ -15,6 +15,7 @@ import click
 from deployq.cli.common import CliState, common_options, emit, table, to_jsonable, with_store
 from deployq.durations import elapsed, parse_duration, setting
 from deployq.errors import InvalidInput
+from deployq.imageref import pull_reference
 from deployq.models import Job, JobStatus, Priority, QueueStats, RefType, Trigger, TriggerKind
 from deployq.store import Store
 from deployq.store.base import CHANNEL_JOBS, CHANNEL_LOGS
@@ -166,15 +167,34 @@ def job_group() -> None:
 
 @job_group.command("show")
 @click.argument("job_id", type=int)
+@click.option(
+    "--pull-ref",
+    is_flag=True,
+    help="Print only the pushed image by digest (HOST/REPO@sha256:…), for docker pull.",
+)
 @common_options
 @with_store
-async def job_show(state: CliState, store: Store, job_id: int) -> None:
+async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -> None:
     """A job's details, timeline, and (while queued) why it waits and when it should start."""
     job = await store.jobs.get(job_id)
+    pull = pull_reference(job.image_ref, job.image_digest)
+    if pull_ref:
+        if pull is None:
+            raise InvalidInput(f"job #{job_id} pushed no image ({job.status.value})")
+        click.echo(pull)
+        return
     events = await store.jobs.events(job_id)
     reason = await store.jobs.wait_reason(job_id)
     position = await store.jobs.queue_position(job_id)
-    data = {"job": job, "events": events, "wait_reason": reason, "queue_position": position}
+    data = {
+        "job": job,
+        "image": job.image_ref if pull else None,
+        "digest": job.image_digest if pull else None,
+        "pull": pull,
+        "events": events,
+        "wait_reason": reason,
+        "queue_position": position,
+    }
 
     def text() -> str:
         fields: list[tuple[str, Any]] = [
@@ -187,7 +207,7 @@ async def job_show(state: CliState, store: Store, job_id: int) -> None:
             ("status", _state(job)),
             ("attempt", f"{job.attempt}/{job.max_attempts}"),
             ("server", job.server_name),
-            ("image", f"{job.image_ref or ''} {job.image_digest or ''}".strip() or None),
+            ("image", pull),
             ("error", job.error),
             ("enqueued", job.enqueued_at.isoformat(timespec="seconds")),
             ("duration", elapsed(job.duration_s) if job.duration_s is not None else None),

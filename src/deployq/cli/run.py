@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 
 from deployq.cli.common import CliState, config_option, open_store, pass_state, run, setup_logging
+from deployq.embedded_registry import with_registry
 from deployq.service import components_for, run_components
 
 
@@ -13,6 +16,9 @@ def _serve(state: CliState, *, web: bool, worker: bool) -> None:
     setup_logging(settings)
 
     async def main() -> None:
+        nonlocal settings
+        if worker:  # workers push: to DEPLOYQ_REGISTRY_URL, or else the embedded registry
+            settings = await asyncio.to_thread(with_registry, settings)
         store = await open_store(settings)
         try:
             await run_components(components_for(store, web=web, worker=worker))
@@ -27,7 +33,8 @@ def _serve(state: CliState, *, web: bool, worker: bool) -> None:
 @pass_state
 def up_cmd(state: CliState) -> None:
     """All in one: migrate, web service and worker pool (embedded PostgreSQL unless
-    DEPLOYQ_DATABASE_URL is set). Ctrl-C stops gracefully."""
+    DEPLOYQ_DATABASE_URL is set, embedded registry unless DEPLOYQ_REGISTRY_URL is set).
+    Ctrl-C stops gracefully."""
     _serve(state, web=True, worker=True)
 
 
