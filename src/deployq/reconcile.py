@@ -14,12 +14,12 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 
 from deployq.durations import setting
 from deployq.errors import CheckoutError, DeployqError
 from deployq.matching import glob_match
 from deployq.models import App, Trigger, TriggerKind
+from deployq.redact import redact_urls
 from deployq.service import Component
 from deployq.store import Store
 from deployq.store.reconcile import apps_due, commits_with_jobs, mark_reconciled
@@ -41,18 +41,6 @@ class ReconcileResult:
     heads: int = 0
     enqueued: list[int] = field(default_factory=list)
     error: str | None = None
-
-
-def safe_url(url: str) -> str:
-    """The URL without a password or token in it (for messages)."""
-    if "://" not in url:
-        return url
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
 async def ls_remote(url: str, *, timeout_s: float = LS_REMOTE_TIMEOUT_S) -> dict[str, str]:
@@ -77,14 +65,14 @@ async def ls_remote(url: str, *, timeout_s: float = LS_REMOTE_TIMEOUT_S) -> dict
             proc.kill()
         await proc.wait()
         raise CheckoutError(
-            f"git ls-remote {safe_url(url)} took longer than {setting(timeout_s)}; "
+            f"git ls-remote {redact_urls(url)} took longer than {setting(timeout_s)}; "
             "check that the repository host answers"
         ) from None
     if proc.returncode != 0:
         lines = err.decode(errors="replace").strip().splitlines()
         reason = lines[-1] if lines else f"exit status {proc.returncode}"
         raise CheckoutError(
-            f"git ls-remote {safe_url(url)} failed: {reason.replace(url, safe_url(url))}; "
+            f"git ls-remote {redact_urls(url)} failed: {reason.replace(url, redact_urls(url))}; "
             "check the app's repository URL and credentials"
         )
     heads: dict[str, str] = {}

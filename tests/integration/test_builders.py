@@ -21,6 +21,7 @@ from deployq.builders import BuildKitBuilder, EngineBuilder, make_builder
 from deployq.builders.base import Builder, BuildRequest, LogSink, RegistryAuth
 from deployq.config import BuildBackend
 from deployq.errors import BuildError, ConfigError, EngineUnavailable, RegistryError
+from deployq.redact import MASK
 from deployq.testing.services import DOCKER, LocalRegistry, docker_cmd, start_registry
 
 pytestmark = [pytest.mark.docker]
@@ -314,7 +315,7 @@ async def test_secrets_reach_the_build_but_never_the_log(
 
     assert any(hashlib.sha256(secret.encode()).hexdigest() in line for line in lines), lines
     assert secret not in "\n".join(lines)
-    assert any(line.endswith("***") for line in lines), lines
+    assert any(line.endswith(MASK) for line in lines), lines
 
 
 async def test_ping_reports_the_engine(docker_host: str) -> None:

@@ -13,7 +13,8 @@ import pytest
 from aiohttp import web
 
 from deployq.errors import CheckoutError
-from deployq.worker.checkout import checkout, redact_url
+from deployq.redact import redact_urls
+from deployq.worker.checkout import checkout
 from fixtures.git import GitRepoFactory, git
 
 
@@ -175,7 +176,7 @@ async def test_credentials_in_the_url_are_redacted_from_logs_and_errors(
     with pytest.raises(CheckoutError) as caught:
         await checkout(url, tmp_path / "ws", ref="main", commit_sha=None, log=lines.append)
 
-    assert redact_url(url) in caught.value.message
+    assert redact_urls(url) in caught.value.message
     assert secret not in caught.value.message + "\n".join(lines)
 
 

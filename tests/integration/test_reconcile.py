@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from deployq.models import AppSpec, Trigger, TriggerKind
-from deployq.reconcile import reconcile, reconcile_component, safe_url
+from deployq.reconcile import reconcile, reconcile_component
 from deployq.store import Store
 from deployq.store.base import CHANNEL_JOBS
 from deployq.store.listen import Listener
@@ -83,12 +83,6 @@ async def test_an_unreachable_repository_is_reported_not_raised(
     [result] = await reconcile(store, "web")
     assert result.error is not None and "git ls-remote" in result.error
     assert await store.jobs.list() == []
-
-
-def test_credentials_never_appear_in_messages() -> None:
-    assert (
-        safe_url("https://bot:t0ken@git.example.com/a/b.git") == "https://git.example.com/a/b.git"
-    )
 
 
 async def test_the_periodic_component_enqueues_and_stops(

@@ -7,10 +7,11 @@ import asyncio
 import pytest
 
 from deployq.models import JobStatus
+from deployq.redact import MASK, Redactor
 from deployq.store import Lease, Outcome, Store
 from deployq.store.base import CHANNEL_LOGS
 from deployq.store.listen import Listener
-from deployq.worker.logbuffer import MASK, LogBuffer, Redactor, collapse_cr
+from deployq.worker.logbuffer import LogBuffer
 from worker_support import add_app, deploy
 
 
@@ -20,18 +21,6 @@ async def claimed(store: Store) -> Lease:
     await deploy(store, app)
     (lease,) = await store.jobs.claim("test-worker", limit=1)
     return lease
-
-
-def test_carriage_returns_keep_the_last_state_of_a_progress_bar() -> None:
-    assert collapse_cr("pulling 10%\rpulling 50%\rpulling 100%") == "pulling 100%"
-    assert collapse_cr("done\r") == "done"
-    assert collapse_cr("plain line") == "plain line"
-
-
-def test_secrets_and_url_passwords_are_masked() -> None:
-    redact = Redactor(["hunter2-token", None, "ab"])
-    line = redact("git clone https://bot:p4ss@git.example.com/x.git with hunter2-token ab")
-    assert line == f"git clone https://bot:{MASK}@git.example.com/x.git with {MASK} ab"
 
 
 async def test_lines_are_stored_in_order_redacted_and_collapsed(store: Store) -> None:

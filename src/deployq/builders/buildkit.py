@@ -32,8 +32,9 @@ from deployq.builders.base import (
     local_free_disk_mb,
     normalize_arch,
 )
-from deployq.builders.process import ProcessResult, base_env, redactor, run_streaming
+from deployq.builders.process import ProcessResult, base_env, run_streaming
 from deployq.errors import BuildError, EngineUnavailable, RegistryError
+from deployq.redact import Redactor
 
 #: environment of the CLI that must not leak in from ours
 _DROP_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_TLS_VERIFY")
@@ -171,7 +172,7 @@ class BuildKitBuilder:
                 env=self._env(extra),
                 on_line=log,
                 cwd=req.workspace,
-                redact=redactor(req.secrets.values()),
+                redact=Redactor(req.secrets.values()),
             )
             if result.returncode != 0:
                 if _UNREACHABLE.search(result.last_lines(3)):
@@ -212,7 +213,7 @@ class BuildKitBuilder:
             [self.docker_cli, "push", ref],
             env=self._env(extra),
             on_line=log,
-            redact=redactor([auth.password or ""] if auth else []),
+            redact=Redactor([auth.password if auth else None]),
         )
 
     async def _logged_in(
@@ -269,7 +270,7 @@ class BuildKitBuilder:
             env=self._env({"DOCKER_CONFIG": config}),
             on_line=lambda line: None,
             stdin_data=(auth.password or "").encode(),
-            redact=redactor([auth.password or ""]),
+            redact=Redactor([auth.password]),
         )
         if result.returncode != 0:
             summary = result.last_lines(2)

@@ -28,8 +28,8 @@ from deployq.builders.base import (
     normalize_arch,
     split_ref,
 )
-from deployq.builders.process import redactor
 from deployq.errors import BuildError, EngineUnavailable, RegistryError
+from deployq.redact import Redactor
 
 #: seconds to wait for the engine to answer a ping
 PING_TIMEOUT_S = 10
@@ -125,7 +125,7 @@ class EngineBuilder:
                 "build secrets need BuildKit: set DEPLOYQ_BUILD_BACKEND=buildkit (the engine "
                 "backend's classic builder cannot mount secrets)"
             )
-        redact = redactor(auth.password for auth in [auth] if auth and auth.password)
+        redact = Redactor([auth.password if auth else None])
 
         def call(stream: _Stream, emit: Callable[[str], None]) -> str:
             client = self._client()

@@ -11,7 +11,7 @@ import contextlib
 import os
 import signal
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,18 +32,6 @@ class ProcessResult:
 
     def last_lines(self, count: int = 8) -> str:
         return "\n".join(list(self.tail)[-count:])
-
-
-def redactor(secrets: Iterable[str]) -> Callable[[str], str]:
-    """A function replacing each secret value (longest first) by ``***`` in a line."""
-    values = sorted({s for s in secrets if s}, key=len, reverse=True)
-
-    def redact(line: str) -> str:
-        for value in values:
-            line = line.replace(value, "***")
-        return line
-
-    return redact
 
 
 def base_env(extra: Mapping[str, str], *, drop: Sequence[str] = ()) -> dict[str, str]:

@@ -12,6 +12,7 @@ from deployq.cli.deploy_options import deploy_options, pop_deploy_settings
 from deployq.errors import InvalidInput
 from deployq.imageref import check_registry, parse_repository
 from deployq.models import App, AppSpec, NotifyEvent, Priority, SupersedePolicy
+from deployq.redact import MASK
 from deployq.store import Store
 
 
@@ -183,16 +184,12 @@ def _public(app: App) -> dict[str, Any]:
     data = app.model_dump(mode="json")
     for key in _SECRET_FIELDS:
         if data.get(key):
-            data[key] = (
-                {k: "**********" for k in data[key]}
-                if isinstance(data[key], dict)
-                else "**********"
-            )
+            data[key] = {k: MASK for k in data[key]} if isinstance(data[key], dict) else MASK
     deploy = data.get("deploy")
     if deploy:
-        deploy["env"] = {k: "**********" for k in deploy["env"]}
+        deploy["env"] = {k: MASK for k in deploy["env"]}
         if deploy.get("webhook_secret"):
-            deploy["webhook_secret"] = "**********"
+            deploy["webhook_secret"] = MASK
     return data
 
 

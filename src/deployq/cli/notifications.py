@@ -8,7 +8,7 @@ import click
 
 from deployq.cli.common import CliState, common_options, emit, table, with_store
 from deployq.models import Notification
-from deployq.notify.webhook import describe_url
+from deployq.redact import url_origin
 from deployq.store import Store
 
 
@@ -21,7 +21,7 @@ def _public(notification: Notification) -> dict[str, Any]:
 def _target(notification: Notification) -> str:
     # a chat webhook URL is a credential: its path and query stay in the database
     if notification.channel == "webhook":
-        return describe_url(notification.target) + "/…"
+        return url_origin(notification.target) + "/…"
     return notification.target
 
 

@@ -15,11 +15,11 @@ import os
 from typing import Any
 
 import aiohttp
-from yarl import URL
 
 from deployq.durations import setting
 from deployq.errors import NotifyError
 from deployq.notify.render import webhook_text
+from deployq.redact import scrub_url, url_origin
 
 SIGNATURE_HEADER = "X-Deployq-Signature-256"
 EVENT_HEADER = "X-Deployq-Event"
@@ -65,7 +65,7 @@ async def post_webhook(
     }
     if secret:
         headers[SIGNATURE_HEADER] = sign(secret, body)
-    where = describe_url(url)
+    where = url_origin(url)
     try:
         async with session.post(
             url,
@@ -88,40 +88,16 @@ async def post_webhook(
             permanent=True,
         ) from exc
     except aiohttp.ClientSSLError as exc:
-        reason = _scrub(str(getattr(exc, "certificate_error", None) or exc), url, where)
+        reason = scrub_url(str(getattr(exc, "certificate_error", None) or exc), url)
         raise NotifyError(f"TLS with the webhook {where} failed: {reason}") from exc
     except aiohttp.ClientConnectorError as exc:
         errno = exc.os_error.errno
         reason = os.strerror(errno) if errno else str(exc.os_error) or "connection failed"
         raise NotifyError(f"cannot connect to the webhook {where}: {reason}") from exc
     except aiohttp.ClientError as exc:
-        reason = _scrub(str(exc) or type(exc).__name__, url, where)
+        reason = scrub_url(str(exc) or type(exc).__name__, url)
         raise NotifyError(f"cannot POST to the webhook {where}: {reason}") from exc
     except TimeoutError as exc:
         raise NotifyError(
             f"the webhook {where} did not answer within {setting(timeout_s)}"
         ) from exc
-
-
-def describe_url(url: str) -> str:
-    """Scheme, host and port only: chat webhook URLs carry their token in the path or query,
-    so the rest is never shown or logged."""
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        return "(invalid URL)"
-    port = parsed.explicit_port
-    return f"{parsed.scheme}://{parsed.host}{f':{port}' if port else ''}"
-
-
-def _scrub(text: str, url: str, where: str) -> str:
-    """Library messages may quote the URL; keep its secret parts out of errors and logs."""
-    text = text.replace(url, where)
-    try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        return text
-    for part in (str(parsed), parsed.raw_path_qs, parsed.path_qs):
-        if len(part) > 1:
-            text = text.replace(part, "…")
-    return text

@@ -19,13 +19,14 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import git
 
 from deployq.builders.base import LogSink
-from deployq.builders.process import base_env, redactor, run_streaming
+from deployq.builders.process import base_env, run_streaming
 from deployq.errors import CheckoutError
+from deployq.redact import Redactor, redact_urls
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
 _DROP_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_SSH_COMMAND")
@@ -44,17 +45,6 @@ class CommitInfo:
     message: str
     author: str
     author_email: str
-
-
-def redact_url(url: str) -> str:
-    """``https://user:secret@host/x`` -> ``https://***@host/x``; other URLs unchanged."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 def _git_env(token: str | None, ssh_key: Path | None) -> dict[str, str]:
@@ -100,12 +90,8 @@ async def checkout(
 
     Raises :class:`CheckoutError` when the repository refuses or the commit does not exist.
     """
-    shown_url = redact_url(repo_url)
-    secrets = [token or ""]
-    parts = urlsplit(repo_url)
-    if parts.password:
-        secrets.append(parts.password)
-    redact = redactor(secrets)
+    shown_url = redact_urls(repo_url)
+    redact = Redactor([token, urlsplit(repo_url).password])
     env = _git_env(token, ssh_key)
     sha = commit_sha.lower() if commit_sha else None
     if sha is not None and not _SHA_RE.match(sha):

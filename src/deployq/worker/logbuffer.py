@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import psycopg
 
 from deployq.errors import LostJob
+from deployq.redact import Redactor
 
 if TYPE_CHECKING:
     from deployq.store import Store
@@ -31,31 +31,6 @@ FLUSH_LINES = 200
 MAX_LINE_CHARS = 8192
 #: lines kept in memory while the database does not answer; older ones are dropped
 MAX_PENDING_LINES = 20_000
-#: shorter values are not treated as secrets: redacting "ab" everywhere helps nobody
-MIN_SECRET_CHARS = 4
-MASK = "********"
-
-_URL_CREDENTIALS = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*):[^/\s@]+@"
-)
-
-
-class Redactor:
-    """Replace every known secret, and any ``scheme://user:password@`` password, by a mask."""
-
-    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
-        values = {s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}
-        self.secrets = sorted(values, key=len, reverse=True)
-
-    def add(self, *secrets: str | None) -> None:
-        values = set(self.secrets) | {s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}
-        self.secrets = sorted(values, key=len, reverse=True)
-
-    def __call__(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, MASK)
-        return _URL_CREDENTIALS.sub(rf"\g<scheme>\g<user>:{MASK}@", text)
 
 
 def collapse_cr(line: str) -> str:

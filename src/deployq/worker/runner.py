@@ -22,9 +22,10 @@ from psycopg.conninfo import conninfo_to_dict
 from deployq.durations import setting
 from deployq.errors import DeployqError, LostJob
 from deployq.models import App, BuildServer, JobStatus
+from deployq.redact import Redactor
 from deployq.store import Lease, Outcome
 from deployq.store.finisher import Finisher
-from deployq.worker.logbuffer import LogBuffer, Redactor
+from deployq.worker.logbuffer import LogBuffer
 from deployq.worker.pipeline import CancelState, Pipeline
 from deployq.worker.servers import ServerMonitor
 

@@ -1,0 +1,85 @@
+"""Secrets out of text, the one home: known secret values and credentials in URLs.
+
+Everything deployq shows (job logs, error messages, ``app show``) masks a secret as
+:data:`MASK`, the way pydantic's ``SecretStr`` prints. URLs whose path is itself the secret
+(chat incoming webhooks) are shown as their origin only (:func:`url_origin`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from yarl import URL
+
+MASK = "**********"
+#: shorter values are not treated as secrets: redacting "ab" everywhere helps nobody
+MIN_SECRET_CHARS = 4
+
+_URL_USERINFO = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/\s:@]*)(?::(?P<password>[^/\s@]*))?@"
+)
+#: schemes whose user name alone may be a token (``https://ghp_xxx@github.com/...``)
+_TOKEN_USER_SCHEMES = ("http://", "https://")
+
+
+def _mask_userinfo(match: re.Match[str]) -> str:
+    scheme, user = match["scheme"], match["user"]
+    if match["password"] is not None:
+        return f"{scheme}{user}:{MASK}@"
+    if user and scheme.lower() in _TOKEN_USER_SCHEMES:
+        return f"{scheme}{MASK}@"
+    return match[0]  # ssh://git@host: a user name, not a secret
+
+
+def redact_urls(text: str) -> str:
+    """Mask the credentials of every URL in ``text``:
+    ``https://bot:pw@host/x`` -> ``https://bot:**********@host/x``, and a token given as
+    the user name (``https://TOKEN@host/x``) -> ``https://**********@host/x``."""
+    if "@" not in text:
+        return text
+    return _URL_USERINFO.sub(_mask_userinfo, text)
+
+
+class Redactor:
+    """Replace every known secret (longest first) and any URL's credentials by :data:`MASK`."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self.secrets: list[str] = []
+        self.add(*secrets)
+
+    def add(self, *secrets: str | None) -> None:
+        """Mask these values too (None and values shorter than MIN_SECRET_CHARS are ignored)."""
+        values = set(self.secrets) | {s for s in secrets if s and len(s) >= MIN_SECRET_CHARS}
+        self.secrets = sorted(values, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        return redact_urls(text)
+
+
+def url_origin(url: str) -> str:
+    """Scheme, host and port only (``https://hooks.example.com``): chat webhook URLs carry
+    their token in the path or query, so the rest is never shown or logged."""
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return "(invalid URL)"
+    port = parsed.explicit_port
+    return f"{parsed.scheme}://{parsed.host}{f':{port}' if port else ''}"
+
+
+def scrub_url(text: str, url: str) -> str:
+    """``text`` (a library's message, which may quote ``url``) with ``url`` shown as its
+    origin and its path and query as ``…``."""
+    text = text.replace(url, url_origin(url))
+    try:
+        parsed = URL(url)
+    except (ValueError, TypeError):
+        return text
+    for part in (str(parsed), parsed.raw_path_qs, parsed.path_qs):
+        if len(part) > 1:
+            text = text.replace(part, "…")
+    return text
