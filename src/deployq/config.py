@@ -24,6 +24,9 @@ from pydantic_settings import (
 from deployq.durations import parse_duration
 from deployq.errors import ConfigError
 
+#: an image reference whose only placeholder is {version}
+_IMAGE_TEMPLATE = re.compile(r"^(?:[A-Za-z0-9._/:@-]|\{version\})+$")
+
 ENV_PREFIX = "DEPLOYQ_"
 #: the local engine's socket: where the docker CLI looks when DOCKER_HOST is unset
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
@@ -116,15 +119,28 @@ class Settings(BaseSettings):
     docker_cli: str | None = None
     """docker CLI of the buildkit backend; default: the first of PATH's `docker` and
     /usr/bin/docker that can build with BuildKit."""
-    base_image_python: str = "python:3.12-slim"
-    """Base image of Dockerfiles generated for Python projects (zero-config)."""
-    base_image_node: str = "node:22-slim"
-    base_image_go: str = "golang:1.23"
-    """Build stage of generated Go Dockerfiles."""
+    # Base images of generated Dockerfiles (zero-config builds, docs/zero-config.md).
+    # `{version}` is replaced by the version family the plan chose (3.12, 22, 1.23, ...),
+    # so an offline site can name its own registry: registry.local/python:{version}-slim.
+    base_image_python: str = "python:{version}-slim"
+    """Build and runtime stage of Python apps."""
+    base_image_node: str = "node:{version}-slim"
+    """Build and runtime stage of Node.js apps (npm, yarn, pnpm)."""
+    base_image_bun: str = "oven/bun:{version}-slim"
+    """Build and runtime stage of Node.js apps whose package manager is bun."""
+    base_image_go: str = "golang:{version}"
+    """Build stage of Go apps."""
     base_image_go_runtime: str = "gcr.io/distroless/static-debian12"
-    """Runtime stage of generated Go Dockerfiles."""
+    """Runtime stage of Go apps (holds only the binary)."""
     base_image_static: str = "busybox:stable"
-    """Static sites are served by this image's `busybox httpd` on port 8080."""
+    """Static sites and single-page apps are served by this image's `busybox httpd`."""
+    base_image_php: str = "php:{version}-cli"
+    """Build and runtime stage of PHP apps."""
+    base_image_composer: str = "composer:2"
+    """Image whose /usr/bin/composer is copied into PHP build stages ("" = the PHP image has
+    composer)."""
+    base_image_ruby: str = "ruby:{version}-slim"
+    """Build and runtime stage of Ruby apps."""
 
     # -- notifications --------------------------------------------------------------------
     smtp_host: str | None = None
@@ -165,6 +181,30 @@ class Settings(BaseSettings):
         if not sep or not host or not (port.isascii() and port.isdigit()) or int(port) > 65535:
             raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8080")
         return value
+
+    @field_validator(
+        "base_image_python",
+        "base_image_node",
+        "base_image_bun",
+        "base_image_go",
+        "base_image_go_runtime",
+        "base_image_static",
+        "base_image_php",
+        "base_image_ruby",
+    )
+    @classmethod
+    def _image_name(cls, value: str) -> str:
+        if not _IMAGE_TEMPLATE.match(value):
+            raise ValueError(
+                "expected an image name, e.g. registry.local/python:{version}-slim "
+                "({version} is the only placeholder)"
+            )
+        return value
+
+    @field_validator("base_image_composer")
+    @classmethod
+    def _composer_image(cls, value: str) -> str:
+        return cls._image_name(value) if value else value
 
     @field_validator("log_level")
     @classmethod

@@ -16,6 +16,7 @@ and what to do. Library errors are wrapped at the boundary with ``raise ... from
     └── PipelineError            a step of a build failed (checkout, build, push, verify)
         ├── CheckoutError
         ├── BuildError
+        │   └── PlanError        a repository without a Dockerfile cannot be planned
         ├── RegistryError
         └── EngineUnavailable    the docker daemon of a build server does not answer
 """
@@ -114,6 +115,13 @@ class BuildError(PipelineError):
     """The image build failed."""
 
     code = "build"
+
+
+class PlanError(BuildError):
+    """No build plan: the repository does not say how to build it without a Dockerfile."""
+
+    code = "plan"
+    retryable = False
 
 
 class RegistryError(PipelineError):

@@ -9,6 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from deployq.builders.plan.overrides import check_command
+from deployq.errors import PlanError
+
 APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
@@ -278,6 +281,22 @@ class AppSpec(Model):
     reconcile_interval_s: float | None = Field(None, gt=0)
     deploy: DeploySettings | None = None
     """Where and how the image runs after verify; None: build and push only."""
+    install_cmd: str | None = None
+    """Zero-config builds: replaces the detected install command (docs/zero-config.md)."""
+    build_cmd: str | None = None
+    start_cmd: str | None = None
+    runtime_version: str | None = None
+    """Language version of zero-config builds, e.g. ``3.12`` or ``22``."""
+
+    @field_validator("install_cmd", "build_cmd", "start_cmd", "runtime_version")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_command(value, "the value")
+        except PlanError as exc:
+            raise ValueError(exc.message) from None
 
     @field_validator("name")
     @classmethod

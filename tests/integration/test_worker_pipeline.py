@@ -53,7 +53,10 @@ async def test_a_static_site_without_dockerfile_is_detected_and_built(
     job = await run_one(store, await add_app(store, repo.url))
     logs = await log_text(store, job.id)
     assert job.status is JobStatus.SUCCEEDED, f"{job.error}\n{logs}"
-    assert "==> no Dockerfile: detected static (static site (index.html found" in logs
+    assert "==> no Dockerfile: zero-config build plan" in logs
+    assert "    provider  static" in logs
+    assert "    because   provider static (index.html found)" in logs
+    assert '    CMD ["/bin/sh", "-c", "exec busybox httpd -f -v -p $PORT -h /www"]' in logs
     assert job.image_digest is not None
 
 
@@ -66,7 +69,9 @@ async def test_no_dockerfile_and_no_runtime_fails_at_once_and_keeps_the_workspac
     assert job.status is JobStatus.FAILED
     assert job.attempt == 1  # not retried: another attempt cannot help
     assert job.error is not None
-    assert job.error.startswith("detect failed on local: no Dockerfile in the repository")
+    assert job.error.startswith(
+        "detect failed on local: no Dockerfile and no known runtime detected"
+    )
     assert f"ERROR: {job.error}" in await log_text(store, job.id)
     workspace = Path(store.settings.workspaces_dir, f"job-{job.id}-1")
     assert await asyncio.to_thread((workspace / "README.md").is_file)

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "deployq.cli.reconcile",
     "deployq.cli.deploy",
     "deployq.cli.registry",
+    "deployq.cli.plan",
 )
 
 

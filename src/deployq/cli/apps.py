@@ -7,6 +7,7 @@ from typing import Any
 import click
 from pydantic import ValidationError
 
+from deployq.cli.build_options import build_plan_options
 from deployq.cli.common import CliState, common_options, emit, table, with_store
 from deployq.cli.deploy_options import deploy_options, pop_deploy_settings
 from deployq.errors import InvalidInput
@@ -86,6 +87,7 @@ def app_group() -> None:
     help="Seconds between `git ls-remote` checks for missed pushes (off by default).",
 )
 @deploy_options
+@build_plan_options
 @click.option("--replace", is_flag=True, help="Update the app if it exists.")
 @common_options
 @with_store

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployq.builders import Builder, BuildRequest, RegistryAuth, detect
 from deployq.builders.detect import BaseImages
+from deployq.builders.plan import app_overrides
 from deployq.errors import (
     ConfigError,
     DeployqError,
@@ -272,22 +273,26 @@ class Pipeline:
         return digest
 
     def _detect(self) -> str | None:
-        """None when the repository has its Dockerfile, else a generated one (zero-config);
-        BuildError (not retryable) when there is neither."""
+        """None when the repository has its Dockerfile, else one generated from the build
+        plan (zero-config), which the log shows; PlanError (not retried) when there is none."""
         if (self.workspace / self.app.dockerfile).is_file():
             self.logs.write(f"==> using {self.app.dockerfile} from the repository")
             return None
+        app = self.app
         detection = detect(
-            self.workspace / self.app.context,
-            self.app.dockerfile,
+            self.workspace / app.context,
+            app.dockerfile,
             base_images=BaseImages.from_settings(self.settings),
+            overrides=app_overrides(
+                app.install_cmd, app.build_cmd, app.start_cmd, app.runtime_version
+            ),
         )
         if detection is None:  # the Dockerfile appeared in between: nothing to generate
             return None
-        self.logs.write(
-            f"==> no {self.app.dockerfile}: detected {detection.runtime} ({detection.reason}); "
-            "building with a generated Dockerfile:"
-        )
+        self.logs.write(f"==> no {app.dockerfile}: zero-config build plan")
+        for line in detection.plan.describe():
+            self.logs.write(f"    {line}")
+        self.logs.write("==> generated Dockerfile:")
         for line in detection.dockerfile_text.splitlines():
             self.logs.write(f"    {line}")
         return detection.dockerfile_text
