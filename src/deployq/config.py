@@ -8,6 +8,7 @@ DEPLOYQ_CONFIG), defaults. Durations accept seconds or a suffix: ``90``, ``90s``
 from __future__ import annotations
 
 import os
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
