@@ -43,10 +43,7 @@ from psycopg.conninfo import conninfo_to_dict
 from deployq.config import Settings
 from deployq.db.migrate import migrate
 from deployq.models import AppSpec, JobStatus, Trigger, TriggerKind
-from deployq.store import Outcome, Store
-from deployq.store.base import CHANNEL_JOBS
-from deployq.store.finisher import Finisher
-from deployq.store.listen import Listener
+from deployq.store import CHANNEL_JOBS, Finisher, Listener, Outcome, Store
 
 CONCURRENCY = (1, 4, 16)
 SUCCESS = Outcome(JobStatus.SUCCEEDED)

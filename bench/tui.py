@@ -36,8 +36,7 @@ from _database import database
 
 from deployq.config import Settings
 from deployq.db.migrate import migrate
-from deployq.store import Store
-from deployq.store.base import CHANNEL_JOBS
+from deployq.store import CHANNEL_JOBS, Store
 from deployq.tui import DeployqApp
 from deployq.tui.screens.job import JobScreen
 from deployq.tui.screens.queue import QueueScreen

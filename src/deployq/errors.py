@@ -7,6 +7,7 @@ and what to do. Library errors are wrapped at the boundary with ``raise ... from
     ├── ConfigError              a setting is missing or invalid
     ├── DatabaseError
     │   ├── DatabaseUnavailable  the server cannot be reached
+    │   │   └── TransactionAborted  a deadlock or serialisation failure; try again
     │   └── MigrationError       a migration is modified, missing or failed
     ├── NotFound                 an app, job, server, token ... does not exist
     ├── Conflict                 the object exists already, or is in the wrong state
@@ -54,6 +55,12 @@ class DatabaseUnavailable(DatabaseError):
     """The database cannot be reached."""
 
     code = "database_unavailable"
+
+
+class TransactionAborted(DatabaseUnavailable):
+    """A deadlock or serialisation failure aborted the transaction; nothing was written."""
+
+    code = "transaction_aborted"
 
 
 class MigrationError(DatabaseError):

@@ -22,7 +22,6 @@ from deployq.models import App, Trigger, TriggerKind
 from deployq.redact import redact_urls
 from deployq.service import Component
 from deployq.store import Store
-from deployq.store.reconcile import apps_due, commits_with_jobs, mark_reconciled
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +90,7 @@ async def reconcile_app(store: Store, app: App) -> ReconcileResult:
     except CheckoutError as exc:
         result.error = exc.message
         log.warning("reconcile %s: %s", app.name, exc.message)
-        await mark_reconciled(store, app.id)
+        await store.reconcile.mark_reconciled(app.id)
         return result
     matching = {
         ref: sha
@@ -99,7 +98,7 @@ async def reconcile_app(store: Store, app: App) -> ReconcileResult:
         if any(glob_match(pattern, ref.removeprefix("refs/heads/")) for pattern in app.branches)
     }
     result.heads = len(matching)
-    known = await commits_with_jobs(store, app.id, sorted(set(matching.values())))
+    known = await store.reconcile.commits_with_jobs(app.id, sorted(set(matching.values())))
     for ref, sha in sorted(matching.items()):
         if sha in known:
             continue
@@ -118,7 +117,7 @@ async def reconcile_app(store: Store, app: App) -> ReconcileResult:
         if enqueued.created:
             result.enqueued.extend(job.id for job in enqueued.jobs)
             log.info("reconcile %s: %s@%s had no job; enqueued", app.name, ref, sha[:7])
-    await mark_reconciled(store, app.id)
+    await store.reconcile.mark_reconciled(app.id)
     return result
 
 
@@ -129,7 +128,7 @@ async def reconcile(
     if app_name is not None:
         apps = [await store.apps.get(app_name)]
     elif only_due:
-        apps = await apps_due(store)
+        apps = await store.reconcile.apps_due()
     else:
         apps = await store.apps.list()
     return [await reconcile_app(store, app) for app in apps]

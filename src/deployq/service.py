@@ -84,7 +84,7 @@ def components_for(store: Store, *, web: bool, worker: bool) -> list[Component]:
 def worker_components(store: Store) -> list[Component]:
     """The worker pool and the background loops that ride along with it."""
     from deployq.reconcile import reconcile_component
-    from deployq.store.maintenance import prune_component, rescuer_component
+    from deployq.store import prune_component, rescuer_component
     from deployq.worker.notifier import Notifier
     from deployq.worker.pool import WorkerPool
 

@@ -11,9 +11,7 @@ import pytest
 from deployq.config import Settings
 from deployq.errors import Conflict, LostJob, NotFound
 from deployq.models import JobStatus, Priority, Step, TriggerKind
-from deployq.store import Outcome, Store
-from deployq.store.base import CHANNEL_CANCEL
-from deployq.store.listen import Listener
+from deployq.store import CHANNEL_CANCEL, Listener, Outcome, Store
 from integration.queue_helpers import (
     FAILURE,
     SUCCESS,

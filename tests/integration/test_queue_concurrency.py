@@ -15,10 +15,7 @@ import pytest
 from deployq.config import Settings
 from deployq.errors import LostJob
 from deployq.models import JobStatus
-from deployq.store import Store
-from deployq.store.base import CHANNEL_JOBS
-from deployq.store.listen import Listener
-from deployq.store.maintenance import rescuer_component
+from deployq.store import CHANNEL_JOBS, Listener, Store, rescuer_component
 from integration.queue_helpers import SUCCESS, add_app, add_server, claim_one, enqueue
 
 JOBS = 2_000

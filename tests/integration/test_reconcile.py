@@ -12,9 +12,7 @@ from typing import Any
 
 from deployq.models import AppSpec, Trigger, TriggerKind
 from deployq.reconcile import reconcile, reconcile_component
-from deployq.store import Store
-from deployq.store.base import CHANNEL_JOBS
-from deployq.store.listen import Listener
+from deployq.store import CHANNEL_JOBS, Listener, Store
 
 
 def git(path: Path, *args: str) -> None:

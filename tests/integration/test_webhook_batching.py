@@ -16,9 +16,7 @@ from webhook_helpers import add_app, body_of, github_headers, payload
 from deployq.config import Settings
 from deployq.errors import NotFound
 from deployq.models import JobStatus, Trigger, TriggerKind
-from deployq.store import Store
-from deployq.store.base import CHANNEL_JOBS
-from deployq.store.listen import Listener
+from deployq.store import CHANNEL_JOBS, Listener, Store
 from deployq.webhooks.app import create_app
 from deployq.webhooks.providers import GITHUB, decode_body
 from deployq.webhooks.receiver import Reply, deliver

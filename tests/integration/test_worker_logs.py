@@ -8,9 +8,7 @@ import pytest
 
 from deployq.models import JobStatus
 from deployq.redact import MASK, Redactor
-from deployq.store import Lease, Outcome, Store
-from deployq.store.base import CHANNEL_LOGS
-from deployq.store.listen import Listener
+from deployq.store import CHANNEL_LOGS, Lease, Listener, Outcome, Store
 from deployq.worker.logbuffer import LogBuffer
 from worker_support import add_app, deploy
 

@@ -17,9 +17,7 @@ from deployq.durations import elapsed, parse_duration, setting
 from deployq.errors import InvalidInput
 from deployq.imageref import pull_reference
 from deployq.models import Job, JobStatus, Priority, QueueStats, RefType, Trigger, TriggerKind
-from deployq.store import Store
-from deployq.store.base import CHANNEL_JOBS, CHANNEL_LOGS
-from deployq.store.listen import Listener
+from deployq.store import CHANNEL_JOBS, CHANNEL_LOGS, Listener, Store
 
 _SHA_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
 _GLOB_CHARS = set("*?[")

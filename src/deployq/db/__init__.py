@@ -1,6 +1,6 @@
 """Database access: the DSN (embedded PostgreSQL by default), the pool, migrations."""
 
-from deployq.db.dsn import describe_dsn, resolve_dsn, with_dbname
+from deployq.db.dsn import describe_dsn, dsn_password, resolve_dsn, with_dbname
 from deployq.db.pool import Connection, Pool, connect, open_pool
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "Pool",
     "connect",
     "describe_dsn",
+    "dsn_password",
     "open_pool",
     "resolve_dsn",
     "with_dbname",

@@ -17,6 +17,15 @@ def resolve_dsn(settings: Settings) -> str:
     return embedded_dsn(settings.data_dir)
 
 
+def dsn_password(dsn: str) -> str | None:
+    """The password written in ``dsn`` (to keep it out of logs), None when there is none."""
+    try:
+        password = conninfo_to_dict(dsn).get("password")
+    except Exception:
+        return None
+    return str(password) if password else None
+
+
 def describe_dsn(dsn: str) -> str:
     """``host:port/dbname`` (or the socket directory), never the password."""
     try:

@@ -11,9 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from deployq.models import Job
-from deployq.store import Store
-from deployq.store.base import CHANNEL_JOBS
-from deployq.store.listen import Listener
+from deployq.store import CHANNEL_JOBS, Listener, Store
 from deployq.worker.pool import WorkerPool
 
 #: how long :func:`wait_job` waits by default (a cold build on a busy machine)

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, ClassVar, TypeVar
 
-import psycopg
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
@@ -28,9 +27,15 @@ from textual.timer import Timer
 
 from deployq.errors import DatabaseError, DeployqError
 from deployq.models import Job
-from deployq.store import Store
-from deployq.store.base import CHANNEL_DELIVERIES, CHANNEL_JOBS, CHANNEL_LOGS, CHANNEL_SERVERS
-from deployq.store.listen import Listener, Notice
+from deployq.store import (
+    CHANNEL_DELIVERIES,
+    CHANNEL_JOBS,
+    CHANNEL_LOGS,
+    CHANNEL_SERVERS,
+    Listener,
+    Notice,
+    Store,
+)
 from deployq.tui.commands import DeployqCommands
 from deployq.tui.screens.base import LiveScreen
 
@@ -253,7 +258,7 @@ class DeployqApp(App[None]):
         """
         try:
             result = await call
-        except (DatabaseError, psycopg.Error, OSError) as exc:
+        except (DatabaseError, OSError) as exc:
             self._lost(exc)
             return None
         except DeployqError as exc:
@@ -270,7 +275,7 @@ class DeployqApp(App[None]):
         try:
             async with asyncio.timeout(ACTION_TIMEOUT_S):
                 result = await call
-        except (DatabaseError, psycopg.Error, OSError, TimeoutError) as exc:
+        except (DatabaseError, OSError, TimeoutError) as exc:
             reason = self._lost(exc)
             self.notify(
                 f"{what} failed: database unavailable ({reason}). Nothing changed; "

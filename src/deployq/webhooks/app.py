@@ -17,7 +17,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from deployq.db.migrate import pending_migrations
 from deployq.errors import DeployqError
 from deployq.store import Store
-from deployq.store.metrics import job_metrics
 from deployq.webhooks.api import HUB_KEY, add_routes
 from deployq.webhooks.auth import auth_middleware
 from deployq.webhooks.errors import error_middleware, error_response
@@ -106,7 +105,7 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format; job figures are read from the database at each scrape."""
     state = request.app[STATE_KEY]
     try:
-        state.metrics.jobs.snapshot = await job_metrics(state.store)
+        state.metrics.jobs.snapshot = await state.store.metrics.jobs()
     except DB_ERRORS:
         return error_response(503, "database_unavailable", "the database does not answer")
     body = generate_latest(state.metrics.registry)

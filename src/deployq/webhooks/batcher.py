@@ -6,7 +6,7 @@ below what the database can insert. The batcher collects the deliveries that arr
 batch is being written and writes them together: their jobs (``store.jobs.enqueue_many``)
 and their webhook_deliveries rows in ONE transaction. A lone delivery is written at once
 (no timer); under load a batch is whatever arrived during the previous commit, up to
-max_batch (the mechanism is deployq.store.group_commit).
+max_batch (the mechanism is deployq.store.GroupCommit).
 
 Semantics kept from the one-by-one path:
 - each caller gets its answer only after the transaction holding its jobs committed;
@@ -27,10 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from deployq.models import Trigger
-from deployq.store import Store
-from deployq.store.deliveries import DeliveryRecord
-from deployq.store.group_commit import GroupCommit
-from deployq.store.job_common import EnqueueResult
+from deployq.store import DeliveryRecord, EnqueueResult, GroupCommit, Store
 from deployq.webhooks.recorder import DeliveryRecorder
 
 log = logging.getLogger(__name__)
@@ -53,7 +50,7 @@ class Delivery:
 
 class DeliveryBatcher(GroupCommit[Delivery, Any]):
     """``await batcher.submit_delivery(triggers, build)``: enqueue and record one delivery as
-    part of a group commit (deployq.store.group_commit); returns what ``build`` made of its
+    part of a group commit (deployq.store.GroupCommit); returns what ``build`` made of its
     results, once committed."""
 
     task_name = "deployq-delivery-batcher"

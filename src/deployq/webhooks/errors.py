@@ -7,8 +7,6 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
-import psycopg
-import psycopg_pool
 from aiohttp import web
 
 from deployq.errors import (
@@ -97,20 +95,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         status = status_of(exc)
         if status == 500:
             log.exception("%s %s failed", request.method, request.path)
+        elif status == 503:
+            log.warning("%s %s: %s", request.method, request.path, exc.message)
         return error_response(status, exc.code, exc.message)
-    except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-        log.warning("%s %s: database unavailable: %s", request.method, request.path, exc)
-        return error_response(
-            503, "database_unavailable", "the database does not answer; try again shortly"
-        )
-    except psycopg.DataError as exc:
-        # e.g. a NUL character or an out-of-range number in a parameter: bad input, not a bug
-        log.info("%s %s: value refused by the database: %s", request.method, request.path, exc)
-        return error_response(
-            400,
-            "invalid_input",
-            "a value of the request cannot be stored or compared: " + str(exc).splitlines()[0],
-        )
     except json.JSONDecodeError as exc:
         return error_response(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
     except Exception:

@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from deployq.store.metrics import JobMetrics
+from deployq.store import JobMetrics
 
 
 class _JobCollector(Collector):

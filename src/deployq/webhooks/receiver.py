@@ -17,8 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from deployq.models import Job
-from deployq.store.deliveries import DeliveryRecord
-from deployq.store.job_common import EnqueueResult
+from deployq.store import DeliveryRecord, EnqueueResult
 from deployq.webhooks.errors import error_response
 from deployq.webhooks.events import BadPayload, Parsed
 from deployq.webhooks.providers import Provider, decode_body

@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from deployq.store import Store
-from deployq.store.deliveries import DeliveryRecord
+from deployq.store import DeliveryRecord, Store
 
 #: rows per INSERT at most
 MAX_BATCH = 200

@@ -19,9 +19,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from deployq.models import Job
-from deployq.store import Store
-from deployq.store.base import CHANNEL_JOBS, CHANNEL_LOGS
-from deployq.store.listen import Listener
+from deployq.store import CHANNEL_JOBS, CHANNEL_LOGS, Listener, Store
 
 log = logging.getLogger(__name__)
 

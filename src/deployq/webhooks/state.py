@@ -6,8 +6,6 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
-import psycopg
-import psycopg_pool
 from aiohttp import web
 
 from deployq.config import Settings
@@ -21,8 +19,6 @@ from deployq.webhooks.spool import Spool
 
 #: what counts as "the database is down" (rather than a bug): spool and retry later
 DB_ERRORS: tuple[type[BaseException], ...] = (
-    psycopg.OperationalError,
-    psycopg_pool.PoolTimeout,
     DatabaseUnavailable,
     OSError,
     TimeoutError,

@@ -15,9 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import psycopg
-
-from deployq.errors import LostJob
+from deployq.errors import DeployqError, LostJob
 from deployq.redact import Redactor
 
 if TYPE_CHECKING:
@@ -140,7 +138,7 @@ class LogBuffer:
                 )
             except LostJob:
                 self._mark_lost()
-            except (psycopg.Error, OSError) as exc:
+            except (DeployqError, OSError) as exc:
                 log.warning(
                     "job #%s: storing %d log lines failed (%s); retrying",
                     self.job_id,

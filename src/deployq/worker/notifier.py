@@ -14,16 +14,13 @@ import logging
 from collections.abc import Callable
 
 import aiohttp
-import psycopg
 
+from deployq.backoff import backoff_s
 from deployq.errors import DeployqError, NotFound, NotifyError
 from deployq.models import Notification
 from deployq.notify.email import build_email, send_email
 from deployq.notify.webhook import post_webhook, webhook_body
-from deployq.store import Store
-from deployq.store.base import CHANNEL_NOTIFICATIONS
-from deployq.store.jobs import backoff_s
-from deployq.store.listen import Listener
+from deployq.store import CHANNEL_NOTIFICATIONS, Listener, Store
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +95,7 @@ class Notifier:
             if len(claimed) == free:
                 return IDLE_RECHECK_S
             wait = await self.store.notifications.seconds_until_due()
-        except (psycopg.Error, DeployqError, OSError) as exc:
+        except (DeployqError, OSError) as exc:
             log.warning("notifier cannot read the outbox: %s; again in %.0fs", exc, DB_RETRY_S)
             return DB_RETRY_S
         return IDLE_RECHECK_S if wait is None else min(wait, IDLE_RECHECK_S)
@@ -114,7 +111,7 @@ class Notifier:
             error = NotifyError(f"deployq could not prepare the message: {exc!r}")
         try:
             await self._record(notification, error)
-        except (psycopg.Error, DeployqError, OSError) as exc:
+        except (DeployqError, OSError) as exc:
             # the row stays 'sending' and is due again after stale_after_s
             log.warning("notification #%d: cannot record the result: %s", notification.id, exc)
         if self.on_result is not None:

@@ -19,15 +19,11 @@ import socket
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import psycopg
-
 from deployq.builders import Builder
 from deployq.durations import setting
 from deployq.errors import DeployqError
 from deployq.models import JobStatus
-from deployq.store import Lease
-from deployq.store.base import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_SERVERS
-from deployq.store.listen import Listener, Notice
+from deployq.store import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_SERVERS, Lease, Listener, Notice
 from deployq.worker.runner import JobRunner, RunningJob
 from deployq.worker.sdnotify import SdNotifier
 from deployq.worker.servers import ServerMonitor
@@ -42,7 +38,7 @@ _QUIET_KINDS = frozenset({"progress", "claimed", "cancel_requested"})
 #: poll jitter, as a fraction of poll_interval either way
 POLL_JITTER = 0.2
 #: errors of the database that a loop survives (it logs and tries again)
-_TRANSIENT = (DeployqError, psycopg.Error, OSError)
+_TRANSIENT = (DeployqError, OSError)
 
 
 class WorkerPool:

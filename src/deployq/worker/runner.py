@@ -8,7 +8,6 @@ nothing at all (the lease was lost, or the pool is stopping and releases the job
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import shutil
 from collections.abc import Callable
@@ -16,15 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import psycopg
-from psycopg.conninfo import conninfo_to_dict
-
+from deployq.db import dsn_password
 from deployq.durations import setting
 from deployq.errors import DeployqError, LostJob
 from deployq.models import App, BuildServer, JobStatus
 from deployq.redact import Redactor
-from deployq.store import Lease, Outcome
-from deployq.store.finisher import Finisher
+from deployq.store import Finisher, Lease, Outcome
 from deployq.worker.logbuffer import LogBuffer
 from deployq.worker.pipeline import CancelState, Pipeline
 from deployq.worker.servers import ServerMonitor
@@ -36,7 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: errors of the database that the worker survives (it logs them and goes on)
-_TRANSIENT = (DeployqError, psycopg.Error, OSError)
+_TRANSIENT = (DeployqError, OSError)
 
 
 @dataclass
@@ -90,9 +86,7 @@ def job_secrets(settings: Settings, app: App | None) -> list[str]:
         if hasattr(value, "get_secret_value"):
             values.append(value.get_secret_value())
     if settings.database_url is not None:
-        with contextlib.suppress(psycopg.ProgrammingError):
-            password = conninfo_to_dict(settings.database_url.get_secret_value()).get("password")
-            values.append(str(password) if password else None)
+        values.append(dsn_password(settings.database_url.get_secret_value()))
     if app is not None:
         values += [app.webhook_secret, app.notify_webhook_secret, *app.build_secrets.values()]
     return [v for v in values if v]

@@ -19,7 +19,7 @@ from textual.widgets.data_table import RowKey
 
 from deployq.durations import elapsed
 from deployq.models import Job
-from deployq.store.console import HeaderStats
+from deployq.store import HeaderStats
 from deployq.tui import format as fmt
 from deployq.tui.filters import GROUPS, JobFilter
 from deployq.tui.screens.actions import JobActionsScreen

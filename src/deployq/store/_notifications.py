@@ -21,10 +21,10 @@ from deployq.db import Connection
 from deployq.errors import Conflict, NotFound
 from deployq.imageref import pull_reference
 from deployq.models import App, Job, JobStatus, Notification, NotifyEvent
-from deployq.store.base import CHANNEL_NOTIFICATIONS, dumps
+from deployq.store._channels import CHANNEL_NOTIFICATIONS, dumps
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 #: log lines kept in the payload of a failure notification
 LOG_TAIL_LINES = 20
@@ -179,7 +179,7 @@ class NotificationStore:
         if limit <= 0:
             return []
         stale = timedelta(seconds=stale_after_s)
-        async with self.store.pool.connection() as conn, conn.transaction():
+        async with self.store.connection() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE notifications SET status = 'failed', last_error = "
                 "'the sender stopped during the last attempt (' || attempts || '/' || "
@@ -202,7 +202,7 @@ class NotificationStore:
 
     async def seconds_until_due(self) -> float | None:
         """How long until the next row is due (0 if one is), None when nothing waits."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     "SELECT extract(epoch FROM min(next_attempt_at) - now()) AS wait "
@@ -215,7 +215,7 @@ class NotificationStore:
 
     async def mark_sent(self, notification_id: int) -> None:
         """Delivered (also when a resend of a row thought crashed got there first)."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             await conn.execute(
                 "UPDATE notifications SET status = 'sent', sent_at = now(), last_error = NULL "
                 "WHERE id = %s AND status <> 'sent'",
@@ -234,7 +234,7 @@ class NotificationStore:
         """Record a failed attempt: ``pending`` again after ``retry_in_s``, or ``failed``
         for good once max_attempts is reached (or the error is permanent). The error is
         kept. Only the attempt that is current counts. Returns the new status."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     "UPDATE notifications SET last_error = %s, "
@@ -250,7 +250,7 @@ class NotificationStore:
     # -- operators -------------------------------------------------------------------------
 
     async def get(self, notification_id: int) -> Notification:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute("SELECT * FROM notifications WHERE id = %s", (notification_id,))
             ).fetchone()
@@ -272,7 +272,7 @@ class NotificationStore:
             where.append("job_id = %s")
             params.append(job_id)
         params.append(limit)
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
                     f"SELECT * FROM notifications WHERE {' AND '.join(where)} "
@@ -284,7 +284,7 @@ class NotificationStore:
 
     async def retry(self, notification_id: int) -> Notification:
         """Send a failed notification again, with a fresh count of attempts."""
-        async with self.store.pool.connection() as conn, conn.transaction():
+        async with self.store.connection() as conn, conn.transaction():
             row = await (
                 await conn.execute(
                     "UPDATE notifications SET status = 'pending', attempts = 0, "

@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-import psycopg
+from deployq.errors import DatabaseUnavailable, TransactionAborted
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class GroupCommit(ABC, Generic[I, R]):
 
     def __init__(
         self,
-        unavailable: tuple[type[BaseException], ...] = (psycopg.OperationalError,),
+        unavailable: tuple[type[BaseException], ...] = (DatabaseUnavailable,),
         *,
         max_batch: int = MAX_BATCH,
     ) -> None:
@@ -110,7 +110,7 @@ class GroupCommit(ABC, Generic[I, R]):
     async def _flush(self, batch: list[_Pending[I, R]]) -> None:
         try:
             answers = await self.write_batch([p.item for p in batch])
-        except psycopg.errors.TransactionRollback:
+        except TransactionAborted:
             # a deadlock or serialisation failure against another transaction: nothing was
             # written; one by one cannot deadlock on this batch's order
             await self._one_by_one(batch)

@@ -2,7 +2,7 @@
 
 The finishes that arrive while the previous write is in flight are written together, in one
 transaction (``store.jobs.finish_many``); a lone finish goes out at once as
-``store.jobs.finish`` (see deployq.store.group_commit). Each caller gets exactly what
+``store.jobs.finish`` (see deployq.store._group_commit). Each caller gets exactly what
 ``store.jobs.finish`` would give it, once committed: the finished Job, or LostJob for its job
 alone.
 """
@@ -12,11 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deployq.models import Job
-from deployq.store.group_commit import GroupCommit
-from deployq.store.job_common import Lease, Outcome
+from deployq.store._group_commit import GroupCommit
+from deployq.store._job_common import Lease, Outcome
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 Finish = tuple[Lease, Outcome]
 

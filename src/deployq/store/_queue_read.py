@@ -13,7 +13,7 @@ from typing import Any
 
 from deployq.errors import NotFound
 from deployq.models import Job, JobStatus, Priority, QueuePosition, QueueStats
-from deployq.store.job_common import JOB_SELECT, StorePart
+from deployq.store._job_common import JOB_SELECT, StorePart
 
 #: duration assumed for estimates when no job finished in the last day
 DEFAULT_DURATION_S = 120.0
@@ -55,7 +55,7 @@ class QueueReadPart(StorePart):
 
     async def get(self, job_id: int) -> Job:
         """One job; NotFound when there is none."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (await conn.execute(JOB_SELECT + " WHERE j.id = %s", (job_id,))).fetchone()
         if row is None:
             raise NotFound(f"no job #{job_id}; `deployq jobs` lists the jobs")
@@ -97,13 +97,13 @@ class QueueReadPart(StorePart):
             params.append(before_id)
         params.extend([limit, offset])
         sql = f"{JOB_SELECT} WHERE {' AND '.join(where)} ORDER BY j.id DESC LIMIT %s OFFSET %s"
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (await conn.execute(sql, params)).fetchall()
         return [Job.model_validate(r) for r in rows]
 
     async def events(self, job_id: int) -> builtins.list[dict[str, Any]]:
         """The job's timeline, oldest first (rows of job_events)."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT * FROM job_events WHERE job_id = %s ORDER BY id", (job_id,)
@@ -115,7 +115,7 @@ class QueueReadPart(StorePart):
 
     async def stats(self) -> QueueStats:
         """Queue depth by priority, running jobs, server load, the last 24 h in numbers."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(_DURATIONS + _STATS, {"window": RECENT_WINDOW})
             ).fetchone()
@@ -152,7 +152,7 @@ class QueueReadPart(StorePart):
         """``queue_position`` for many jobs at once (the ones not queued are left out)."""
         if not job_ids:
             return {}
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             ranked = await (
                 await conn.execute(
                     "SELECT * FROM (SELECT id, run_after, row_number() OVER "

@@ -18,8 +18,8 @@ from deployq.models import (
     Trigger,
     TriggerKind,
 )
-from deployq.store.enqueue_sql import ENQUEUE, ENQUEUE_NAMED
-from deployq.store.job_common import EnqueueResult, StorePart, short_ref, wants_notification
+from deployq.store._enqueue_sql import ENQUEUE, ENQUEUE_NAMED
+from deployq.store._job_common import EnqueueResult, StorePart, short_ref, wants_notification
 
 
 def skip_reason_is_none(trigger: Trigger) -> bool:
@@ -38,7 +38,7 @@ class EnqueuePart(StorePart):
         even when both deliveries arrive at the same moment.
         """
         result = EnqueueResult()
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             if trigger.app is not None and skip_reason_is_none(trigger):
                 job = await self._insert_named(conn, trigger, result)
                 if job is not None:
@@ -115,7 +115,7 @@ class EnqueuePart(StorePart):
         if not triggers:
             return []
         if conn is None:
-            async with self.store.pool.connection() as own, own.transaction():
+            async with self.store.connection() as own, own.transaction():
                 return await self._enqueue_many(own, triggers)
         return await self._enqueue_many(conn, triggers)
 
@@ -279,7 +279,7 @@ class EnqueuePart(StorePart):
 
     async def retry(self, job_id: int, *, actor: str) -> Job:
         """A new job for the same app and commit, linked to the finished one (retry_of)."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,))
             ).fetchone()

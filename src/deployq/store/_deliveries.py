@@ -15,11 +15,11 @@ from psycopg.types.json import Jsonb
 from deployq.db import Connection
 from deployq.errors import NotFound
 from deployq.models import App, Trigger, WebhookDelivery
-from deployq.store.base import CHANNEL_DELIVERIES
-from deployq.store.job_common import EnqueueResult
+from deployq.store._channels import CHANNEL_DELIVERIES
+from deployq.store._job_common import EnqueueResult
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 #: results a delivery can have (the CHECK constraint of webhook_deliveries.result)
 RESULTS = ("accepted", "ignored", "refused", "duplicate", "error")
@@ -95,7 +95,7 @@ class DeliveryStore:
         deliveries that arrive together); one NOTIFY {"id": last, "count": n}. Ids in order."""
         if not records:
             return []
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             async with conn.pipeline(), conn.transaction():
                 cursor = await self._insert(conn, records)
             return await _ids(cursor)
@@ -112,7 +112,7 @@ class DeliveryStore:
 
         Pipelined: three round trips whatever the number of deliveries (the apps, the jobs,
         then the records with the commit)."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             async with conn.pipeline(), conn.transaction():
                 results = await self.store.jobs.enqueue_many(triggers, conn=conn)
                 cursor = await self._insert(conn, records_for(results))
@@ -159,7 +159,7 @@ class DeliveryStore:
     async def matching_apps(self, identities: builtins.list[str]) -> builtins.list[App]:
         """Apps configured for any of these repository identities (the receiver's candidates,
         whose secrets it verifies a delivery against)."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT * FROM apps WHERE repo_identity = ANY(%s) ORDER BY name",
@@ -193,13 +193,13 @@ class DeliveryStore:
             f"SELECT {_SUMMARY_COLUMNS} FROM webhook_deliveries WHERE {' AND '.join(where)} "
             "ORDER BY id DESC LIMIT %s"
         )
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (await conn.execute(sql, params)).fetchall()
         return [WebhookDelivery.model_validate(r) for r in rows]
 
     async def get(self, delivery_row_id: int) -> StoredDelivery:
         """The delivery with its headers and body (None when it was not verified)."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     f"SELECT {_SUMMARY_COLUMNS}, headers, body FROM webhook_deliveries "
@@ -220,7 +220,7 @@ class DeliveryStore:
 
     async def count(self, *, provider: str | None = None, delivery_id: str | None = None) -> int:
         """How many deliveries were recorded (for a provider / delivery id)."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     "SELECT count(*) AS n FROM webhook_deliveries "

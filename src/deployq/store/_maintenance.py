@@ -19,12 +19,11 @@ from collections.abc import Callable, Coroutine
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import psycopg
-
-from deployq.store.job_common import StorePart
+from deployq.errors import DeployqError
+from deployq.store._job_common import StorePart
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class MaintenancePart(StorePart):
         totals = {"jobs": 0, "log_lines": 0, "events": 0, "notifications": 0}
         params = {"age": timedelta(seconds=older_than_s), "batch": batch_size}
         while True:
-            async with self.store.pool.connection() as conn:
+            async with self.store.connection() as conn:
                 row = await (await conn.execute(_PRUNE_BATCH, params)).fetchone()
             assert row is not None
             for key in totals:
@@ -93,7 +92,7 @@ def prune_component(
                 counts = await store.jobs.prune(store.settings.retention)
                 if counts["jobs"]:
                     log.info("pruned logs and events of %(jobs)d finished jobs", counts)
-            except psycopg.Error as exc:
+            except DeployqError as exc:
                 log.warning("prune failed (will try again): %s", exc)
             delay = interval_s * random.uniform(0.9, 1.1)
 
@@ -114,7 +113,7 @@ def rescuer_component(store: Store, *, interval_s: float | None = None) -> Compo
                 rescued = await store.jobs.rescue_expired()
                 if rescued:
                     log.warning("took back %d jobs whose worker stopped answering", len(rescued))
-            except psycopg.Error as exc:
+            except DeployqError as exc:
                 log.warning("rescue failed (will try again): %s", exc)
 
     return run

@@ -16,7 +16,7 @@ from psycopg.rows import tuple_row
 from deployq.models import Job
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 _JOB_SELECT = (
     "SELECT j.*, s.name AS server_name FROM jobs j LEFT JOIN build_servers s ON s.id = j.server_id"
@@ -71,7 +71,7 @@ class ConsoleStore:
         wanted = sorted(set(ids))
         if not wanted:
             return []
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(_JOB_SELECT + " WHERE j.id = ANY(%s)", (wanted,))
             ).fetchall()
@@ -87,14 +87,14 @@ class ConsoleStore:
             f"({_JOB_SELECT} WHERE j.status NOT IN ('running', 'queued') "
             "ORDER BY j.id DESC LIMIT %s)"
         )
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (await conn.execute(sql, (active_limit, history_limit))).fetchall()
         return [Job.model_validate(r) for r in rows]
 
     async def header_stats(self, now: datetime) -> HeaderStats:
         """Queue figures, with the 24-hour window ending at ``now`` (so a frozen clock gives
         the same figures every time)."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             live = await (await conn.execute(_STATS)).fetchone()
             day = await (
                 await conn.execute(_STATS_24H, {"since": now - timedelta(hours=24), "now": now})
@@ -128,7 +128,7 @@ class ConsoleStore:
                 "SELECT seq, line FROM job_logs WHERE job_id = %s AND seq > %s "
                 "ORDER BY seq LIMIT %s"
             )
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             cur = conn.cursor(row_factory=tuple_row)
             rows = await (await cur.execute(sql, (job_id, after, limit))).fetchall()
         if not rows:

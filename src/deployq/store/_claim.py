@@ -12,7 +12,7 @@ from datetime import timedelta
 
 from deployq.db import Connection
 from deployq.models import App, Job, JobStatus, NotifyEvent
-from deployq.store.job_common import (
+from deployq.store._job_common import (
     CLAIM_LOCK_KEY,
     CLAIM_SCAN_LIMIT,
     Lease,
@@ -52,7 +52,7 @@ class ClaimPart(StorePart):
         on the next claim (the worker's fallback poll claims even when nothing is enqueued).
         """
         ttl = timedelta(seconds=self.store.settings.lease_ttl)
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
                     _CLAIM,
@@ -99,7 +99,7 @@ class ClaimPart(StorePart):
 
         For a periodic rescuer; any number may run, the claim lock makes them take turns.
         """
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             async with conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK_KEY,))
                 rows = await (await conn.execute(_RESCUE)).fetchall()

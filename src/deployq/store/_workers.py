@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 
 class WorkerStore:
@@ -15,7 +15,7 @@ class WorkerStore:
         self.store = store
 
     async def register(self, worker_id: str, *, host: str, pid: int, concurrency: int) -> None:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             await conn.execute(
                 "INSERT INTO workers (id, host, pid, concurrency) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (id) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
@@ -24,21 +24,21 @@ class WorkerStore:
             )
 
     async def heartbeat(self, worker_id: str) -> None:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             await conn.execute(
                 "UPDATE workers SET heartbeat_at = now() WHERE id = %s", (worker_id,)
             )
 
     async def set_stopping(self, worker_id: str) -> None:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             await conn.execute("UPDATE workers SET stopping = true WHERE id = %s", (worker_id,))
 
     async def unregister(self, worker_id: str) -> None:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             await conn.execute("DELETE FROM workers WHERE id = %s", (worker_id,))
 
     async def list(self) -> list[dict[str, Any]]:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT w.*, (SELECT count(*) FROM jobs j WHERE j.worker_id = w.id "
@@ -49,7 +49,7 @@ class WorkerStore:
 
     async def seconds_to_next_due(self) -> float | None:
         """Seconds until the earliest queued job with a future run_after becomes due."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     "SELECT extract(epoch FROM min(run_after) - now())::float8 AS wait "
@@ -62,7 +62,7 @@ class WorkerStore:
 
     async def set_wait_reason(self, reason: str | None) -> int:
         """Say why due queued jobs are not being started (e.g. low disk); None clears it."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             cur = await conn.execute(
                 "UPDATE jobs SET wait_reason = %s, updated_at = now() "
                 "WHERE status = 'queued' AND run_after <= now() "

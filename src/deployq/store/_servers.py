@@ -8,10 +8,10 @@ import psycopg
 
 from deployq.errors import Conflict, NotFound
 from deployq.models import BuildServer
-from deployq.store.base import CHANNEL_SERVERS, dumps
+from deployq.store._channels import CHANNEL_SERVERS, dumps
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 _SELECT = (
     "SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id "
@@ -32,7 +32,7 @@ class ServerStore:
         arch: str = "amd64",
         labels: list[str] | None = None,
     ) -> BuildServer:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             try:
                 row = await (
                     await conn.execute(
@@ -51,7 +51,7 @@ class ServerStore:
         self, docker_host: str, *, capacity: int, arch: str
     ) -> BuildServer | None:
         """Register the local engine as ``local`` when no server exists at all."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     "INSERT INTO build_servers (name, docker_host, capacity, arch) "
@@ -64,19 +64,19 @@ class ServerStore:
         return BuildServer.model_validate(row) if row else None
 
     async def list(self) -> list[BuildServer]:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (await conn.execute(_SELECT + " ORDER BY s.name")).fetchall()
         return [BuildServer.model_validate(r) for r in rows]
 
     async def get(self, name: str) -> BuildServer:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (await conn.execute(_SELECT + " WHERE s.name = %s", (name,))).fetchone()
         if row is None:
             raise NotFound(f"no build server named {name!r}; `deployq server list` shows them")
         return BuildServer.model_validate(row)
 
     async def get_by_id(self, server_id: int) -> BuildServer:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (await conn.execute(_SELECT + " WHERE s.id = %s", (server_id,))).fetchone()
         if row is None:
             raise NotFound(f"no build server with id {server_id}")
@@ -84,7 +84,7 @@ class ServerStore:
 
     async def set_draining(self, name: str, draining: bool) -> BuildServer:
         """Drain: no new jobs go to the server; running ones finish."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             cur = await conn.execute(
                 "UPDATE build_servers SET draining = %s WHERE name = %s", (draining, name)
             )
@@ -94,7 +94,7 @@ class ServerStore:
         return await self.get(name)
 
     async def set_capacity(self, name: str, capacity: int) -> BuildServer:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             cur = await conn.execute(
                 "UPDATE build_servers SET capacity = %s WHERE name = %s", (capacity, name)
             )
@@ -113,7 +113,7 @@ class ServerStore:
         free_disk_mb: int | None = None,
     ) -> None:
         """What the last probe of the engine found; unhealthy servers get no new jobs."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     "UPDATE build_servers SET healthy = %s, last_error = %s, "
@@ -128,7 +128,7 @@ class ServerStore:
                 await self._notify(conn, str(row["name"]))
 
     async def remove(self, name: str) -> None:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             cur = await conn.execute("DELETE FROM build_servers WHERE name = %s", (name,))
         if cur.rowcount == 0:
             raise NotFound(f"no build server named {name!r}")

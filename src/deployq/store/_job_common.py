@@ -9,7 +9,6 @@ so callers use ``store.jobs.<method>`` whatever module holds the method.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,10 +16,10 @@ from psycopg.types.json import Jsonb
 
 from deployq.db import Connection
 from deployq.models import App, Job, JobStatus, NotifyEvent, RefType, Trigger
-from deployq.store.base import CHANNEL_JOBS, dumps
+from deployq.store._channels import CHANNEL_JOBS, dumps
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 #: pg_advisory_xact_lock key held while claiming or rescuing ("claim" in ASCII)
 CLAIM_LOCK_KEY = 0x636C61696D
@@ -125,12 +124,6 @@ def short_ref(trigger: Trigger) -> str:
 
 #: refs/pull/N/head (GitHub) and refs/merge-requests/N/head (GitLab)
 _REVIEW_PREFIXES = {"pull": "pr", "merge-requests": "mr"}
-
-
-def backoff_s(attempt: int, base_s: float, factor: float, cap_s: float) -> float:
-    """Exponential backoff with equal jitter: between half and all of base·factor^(n-1)."""
-    delay = min(cap_s, base_s * factor ** max(0, attempt - 1))
-    return delay / 2 + random.uniform(0, delay / 2)
 
 
 async def add_event(

@@ -11,7 +11,7 @@ import builtins
 from typing import Any
 
 from deployq.durations import elapsed
-from deployq.store.job_common import StorePart
+from deployq.store._job_common import StorePart
 
 _QUEUED = """
 SELECT j.id, j.app_id, j.priority, j.run_after, j.attempt, j.wait_reason,
@@ -40,7 +40,7 @@ class WaitReasonPart(StorePart):
         """job id -> why it waits, for the queued ones among ``job_ids``."""
         if not job_ids:
             return {}
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             jobs = await (await conn.execute(_QUEUED, (list(job_ids),))).fetchall()
             if not jobs:
                 return {}
@@ -54,7 +54,7 @@ class WaitReasonPart(StorePart):
     async def set_wait_reason(self, job_ids: builtins.list[int], reason: str | None) -> int:
         """Record why queued jobs cannot start (a worker's view, e.g. "low disk on local");
         None clears it. Returns how many queued jobs changed."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             cur = await conn.execute(
                 "UPDATE jobs SET wait_reason = %s, updated_at = now() "
                 "WHERE id = ANY(%s) AND status = 'queued' "

@@ -13,7 +13,7 @@ from deployq.models import App, AppSpec
 from deployq.repos import repo_identity
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 _JSON_FIELDS = {"build_args", "build_secrets", "deploy"}
 _COLUMNS = [name for name in AppSpec.model_fields]
@@ -40,7 +40,7 @@ class AppStore:
             f"INSERT INTO apps ({', '.join(columns)}) "
             f"VALUES ({', '.join(f'%({c})s' for c in columns)}) RETURNING *"
         )
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             try:
                 row = await (await conn.execute(sql, data)).fetchone()
             except psycopg.errors.UniqueViolation as exc:
@@ -56,14 +56,14 @@ class AppStore:
         data = _params(spec)
         assignments = ", ".join(f"{c} = %({c})s" for c in [*_COLUMNS, "repo_identity"])
         sql = f"UPDATE apps SET {assignments}, updated_at = now() WHERE name = %(name)s RETURNING *"
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (await conn.execute(sql, data)).fetchone()
         if row is None:
             raise NotFound(f"no app named {spec.name!r}; `deployq app list` shows the apps")
         return App.model_validate(row)
 
     async def get(self, name: str) -> App:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute("SELECT * FROM apps WHERE name = %s", (name,))
             ).fetchone()
@@ -72,7 +72,7 @@ class AppStore:
         return App.model_validate(row)
 
     async def get_by_id(self, app_id: int) -> App:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute("SELECT * FROM apps WHERE id = %s", (app_id,))
             ).fetchone()
@@ -81,13 +81,13 @@ class AppStore:
         return App.model_validate(row)
 
     async def list(self) -> list[App]:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (await conn.execute("SELECT * FROM apps ORDER BY name")).fetchall()
         return [App.model_validate(r) for r in rows]
 
     async def by_repo(self, identity: str) -> builtins.list[App]:
         """Apps configured for this repository identity (see deployq.repos)."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT * FROM apps WHERE repo_identity = %s ORDER BY name", (identity,)
@@ -97,7 +97,7 @@ class AppStore:
 
     async def remove(self, name: str) -> None:
         """Delete an app; its jobs stay (with app_id NULL) for the record."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             cur = await conn.execute("DELETE FROM apps WHERE name = %s", (name,))
         if cur.rowcount == 0:
             raise NotFound(f"no app named {name!r}; `deployq app list` shows the apps")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from deployq.models import INTERRUPTIBLE_STEPS
-from deployq.store.base import CHANNEL_CANCEL, CHANNEL_JOBS
+from deployq.store._channels import CHANNEL_CANCEL, CHANNEL_JOBS
 
 _JOB_COLUMNS = (
     "app_id",

@@ -25,23 +25,22 @@ from psycopg.types.json import Jsonb
 
 from deployq.errors import Conflict, LostJob, NotFound
 from deployq.models import Job, JobStatus, NotifyEvent, Priority, Step
-from deployq.store.base import CHANNEL_CANCEL, CHANNEL_JOBS, dumps
-from deployq.store.claim import ClaimPart
-from deployq.store.enqueue import EnqueuePart
-from deployq.store.finish import FinishPart
-from deployq.store.job_common import (
+from deployq.store._channels import CHANNEL_CANCEL, CHANNEL_JOBS, dumps
+from deployq.store._claim import ClaimPart
+from deployq.store._enqueue import EnqueuePart
+from deployq.store._finish import FinishPart
+from deployq.store._job_common import (
     WORKER_FIELDS,
     EnqueueResult,
     HeartbeatResult,
     Lease,
     Outcome,
     add_event,
-    backoff_s,
     notify_job,
 )
-from deployq.store.maintenance import MaintenancePart
-from deployq.store.queue_read import QueueReadPart
-from deployq.store.wait import WaitReasonPart
+from deployq.store._maintenance import MaintenancePart
+from deployq.store._queue_read import QueueReadPart
+from deployq.store._wait import WaitReasonPart
 
 __all__ = [
     "EnqueueResult",
@@ -50,7 +49,6 @@ __all__ = [
     "Lease",
     "Outcome",
     "add_event",
-    "backoff_s",
     "notify_job",
 ]
 
@@ -70,7 +68,7 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
         if not held:
             return HeartbeatResult(set(), set(), {})
         ttl = timedelta(seconds=self.store.settings.lease_ttl)
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
                     "UPDATE jobs SET lease_expires_at = now() + %s, updated_at = now() "
@@ -112,7 +110,7 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
                 raise ValueError(f"set_progress cannot set {name}")
             sets.append(f"{name} = %({name})s")
             params[name] = Jsonb(value) if isinstance(value, dict) else value
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     f"UPDATE jobs SET {', '.join(sets)} WHERE id = %(id)s "
@@ -129,7 +127,7 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
         interrupted attempt does not count against max_attempts."""
         if not held:
             return []
-        async with self.store.pool.connection() as conn, conn.transaction():
+        async with self.store.connection() as conn, conn.transaction():
             rows = await (
                 await conn.execute(
                     "UPDATE jobs SET status = 'queued', lease_expires_at = NULL, "
@@ -160,7 +158,7 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
     async def cancel(self, job_id: int, *, actor: str, force: bool = False) -> Job:
         """Cancel a queued job at once; ask the worker of a running one to stop it (NOTIFY
         on CHANNEL_CANCEL; the heartbeat repeats the request in case the NOTIFY is lost)."""
-        async with self.store.pool.connection() as conn, conn.transaction():
+        async with self.store.connection() as conn, conn.transaction():
             row = await (
                 await conn.execute("SELECT * FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
             ).fetchone()
@@ -217,7 +215,7 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
 
     async def set_priority(self, job_id: int, priority: Priority, *, actor: str) -> Job:
         """Change the priority of a queued job (Conflict once it runs or ended)."""
-        async with self.store.pool.connection() as conn, conn.transaction():
+        async with self.store.connection() as conn, conn.transaction():
             row = await (
                 await conn.execute(
                     "UPDATE jobs SET priority = %s, updated_at = now() WHERE id = %s "
@@ -241,5 +239,5 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
 
     async def add_event(self, job_id: int, kind: str, *, actor: str, message: str) -> None:
         """Append a row to a job's timeline (e.g. the worker's step changes)."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             await add_event(conn, job_id, kind, actor=actor, message=message)

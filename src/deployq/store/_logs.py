@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 from deployq.errors import LostJob
 from deployq.models import LogLine
-from deployq.store.base import CHANNEL_LOGS, dumps
+from deployq.store._channels import CHANNEL_LOGS, dumps
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 _APPEND = """
 WITH owner AS (
@@ -40,7 +40,7 @@ class LogStore:
         """
         if not lines:
             return await self.last_seq(job_id)
-        async with self.store.pool.connection() as conn, conn.transaction():
+        async with self.store.connection() as conn, conn.transaction():
             rows = await (
                 await conn.execute(
                     _APPEND,
@@ -59,7 +59,7 @@ class LogStore:
 
     async def read(self, job_id: int, *, after: int = 0, limit: int = 10_000) -> list[LogLine]:
         """Lines with seq > after, in order."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT * FROM job_logs WHERE job_id = %s AND seq > %s ORDER BY seq LIMIT %s",
@@ -70,7 +70,7 @@ class LogStore:
 
     async def tail(self, job_id: int, count: int) -> list[LogLine]:
         """The last ``count`` lines, in order."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
                     "SELECT * FROM (SELECT * FROM job_logs WHERE job_id = %s "
@@ -81,7 +81,7 @@ class LogStore:
         return [LogLine.model_validate(r) for r in rows]
 
     async def last_seq(self, job_id: int) -> int:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     "SELECT coalesce(max(seq), 0) AS seq FROM job_logs WHERE job_id = %s",

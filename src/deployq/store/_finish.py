@@ -20,17 +20,17 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from deployq.backoff import backoff_s
 from deployq.db import Connection
 from deployq.durations import elapsed
 from deployq.errors import LostJob
 from deployq.models import Job, JobStatus, NotifyEvent
-from deployq.store.base import CHANNEL_JOBS, dumps
-from deployq.store.job_common import (
+from deployq.store._channels import CHANNEL_JOBS, dumps
+from deployq.store._job_common import (
     NOTIFY_VALUES,
     Lease,
     Outcome,
     StorePart,
-    backoff_s,
     wants_notification,
 )
 
@@ -167,7 +167,7 @@ class FinishPart(StorePart):
         """
         params = self._finish_params(lease, outcome)
         event = _event(outcome)
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             # one statement is atomic on its own: the transaction is only for outbox rows
             outbox = event is not None and wants_notification(lease.app, event)
             async with conn.transaction() if outbox else contextlib.nullcontext():
@@ -202,7 +202,7 @@ class FinishPart(StorePart):
                     break
             else:
                 rounds.append({lease.id: n})
-        async with self.store.pool.connection() as conn, conn.transaction():
+        async with self.store.connection() as conn, conn.transaction():
             for round_ in rounds:
                 rows = await (
                     await conn.execute(_FINISH_MANY, self._columns(items, round_.values()))

@@ -14,7 +14,7 @@ from deployq.models import DeployTarget, Job, JobStatus, Priority, Release
 from deployq.store._queries import sql
 
 if TYPE_CHECKING:
-    from deployq.store.base import Store
+    from deployq.store._store import Store
 
 #: first key of the advisory lock held while an app deploys to a target ("deploy" in ASCII,
 #: cut to 32 bits); the second key is hashtext(app/target)
@@ -33,7 +33,7 @@ class DeployStore:
 
     async def add_target(self, name: str, docker_host: str) -> DeployTarget:
         """Register a Docker engine apps can run on; Conflict if the name is taken."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             try:
                 row = await (
                     await conn.execute(
@@ -53,12 +53,12 @@ class DeployStore:
         return DeployTarget.model_validate(row)
 
     async def targets(self) -> builtins.list[DeployTarget]:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (await conn.execute(sql("target_list"))).fetchall()
         return [DeployTarget.model_validate(r) for r in rows]
 
     async def target(self, name: str) -> DeployTarget:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (await conn.execute(sql("target_get"), {"name": name})).fetchone()
         if row is None:
             raise NotFound(
@@ -69,7 +69,7 @@ class DeployStore:
 
     async def remove_target(self, name: str) -> None:
         """Forget a target; refused while an app deploys to it."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             users = await (await conn.execute(sql("target_users"), {"name": name})).fetchall()
             if users:
                 apps = ", ".join(str(r["name"]) for r in users)
@@ -84,7 +84,7 @@ class DeployStore:
     async def record_target_health(
         self, target_id: int, *, healthy: bool, error: str | None, engine_version: str | None
     ) -> None:
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             await conn.execute(
                 sql("target_record_health"),
                 {
@@ -101,7 +101,7 @@ class DeployStore:
         self, job: Job, *, target: str, image_ref: str, digest: str, container: str | None
     ) -> Release:
         """``job``'s image runs on ``target`` now; the release it replaced is marked so."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     sql("release_replace"),
@@ -121,7 +121,7 @@ class DeployStore:
 
     async def releases(self, app_name: str, *, limit: int = RELEASES_LIMIT) -> list[Release]:
         """The app's releases, newest first."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(sql("release_list"), {"app_name": app_name, "limit": limit})
             ).fetchall()
@@ -129,7 +129,7 @@ class DeployStore:
 
     async def current_releases(self, app_name: str) -> builtins.list[Release]:
         """What runs now on each target of the app."""
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(sql("release_current"), {"app_name": app_name})
             ).fetchall()
@@ -143,7 +143,7 @@ class DeployStore:
         """The succeeded job whose image a rollback deploys: ``job_id``, the newest with
         ``digest``, or (neither) the release before the one running now."""
         params: dict[str, Any]
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             if job_id is not None:
                 query, params, what = "rollback_source_job", {"job_id": job_id}, f"#{job_id}"
             elif digest is not None:
@@ -178,7 +178,7 @@ class DeployStore:
     ) -> Job:
         """Queue a deploy-only job of ``source``'s image (no build)."""
         settings = self.store.settings
-        async with self.store.pool.connection() as conn:
+        async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
                     sql("rollback_enqueue"),
@@ -206,11 +206,13 @@ class DeployStore:
         connection, and with it the lock, so the next attempt can go on."""
         params: dict[str, Any] = {"key": DEPLOY_LOCK_KEY, "app_name": app_name, "target": target}
         try:
-            async with self.store.pool.connection() as conn:
+            async with self.store.connection() as conn:
                 await conn.execute(sql("deploy_lock"), params)
                 try:
                     yield
                 finally:
                     await conn.execute(sql("deploy_unlock"), params)
-        except psycopg.OperationalError as exc:
-            raise DatabaseUnavailable(f"the deploy lock of {app_name} was lost: {exc}") from exc
+        except DatabaseUnavailable as exc:
+            raise DatabaseUnavailable(
+                f"the deploy lock of {app_name} was lost: {exc.message}"
+            ) from exc

@@ -1,0 +1,50 @@
+"""Queries of missed-delivery reconciliation (deployq.reconcile)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from deployq.models import App
+
+if TYPE_CHECKING:
+    from deployq.store._store import Store
+
+
+class ReconcileStore:
+    """``store.reconcile``: what missed-delivery reconciliation reads and marks."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def apps_due(self) -> list[App]:
+        """Apps that opted in (reconcile_interval_s) and whose interval has passed."""
+        async with self.store.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT * FROM apps WHERE reconcile_interval_s IS NOT NULL AND "
+                    "(last_reconciled_at IS NULL OR "
+                    " last_reconciled_at + make_interval(secs => reconcile_interval_s) <= now()) "
+                    "ORDER BY name"
+                )
+            ).fetchall()
+        return [App.model_validate(r) for r in rows]
+
+    async def commits_with_jobs(self, app_id: int, shas: list[str]) -> set[str]:
+        """Which of these commits already have a job (any status) for the app."""
+        if not shas:
+            return set()
+        async with self.store.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    "SELECT DISTINCT commit_sha FROM jobs "
+                    "WHERE app_id = %s AND commit_sha = ANY(%s)",
+                    (app_id, shas),
+                )
+            ).fetchall()
+        return {str(r["commit_sha"]) for r in rows}
+
+    async def mark_reconciled(self, app_id: int) -> None:
+        async with self.store.connection() as conn:
+            await conn.execute(
+                "UPDATE apps SET last_reconciled_at = now() WHERE id = %s", (app_id,)
+            )

@@ -1,0 +1,67 @@
+"""The Store: one object per process that owns the pool and hands out the stores by area."""
+
+from __future__ import annotations
+
+from deployq.config import Settings
+from deployq.db import Pool, open_pool, resolve_dsn
+from deployq.store._apps import AppStore
+from deployq.store._console import ConsoleStore
+from deployq.store._db import Database, _Connection
+from deployq.store._deliveries import DeliveryStore
+from deployq.store._deploy import DeployStore
+from deployq.store._jobs import JobStore
+from deployq.store._logs import LogStore
+from deployq.store._metrics import MetricsStore
+from deployq.store._notifications import NotificationStore
+from deployq.store._reconcile import ReconcileStore
+from deployq.store._servers import ServerStore
+from deployq.store._tokens import TokenStore
+from deployq.store._workers import WorkerStore
+
+
+class Store:
+    """Everything deployq keeps in PostgreSQL, grouped by area: ``store.jobs.claim(...)``."""
+
+    def __init__(self, pool: Pool, settings: Settings, dsn: str) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.dsn = dsn
+        self.db = Database(pool, dsn)
+        self.apps = AppStore(self)
+        self.jobs = JobStore(self)
+        self.logs = LogStore(self)
+        self.servers = ServerStore(self)
+        self.tokens = TokenStore(self)
+        self.deliveries = DeliveryStore(self)
+        self.notifications = NotificationStore(self)
+        self.console = ConsoleStore(self)
+        self.workers = WorkerStore(self)
+        self.metrics = MetricsStore(self)
+        self.reconcile = ReconcileStore(self)
+        self.deploy = DeployStore(self)
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, dsn: str | None = None, *, min_size: int | None = None
+    ) -> Store:
+        """Resolve the DSN (starting the embedded server if needed) and open the pool."""
+        dsn = dsn or resolve_dsn(settings)
+        pool = await open_pool(
+            dsn,
+            min_size=min_size or settings.db_pool_min,
+            max_size=max(settings.db_pool_max, min_size or 1),
+            timeout_s=settings.db_connect_timeout,
+        )
+        return cls(pool, settings, dsn)
+
+    def connection(self, timeout: float | None = None) -> _Connection:
+        """A pooled connection whose driver errors become deployq's (see ``_db``)."""
+        return self.db.connection(timeout)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def ping(self) -> None:
+        """Raise DatabaseUnavailable unless a query answers."""
+        async with self.connection(timeout=self.settings.db_connect_timeout) as conn:
+            await conn.execute("SELECT 1")
