@@ -9,7 +9,6 @@ repeat the password.
 from __future__ import annotations
 
 import asyncio
-import base64
 import re
 import shutil
 import ssl
@@ -18,7 +17,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import aiosmtplib
 
 from deployq.builders import BuildKitBuilder, make_builder
@@ -27,7 +25,8 @@ from deployq.db import connect, describe_dsn, resolve_dsn
 from deployq.db.migrate import pending_migrations
 from deployq.durations import setting
 from deployq.embedded_registry import registry_dir, with_registry
-from deployq.errors import ConfigError, DeployqError
+from deployq.errors import ConfigError, DeployqError, RegistryError
+from deployq.registry import RegistryClient
 from deployq.store import Store
 
 __all__ = ["Check", "check_registry", "check_smtp", "run_checks"]
@@ -238,40 +237,6 @@ async def _check_buildkit_cli(settings: Settings) -> Check:
 # -- registry ---------------------------------------------------------------------------------
 
 
-def _registry_base(settings: Settings) -> str:
-    url = settings.registry_url.strip().rstrip("/")
-    if "://" not in url:
-        url = ("http://" if settings.registry_insecure else "https://") + url
-    return url
-
-
-def _basic_auth(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
-
-
-def _challenge(header: str) -> tuple[str, dict[str, str]]:
-    """``Bearer realm="x",service="y"`` -> ("bearer", {"realm": "x", "service": "y"})."""
-    scheme, _, rest = header.strip().partition(" ")
-    params = dict(re.findall(r'(\w+)="([^"]*)"', rest))
-    return scheme.lower(), params
-
-
-async def _bearer_login(
-    session: aiohttp.ClientSession, base: str, params: dict[str, str], headers: dict[str, str]
-) -> int:
-    """The token flow (Harbor, GitLab, Docker Hub): credentials -> token -> ``/v2/`` again."""
-    query = {"service": params["service"]} if "service" in params else {}
-    async with session.get(params["realm"], params=query, headers=headers) as resp:
-        if resp.status != 200:
-            return 401 if resp.status in (401, 403) else resp.status
-        body = await resp.json(content_type=None)
-    token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
-    if not token:
-        return 401
-    async with session.get(f"{base}/v2/", headers={"Authorization": f"Bearer {token}"}) as resp:
-        return resp.status
-
-
 async def _check_registry_in_use(settings: Settings) -> Check:
     """DEPLOYQ_REGISTRY_URL's registry, or else the embedded one (started if it is down)."""
     if settings.registry_url:
@@ -300,48 +265,37 @@ async def _check_registry_in_use(settings: Settings) -> Check:
 
 
 async def check_registry(settings: Settings) -> Check:
-    """Log in to DEPLOYQ_REGISTRY_URL the way docker does (``/v2/``, Basic or Bearer)."""
+    """Log in to DEPLOYQ_REGISTRY_URL with the worker's client (``/v2/``, Basic or Bearer)."""
     name = "registry"
     if not settings.registry_url:
         return _skip(name, "skipped: DEPLOYQ_REGISTRY_URL is not set (images are not pushed)")
-    base = _registry_base(settings)
+    client = RegistryClient.from_settings(settings, timeout_s=CHECK_TIMEOUT_S)
     user = settings.registry_username
-    password = settings.registry_password.get_secret_value() if settings.registry_password else ""
-    headers = {"Authorization": _basic_auth(user, password)} if user else {}
     who = f"as {user}" if user else "anonymously"
-    fix_login = (
-        "check DEPLOYQ_REGISTRY_USERNAME and DEPLOYQ_REGISTRY_PASSWORD (for Harbor: the "
-        "robot account's full name, e.g. robot$deployq, and its secret)"
-    )
-    timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT_S)
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            async with session.get(f"{base}/v2/", headers=headers) as resp:
-                status = resp.status
-                challenge = resp.headers.get("WWW-Authenticate", "")
-            scheme, params = _challenge(challenge)
-            if status == 401 and scheme == "bearer" and "realm" in params:
-                status = await _bearer_login(session, base, params, headers)
-    except (aiohttp.ClientError, TimeoutError, ssl.SSLError, ValueError) as exc:
-        reason = _first_line(exc) if not isinstance(exc, TimeoutError) else "timed out"
+        status = await client.login()
+    except RegistryError as exc:
         return Check(
             name,
             False,
-            f"{base} does not answer: {reason}",
+            exc.message,
             "check DEPLOYQ_REGISTRY_URL (and DEPLOYQ_REGISTRY_INSECURE for a plain-HTTP "
             "registry on loopback)",
         )
     if status == 200:
-        return Check(name, True, f"logged in to {base} {who}")
+        return Check(name, True, f"logged in to {client.url} {who}")
     if status == 401:
-        detail = f"{base} refused the login {who} (401)"
-        if not user:
-            fix_login = "set DEPLOYQ_REGISTRY_USERNAME and DEPLOYQ_REGISTRY_PASSWORD"
-        return Check(name, False, detail, fix_login)
+        fix_login = (
+            "check DEPLOYQ_REGISTRY_USERNAME and DEPLOYQ_REGISTRY_PASSWORD (for Harbor: the "
+            "robot account's full name, e.g. robot$deployq, and its secret)"
+            if user
+            else "set DEPLOYQ_REGISTRY_USERNAME and DEPLOYQ_REGISTRY_PASSWORD"
+        )
+        return Check(name, False, f"{client.url} refused the login {who} (401)", fix_login)
     return Check(
         name,
         False,
-        f"{base}/v2/ answered {status}: not an OCI registry",
+        f"{client.url}/v2/ answered {status}: not an OCI registry",
         "check DEPLOYQ_REGISTRY_URL: it names the registry host, e.g. harbor.example.com",
     )
 

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import aiohttp
 
+from deployq.config import Settings
 from deployq.durations import setting
 from deployq.errors import RegistryError
 
@@ -74,16 +75,32 @@ class RegistryClient:
         username: str | None = None,
         password: str | None = None,
         insecure: bool = False,
+        *,
+        timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self.url = normalize_url(base_url, insecure=insecure)
         self.host = self.url.split("://", 1)[1]
         self.username = username
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._password = password
         self._tokens: dict[str, str] = {}
         self._held: aiohttp.ClientSession | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, timeout_s: float = REQUEST_TIMEOUT_S) -> Self:
+        """The client of DEPLOYQ_REGISTRY_URL with deployq's credentials: the one the worker
+        tags and verifies with, and ``deployq doctor`` logs in with."""
+        password = settings.registry_password
+        return cls(
+            settings.registry_url,
+            settings.registry_username,
+            password.get_secret_value() if password is not None else None,
+            settings.registry_insecure,
+            timeout_s=timeout_s,
+        )
+
     async def __aenter__(self) -> Self:
-        self._held = aiohttp.ClientSession(timeout=_timeout())
+        self._held = aiohttp.ClientSession(timeout=self._timeout)
         return self
 
     async def __aexit__(
@@ -102,7 +119,7 @@ class RegistryClient:
         if self._held is not None:
             yield self._held
             return
-        async with aiohttp.ClientSession(timeout=_timeout()) as session:
+        async with aiohttp.ClientSession(timeout=self._timeout) as session:
             yield session
 
     def image_ref(self, repository: str, tag: str) -> str:
@@ -114,10 +131,16 @@ class RegistryClient:
             return {}
         return {"Authorization": basic_auth(self.username, self._password)}
 
-    async def check_login(self) -> None:
-        """GET /v2/ with the credentials; raise RegistryError if refused or unreachable."""
+    async def login(self) -> int:
+        """GET /v2/ with the credentials, answering a Basic or Bearer (token) challenge the
+        way docker does; the final HTTP status (200 accepted, 401 refused). RegistryError
+        when the registry or its token service cannot be reached."""
         async with self._session() as session:
-            status = (await self._request(session, "GET", "/v2/", scope=None)).status
+            return (await self._request(session, "GET", "/v2/", scope=None)).status
+
+    async def check_login(self) -> None:
+        """:meth:`login`, raising RegistryError unless the registry accepted it."""
+        status = await self.login()
         if status == 401:
             raise self._refused()
         if status >= 400:
@@ -246,9 +269,13 @@ class RegistryClient:
             headers["Authorization"] = f"Bearer {token}"
             return await send(headers)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            reason = (
+                "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+            )
             raise RegistryError(
-                f"registry {self.url} is unreachable ({type(exc).__name__}: {exc}): check "
-                "DEPLOYQ_REGISTRY_URL and that the registry is running"
+                f"registry {self.url} is unreachable ({reason}): check DEPLOYQ_REGISTRY_URL "
+                "(and DEPLOYQ_REGISTRY_INSECURE for a plain-HTTP registry) and that the "
+                "registry is running"
             ) from exc
 
     async def _fetch_token(
@@ -263,12 +290,15 @@ class RegistryClient:
         if scope:
             query["scope"] = scope
         async with session.get(realm, params=query, headers=self._basic()) as resp:
-            if resp.status == 401:
-                return None
+            if resp.status in (401, 403):
+                return None  # the credentials were refused: the caller sees the 401
             if resp.status >= 400:
                 raise RegistryError(f"registry token service {realm} answered HTTP {resp.status}")
-            body = await resp.json(content_type=None)
-        token = body.get("token") or body.get("access_token")
+            try:
+                body = await resp.json(content_type=None)
+            except ValueError:
+                body = None
+        token = (body.get("token") or body.get("access_token")) if isinstance(body, dict) else None
         if not token:
             raise RegistryError(f"registry token service {realm} returned no token")
         self._tokens[scope or ""] = str(token)

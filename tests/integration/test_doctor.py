@@ -225,7 +225,7 @@ async def test_registry_that_is_down_fails_with_the_address() -> None:
     port = free_port()
     check = await check_registry(Settings(registry_url=f"127.0.0.1:{port}", registry_insecure=True))
 
-    assert not check.ok and f"http://127.0.0.1:{port} does not answer" in check.detail
+    assert not check.ok and f"registry http://127.0.0.1:{port} is unreachable" in check.detail
 
 
 async def test_registry_check_is_skipped_when_no_registry_is_configured() -> None:

@@ -298,12 +298,7 @@ class Pipeline:
         return detection.dockerfile_text
 
     def _registry(self) -> RegistryClient:
-        return RegistryClient(
-            self.settings.registry_url,
-            self.settings.registry_username,
-            _secret(self.settings.registry_password),
-            self.settings.registry_insecure,
-        )
+        return RegistryClient.from_settings(self.settings)
 
     async def _verify(self, names: ImageNames, digest: str, registry: RegistryClient) -> None:
         seen = await registry.manifest_digest(names.repository, names.tags[0])
