@@ -71,6 +71,13 @@ async def test_a_manual_deployment_is_202_with_its_job(store: Store, client: Cli
     resp = await client.post("/api/v1/apps/web/deployments", json=body, headers=headers)
     assert resp.status == 202, await resp.text()
     [job] = (await resp.json())["jobs"]
+    assert job["priority"] == "high"
+    assert job["pusher"] == "test-deploy"  # the token's name
+    assert (job["ref"], job["branch"], job["ref_type"]) == (
+        "refs/heads/release",
+        "release",
+        "branch",
+    )
     stored = await store.jobs.get(job["id"])
     assert (stored.ref, stored.commit_sha, stored.priority.name) == (
         "refs/heads/release",
@@ -89,6 +96,11 @@ async def test_a_manual_deployment_is_202_with_its_job(store: Store, client: Cli
         {"priority": "urgent"},
         {"priority": "\u00b2"},
         {"ref": 3},
+        {"ref": "release/*"},
+        {"ref": "a..b"},
+        {"ref": "refs/remotes/origin/main"},
+        {"commit": "abc"},
+        {"priority": True},
         {"branch": "main"},
         [1],
     ],

@@ -73,6 +73,16 @@ async def test_deploy_of_an_unknown_app_or_bad_sha_is_one_line(cli: Cli, store: 
     assert code == 1 and "is not a commit sha" in err and "Traceback" not in err
 
 
+async def test_deploy_resolves_refs_as_the_api_and_console_do(cli: Cli, store: Store) -> None:
+    await add_app(store, "web", branches=["release/*"])
+    code, _, err = await cli("deploy", "web")
+    assert code == 1 and "builds branches matching release/*, none of them one branch" in err
+    code, _, err = await cli("deploy", "web", "--ref", "tags/v1.2")
+    assert code == 0, err
+    [job] = await store.jobs.list(app="web")
+    assert (job.ref, job.branch, job.ref_type.value) == ("refs/tags/v1.2", "v1.2", "tag")
+
+
 async def test_jobs_lists_with_filters_and_wait_reasons(store: Store, cli: Cli) -> None:
     await add_server(store, "local", capacity=1)
     await add_app(store, "web")

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import getpass
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,11 +15,10 @@ from deployq.cli.common import CliState, common_options, emit, table, to_jsonabl
 from deployq.durations import elapsed, parse_duration, setting
 from deployq.errors import InvalidInput
 from deployq.imageref import pull_reference
-from deployq.models import Job, JobStatus, Priority, QueueStats, RefType, Trigger, TriggerKind
+from deployq.manual import manual_trigger
+from deployq.models import Job, JobStatus, Priority, QueueStats
 from deployq.store import CHANNEL_JOBS, CHANNEL_LOGS, Listener, Store
 
-_SHA_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
-_GLOB_CHARS = set("*?[")
 #: how long ``logs -f`` waits for its LISTEN connection before reading anyway
 LISTEN_READY_S = 10.0
 
@@ -31,16 +29,6 @@ def operator() -> str:
         return getpass.getuser()
     except (KeyError, OSError):
         return "operator"
-
-
-def _ref(value: str) -> tuple[str, RefType]:
-    if not value.startswith("refs/"):
-        value = f"refs/tags/{value[5:]}" if value.startswith("tags/") else f"refs/heads/{value}"
-    if value.startswith("refs/tags/"):
-        return value, RefType.TAG
-    if value.startswith("refs/pull/") or value.startswith("refs/merge-requests/"):
-        return value, RefType.PULL_REQUEST
-    return value, RefType.BRANCH
 
 
 def _ago(moment: datetime | None) -> str:
@@ -68,30 +56,11 @@ async def deploy_cmd(
     state: CliState, store: Store, app: str, ref: str | None, sha: str | None, priority: str | None
 ) -> None:
     """Queue a build of APP now."""
-    if sha is not None and not _SHA_RE.match(sha):
-        raise InvalidInput(f"--commit {sha!r} is not a commit sha (7 to 64 hex digits)")
-    spec = await store.apps.get(app)
-    if ref is None:
-        branch = spec.branches[0] if spec.branches else "main"
-        if _GLOB_CHARS & set(branch):
-            raise InvalidInput(
-                f"app {app} builds branches matching {branch!r}: say which with --ref BRANCH"
-            )
-        ref = branch
-    full_ref, ref_type = _ref(ref)
     user = operator()
-    result = await store.jobs.enqueue(
-        Trigger(
-            kind=TriggerKind.MANUAL,
-            app=app,
-            ref=full_ref,
-            ref_type=ref_type,
-            commit_sha=sha,
-            pusher=user,
-            actor=user,
-            priority=Priority.parse(priority) if priority else None,
-        )
+    trigger = manual_trigger(
+        await store.apps.get(app), actor=user, ref=ref, commit=sha, priority=priority
     )
+    result = await store.jobs.enqueue(trigger)
     job = result.jobs[0]
     position = await store.jobs.queue_position(job.id)
     text = f"queued job #{job.id} for {job.app_name} ({job.branch}"

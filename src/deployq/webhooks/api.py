@@ -4,15 +4,15 @@ the router and the OpenAPI document's security requirements are built."""
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from deployq.models import App, Job, JobStatus, Priority, RefType, TokenScope, Trigger, TriggerKind
-from deployq.webhooks.auth import actor_of, requires
+from deployq.manual import manual_trigger
+from deployq.models import App, Job, JobStatus, TokenScope
+from deployq.webhooks.auth import actor_of, requires, token_of
 from deployq.webhooks.errors import ApiError
 from deployq.webhooks.replay import replay_stored
 from deployq.webhooks.sse import LogHub, stream_logs
@@ -21,8 +21,6 @@ from deployq.webhooks.state import STATE_KEY
 HUB_KEY = web.AppKey("deployq_log_hub", LogHub)
 MAX_ID = 2**63 - 1
 MAX_LIMIT = 500
-_SHA_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
-_GLOB_CHARS = frozenset("*?[")
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,7 @@ def _reject_unknown(data: dict[str, Any], allowed: set[str]) -> None:
 
 def job_json(job: Job) -> dict[str, Any]:
     data = job.model_dump(mode="json")
+    data["priority"] = job.priority.name.lower()  # as asked for: "high", not 2
     data["duration_s"] = job.duration_s
     return data
 
@@ -91,6 +90,7 @@ def job_json(job: Job) -> dict[str, Any]:
 def app_json(app: App) -> dict[str, Any]:
     """An app without its secrets: only whether they are set, and the names of build secrets."""
     data = app.model_dump(mode="json")
+    data["priority"] = app.priority.name.lower()
     data.pop("webhook_secret", None)
     data.pop("notify_webhook_secret", None)
     data["has_webhook_secret"] = app.webhook_secret is not None
@@ -129,42 +129,20 @@ async def create_deployment(request: web.Request) -> web.Response:
     data = await _json_body(request)
     _reject_unknown(data, {"ref", "commit", "priority"})
     app = await store.apps.get(request.match_info["app"])
-    ref = data.get("ref")
-    commit = data.get("commit")
-    priority_raw = data.get("priority")
-    if ref is not None and (not isinstance(ref, str) or not ref.strip() or "\0" in ref):
+    ref, commit, priority = data.get("ref"), data.get("commit"), data.get("priority")
+    if ref is not None and not isinstance(ref, str):
         raise ApiError(400, "invalid_input", "ref must be a branch, tag or full ref name")
-    if commit is not None and (not isinstance(commit, str) or not _SHA_RE.match(commit)):
+    if commit is not None and not isinstance(commit, str):
         raise ApiError(400, "invalid_input", "commit must be 7 to 64 hexadecimal characters")
-    priority: Priority | None = None
-    if priority_raw is not None:
-        if isinstance(priority_raw, bool) or not isinstance(priority_raw, str | int):
-            raise ApiError(400, "invalid_input", "priority is low, normal, high or critical")
-        try:
-            priority = Priority.parse(priority_raw)
-        except ValueError as exc:
-            raise ApiError(400, "invalid_input", str(exc)) from exc
-    if ref is None:
-        default = app.branches[0] if app.branches else ""
-        if not default or _GLOB_CHARS & set(default):
-            raise ApiError(
-                400,
-                "invalid_input",
-                f"app {app.name} has no single default branch ({', '.join(app.branches)}); "
-                "give a ref",
-            )
-        ref = default
-    full_ref = ref if ref.startswith("refs/") else f"refs/heads/{ref}"
-    ref_type = RefType.TAG if full_ref.startswith("refs/tags/") else RefType.BRANCH
-    trigger = Trigger(
-        kind=TriggerKind.MANUAL,
-        provider="manual",
-        app=app.name,
-        ref=full_ref,
-        ref_type=ref_type,
-        commit_sha=commit.lower() if commit else None,
-        priority=priority,
+    if priority is not None and (isinstance(priority, bool) or not isinstance(priority, str | int)):
+        raise ApiError(400, "invalid_input", "priority is low, normal, high or critical")
+    trigger = manual_trigger(
+        app,
         actor=actor_of(request),
+        pusher=token_of(request).name,
+        ref=ref,
+        commit=commit,
+        priority=priority,
     )
     result = await store.jobs.enqueue(trigger)
     return _json({"jobs": [job_json(j) for j in result.jobs]}, status=202)

@@ -10,7 +10,9 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 
-from deployq.models import Job, JobStatus, Priority, RefType, Trigger, TriggerKind
+from deployq.errors import InvalidInput
+from deployq.manual import default_branch, manual_trigger
+from deployq.models import AppSpec, Job, JobStatus, Priority
 from deployq.tui.screens.base import LiveScreen
 from deployq.tui.screens.confirm import ConfirmScreen
 from deployq.tui.screens.deploy import DeployRequest, DeployScreen
@@ -142,25 +144,22 @@ class JobActionsScreen(LiveScreen):
             self.notify("no apps yet: add one with `deployq app add`", severity="warning")
             return
         job = self.current_job()
-        choices = {
-            a.name: (a.branches[0] if a.branches and "*" not in a.branches[0] else "main")
-            for a in apps
-        }
+        choices = {a.name: _default_ref(a) for a in apps}
         self.app.push_screen(DeployScreen(choices, app=job.app_name if job else None), self._deploy)
 
     async def _deploy(self, request: DeployRequest | None) -> None:
         if request is None:
             return
-        ref_type = RefType.TAG if request.ref.startswith("refs/tags/") else RefType.BRANCH
-        trigger = Trigger(
-            kind=TriggerKind.MANUAL,
-            provider="manual",
-            app=request.app,
-            ref=request.ref,
-            ref_type=ref_type,
-            priority=request.priority,
-            actor=self.dq.user,
-        )
+        app = await self.dq.act(self.dq.store.apps.get(request.app), what=f"deploy {request.app}")
+        if app is None:
+            return
+        try:
+            trigger = manual_trigger(
+                app, actor=self.dq.user, ref=request.ref, priority=request.priority
+            )
+        except InvalidInput as exc:
+            self.notify(f"{request.app} not queued: {exc.message}", severity="error")
+            return
         result = await self.dq.act(
             self.dq.store.jobs.enqueue(trigger), what=f"deploy {request.app}"
         )
@@ -172,3 +171,11 @@ class JobActionsScreen(LiveScreen):
         else:
             reasons = "; ".join(result.skipped.values()) or "nothing to build"
             self.notify(f"{request.app} not queued: {reasons}", severity="warning")
+
+
+def _default_ref(app: AppSpec) -> str:
+    """The deploy dialog's ref: the app's default branch, or empty when it has none."""
+    try:
+        return default_branch(app)
+    except InvalidInput:
+        return ""

@@ -18,13 +18,8 @@ from deployq.models import Priority
 class DeployRequest:
     app: str
     ref: str
-    """Full ref: a bare name is taken as a branch (``main`` -> ``refs/heads/main``)."""
+    """As typed: a branch, ``tags/NAME`` or a full ref (``deployq.manual`` resolves it)."""
     priority: Priority
-
-
-def full_ref(ref: str) -> str:
-    ref = ref.strip()
-    return ref if ref.startswith("refs/") else f"refs/heads/{ref}"
 
 
 class DeployScreen(ModalScreen[DeployRequest | None]):
@@ -93,4 +88,4 @@ class DeployScreen(ModalScreen[DeployRequest | None]):
         if not isinstance(app, str) or not ref or not isinstance(priority, Priority):
             self.notify("choose an app and a ref", severity="warning")
             return
-        self.dismiss(DeployRequest(app, full_ref(ref), priority))
+        self.dismiss(DeployRequest(app, ref, priority))
