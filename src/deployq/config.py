@@ -103,6 +103,8 @@ class Settings(BaseSettings):
     build_backend: BuildBackend = BuildBackend.AUTO
     build_timeout: Seconds = 1800.0
     max_attempts: int = Field(3, ge=1, le=100)
+    max_queued: int | None = Field(None, ge=1)
+    """At most this many queued jobs in all; a new one beyond is refused (HTTP 429/503)."""
     lease_ttl: Seconds = 30.0
     retry_base_delay: Seconds = 30.0
     retry_factor: float = Field(2.0, ge=1.0)

@@ -12,6 +12,7 @@ and what to do. Library errors are wrapped at the boundary with ``raise ... from
     ├── NotFound                 an app, job, server, token ... does not exist
     ├── Conflict                 the object exists already, or is in the wrong state
     ├── InvalidInput             a request or argument is malformed
+    ├── QueueFull                the app's or the whole queue's limit is reached: retry later
     ├── LostJob                  the worker's lease was taken over (fencing)
     ├── NotifyError              an e-mail or outgoing webhook could not be delivered
     └── PipelineError            a step of a build failed (checkout, build, push, verify)
@@ -85,6 +86,17 @@ class InvalidInput(DeployqError):
     """The input is malformed."""
 
     code = "invalid_input"
+
+
+class QueueFull(DeployqError):
+    """The queue is full; try again once queued builds have started."""
+
+    code = "queue_full"
+
+    def __init__(self, message: str | None = None, *, retry_after_s: int = 30) -> None:
+        super().__init__(message)
+        #: when a new attempt has a fair chance (seconds), for HTTP ``Retry-After``
+        self.retry_after_s = retry_after_s
 
 
 class LostJob(DeployqError):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
 
@@ -270,6 +270,8 @@ class AppSpec(Model):
     priority: Priority = Priority.NORMAL
     max_attempts: int | None = Field(None, ge=1, le=100)
     timeout_s: float | None = Field(None, gt=0)
+    max_queued: int | None = Field(None, ge=1)
+    """At most this many queued jobs of the app; a new one beyond is refused (QueueFull)."""
     required_arch: str | None = None
     required_labels: list[str] = Field(default_factory=list)
     submodules: bool = False
@@ -545,3 +547,40 @@ class QueuePosition(Model):
     ahead: int
     estimated_start: datetime
     estimated_wait_s: float
+
+
+class BuildFigures(Model):
+    """Jobs that ended in a period: counts, success rate, wait and build times (seconds).
+
+    Wait: enqueued to the start of the last attempt. Build: start to end of builds that
+    reached a verdict (succeeded, failed, timed out). success_rate: succeeded / verdicts.
+    """
+
+    jobs: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    success_rate: float | None
+    avg_wait_s: float | None
+    p95_wait_s: float | None
+    avg_build_s: float | None
+    p95_build_s: float | None
+
+
+class DayFigures(BuildFigures):
+    """A row of the ``build_performance_summary`` view: one app, one day (UTC)."""
+
+    app: str
+    day: date
+
+
+class BuildStats(BuildFigures):
+    """``deployq stats``: the window's figures, what is active now, and the days in it."""
+
+    app: str | None
+    since: datetime
+    until: datetime
+    queued: int
+    running: int
+    oldest_wait_s: float | None
+    days: list[DayFigures]

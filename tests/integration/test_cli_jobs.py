@@ -185,9 +185,11 @@ async def test_stats_and_prune(store: Store, cli: Cli) -> None:
     stats = await cli.json("stats")
     code, out, _ = await cli("stats")
 
-    assert isinstance(stats, dict) and stats["queued"] == 1 and stats["succeeded_24h"] == 1
-    assert code == 0 and out.startswith("queued      1 (normal 1; oldest ")
-    assert "local            0/2" in out
+    assert isinstance(stats, dict) and stats["queued"] == 1 and stats["succeeded"] == 1
+    assert stats["success_rate"] == 1.0 and stats["avg_build_s"] is not None
+    assert code == 0 and out.startswith("last 7d, all apps (since ")
+    assert "jobs      1 ended: 1 succeeded, 0 failed" in out
+    assert "now       1 queued (oldest waiting " in out
 
     async with store.pool.connection() as conn:
         await conn.execute(

@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "deployq.cli.doctor",
     "deployq.cli.tui",
     "deployq.cli.jobs",
+    "deployq.cli.stats",
     "deployq.cli.tokens",
     "deployq.cli.reconcile",
     "deployq.cli.deploy",

@@ -76,6 +76,11 @@ def app_group() -> None:
 @click.option("--concurrency", type=int, default=1, show_default=True)
 @click.option("--priority", type=click.Choice([p.name.lower() for p in Priority]), default="normal")
 @click.option("--max-attempts", type=int)
+@click.option(
+    "--max-queued",
+    type=int,
+    help="Refuse new jobs while this many of the app's jobs are queued (default: no limit).",
+)
 @click.option("--timeout", "timeout_s", type=float, help="Build timeout in seconds.")
 @click.option("--arch", "required_arch", help="Only build on servers of this architecture.")
 @click.option("--label", "required_labels", multiple=True, help="Server label required (repeat).")

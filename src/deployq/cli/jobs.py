@@ -1,4 +1,4 @@
-"""deployq deploy | jobs | job show | logs | cancel | retry | stats | prune: the queue."""
+"""deployq deploy | jobs | job show | logs | cancel | retry | prune: the queue."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from deployq.durations import elapsed, parse_duration, setting
 from deployq.errors import InvalidInput
 from deployq.imageref import pull_reference
 from deployq.manual import manual_trigger
-from deployq.models import Job, JobStatus, Priority, QueueStats
+from deployq.models import Job, JobStatus, Priority
 from deployq.store import CHANNEL_JOBS, CHANNEL_LOGS, Listener, Store
 
 #: how long ``logs -f`` waits for its LISTEN connection before reading anyway
@@ -294,39 +294,6 @@ async def retry_cmd(state: CliState, store: Store, job_id: int) -> None:
     emit(state, job, f"queued job #{job.id} (retry of #{job_id})")
 
 
-@click.command("stats")
-@common_options
-@with_store
-async def stats_cmd(state: CliState, store: Store) -> None:
-    """Queue depth, running builds, server load, the last 24 hours."""
-    stats = await store.jobs.stats()
-    emit(state, stats, lambda: _describe_stats(stats))
-
-
-def _describe_stats(s: QueueStats) -> str:
-    by_priority = ", ".join(f"{k} {v}" for k, v in s.queued_by_priority.items() if v)
-    oldest = elapsed(s.oldest_queued_age_s) if s.oldest_queued_age_s is not None else None
-
-    def secs(value: float | None) -> str:
-        return elapsed(value) if value is not None else "-"
-
-    rate = f"{s.success_rate_24h:.0%}" if s.success_rate_24h is not None else "-"
-    lines = [
-        f"queued      {s.queued}" + (f" ({by_priority}; oldest {oldest})" if s.queued else ""),
-        f"running     {s.running}",
-        f"last 24 h   {s.succeeded_24h} succeeded, {s.failed_24h} failed, "
-        f"{s.timed_out_24h} timed out, {s.cancelled_24h} cancelled; success rate {rate}",
-        f"duration    mean {secs(s.mean_duration_s)}, p95 {secs(s.p95_duration_s)}",
-    ]
-    if s.servers:
-        lines.append("servers")
-        for srv in s.servers:
-            flags = "" if srv["healthy"] else " unhealthy"
-            flags += " draining" if srv["draining"] else ""
-            lines.append(f"  {srv['name']:<16} {srv['running']}/{srv['capacity']}{flags}")
-    return "\n".join(lines)
-
-
 @click.command("prune")
 @click.option(
     "--older-than",
@@ -354,5 +321,4 @@ async def prune_cmd(state: CliState, store: Store, older_than: str | None) -> No
 def register(main: click.Group) -> None:
     for command in (deploy_cmd, jobs_cmd, job_group, logs_cmd, cancel_cmd, retry_cmd):
         main.add_command(command)
-    main.add_command(stats_cmd)
     main.add_command(prune_cmd)

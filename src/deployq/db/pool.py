@@ -25,16 +25,26 @@ def unavailable(dsn: str, exc: BaseException) -> DatabaseUnavailable:
 
 
 async def open_pool(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, timeout_s: float = 10.0
+    dsn: str,
+    *,
+    min_size: int = 2,
+    max_size: int = 10,
+    timeout_s: float = 10.0,
+    session: dict[str, str] | None = None,
 ) -> Pool:
-    """Open a pool and wait for its first connections, so a bad DSN fails here, clearly."""
+    """Open a pool and wait for its first connections, so a bad DSN fails here, clearly.
+
+    ``session``: settings of every connection (``SET name = value``), e.g. the queue limit
+    the enqueue trigger reads."""
+    kwargs: dict[str, object] = {
+        "row_factory": dict_row,
+        "application_name": APP_NAME,
+        "autocommit": True,
+    }
+    if session:
+        kwargs["options"] = " ".join(f"-c {name}={value}" for name, value in session.items())
     pool: Pool = AsyncConnectionPool(
-        dsn,
-        min_size=min_size,
-        max_size=max_size,
-        open=False,
-        kwargs={"row_factory": dict_row, "application_name": APP_NAME, "autocommit": True},
-        name="deployq",
+        dsn, min_size=min_size, max_size=max_size, open=False, kwargs=kwargs, name="deployq"
     )
     try:
         await pool.open(wait=True, timeout=timeout_s)

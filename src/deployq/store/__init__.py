@@ -24,6 +24,7 @@ from deployq.store._job_common import EnqueueResult, HeartbeatResult, Lease, Out
 from deployq.store._listen import Listener, Notice
 from deployq.store._maintenance import Component, prune_component, rescuer_component
 from deployq.store._metrics import JobMetrics
+from deployq.store._stats import Histogram, Timings
 from deployq.store._store import Store
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "GroupCommit",
     "HeaderStats",
     "HeartbeatResult",
+    "Histogram",
     "JobMetrics",
     "Lease",
     "Listener",
@@ -48,6 +50,7 @@ __all__ = [
     "Outcome",
     "Store",
     "StoredDelivery",
+    "Timings",
     "prune_component",
     "rescuer_component",
 ]

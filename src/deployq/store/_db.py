@@ -8,6 +8,7 @@ psycopg raises there (or while taking or returning the connection) leaves as an 
 - a deadlock or serialisation failure -> ``TransactionAborted`` (nothing was written)
 - a unique or foreign-key violation -> ``Conflict``
 - a value PostgreSQL refuses (a NUL byte, out of range, a CHECK) -> ``InvalidInput``
+- a queue limit reached (SQLSTATE DQ429, see ``_backpressure``) -> ``QueueFull``
 - anything else (a bug in a statement) -> ``DatabaseError``
 
 Code inside the block may still catch a specific psycopg error first to say more (an app
@@ -30,6 +31,7 @@ from deployq.errors import (
     InvalidInput,
     TransactionAborted,
 )
+from deployq.store._backpressure import QUEUE_FULL_SQLSTATE, queue_full
 
 
 def _reason(exc: BaseException) -> str:
@@ -40,6 +42,8 @@ def _reason(exc: BaseException) -> str:
 def translate(exc: psycopg.Error, dsn: str) -> DeployqError:
     """deployq's error for a driver error (see the module docstring)."""
     reason = _reason(exc)
+    if exc.sqlstate == QUEUE_FULL_SQLSTATE:
+        return queue_full(exc)
     if isinstance(exc, pg.TransactionRollback):  # before OperationalError: it is one
         return TransactionAborted(
             f"the transaction was aborted by the database ({reason}); nothing was written, "

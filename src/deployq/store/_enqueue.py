@@ -35,7 +35,8 @@ class EnqueuePart(StorePart):
         """Turn a trigger into jobs, one per matching app, in one transaction.
 
         A delivery id seen before returns the jobs it created then (``created`` False),
-        even when both deliveries arrive at the same moment.
+        even when both deliveries arrive at the same moment. QueueFull when a queue limit
+        refuses a job (nothing is written then).
         """
         result = EnqueueResult()
         async with self.store.connection() as conn:

@@ -102,11 +102,15 @@ class QueueReadPart(StorePart):
         return [Job.model_validate(r) for r in rows]
 
     async def events(self, job_id: int) -> builtins.list[dict[str, Any]]:
-        """The job's timeline, oldest first (rows of job_events)."""
+        """The job's timeline, oldest first (rows of job_events; the step and progress
+        events, for the live feed, are left out: ``step_durations`` tells the steps)."""
         async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
-                    "SELECT * FROM job_events WHERE job_id = %s ORDER BY id", (job_id,)
+                    "SELECT id, job_id, at, kind, from_status, to_status, actor, message, data "
+                    "FROM job_events WHERE job_id = %s AND kind NOT IN ('step', 'progress') "
+                    "ORDER BY id",
+                    (job_id,),
                 )
             ).fetchall()
         return [dict(r) for r in rows]

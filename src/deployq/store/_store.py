@@ -15,6 +15,7 @@ from deployq.store._metrics import MetricsStore
 from deployq.store._notifications import NotificationStore
 from deployq.store._reconcile import ReconcileStore
 from deployq.store._servers import ServerStore
+from deployq.store._stats import StatsStore
 from deployq.store._tokens import TokenStore
 from deployq.store._workers import WorkerStore
 
@@ -39,6 +40,7 @@ class Store:
         self.metrics = MetricsStore(self)
         self.reconcile = ReconcileStore(self)
         self.deploy = DeployStore(self)
+        self.stats = StatsStore(self)
 
     @classmethod
     async def open(
@@ -51,6 +53,7 @@ class Store:
             min_size=min_size or settings.db_pool_min,
             max_size=max(settings.db_pool_max, min_size or 1),
             timeout_s=settings.db_connect_timeout,
+            session=_session(settings),
         )
         return cls(pool, settings, dsn)
 
@@ -65,3 +68,10 @@ class Store:
         """Raise DatabaseUnavailable unless a query answers."""
         async with self.connection(timeout=self.settings.db_connect_timeout) as conn:
             await conn.execute("SELECT 1")
+
+
+def _session(settings: Settings) -> dict[str, str]:
+    """Settings the database enforces, per connection (sql/004: deployq_queue_room)."""
+    if settings.max_queued is None:
+        return {}
+    return {"deployq.max_queued": str(settings.max_queued)}

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
 
+from deployq.durations import parse_duration
 from deployq.manual import manual_trigger
 from deployq.models import App, Job, JobStatus, TokenScope
 from deployq.webhooks.auth import actor_of, requires, token_of
@@ -21,6 +23,7 @@ from deployq.webhooks.state import STATE_KEY
 HUB_KEY = web.AppKey("deployq_log_hub", LogHub)
 MAX_ID = 2**63 - 1
 MAX_LIMIT = 500
+MAX_STATS_WINDOW_S = 3650 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,24 @@ async def queue_stats(request: web.Request) -> web.Response:
 
 
 @requires(TokenScope.READ)
+async def build_stats(request: web.Request) -> web.Response:
+    """?app=&since=7d: wait and build times, success rate, the queue now, per app and day."""
+    store = request.app[STATE_KEY].store
+    app = request.query.get("app") or None
+    since = request.query.get("since") or "7d"
+    try:
+        window = parse_duration(since)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_input", f"since: {exc}") from None
+    if not 0 < window <= MAX_STATS_WINDOW_S:
+        raise ApiError(400, "invalid_input", "since must be above zero and at most 3650d")
+    if app is not None:
+        await store.apps.get(app)
+    stats = await store.stats.summary(app=app, window=timedelta(seconds=window))
+    return _json(stats.model_dump(mode="json"))
+
+
+@requires(TokenScope.READ)
 async def list_servers(request: web.Request) -> web.Response:
     servers = await request.app[STATE_KEY].store.servers.list()
     return _json({"servers": [s.model_dump(mode="json") for s in servers]})
@@ -277,6 +298,7 @@ ROUTES: list[Route] = [
     Route("POST", "/api/v1/jobs/{id}/cancel", cancel_job, TokenScope.DEPLOY),
     Route("POST", "/api/v1/jobs/{id}/retry", retry_job, TokenScope.DEPLOY),
     Route("GET", "/api/v1/queue/stats", queue_stats, TokenScope.READ),
+    Route("GET", "/api/v1/stats", build_stats, TokenScope.READ),
     Route("GET", "/api/v1/servers", list_servers, TokenScope.READ),
     Route("GET", "/api/v1/deliveries", list_deliveries, TokenScope.READ),
     Route("GET", "/api/v1/deliveries/{id}", get_delivery, TokenScope.READ),

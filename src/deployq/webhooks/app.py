@@ -106,6 +106,7 @@ async def metrics(request: web.Request) -> web.Response:
     state = request.app[STATE_KEY]
     try:
         state.metrics.jobs.snapshot = await state.store.metrics.jobs()
+        state.metrics.jobs.timings = await state.store.stats.timings()
     except DB_ERRORS:
         return error_response(503, "database_unavailable", "the database does not answer")
     body = generate_latest(state.metrics.registry)

@@ -15,6 +15,7 @@ from deployq.errors import (
     DeployqError,
     InvalidInput,
     NotFound,
+    QueueFull,
 )
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ _STATUS_OF: list[tuple[type[DeployqError], int]] = [
     (Conflict, 409),
     (InvalidInput, 400),
     (DatabaseUnavailable, 503),
+    (QueueFull, 429),
 ]
 
 _CODE_OF_STATUS = {
@@ -39,6 +41,7 @@ _CODE_OF_STATUS = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_input",
+    429: "queue_full",
     503: "unavailable",
 }
 
@@ -97,7 +100,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             log.exception("%s %s failed", request.method, request.path)
         elif status == 503:
             log.warning("%s %s: %s", request.method, request.path, exc.message)
-        return error_response(status, exc.code, exc.message)
+        headers = None
+        if isinstance(exc, QueueFull):
+            headers = {"Retry-After": str(exc.retry_after_s)}
+        return error_response(status, exc.code, exc.message, headers)
     except json.JSONDecodeError as exc:
         return error_response(400, "bad_json", f"the body is not valid JSON: {exc.msg}")
     except Exception:

@@ -1,5 +1,5 @@
 """Prometheus metrics: webhooks by result (counted here), jobs by status, queue depth and the
-build-duration histogram (read from the database at each scrape)."""
+wait and build-time histograms (read from the database at each scrape)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from deployq.store import JobMetrics
+from deployq.store import Histogram, JobMetrics, Timings
 
 
 class _JobCollector(Collector):
@@ -17,6 +17,7 @@ class _JobCollector(Collector):
 
     def __init__(self) -> None:
         self.snapshot: JobMetrics | None = None
+        self.timings: Timings | None = None
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot
@@ -32,12 +33,26 @@ class _JobCollector(Collector):
         yield GaugeMetricFamily(
             "deployq_queue_due", "Queued jobs due now (waiting for a slot)", value=snap.due
         )
-        yield HistogramMetricFamily(
-            "deployq_build_duration_seconds",
-            "Durations of finished jobs (started to finished)",
-            buckets=[(_bucket_label(b), c) for b, c in snap.duration_buckets],
-            sum_value=snap.duration_sum_s,
-        )
+        if self.timings is not None:
+            yield _histogram(
+                "deployq_wait_seconds",
+                "Wait of finished jobs: enqueued to the start of their last attempt",
+                self.timings.wait,
+            )
+            yield _histogram(
+                "deployq_build_duration_seconds",
+                "Build time of jobs that succeeded, failed or timed out (start to end)",
+                self.timings.build,
+            )
+
+
+def _histogram(name: str, documentation: str, histogram: Histogram) -> HistogramMetricFamily:
+    return HistogramMetricFamily(
+        name,
+        documentation,
+        buckets=[(_bucket_label(b), c) for b, c in histogram.buckets],
+        sum_value=histogram.sum_s,
+    )
 
 
 def _bucket_label(bound: float) -> str:

@@ -284,6 +284,22 @@ def openapi_document() -> dict[str, Any]:
                     {"200": _json(_OBJECT)},
                 )
             },
+            "/api/v1/stats": {
+                "get": _op(
+                    "Wait and build times (avg, p95), success rate, the queue now, per app and day",
+                    "read",
+                    {"200": _json(_OBJECT), **_errors(400, 404)},
+                    parameters=[
+                        {"name": "app", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "since",
+                            "in": "query",
+                            "schema": {"type": "string", "default": "7d"},
+                            "description": "window: 24h, 7d, 30d or seconds",
+                        },
+                    ],
+                )
+            },
             "/api/v1/servers": {"get": _op("Build servers", "read", {"200": _json(_OBJECT)})},
             "/api/v1/deliveries": {
                 "get": _op(

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from deployq.errors import QueueFull
 from deployq.models import Job
 from deployq.store import DeliveryRecord, EnqueueResult
 from deployq.webhooks.errors import error_response
@@ -183,6 +184,17 @@ async def _receive(request: web.Request, provider: Provider) -> web.Response:
                 )
             state.metrics.webhooks.labels(provider.name, reply.result).inc()
             return reply.response()
+        except QueueFull as exc:
+            # kept with its body: the forge redelivers it, or an admin replays it
+            base.body, base.headers = body, record.headers
+            return await _refuse(
+                state,
+                base,
+                503,
+                "queue_full",
+                f"{exc.message}; the forge should redeliver it later",
+                retry_after_s=exc.retry_after_s,
+            )
         except DB_ERRORS as exc:
             log.warning(
                 "database unavailable during a %s delivery (%s); spooling it",
@@ -332,12 +344,19 @@ def _reply(
 
 
 async def _refuse(
-    state: WebState, base: DeliveryRecord, status: int, code: str, message: str
+    state: WebState,
+    base: DeliveryRecord,
+    status: int,
+    code: str,
+    message: str,
+    *,
+    retry_after_s: int | None = None,
 ) -> web.Response:
     base.result, base.status_code, base.reason = "refused", status, message
     await _record_quietly(state, base)
     state.metrics.webhooks.labels(base.provider, "refused").inc()
-    return error_response(status, code, message)
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None else None
+    return error_response(status, code, message, headers)
 
 
 async def _finish(

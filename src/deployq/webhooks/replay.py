@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from deployq.errors import Conflict, NotFound
+from deployq.errors import Conflict, NotFound, QueueFull
+from deployq.store import DeliveryRecord
 from deployq.webhooks.events import BadPayload
 from deployq.webhooks.providers import PROVIDERS, decode_body
 from deployq.webhooks.receiver import APPS_HEADER, Reply, deliver
@@ -56,6 +57,25 @@ async def replay_spooled(state: WebState, record: SpoolRecord) -> None:
         )
     except NotFound as exc:  # its app was removed while the delivery waited
         log.warning("spooled delivery %s skipped: %s", record.delivery_id, exc.message)
+        return
+    except QueueFull as exc:  # recorded with its body: an admin replays it once there is room
+        log.warning("spooled delivery %s refused: %s", record.delivery_id, exc.message)
+        refused = DeliveryRecord(
+            record.provider,
+            record.event,
+            record.delivery_id,
+            "refused",
+            503,
+            reason=exc.message,
+            headers=record.headers
+            if record.apps is None
+            else {**record.headers, APPS_HEADER: ",".join(record.apps)},
+            body=record.body,
+            spooled=True,
+            received_at=record.received_at,
+        )
+        await state.recorder.record(refused)
+        state.metrics.webhooks.labels(record.provider, "refused").inc()
         return
     state.metrics.webhooks.labels(record.provider, reply.result).inc()
 
