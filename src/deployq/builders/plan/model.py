@@ -95,6 +95,7 @@ class Plan:
             ("provider", self.provider + (f" / {self.framework}" if self.framework else "")),
             ("version", version),
             ("packages", manager),
+            *([("setup", self.setup)] if self.setup else []),
             ("install", self.install or "-"),
             ("build", self.build or "-"),
             ("start", self.start or "-"),

@@ -1,0 +1,108 @@
+"""Zero-config builds for real: one app per provider, planned, built with BuildKit from
+base images made here (tests/fixtures/runtimes.py), run, and asked for a page on its port.
+
+The apps (tests/fixtures/repos/built-*) take their dependencies from the repository — a
+wheel, `file:` packages, a `replace`d module, a composer path repository, a `path:` gem — as
+no package index can be reached from a build here. The Node.js app's `build` script is a
+devDependency.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from deployq.builders import BuildKitBuilder
+from deployq.builders.base import BuildRequest
+from deployq.builders.detect import BaseImages, detect
+from deployq.config import Settings
+from deployq.testing.runtimes import RuntimeImages
+from deployq.testing.services import DOCKER, docker_cmd
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
+
+REPOS = Path(__file__).parent.parent / "fixtures" / "repos"
+#: provider -> what its app answers
+ANSWERS = {
+    "python": "hello from a local wheel (python)\n",
+    "node": "hello from a local package (node, built by a devDependency)\n",
+    "go": "hello from a local module (go)\n",
+    "php": "hello from a local composer package (php)\n",
+    "ruby": "hello from a local gem (ruby)\n",
+    "static": "<!doctype html>\n<h1>hello from a static site</h1>\n",
+}
+#: an app starts within this (a cold JIT, a Ruby boot)
+START_TIMEOUT_S = 60.0
+
+
+def get(url: str, deadline: float) -> str:
+    """The body of ``url``, asked until the server answers or ``deadline`` passes."""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)  # the server is not listening yet: nothing to wait on but it
+
+
+def ls(docker_host: str, image: str, path: str) -> list[str]:
+    return docker_cmd(
+        docker_host, "run", "--rm", "--entrypoint", "", image, "ls", "-a", path
+    ).stdout.split()
+
+
+@pytest.mark.parametrize("provider", list(ANSWERS))
+async def test_the_app_is_built_and_answers_on_its_port(
+    provider: str,
+    docker_host: str,
+    base_image: str,
+    runtime_images: RuntimeImages,
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "repo"
+    shutil.copytree(REPOS / f"built-{provider}" / "repo", root, symlinks=True)
+    (root / ".git").mkdir()
+    (root / ".git" / "config").write_text("[core]\n")
+    settings = Settings(**runtime_images.settings(base_image))
+    found = detect(root, "Dockerfile", base_images=BaseImages.from_settings(settings))
+    assert found is not None and found.plan.provider == provider
+    tag = f"deployq-test/zero-config-{provider}-{uuid.uuid4().hex[:8]}:latest"
+    container = f"deployq-test-zc-{uuid.uuid4().hex[:10]}"
+    lines: list[str] = []
+    try:
+        await BuildKitBuilder(docker_host, DOCKER).build(
+            BuildRequest(root, dockerfile_text=found.dockerfile_text, tags=[tag]), lines.append
+        )
+        docker_cmd(docker_host, "run", "-d", "--name", container, tag)
+        address = docker_cmd(
+            docker_host, "inspect", "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container,
+        ).stdout.strip()  # fmt: skip
+        body = get(f"http://{address}:{found.plan.port}/", time.monotonic() + START_TIMEOUT_S)
+        user = docker_cmd(docker_host, "image", "inspect", "--format", "{{.Config.User}}", tag)
+        served = "/www" if found.plan.layout.value == "static" else "/app"
+        listing = ls(docker_host, tag, served)
+        modules = ls(docker_host, tag, "/app/node_modules") if provider == "node" else []
+    except BaseException:
+        logs = docker_cmd(docker_host, "logs", container, check=False)
+        print("\n".join(lines[-60:]), logs.stdout, logs.stderr, sep="\n")
+        raise
+    finally:
+        docker_cmd(docker_host, "rm", "-f", container, check=False)
+        docker_cmd(docker_host, "rmi", "-f", tag, check=False)
+
+    assert body == ANSWERS[provider]
+    assert user.stdout.strip() == "10001:10001"
+    assert ".git" not in listing
+    if provider == "go":
+        assert listing == [".", "..", "server"]  # the binary only: no toolchain, no source
+    if provider == "node":  # the build's devDependency was pruned after the build
+        assert "greeting" in modules and "mkpage" not in modules
+        assert "dist" in listing
