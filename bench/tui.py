@@ -127,13 +127,13 @@ async def queue_bench(dsn: str, jobs: int, updates: int) -> dict[str, Any]:
 
             app._display = timed_display  # type: ignore[method-assign]
             changed_at = [0.0]
-            jobs_changed = screen.jobs_changed
+            apply_jobs = screen.apply_jobs
 
-            def timed_jobs_changed(jobs: Any) -> None:
-                jobs_changed(jobs)
+            def timed_apply_jobs(jobs: Any) -> None:
+                apply_jobs(jobs)
                 changed_at[0] = time.perf_counter()
 
-            screen.jobs_changed = timed_jobs_changed  # type: ignore[method-assign]
+            screen.apply_jobs = timed_apply_jobs  # type: ignore[method-assign]
             latencies: list[float] = []
             async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as writer:
                 for n in range(updates):
@@ -158,7 +158,7 @@ async def queue_bench(dsn: str, jobs: int, updates: int) -> dict[str, Any]:
                         expected
                     ):
                         try:
-                            await asyncio.wait_for(app.jobs_applied.wait(), 5)
+                            await asyncio.wait_for(screen.rows_applied.wait(), 5)
                         except TimeoutError:
                             cell = screen.table.get_cell(str(job_id), "progress")
                             raise RuntimeError(

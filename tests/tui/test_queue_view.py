@@ -2,26 +2,86 @@
 
 from __future__ import annotations
 
-from tui_helpers import OPERATOR, add_app, manual, wait_until
+from datetime import timedelta
+
+import psycopg
+from tui_helpers import FROZEN_NOW, OPERATOR, add_app, frozen_clock, manual, wait_until
 
 from deployq.config import Settings
+from deployq.models import Priority
 from deployq.store import Store
 from deployq.tui import DeployqApp
 from deployq.tui.screens.queue import QueueScreen
 
 
-async def test_the_table_shows_enqueued_jobs_newest_first(store: Store) -> None:
-    await add_app(store, "web")
-    first = (await store.jobs.enqueue(manual("web", "refs/heads/a"))).jobs[0]
-    second = (await store.jobs.enqueue(manual("web", "refs/heads/b"))).jobs[0]
+async def test_queued_jobs_are_listed_in_claim_order_with_their_place(store: Store) -> None:
+    await add_app(store, "web", concurrency=10)
+    a = (await store.jobs.enqueue(manual("web", "refs/heads/a"))).jobs[0]
+    b = (await store.jobs.enqueue(manual("web", "refs/heads/b"))).jobs[0]
+    c = (await store.jobs.enqueue(manual("web", "refs/heads/c", priority=Priority.HIGH))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+        await screen.loaded.wait()
+        await app.listening.wait()
+        table = screen.table
+
+        def order() -> list[str]:
+            return [str(row.key.value) for row in table.ordered_rows]
+
+        def place(job_id: int) -> str:
+            return str(table.get_cell(str(job_id), "pos"))
+
+        assert order() == [str(c.id), str(a.id), str(b.id)]
+        assert [place(c.id), place(a.id), place(b.id)] == ["1", "2", "3"]
+        assert str(table.get_cell(str(c.id), "prio")) == "high"
+        assert str(table.get_cell(str(a.id), "ref")) == "a"
+        table.move_cursor(row=2)
+        await pilot.press("plus")  # b becomes high too, and was pushed before c
+        await wait_until(app, lambda: order()[0] == str(b.id), what="b first")
+        assert [place(b.id), place(c.id), place(a.id)] == ["1", "2", "3"]
+        assert screen.cursor_job_id() == b.id, "the cursor follows the job it acted on"
+
+
+async def test_the_estimated_start_waits_for_a_running_build_of_the_same_app(
+    store: Store, database_url: str
+) -> None:
+    await add_app(store, "web")
+    await store.servers.add("builder-1", "unix:///var/run/docker.sock", capacity=4)
+    done = (await store.jobs.enqueue(manual("web", "refs/heads/done"))).jobs[0]
+    running = (await store.jobs.enqueue(manual("web", "refs/heads/running"))).jobs[0]
+    waiting = (await store.jobs.enqueue(manual("web", "refs/heads/waiting"))).jobs[0]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE jobs SET status = 'succeeded', started_at = %s, finished_at = %s WHERE id = %s",
+            (
+                FROZEN_NOW - timedelta(minutes=5, seconds=30),
+                FROZEN_NOW - timedelta(minutes=5),
+                done.id,
+            ),
+        )
+        conn.execute(
+            "UPDATE jobs SET status = 'running', started_at = %s, attempt = 1, "
+            "worker_id = 'host:1:x', server_id = (SELECT id FROM build_servers), "
+            "lease_expires_at = now() + interval '1 day' WHERE id = %s",
+            (FROZEN_NOW - timedelta(seconds=10), running.id),
+        )
+        conn.execute(
+            "UPDATE jobs SET run_after = %s, enqueued_at = %s WHERE id = %s",
+            (FROZEN_NOW - timedelta(seconds=5), FROZEN_NOW - timedelta(seconds=5), waiting.id),
+        )
+    app = DeployqApp(store, user=OPERATOR, clock=frozen_clock)
     async with app.run_test(size=(120, 40)):
         screen = app.screen
         assert isinstance(screen, QueueScreen)
         await screen.loaded.wait()
-        keys = [row.key.value for row in screen.table.ordered_rows]
-        assert keys == [str(second.id), str(first.id)]
-        assert screen.table.get_cell(str(first.id), "ref") == "a"
+        await wait_until(app, lambda: waiting.id in screen.estimates, what="the estimate")
+        screen.clock_tick()
+        note = str(screen.table.get_cell(str(waiting.id), "note"))
+    # the app builds one push at a time and takes 30 s; the running build started 10 s ago
+    assert note.startswith("pos 1")
+    assert "in ~20s" in note or "in ~19s" in note, note
 
 
 async def test_a_job_enqueued_elsewhere_appears_without_a_key_press(
@@ -41,7 +101,7 @@ async def test_a_job_enqueued_elsewhere_appears_without_a_key_press(
         finally:
             await other.close()
         await wait_until(app, lambda: str(new.id) in screen.table.rows, what="the new row")
-        assert screen.table.ordered_rows[0].key.value == str(new.id)
+        assert screen.table.ordered_rows[-1].key.value == str(new.id), "last to be claimed"
         assert screen.cursor_job_id() == old.id, "the cursor stays on the same job"
 
 

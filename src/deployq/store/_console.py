@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from psycopg.rows import tuple_row
 
 from deployq.models import Job
+from deployq.queue_eta import QueuedJob, RunningBuild, start_estimates
+from deployq.store._queries import sql
 
 if TYPE_CHECKING:
     from deployq.store._store import Store
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
 _JOB_SELECT = (
     "SELECT j.*, s.name AS server_name FROM jobs j LEFT JOIN build_servers s ON s.id = j.server_id"
 )
+
+#: an app's expected build time is the median of this many of its last successful builds
+ESTIMATE_BUILDS = 20
 
 _STATS = """
 SELECT
@@ -78,18 +83,35 @@ class ConsoleStore:
         return [Job.model_validate(r) for r in rows]
 
     async def queue_page(self, *, active_limit: int, history_limit: int) -> list[Job]:
-        """Running and queued jobs (up to ``active_limit``, running ones first), then the
-        newest ``history_limit`` finished ones; newest first within each part."""
-        sql = (
-            f"({_JOB_SELECT} WHERE j.status IN ('running', 'queued') "
-            "ORDER BY j.status = 'running' DESC, j.id DESC LIMIT %s) "
-            "UNION ALL "
-            f"({_JOB_SELECT} WHERE j.status NOT IN ('running', 'queued') "
-            "ORDER BY j.id DESC LIMIT %s)"
-        )
+        """Running jobs (up to ``active_limit``, newest first), queued ones in claim order
+        (up to ``active_limit``), then the newest ``history_limit`` finished ones."""
         async with self.store.connection() as conn:
-            rows = await (await conn.execute(sql, (active_limit, history_limit))).fetchall()
+            rows = await (
+                await conn.execute(
+                    sql("console_queue_page"), {"active": active_limit, "history": history_limit}
+                )
+            ).fetchall()
         return [Job.model_validate(r) for r in rows]
+
+    async def start_estimates(self, now: datetime) -> dict[int, float]:
+        """Seconds from ``now`` until each queued job should start (``deployq.queue_eta``:
+        free build slots, per-app serialisation, each app's median build time)."""
+        async with self.store.connection() as conn:
+            row = await (
+                await conn.execute(
+                    sql("console_estimate_inputs"), {"now": now, "recent": ESTIMATE_BUILDS}
+                )
+            ).fetchone()
+        assert row is not None
+        return start_estimates(
+            [QueuedJob(int(q["id"]), str(q["app"]), float(q["due_in_s"])) for q in row["queued"]],
+            [RunningBuild(str(r["app"]), float(r["elapsed_s"])) for r in row["running"]],
+            slots=int(row["slots"]),
+            build_s={str(k): float(v) for k, v in row["build_s"].items()},
+            concurrency={
+                str(k): None if v is None else int(v) for k, v in row["concurrency"].items()
+            },
+        )
 
     async def header_stats(self, now: datetime) -> HeaderStats:
         """Queue figures, with the 24-hour window ending at ``now`` (so a frozen clock gives

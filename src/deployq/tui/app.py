@@ -1,9 +1,12 @@
 """The operator console: ``DeployqApp(store)``, a client of deployq.store only.
 
 One LISTEN connection feeds every view. Job notifications are coalesced: the ids that changed
-during ``COALESCE_S`` are fetched in one query and handed to the views, which update their
-rows in place. A lost connection shows a banner; on reconnection every view reloads, since
-notifications sent meanwhile are gone.
+during ``COALESCE_S`` are fetched in one query and posted to the views as a ``JobsChanged``
+message, and each view updates its rows in place. A lost connection shows a banner; on
+reconnection every view reloads (``Resync``), since notifications sent meanwhile are gone.
+
+The app imports the views; the views know only ``messages`` and ``context``: they ask for
+another view with ``OpenView`` and reach the store through ``console_of(self)``.
 """
 
 from __future__ import annotations
@@ -15,18 +18,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
-from textual import work
+from textual import on, work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
-from textual.css.query import NoMatches
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
 
-from deployq.errors import DatabaseError, DeployqError
-from deployq.models import Job
 from deployq.store import (
     CHANNEL_DELIVERIES,
     CHANNEL_JOBS,
@@ -37,27 +37,45 @@ from deployq.store import (
     Store,
 )
 from deployq.tui.commands import DeployqCommands
+from deployq.tui.context import Console
+from deployq.tui.glyphs import ASCII, UNICODE, AsciiFilter
+from deployq.tui.messages import (
+    Broadcast,
+    ClockTick,
+    DatabaseProblem,
+    DeliveriesChanged,
+    JobsChanged,
+    LogsAppended,
+    OpenView,
+    Resync,
+    ServersChanged,
+    StatsDue,
+)
 from deployq.tui.screens.base import LiveScreen
+from deployq.tui.screens.deliveries import DeliveriesScreen
+from deployq.tui.screens.help import HelpScreen
+from deployq.tui.screens.job import JobScreen
+from deployq.tui.screens.queue import QueueScreen
+from deployq.tui.screens.servers import ServersScreen
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
 StoreFactory = Callable[[], Awaitable[Store]]
 
 #: job notifications arriving within this time of the previous fetch are fetched together
 COALESCE_S = 0.025
-#: an operator's verb waits this long for the database before it is reported as failed
-ACTION_TIMEOUT_S = 5.0
-#: failed verbs stay on screen this long
-ACTION_TOAST_S = 15.0
 #: the header figures are re-read at most this often while jobs change
 STATS_MIN_INTERVAL_S = 1.0
 LISTEN_CHANNELS = (CHANNEL_JOBS, CHANNEL_LOGS, CHANNEL_SERVERS, CHANNEL_DELIVERIES)
+#: the views by name (keys 1-4, ``OpenView``); the queue is the base under every other one
+VIEWS: dict[str, type[LiveScreen]] = {
+    "queue": QueueScreen,
+    "job": JobScreen,
+    "servers": ServersScreen,
+    "deliveries": DeliveriesScreen,
+}
+
 VIEW_GROUP = Binding.Group("View", compact=True)
-
-
-def _jobs_changed(jobs: list[Job], screen: LiveScreen) -> None:
-    screen.jobs_changed(jobs)
 
 
 def utc_now() -> datetime:
@@ -66,7 +84,8 @@ def utc_now() -> datetime:
 
 class DeployqApp(App[None]):
     """The console. ``store`` is an open Store, or an async factory the app calls (and whose
-    store it closes) when it starts in its own event loop."""
+    store it closes) when it starts in its own event loop. ``ascii`` draws with ASCII only
+    (``deployq tui`` turns it on when the terminal's encoding needs it)."""
 
     CSS_PATH = "deployq.tcss"
     TITLE = "deployq"
@@ -92,6 +111,7 @@ class DeployqApp(App[None]):
         read_only: bool = False,
         user: str | None = None,
         clock: Callable[[], datetime] = utc_now,
+        ascii: bool = False,
     ) -> None:
         super().__init__()
         self._store: Store | None = store if isinstance(store, Store) else None
@@ -99,18 +119,19 @@ class DeployqApp(App[None]):
         self.read_only = read_only
         self.user = user or getpass.getuser()
         self.clock = clock
+        self.ascii = ascii
+        if ascii:
+            self._filters.append(AsciiFilter())
         self.listening = asyncio.Event()
         self.jobs_applied = asyncio.Event()
-        """Set once the next burst of job changes has been handed to the views (then replaced
+        """Set once the next burst of job changes has been posted to the views (then replaced
         by a new event): ``await app.jobs_applied.wait()``."""
         self._pending_jobs: set[int] = set()
         self._jobs_dirty = asyncio.Event()
         self._listener: Listener | None = None
-        self._connected_once = False
         self._last_stats = 0.0
         self._stats_timer: Timer | None = None
-        self.last_job_id: int | None = None
-        self.sub_title = f"{self.user}" + (" · read-only" if read_only else "")
+        self._console: Console | None = None
 
     @property
     def store(self) -> Store:
@@ -118,11 +139,24 @@ class DeployqApp(App[None]):
             raise RuntimeError("the store is not open yet")
         return self._store
 
+    @property
+    def console_context(self) -> Console:
+        """What the views share (``deployq.tui.context.console_of``)."""
+        if self._console is None:
+            self._console = Console(
+                app=self,
+                store=self.store,
+                user=self.user,
+                clock=self.clock,
+                glyphs=ASCII if self.ascii else UNICODE,
+                read_only=self.read_only,
+                listening=self.listening,
+            )
+        return self._console
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def get_default_screen(self) -> Screen[Any]:
-        from deployq.tui.screens.queue import QueueScreen
-
         return QueueScreen()
 
     async def on_load(self) -> None:
@@ -146,17 +180,14 @@ class DeployqApp(App[None]):
     def live_screens(self) -> Iterable[LiveScreen]:
         return [s for s in self.screen_stack if isinstance(s, LiveScreen)]
 
+    def broadcast(self, make: Callable[[], Broadcast]) -> None:
+        """Post a fresh message to every view on the stack."""
+        for screen in self.live_screens():
+            screen.post_message(make())
+
     def resync_views(self) -> None:
         """Every view reloads what it shows."""
-        self._tell(lambda screen: screen.resync())
-
-    def _tell(self, hook: Callable[[LiveScreen], None]) -> None:
-        """Call a live-update hook on every view on the stack."""
-        for screen in self.live_screens():
-            try:
-                hook(screen)
-            except NoMatches:
-                pass  # the view is being torn down (quitting): nothing to update
+        self.broadcast(Resync)
 
     @work(group="listen", exit_on_error=False)
     async def _listen(self) -> None:
@@ -172,17 +203,16 @@ class DeployqApp(App[None]):
                 self._dispatch(notice)
         except Exception as exc:  # the console must outlive any failure of its feed
             log.exception("live updates stopped")
-            self.db_problem = f"live updates stopped: {exc}"
+            self.console_context.set_problem(f"live updates stopped: {exc}")
 
     async def _on_connect(self) -> None:
-        self.db_problem = None
+        self.console_context.set_problem(None)
         self.resync_views()
-        self._connected_once = True
         self.listening.set()
 
     async def _on_disconnect(self, reason: str) -> None:
         self.listening.clear()
-        self.db_problem = reason
+        self.console_context.set_problem(reason)
 
     def _dispatch(self, notice: Notice) -> None:
         payload = notice.payload
@@ -191,16 +221,17 @@ class DeployqApp(App[None]):
             self._jobs_dirty.set()
         elif notice.channel == CHANNEL_LOGS and isinstance(payload.get("job"), int):
             job_id, seq = payload["job"], int(payload.get("seq") or 0)
-            self._tell(lambda screen: screen.logs_appended(job_id, seq))
+            self.broadcast(partial(LogsAppended, job_id, seq))
         elif notice.channel == CHANNEL_SERVERS:
-            self._tell(lambda screen: screen.servers_changed())
+            self.broadcast(ServersChanged)
         elif notice.channel == CHANNEL_DELIVERIES:
-            self._tell(lambda screen: screen.deliveries_changed())
+            self.broadcast(DeliveriesChanged)
 
     @work(group="flush", exit_on_error=False)
     async def _flush_jobs(self) -> None:
-        """Wait for changed ids, let a burst gather, fetch them in one query, hand them over."""
+        """Wait for changed ids, let a burst gather, fetch them in one query, post them."""
         last_flush = 0.0
+        console = self.console_context
         while True:
             await self._jobs_dirty.wait()
             # an isolated change is shown at once; a burst is gathered for up to COALESCE_S
@@ -209,15 +240,10 @@ class DeployqApp(App[None]):
             last_flush = time.monotonic()
             self._jobs_dirty.clear()
             ids, self._pending_jobs = self._pending_jobs, set()
-            jobs = await self.attempt(self.store.console.jobs_by_ids(ids))
+            jobs = await console.attempt(self.store.console.jobs_by_ids(ids))
             if jobs is None:
                 continue
-            try:
-                with self.batch_update():
-                    self._tell(partial(_jobs_changed, jobs))
-            except Exception:  # one bad update must not stop every later one
-                log.exception("applying job changes failed")
-                self.resync_views()
+            self.broadcast(partial(JobsChanged, jobs))
             # a fresh event per batch: whoever took the old one before this point wakes up,
             # even if its wait had not started yet (set-then-clear would lose that wake-up)
             applied, self.jobs_applied = self.jobs_applied, asyncio.Event()
@@ -231,7 +257,7 @@ class DeployqApp(App[None]):
         wait = STATS_MIN_INTERVAL_S - (time.monotonic() - self._last_stats)
         if wait <= 0:
             self._last_stats = time.monotonic()
-            self.refresh_stats()
+            self.broadcast(StatsDue)
         else:
             self._stats_timer = self.set_timer(wait, self._stats_due, name="stats")
 
@@ -239,119 +265,42 @@ class DeployqApp(App[None]):
         self._stats_timer = None
         self._refresh_stats_soon()
 
-    def refresh_stats(self) -> None:
-        from deployq.tui.screens.queue import QueueScreen
-
-        for screen in self.live_screens():
-            if isinstance(screen, QueueScreen):
-                screen.load_stats()
-
     def _tick(self) -> None:
-        self._tell(lambda screen: screen.clock_tick())
+        self.broadcast(ClockTick)
 
-    # -- errors ----------------------------------------------------------------------------
+    @on(DatabaseProblem)
+    def _database_problem(self, message: DatabaseProblem) -> None:
+        self.db_problem = message.reason
 
-    async def attempt(self, call: Awaitable[T]) -> T | None:
-        """Await a store read; show what went wrong instead of raising.
-
-        A refusal (not found, wrong state) is a toast; a lost database is the banner.
-        """
-        try:
-            result = await call
-        except (DatabaseError, OSError) as exc:
-            self._lost(exc)
-            return None
-        except DeployqError as exc:
-            self.notify(exc.message, severity="warning")
-            return None
-        if self.db_problem and self.listening.is_set():
-            self.db_problem = None
-        return result
-
-    async def act(self, call: Awaitable[T], *, what: str) -> T | None:
-        """Await an operator's verb; it is never lost silently. A refusal is a warning toast;
-        a lost or silent database is an error toast that says nothing changed and the verb
-        can be retried (and the banner). Waits at most ``ACTION_TIMEOUT_S``."""
-        try:
-            async with asyncio.timeout(ACTION_TIMEOUT_S):
-                result = await call
-        except (DatabaseError, OSError, TimeoutError) as exc:
-            reason = self._lost(exc)
-            self.notify(
-                f"{what} failed: database unavailable ({reason}). Nothing changed; "
-                "try again once it is back.",
-                severity="error",
-                timeout=ACTION_TOAST_S,
-            )
-            return None
-        except DeployqError as exc:
-            self.notify(f"{what}: {exc.message}", severity="warning")
-            return None
-        if self.db_problem and self.listening.is_set():
-            self.db_problem = None
-        return result
-
-    def _lost(self, exc: BaseException) -> str:
-        """Show a lost database in the banner; return its one-line reason."""
-        if isinstance(exc, TimeoutError):
-            message = f"no answer within {ACTION_TIMEOUT_S:.0f}s"
-        else:
-            message = exc.message if isinstance(exc, DeployqError) else str(exc).strip()
-        reason = message.splitlines()[0] if message else type(exc).__name__
-        self.db_problem = reason
-        return reason
-
-    # -- navigation and actions ------------------------------------------------------------
-
-    def refuse_if_read_only(self) -> bool:
-        """True (and a toast saying so) when this console may not change anything."""
-        if self.read_only:
-            self.notify(
-                "read-only console: this action is disabled (started with --read-only)",
-                severity="warning",
-            )
-        return self.read_only
+    # -- navigation ------------------------------------------------------------------------
 
     def action_help(self) -> None:
-        from deployq.tui.screens.help import HelpScreen
-
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
     async def action_view(self, name: str) -> None:
-        """Switch to a view: the queue is the base, every other view sits on top of it."""
-        from deployq.tui.screens.deliveries import DeliveriesScreen
-        from deployq.tui.screens.job import JobScreen
-        from deployq.tui.screens.servers import ServersScreen
+        job_id = self.console_context.selected_job_id if name == "job" else None
+        await self.show_view(name, job_id)
 
-        if name == "job":
-            job_id = self.selected_job_id()
-            if job_id is None:
-                self.notify("no job selected: pick one in the queue (1) first")
-                return
-            target: Screen[Any] | None = JobScreen(job_id)
-        elif name == "servers":
-            target = ServersScreen()
-        elif name == "deliveries":
-            target = DeliveriesScreen()
-        else:
-            target = None
-        if target is not None and type(self.screen) is type(target):
-            if not isinstance(target, JobScreen):
-                return
+    @on(OpenView)
+    async def _open_view(self, message: OpenView) -> None:
+        await self.show_view(message.name, message.job_id)
+
+    async def show_view(self, name: str, job_id: int | None = None) -> None:
+        """Show a view: the queue is the base, every other view sits on top of it."""
+        view = VIEWS.get(name)
+        if view is None:
+            self.notify(f"no view {name!r}", severity="warning")
+            return
+        if view.NEEDS_JOB and job_id is None:
+            self.notify("no job selected: pick one in the queue (1) first", severity="warning")
+            return
+        if not view.NEEDS_JOB and type(self.screen) is view:
+            return
         while len(self.screen_stack) > 1:
             self.pop_screen()
-        if target is not None:
-            await self.push_screen(target)
-
-    def selected_job_id(self) -> int | None:
-        """The job under the cursor of the current view, else the last one opened."""
-        from deployq.tui.screens.queue import QueueScreen
-
-        for screen in reversed(self.screen_stack):
-            if isinstance(screen, QueueScreen):
-                return screen.cursor_job_id() or self.last_job_id
-        return self.last_job_id
+        if view is not type(self.screen_stack[0]):
+            await self.push_screen(view.open(job_id))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         for command in super().get_system_commands(screen):

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from deployq.durations import elapsed
 from deployq.models import Job, JobStatus
+from deployq.tui.glyphs import UNICODE, Glyphs
 
 #: cells of the progress bar in the queue table
 PROGRESS_BAR_CELLS = 5
@@ -48,11 +49,11 @@ def status_text(status: JobStatus, *, cancel_requested: bool = False) -> Text:
     return Text(label, style=STATUS_STYLE[status])
 
 
-def progress_bar(percent: int, cells: int = PROGRESS_BAR_CELLS) -> str:
-    """``███░░ 60%``"""
+def progress_bar(percent: int, glyphs: Glyphs = UNICODE, cells: int = PROGRESS_BAR_CELLS) -> str:
+    """``███░░  60%`` (``###--  60%`` in ASCII)."""
     percent = max(0, min(100, percent))
     full = round(percent * cells / 100)
-    return "█" * full + "░" * (cells - full) + f" {percent:>3}%"
+    return glyphs.bar_full * full + glyphs.bar_empty * (cells - full) + f" {percent:>3}%"
 
 
 def age(at: datetime | None, now: datetime) -> str:
@@ -71,14 +72,19 @@ def job_time(job: Job, now: datetime) -> str:
     return elapsed(job.duration_s)
 
 
-def job_progress(job: Job) -> str:
+def job_progress(job: Job, glyphs: Glyphs = UNICODE) -> str:
     if job.status is JobStatus.QUEUED or job.started_at is None:
         return ""
-    return progress_bar(job.progress)
+    return progress_bar(job.progress, glyphs)
 
 
 def priority_name(value: int) -> str:
     return {0: "low", 1: "normal", 2: "high", 3: "critical"}.get(value, str(value))
+
+
+def priority_short(value: int) -> str:
+    """Four cells at most: ``low``, ``norm``, ``high``, ``crit``."""
+    return priority_name(value)[:4]
 
 
 def one_line(text: str | None, width: int) -> str:

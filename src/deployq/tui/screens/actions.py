@@ -65,7 +65,7 @@ class JobActionsScreen(LiveScreen):
         return True
 
     def _target(self) -> Job | None:
-        if self.dq.refuse_if_read_only():
+        if self.ctx.refuse_if_read_only():
             return None
         job = self.current_job()
         if job is None:
@@ -91,8 +91,8 @@ class JobActionsScreen(LiveScreen):
         async def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            done = await self.dq.act(
-                self.dq.store.jobs.cancel(job.id, actor=self.dq.user, force=force),
+            done = await self.ctx.act(
+                self.ctx.store.jobs.cancel(job.id, actor=self.ctx.user, force=force),
                 what=f"{'force-cancel' if force else 'cancel'} #{job.id}",
             )
             if done is not None:
@@ -107,8 +107,8 @@ class JobActionsScreen(LiveScreen):
         job = self._target()
         if job is None:
             return
-        new = await self.dq.act(
-            self.dq.store.jobs.retry(job.id, actor=self.dq.user), what=f"retry #{job.id}"
+        new = await self.ctx.act(
+            self.ctx.store.jobs.retry(job.id, actor=self.ctx.user), what=f"retry #{job.id}"
         )
         if new is not None:
             self.notify(f"job #{job.id} retried as #{new.id}")
@@ -127,17 +127,17 @@ class JobActionsScreen(LiveScreen):
         if not int(Priority.LOW) <= value <= int(Priority.CRITICAL):
             self.notify(f"job #{job.id} is {job.priority.name.lower()} already")
             return
-        changed = await self.dq.act(
-            self.dq.store.jobs.set_priority(job.id, Priority(value), actor=self.dq.user),
+        changed = await self.ctx.act(
+            self.ctx.store.jobs.set_priority(job.id, Priority(value), actor=self.ctx.user),
             what=f"priority of #{job.id}",
         )
         if changed is not None:
             self.notify(f"job #{job.id} priority {changed.priority.name.lower()}")
 
     async def action_deploy(self) -> None:
-        if self.dq.refuse_if_read_only():
+        if self.ctx.refuse_if_read_only():
             return
-        apps = await self.dq.act(self.dq.store.apps.list(), what="deploy")
+        apps = await self.ctx.act(self.ctx.store.apps.list(), what="deploy")
         if apps is None:
             return
         if not apps:
@@ -150,18 +150,18 @@ class JobActionsScreen(LiveScreen):
     async def _deploy(self, request: DeployRequest | None) -> None:
         if request is None:
             return
-        app = await self.dq.act(self.dq.store.apps.get(request.app), what=f"deploy {request.app}")
+        app = await self.ctx.act(self.ctx.store.apps.get(request.app), what=f"deploy {request.app}")
         if app is None:
             return
         try:
             trigger = manual_trigger(
-                app, actor=self.dq.user, ref=request.ref, priority=request.priority
+                app, actor=self.ctx.user, ref=request.ref, priority=request.priority
             )
         except InvalidInput as exc:
             self.notify(f"{request.app} not queued: {exc.message}", severity="error")
             return
-        result = await self.dq.act(
-            self.dq.store.jobs.enqueue(trigger), what=f"deploy {request.app}"
+        result = await self.ctx.act(
+            self.ctx.store.jobs.enqueue(trigger), what=f"deploy {request.app}"
         )
         if result is None:
             return

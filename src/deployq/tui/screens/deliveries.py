@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from deployq.models import WebhookDelivery
 from deployq.tui import format as fmt
+from deployq.tui.columns import Column
+from deployq.tui.messages import DeliveriesChanged, Resync
 from deployq.tui.screens.base import LiveScreen
 from deployq.tui.widgets.banner import Banner
-from deployq.tui.widgets.jobtable import JobTable
 from deployq.tui.widgets.keybar import KeyBar
 from deployq.tui.widgets.statusbar import StatusBar
+from deployq.tui.widgets.table import Table
 
 #: deliveries shown, newest first
 DELIVERIES_SHOWN = 200
@@ -30,21 +32,20 @@ RESULT_STYLE = {
 }
 
 COLUMNS = (
-    ("id", "#"),
-    ("at", "received"),
-    ("provider", "provider"),
-    ("event", "event"),
-    ("repo", "repo"),
-    ("ref", "ref"),
-    ("result", "result"),
-    ("code", "http"),
-    ("jobs", "jobs"),
-    ("reason", "reason"),
+    Column("id", "#", 5),
+    Column("at", "received", 14),
+    Column("provider", "from", 6),
+    Column("event", "event", 6, flex=1),
+    Column("repo", "repo", 6, flex=3),
+    Column("ref", "ref", 6, flex=2),
+    Column("result", "result", 9),
+    Column("code", "http", 4),
+    Column("jobs", "jobs", 5, flex=1, wide=True),
+    Column("reason", "reason", 6, flex=3, wide=True),
 )
 
 
 class DeliveriesScreen(LiveScreen):
-    VIEW = "deliveries"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="back", tooltip="to the queue")
     ]
@@ -56,56 +57,54 @@ class DeliveriesScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Banner()
         yield StatusBar("Webhook deliveries", id="title")
-        table = JobTable(id="deliveries", cursor_type="row")
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        yield table
+        yield Table(COLUMNS, id="deliveries")
         yield Static("", id="delivery-detail")
         yield KeyBar()
 
     @property
-    def table(self) -> DataTable[Any]:
-        return self.query_one("#deliveries", DataTable)
+    def table(self) -> Table:
+        return self.query_one("#deliveries", Table)
 
     def on_mount(self) -> None:
         self.table.focus()
-        self.resync()
-
-    def resync(self) -> None:
         self.load()
 
-    def deliveries_changed(self) -> None:
+    @on(Resync)
+    @on(DeliveriesChanged)
+    def _reload(self) -> None:
         self.load()
 
     @work(exclusive=True, group="deliveries-load", exit_on_error=False)
     async def load(self) -> None:
-        rows = await self.dq.attempt(self.dq.store.deliveries.list(limit=DELIVERIES_SHOWN))
+        rows = await self.ctx.attempt(self.ctx.store.deliveries.list(limit=DELIVERIES_SHOWN))
         if rows is None:
             return
         table = self.table
-        tz = self.dq.clock().tzinfo
+        tz = self.ctx.clock().tzinfo
         fresh = {str(d.id): d for d in rows}
         with self.app.batch_update():
-            for key in [k for k in table.rows if k.value not in fresh]:
-                table.remove_row(key)
+            for key in [k for k in table.keys() if k not in fresh]:
+                table.drop(key)
             added = False
             for row_id, d in fresh.items():
-                if row_id in self.deliveries:
-                    continue
-                table.add_row(
-                    d.id,
-                    d.received_at.astimezone(tz).strftime("%m-%d %H:%M:%S"),
-                    d.provider,
-                    d.event or "",
-                    fmt.one_line(d.repo, 30),
-                    fmt.one_line(d.ref, 20),
-                    Text(d.result, style=RESULT_STYLE.get(d.result, "")),
-                    d.status_code,
-                    " ".join(f"#{j}" for j in d.job_ids),
-                    fmt.one_line(d.reason, 60),
-                    key=row_id,
+                added = (
+                    table.put(
+                        row_id,
+                        {
+                            "id": d.id,
+                            "at": d.received_at.astimezone(tz).strftime("%m-%d %H:%M:%S"),
+                            "provider": d.provider,
+                            "event": d.event or "",
+                            "repo": d.repo,
+                            "ref": d.ref,
+                            "result": Text(d.result, style=RESULT_STYLE.get(d.result, "")),
+                            "code": str(d.status_code),
+                            "jobs": " ".join(f"#{j}" for j in d.job_ids),
+                            "reason": fmt.one_line(d.reason, 200),
+                        },
+                    )
+                    or added
                 )
-                added = True
             self.deliveries = fresh
             if added:
                 table.sort("id", reverse=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import Input, Static
@@ -13,6 +13,7 @@ from textual.widgets import Input, Static
 from deployq.durations import elapsed
 from deployq.models import Job, JobStatus, Step
 from deployq.tui import format as fmt
+from deployq.tui.messages import ClockTick, JobsChanged, LogsAppended, Resync
 from deployq.tui.screens.actions import JobActionsScreen
 from deployq.tui.widgets.banner import Banner
 from deployq.tui.widgets.keybar import KeyBar
@@ -28,7 +29,7 @@ EVENTS_SHOWN = 3
 
 
 class JobScreen(JobActionsScreen):
-    VIEW = "job"
+    NEEDS_JOB = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="back", tooltip="to the queue"),
         Binding("f,end", "follow", "Follow", id="follow", tooltip="follow the end of the log"),
@@ -69,7 +70,7 @@ class JobScreen(JobActionsScreen):
         self.query_one("#search", Input).display = False
         self.query_one("#job-error", Static).display = False
         self.log_view.focus()
-        self.dq.last_job_id = self.job_id
+        self.ctx.selected_job_id = self.job_id
         self.resync()
 
     def current_job(self) -> Job | None:
@@ -77,20 +78,26 @@ class JobScreen(JobActionsScreen):
 
     # -- loading ---------------------------------------------------------------------------
 
+    @classmethod
+    def open(cls, job_id: int | None) -> JobScreen:
+        assert job_id is not None
+        return cls(job_id)
+
+    @on(Resync)
     def resync(self) -> None:
         self.load_job()
 
     @work(exclusive=True, group="job-load", exit_on_error=False)
     async def load_job(self) -> None:
-        store = self.dq.store
-        job = await self.dq.attempt(store.jobs.get(self.job_id))
+        store = self.ctx.store
+        job = await self.ctx.attempt(store.jobs.get(self.job_id))
         if job is None:
             return
         self.job = job
         self.refresh_bindings()
         await self._load_extras()
         if self.seq == 0:
-            tail = await self.dq.attempt(
+            tail = await self.ctx.attempt(
                 store.console.log_lines(self.job_id, limit=LOG_MAX_LINES, last=True)
             )
             if tail is not None and tail[1]:
@@ -98,9 +105,13 @@ class JobScreen(JobActionsScreen):
                 self.log_view.write_lines(tail[1])
         self.loaded.set()
         # lines written while the tail was read, or while disconnected
-        last = await self.dq.attempt(store.logs.last_seq(self.job_id))
+        last = await self.ctx.attempt(store.logs.last_seq(self.job_id))
         if last is not None:
             self.logs_appended(self.job_id, last)
+
+    @on(LogsAppended)
+    def _logs_appended(self, message: LogsAppended) -> None:
+        self.logs_appended(message.job_id, message.seq)
 
     def logs_appended(self, job_id: int, seq: int) -> None:
         if job_id != self.job_id or not self.loaded.is_set():
@@ -118,8 +129,8 @@ class JobScreen(JobActionsScreen):
                 if self._log_target - self.seq > LOG_MAX_LINES:
                     # too far behind to show it all: skip to what the view would keep
                     self.seq = self._log_target - LOG_MAX_LINES
-                batch = await self.dq.attempt(
-                    self.dq.store.console.log_lines(self.job_id, after=self.seq, limit=LOG_BATCH)
+                batch = await self.ctx.attempt(
+                    self.ctx.store.console.log_lines(self.job_id, after=self.seq, limit=LOG_BATCH)
                 )
                 if batch is None or not batch[1]:
                     break
@@ -128,8 +139,9 @@ class JobScreen(JobActionsScreen):
         finally:
             self._fetching = False
 
-    def jobs_changed(self, jobs: list[Job]) -> None:
-        for job in jobs:
+    @on(JobsChanged)
+    def _jobs_changed(self, message: JobsChanged) -> None:
+        for job in message.jobs:
             if job.id == self.job_id:
                 self.job = job
                 self.refresh_bindings()
@@ -142,22 +154,27 @@ class JobScreen(JobActionsScreen):
 
     async def _load_extras(self) -> None:
         """Events, and while queued the position and the reason it waits."""
-        store = self.dq.store
-        events = await self.dq.attempt(store.jobs.events(self.job_id))
+        store = self.ctx.store
+        events = await self.ctx.attempt(store.jobs.events(self.job_id))
         if events is not None:
             self.events = events
         self.waiting = None
         if self.job is not None and self.job.status is JobStatus.QUEUED:
-            position = await self.dq.attempt(store.jobs.queue_position(self.job_id))
-            reason = await self.dq.attempt(store.jobs.wait_reason(self.job_id))
+            position = await self.ctx.attempt(store.jobs.queue_position(self.job_id))
+            reason = await self.ctx.attempt(store.jobs.wait_reason(self.job_id))
+            starts = await self.ctx.attempt(store.console.start_estimates(self.ctx.clock()))
             parts = []
             if position is not None:
                 parts.append(f"position {position.position} ({position.ahead} ahead)")
+            start = (starts or {}).get(self.job_id)
+            if start is not None:
+                parts.append(f"starts in ~{elapsed(start)}" if start >= 1 else "starts next")
             if reason:
                 parts.append(reason)
-            self.waiting = " · ".join(parts) or None
+            self.waiting = f" {self.ctx.glyphs.dot} ".join(parts) or None
         self._render_job()
 
+    @on(ClockTick)
     def clock_tick(self) -> None:
         if self.job is not None and not self.job.status.is_final:
             self._render_job()
@@ -168,17 +185,17 @@ class JobScreen(JobActionsScreen):
         job = self.job
         if job is None:
             return
-        now = self.dq.clock()
+        now = self.ctx.clock()
         head = Text.assemble(
-            (READ_ONLY_MARK, "bold reverse") if self.dq.read_only else "",
-            " " if self.dq.read_only else "",
+            (READ_ONLY_MARK, "bold reverse") if self.ctx.read_only else "",
+            " " if self.ctx.read_only else "",
             (f"#{job.id} ", "bold"),
             (job.app_name, "bold"),
             f" {job.branch}",
             (f"@{job.short_sha}" if job.commit_sha else "", "dim"),
             "  ",
             fmt.status_text(job.status, cancel_requested=job.cancel_requested),
-            f"  {fmt.job_progress(job)}  {job.step or ''}".rstrip(),
+            f"  {fmt.job_progress(job, self.ctx.glyphs)}  {job.step or ''}".rstrip(),
             "\n",
             (
                 f"{job.trigger.value} by {job.pusher or '–'} · priority "
@@ -206,20 +223,21 @@ class JobScreen(JobActionsScreen):
 
     def _timeline(self, job: Job) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
+        glyphs = self.ctx.glyphs
         for index, step in enumerate(Step):
             name = step.value
             if index:
-                text.append(" → ", style="dim")
+                text.append(f" {glyphs.arrow} ", style="dim")
             if name in job.step_durations:
                 text.append(f"{name} {elapsed(job.step_durations[name])}", style=fmt.GREEN)
             elif name == job.step and job.status is JobStatus.RUNNING:
-                text.append(f"▶ {name}", style=f"bold {fmt.CYAN}")
+                text.append(f"{glyphs.running} {name}", style=f"bold {fmt.CYAN}")
             elif name == job.step and job.status.is_final:
-                text.append(f"✗ {name}", style=f"bold {fmt.RED}")
+                text.append(f"{glyphs.failed} {name}", style=f"bold {fmt.RED}")
             else:
                 text.append(name, style="dim")
         for event in self.events[-EVENTS_SHOWN:]:
-            at = event["at"].astimezone(self.dq.clock().tzinfo).strftime("%H:%M:%S")
+            at = event["at"].astimezone(self.ctx.clock().tzinfo).strftime("%H:%M:%S")
             who = f" by {event['actor']}" if event.get("actor") else ""
             message = f": {fmt.one_line(event.get('message'), 60)}" if event.get("message") else ""
             text.append(f"\n{at} {event['kind']}{who}{message}", style="dim")

@@ -1,35 +1,41 @@
-"""The queue (home view): live figures, and every job with running and queued pinned on top.
+"""The queue (home view): live figures, and every job: running ones, then queued ones in the
+order workers will claim them (with their position and estimated start), then the history.
 
 Rows are keyed by job id and changed in place (never cleared), so the cursor stays on the
-same job while the queue moves under it.
+same job while the queue moves under it, except when the job under the cursor leaves its
+part of the list (cancelled, finished): then the cursor stays at its place in the list, on
+the next job, so cancelling several queued jobs is ``c y c y``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.coordinate import Coordinate
 from textual.widgets import DataTable, Input, Static
-from textual.widgets.data_table import RowKey
 
 from deployq.durations import elapsed
-from deployq.models import Job
+from deployq.models import Job, JobStatus
 from deployq.store import HeaderStats
 from deployq.tui import format as fmt
+from deployq.tui.columns import Column
 from deployq.tui.filters import GROUPS, JobFilter
+from deployq.tui.messages import ClockTick, JobsChanged, OpenView, Resync, StatsDue
 from deployq.tui.screens.actions import JobActionsScreen
 from deployq.tui.widgets.banner import Banner
-from deployq.tui.widgets.jobtable import JobTable
 from deployq.tui.widgets.keybar import KeyBar
 from deployq.tui.widgets.statusbar import StatusBar
+from deployq.tui.widgets.table import Table
 
-#: queued and running jobs loaded at most (running ones first, then the newest queued; the
-#: header counts them all). Every table change costs time in proportion to its rows.
+#: queued and running jobs loaded at most (running ones first, then the queued ones in claim
+#: order; the header counts them all). Every table change costs time in proportion to its rows.
 ACTIVE_ROWS = 2_000
 #: finished jobs kept in the table, newest first
 HISTORY_ROWS = 500
@@ -39,51 +45,37 @@ FILL_CHUNK_ROWS = 200
 SHOW = Binding.Group("Show", compact=True)
 
 COLUMNS = (
-    ("id", "#"),
-    ("app", "app"),
-    ("ref", "ref"),
-    ("status", "status"),
-    ("progress", "progress"),
-    ("step", "step"),
-    ("time", "time"),
-    ("sha", "sha"),
-    ("server", "server"),
-    ("attempt", "try"),
+    Column("id", "#", 6),
+    Column("app", "app", 6, flex=2),
+    Column("ref", "ref", 6, flex=3),
+    Column("status", "status", 10),
+    Column("progress", "progress", 10),
+    Column("note", "step / wait", 6, flex=4),
+    Column("time", "time", 6),
+    Column("prio", "prio", 4, wide=True),
+    Column("pos", "pos", 4, wide=True),
+    Column("server", "server", 6, flex=2, wide=True),
+    Column("sha", "sha", 7, wide=True),
+    Column("attempt", "try", 3, wide=True),
 )
 
 
-def row_cells(job: Job, now: Any) -> tuple[Any, ...]:
-    return (
-        job.id,
-        fmt.one_line(job.app_name, 16),
-        fmt.one_line(job.branch, 16),
-        fmt.status_text(job.status, cancel_requested=job.cancel_requested),
-        fmt.job_progress(job),
-        job.step or "",
-        fmt.job_time(job, now),
-        job.short_sha,
-        job.server_name or "",
-        f"{job.attempt}/{job.max_attempts}",
-    )
-
-
-def sort_key(job: Job) -> tuple[int, int]:
-    return (fmt.STATUS_RANK.get(job.status, 2), -job.id)
+def sort_key(job: Job) -> tuple[int, int, float, int]:
+    """Running (newest first), then queued in claim order, then the rest (newest first)."""
+    if job.status is JobStatus.RUNNING:
+        return (0, 0, 0.0, -job.id)
+    if job.status is JobStatus.QUEUED:
+        return (1, -int(job.priority), job.run_after.timestamp(), job.id)
+    return (2, 0, 0.0, -job.id)
 
 
 class QueueScreen(JobActionsScreen):
     """Home: the header figures and the job table."""
 
-    VIEW = "queue"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "filter", "Filter", id="filter", tooltip="app: ref: status: server: text"),
         Binding(
-            "escape",
-            "clear_filter",
-            "Clear",
-            id="clear_filter",
-            show=False,
-            tooltip="clear the filter",
+            "escape", "clear_filter", "Clear", id="clear_filter", show=False, tooltip="the filter"
         ),
         Binding("enter", "open", "Open", id="open", show=False, tooltip="the job view"),
         Binding("a", "toggle_group('active')", "Active", id="group_active", group=SHOW),
@@ -97,45 +89,50 @@ class QueueScreen(JobActionsScreen):
         self.jobs: dict[int, Job] = {}
         self.filter = JobFilter()
         self.stats: HeaderStats | None = None
-        self._cells: dict[int, tuple[Any, ...]] = {}
+        self.positions: dict[int, int] = {}
+        """Queued job id -> its place in the claim order (1 = next)."""
+        self.estimates: dict[int, float] = {}
+        """Queued job id -> seconds until it should start, as of ``_estimated_at``."""
+        self._estimated_at = 0.0
         self._early: dict[int, Job] = {}
         self.first_paint = asyncio.Event()
         """Set once the first screenful of rows is in the table."""
+        self.rows_applied = asyncio.Event()
+        """Set once the next batch of job changes is in the table (then replaced)."""
 
     def compose(self) -> ComposeResult:
         yield Banner()
         yield StatusBar("queue", id="stats")
         yield Input(placeholder="filter: app:NAME ref:BRANCH status:failed text…", id="filter")
         yield Static("", id="groups")
-        table = JobTable(id="jobs", cursor_type="row")
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        yield table
+        yield Table(COLUMNS, id="jobs")
         yield KeyBar()
 
     @property
-    def table(self) -> JobTable:
-        return self.query_one("#jobs", JobTable)
+    def table(self) -> Table:
+        return self.query_one("#jobs", Table)
 
     def on_mount(self) -> None:
         self.query_one("#filter", Input).display = False
         self.call_after_refresh(self._show_groups)  # the keys are known once the screen is active
         self.table.focus()
-        if self.dq.listening.is_set():
+        self.watch(self.table, "scroll_y", self._scrolled, init=False)
+        if self.ctx.listening.is_set():
             self.resync()
 
     # -- loading ---------------------------------------------------------------------------
 
+    @on(Resync)
     def resync(self) -> None:
         self.load_jobs()
         self.load_stats()
 
     @work(exclusive=True, group="queue-load", exit_on_error=False)
     async def load_jobs(self) -> None:
-        console = self.dq.store.console
+        console = self.ctx.store.console
         if not self.table.row_count:
             # first load: the top of the queue at once, so the screen fills quickly
-            top = await self.dq.attempt(
+            top = await self.ctx.attempt(
                 console.queue_page(active_limit=FILL_CHUNK_ROWS, history_limit=FILL_CHUNK_ROWS)
             )
             if top is None:
@@ -145,7 +142,7 @@ class QueueScreen(JobActionsScreen):
                 self._rebuild()
             await asyncio.sleep(0)
             self.first_paint.set()
-        jobs = await self.dq.attempt(
+        jobs = await self.ctx.attempt(
             console.queue_page(active_limit=ACTIVE_ROWS, history_limit=HISTORY_ROWS)
         )
         if jobs is None:
@@ -155,40 +152,55 @@ class QueueScreen(JobActionsScreen):
         self.loaded.set()
         early, self._early = self._early, {}
         if early:
-            self.jobs_changed(list(early.values()))
+            self.apply_jobs(list(early.values()))
+
+    def _wanted(self) -> list[Job]:
+        return [j for j in sorted(self.jobs.values(), key=sort_key) if self.filter.matches(j)]
 
     async def _fill(self) -> None:
         """Add the missing rows a chunk at a time (the view stays usable while thousands of
-        rows are measured), then make the table match exactly, in order."""
-        now = self.dq.clock()
-        wanted = [j for j in sorted(self.jobs.values(), key=sort_key) if self.filter.matches(j)]
-        missing = [j for j in wanted if j.id not in self._cells]
+        rows go in), then make the table match exactly, in order."""
+        self._number_queued()
+        now = self.ctx.clock()
+        table = self.table
+        missing = [j for j in self._wanted() if str(j.id) not in table.cells]
         for start in range(0, len(missing), FILL_CHUNK_ROWS):
             with self.app.batch_update():
                 for job in missing[start : start + FILL_CHUNK_ROWS]:
-                    if job.id not in self._cells:  # a live update may have added it already
-                        self._put(job, now)
+                    if str(job.id) not in table.cells:  # a live update may have added it
+                        table.put(str(job.id), self.row_cells(job, now))
             await asyncio.sleep(0)
         with self.app.batch_update():
             self._rebuild()
 
+    @on(StatsDue)
+    def _stats_due(self) -> None:
+        self.load_stats()
+
     @work(exclusive=True, group="queue-stats", exit_on_error=False)
     async def load_stats(self) -> None:
-        stats = await self.dq.attempt(self.dq.store.console.header_stats(self.dq.clock()))
+        """The header figures and the start estimates of the queued jobs."""
+        now = self.ctx.clock()
+        stats = await self.ctx.attempt(self.ctx.store.console.header_stats(now))
         if stats is not None:
             self.stats = stats
             self._show_stats()
+        estimates = await self.ctx.attempt(self.ctx.store.console.start_estimates(now))
+        if estimates is not None:
+            self.estimates, self._estimated_at = estimates, time.monotonic()
+            self._refresh_visible()
 
     def _show_stats(self) -> None:
         stats = self.stats
         if stats is None:
             return
-        now = self.dq.clock()
+        now = self.ctx.clock()
         rate = stats.success_rate_24h
+        none = self.ctx.glyphs.none
         oldest = (
             elapsed((now - stats.oldest_queued_at).total_seconds())
             if stats.oldest_queued_at
-            else "–"
+            else none
         )
         text = Text.assemble(
             ("queued ", "dim"),
@@ -196,87 +208,130 @@ class QueueScreen(JobActionsScreen):
             ("  running ", "dim"),
             (str(stats.running), f"bold {fmt.CYAN}"),
             ("  success 24h ", "dim"),
-            (f"{rate:.0%}" if rate is not None else "–", f"bold {fmt.GREEN}"),
+            (f"{rate:.0%}" if rate is not None else none, f"bold {fmt.GREEN}"),
             ("  p95 ", "dim"),
-            (elapsed(stats.p95_duration_s) or "–", "bold"),
+            (elapsed(stats.p95_duration_s) or none, "bold"),
             ("  oldest queued ", "dim"),
             (oldest, "bold"),
         )
         self.query_one("#stats", StatusBar).show(text)
 
-    # -- table maintenance -----------------------------------------------------------------
+    # -- rows ------------------------------------------------------------------------------
 
-    def _cursor_key(self) -> RowKey | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        return table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key
+    def row_cells(self, job: Job, now: datetime) -> Mapping[str, Any]:
+        glyphs = self.ctx.glyphs
+        position = self.positions.get(job.id)
+        return {
+            "id": job.id,
+            "app": job.app_name,
+            "ref": job.branch or job.ref,
+            "status": fmt.status_text(job.status, cancel_requested=job.cancel_requested),
+            "progress": fmt.job_progress(job, glyphs),
+            "note": self._note(job, position),
+            "time": fmt.job_time(job, now),
+            "prio": fmt.priority_short(int(job.priority)),
+            "pos": str(position) if position is not None else "",
+            "server": job.server_name or "",
+            "sha": job.short_sha,
+            "attempt": f"{job.attempt}/{job.max_attempts}",
+        }
 
-    def _restore_cursor(self, key: RowKey | None) -> None:
-        table = self.table
-        if key is not None and key in table.rows:
-            index = table.get_row_index(key)
-            if index != table.cursor_row:
-                table.move_cursor(row=index, animate=False)
+    def _note(self, job: Job, position: int | None) -> str:
+        """The step while running; the place in the queue and the estimated start while
+        queued; why it ended otherwise."""
+        if job.status is JobStatus.RUNNING:
+            return job.step or ""
+        if job.status is JobStatus.QUEUED:
+            parts = [f"pos {position}"] if position is not None else []
+            estimate = self.estimates.get(job.id)
+            if estimate is not None:
+                left = max(0.0, estimate - (time.monotonic() - self._estimated_at))
+                parts.append(f"in ~{elapsed(left)}" if left >= 1 else "next")
+            if job.wait_reason:
+                parts.append(job.wait_reason)
+            return f" {self.ctx.glyphs.dot} ".join(parts)
+        if job.status is JobStatus.SUCCEEDED:
+            return ""
+        return fmt.one_line(job.error, 200)
+
+    def _number_queued(self) -> bool:
+        """Number the loaded queued jobs in claim order; True when any place changed."""
+        queued = sorted(
+            (j for j in self.jobs.values() if j.status is JobStatus.QUEUED), key=sort_key
+        )
+        positions = {job.id: index for index, job in enumerate(queued, 1)}
+        changed = positions != self.positions
+        self.positions = positions
+        return changed
 
     def _sort(self) -> None:
         jobs = self.jobs
         self.table.sort("id", key=lambda job_id: sort_key(jobs[job_id]))
 
+    def _restore(self, key: str | None, index: int) -> None:
+        table = self.table
+        if key is not None and key in table.cells:
+            target = table.get_row_index(key)
+        else:
+            target = min(index, table.row_count - 1)
+        if target >= 0 and target != table.cursor_row:
+            table.move_cursor(row=target, animate=False)
+
     def _rebuild(self) -> None:
         """Make the table show exactly the loaded jobs that pass the filter (in place)."""
         table = self.table
-        cursor = self._cursor_key()
-        now = self.dq.clock()
-        wanted = [j for j in sorted(self.jobs.values(), key=sort_key) if self.filter.matches(j)]
+        key, index = table.cursor_key(), table.cursor_row
+        self._number_queued()
+        now = self.ctx.clock()
+        wanted = self._wanted()
         wanted_keys = {str(j.id) for j in wanted}
-        for key in [k for k in table.rows if k.value not in wanted_keys]:
-            table.remove_row(key)
-            self._cells.pop(int(str(key.value)), None)
+        for stale in [k for k in table.keys() if k not in wanted_keys]:
+            table.drop(stale)
         fresh = not table.row_count
         for job in wanted:
-            self._put(job, now)
+            table.put(str(job.id), self.row_cells(job, now))
         if not fresh:
             self._sort()
-        self._restore_cursor(cursor)
+        self._restore(key, index)
 
-    def _put(self, job: Job, now: Any) -> bool:
-        """Add or update the row of ``job``; True when a row was added."""
-        table = self.table
-        cells = row_cells(job, now)
-        old = self._cells.get(job.id)
-        self._cells[job.id] = cells
-        if old is None:
-            table.add_row(*cells, key=str(job.id))
-            return True
-        for (column, _label), before, after in zip(COLUMNS, old, cells, strict=True):
-            if before != after:
-                table.set_cell(str(job.id), column, after)
-        return False
+    @on(JobsChanged)
+    def _jobs_changed(self, message: JobsChanged) -> None:
+        with self.app.batch_update():
+            self.apply_jobs(message.jobs)
+        applied, self.rows_applied = self.rows_applied, asyncio.Event()
+        applied.set()
 
-    def _drop(self, job_id: int) -> None:
-        if self._cells.pop(job_id, None) is not None:
-            self.table.remove_row(str(job_id))
-
-    def jobs_changed(self, jobs: list[Job]) -> None:
+    def apply_jobs(self, jobs: list[Job]) -> None:
+        """Put these changed jobs in the table."""
         if not self.loaded.is_set():
             self._early.update((job.id, job) for job in jobs)  # applied once loaded
             return
-        cursor = self._cursor_key()
-        now = self.dq.clock()
+        table = self.table
+        key, index = table.cursor_key(), table.cursor_row
+        now = self.ctx.clock()
         resort = False
         for job in jobs:
             before = self.jobs.get(job.id)
             self.jobs[job.id] = job
+            if (
+                before is not None
+                and str(job.id) == key
+                and sort_key(before)[0] != sort_key(job)[0]
+            ):
+                key = None  # the job under the cursor left its part: keep the cursor's place
+            resort = resort or before is None or sort_key(before) != sort_key(job)
+        if resort:
+            self._number_queued()
+        for job in jobs:
             if not self.filter.matches(job):
-                self._drop(job.id)
+                table.drop(str(job.id))
                 continue
-            added = self._put(job, now)
-            resort = resort or added or before is None or sort_key(before) != sort_key(job)
+            resort = table.put(str(job.id), self.row_cells(job, now)) or resort
         resort = self._trim_history() or resort
         if resort:
             self._sort()
-        self._restore_cursor(cursor)
+            self._refresh_visible()
+        self._restore(key, index)
 
     def _trim_history(self) -> bool:
         if len(self.jobs) <= ACTIVE_ROWS + HISTORY_ROWS:
@@ -286,53 +341,51 @@ class QueueScreen(JobActionsScreen):
             return False
         for job_id in sorted(finished)[: len(finished) - HISTORY_ROWS]:
             del self.jobs[job_id]
-            self._drop(job_id)
+            self.table.drop(str(job_id))
         return True
 
-    def clock_tick(self) -> None:
-        """Refresh the times of the rows on screen (rows scrolled into view catch up on the
-        next tick), so the cost does not grow with the queue."""
-        now = self.dq.clock()
+    def _refresh_visible(self) -> None:
+        """Bring the rows on screen up to date: times, places and estimates change without a
+        notification. Only the visible rows, so the cost does not grow with the queue; rows
+        scrolled into view catch up at once."""
+        now = self.ctx.clock()
         table = self.table
         top = int(table.scroll_offset.y)
         for row in table.ordered_rows[top : top + table.size.height]:
-            job_id = int(str(row.key.value))
-            job, cells = self.jobs.get(job_id), self._cells.get(job_id)
-            if job is None or cells is None or job.status.is_final:
-                continue
-            text = fmt.job_time(job, now)
-            if text != cells[6]:
-                self._cells[job_id] = (*cells[:6], text, *cells[7:])
-                table.set_cell(str(job_id), "time", text)
+            job = self.jobs.get(int(str(row.key.value)))
+            if job is not None and not job.status.is_final:
+                table.put(str(job.id), self.row_cells(job, now))
+
+    def _scrolled(self, _value: float) -> None:
+        self._refresh_visible()
+
+    @on(ClockTick)
+    def clock_tick(self) -> None:
+        self._refresh_visible()
         self._show_stats()
 
     # -- current job, open, filter ---------------------------------------------------------
 
     def cursor_job_id(self) -> int | None:
-        key = self._cursor_key()
-        return int(str(key.value)) if key is not None else None
+        key = self.table.cursor_key()
+        return int(key) if key is not None else None
 
     def current_job(self) -> Job | None:
         job_id = self.cursor_job_id()
         return self.jobs.get(job_id) if job_id is not None else None
 
     def on_data_table_row_highlighted(self) -> None:
+        self.ctx.selected_job_id = self.cursor_job_id() or self.ctx.selected_job_id
         self.refresh_bindings()  # the key bar offers the verbs of the job under the cursor
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:
-            self._open(int(event.row_key.value))
+            self.post_message(OpenView("job", int(event.row_key.value)))
 
     def action_open(self) -> None:
         job_id = self.cursor_job_id()
         if job_id is not None:
-            self._open(job_id)
-
-    def _open(self, job_id: int) -> None:
-        from deployq.tui.screens.job import JobScreen
-
-        self.dq.last_job_id = job_id
-        self.app.push_screen(JobScreen(job_id))
+            self.post_message(OpenView("job", job_id))
 
     def action_filter(self) -> None:
         field = self.query_one("#filter", Input)
@@ -366,6 +419,7 @@ class QueueScreen(JobActionsScreen):
             self._rebuild()
 
     def _show_groups(self) -> None:
+        glyphs = self.ctx.glyphs
         parts: list[tuple[str, str] | str] = []
         keys = {
             active.binding.action: self.app.get_key_display(active.binding)
@@ -374,7 +428,8 @@ class QueueScreen(JobActionsScreen):
         for group in GROUPS:
             on = group not in self.filter.hidden
             key = keys.get(f"toggle_group('{group}')", "")
-            parts.append((f"{key}{'■' if on else '□'} {group}  ", "bold" if on else "dim"))
+            mark = glyphs.shown if on else glyphs.hidden
+            parts.append((f"{key}{mark} {group}  ", "bold" if on else "dim"))
         if self.filter.text:
             parts.append((f"filter: {self.filter.text}", "italic"))
         self.query_one("#groups", Static).update(Text.assemble(*parts))

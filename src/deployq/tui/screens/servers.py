@@ -2,32 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.coordinate import Coordinate
-from textual.widgets import DataTable
 
-from deployq.models import BuildServer, Job
+from deployq.models import BuildServer
 from deployq.tui import format as fmt
+from deployq.tui.columns import Column
+from deployq.tui.messages import ClockTick, JobsChanged, Resync, ServersChanged
 from deployq.tui.screens.base import LiveScreen
 from deployq.tui.screens.confirm import ConfirmScreen
 from deployq.tui.widgets.banner import Banner
-from deployq.tui.widgets.jobtable import JobTable
 from deployq.tui.widgets.keybar import KeyBar
 from deployq.tui.widgets.statusbar import StatusBar
+from deployq.tui.widgets.table import Table
 
 COLUMNS = (
-    ("name", "server"),
-    ("state", "state"),
-    ("load", "running"),
-    ("arch", "arch"),
-    ("labels", "labels"),
-    ("heartbeat", "heartbeat"),
-    ("error", "last error"),
+    Column("name", "server", 8, flex=2),
+    Column("state", "state", 9),
+    Column("load", "running", 7),
+    Column("arch", "arch", 7),
+    Column("labels", "labels", 6, flex=1),
+    Column("heartbeat", "heartbeat", 10),
+    Column("error", "last error", 6, flex=3),
 )
 
 
@@ -40,7 +40,6 @@ def server_state(server: BuildServer) -> Text:
 
 
 class ServersScreen(LiveScreen):
-    VIEW = "servers"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="back", tooltip="to the queue"),
         Binding("d", "drain", "Drain", id="drain", tooltip="no new jobs (asks first)"),
@@ -54,76 +53,84 @@ class ServersScreen(LiveScreen):
     def compose(self) -> ComposeResult:
         yield Banner()
         yield StatusBar("Build servers", id="title")
-        table = JobTable(id="servers", cursor_type="row")
-        for key, label in COLUMNS:
-            table.add_column(label, key=key)
-        yield table
+        yield Table(COLUMNS, id="servers")
         yield KeyBar()
 
     @property
-    def table(self) -> DataTable[Any]:
-        return self.query_one("#servers", DataTable)
+    def table(self) -> Table:
+        return self.query_one("#servers", Table)
 
     def on_mount(self) -> None:
         self.table.focus()
-        self.resync()
-
-    def resync(self) -> None:
         self.load()
 
-    def servers_changed(self) -> None:
+    @on(Resync)
+    @on(ServersChanged)
+    @on(JobsChanged)  # running counts
+    def _reload(self) -> None:
         self.load()
 
-    def jobs_changed(self, jobs: list[Job]) -> None:
-        self.load()  # running counts
-
+    @on(ClockTick)
     def clock_tick(self) -> None:
-        now = self.dq.clock()
+        now = self.ctx.clock()
         for server in self.servers:
-            self.table.update_cell(server.name, "heartbeat", fmt.age(server.last_heartbeat_at, now))
+            self.table.set_cell(server.name, "heartbeat", fmt.age(server.last_heartbeat_at, now))
+
+    def key_applies(self, action: str) -> bool:
+        server = self._selected_server()
+        if action == "drain":
+            return server is not None and not server.draining
+        if action == "undrain":
+            return server is not None and server.draining
+        return True
 
     @work(exclusive=True, group="servers-load", exit_on_error=False)
     async def load(self) -> None:
-        servers = await self.dq.attempt(self.dq.store.servers.list())
+        servers = await self.ctx.attempt(self.ctx.store.servers.list())
         if servers is None:
             return
         self.servers = servers
         table = self.table
-        now = self.dq.clock()
+        now = self.ctx.clock()
         names = {s.name for s in servers}
         with self.app.batch_update():
-            for key in [k for k in table.rows if k.value not in names]:
-                table.remove_row(key)
+            for key in [k for k in table.keys() if k not in names]:
+                table.drop(key)
             for server in servers:
-                cells = (
+                table.put(
                     server.name,
-                    server_state(server),
-                    f"{server.running}/{server.capacity}",
-                    server.arch,
-                    ", ".join(server.labels),
-                    fmt.age(server.last_heartbeat_at, now),
-                    fmt.one_line(server.last_error, 40),
+                    {
+                        "name": server.name,
+                        "state": server_state(server),
+                        "load": f"{server.running}/{server.capacity}",
+                        "arch": server.arch,
+                        "labels": ", ".join(server.labels),
+                        "heartbeat": fmt.age(server.last_heartbeat_at, now),
+                        "error": fmt.one_line(server.last_error, 200),
+                    },
                 )
-                if server.name in table.rows:
-                    for (column, _), value in zip(COLUMNS, cells, strict=True):
-                        table.update_cell(server.name, column, value)
-                else:
-                    table.add_row(*cells, key=server.name)
+        self.refresh_bindings()
         self.loaded.set()
 
+    def on_data_table_row_highlighted(self) -> None:
+        self.refresh_bindings()
+
     def _selected(self) -> str | None:
-        table = self.table
-        if table.row_count == 0:
-            return None
-        key = table.coordinate_to_cell_key(Coordinate(table.cursor_row, 0)).row_key
-        return str(key.value)
+        return self.table.cursor_key()
+
+    def _selected_server(self) -> BuildServer | None:
+        name = self._selected()
+        return next((s for s in self.servers if s.name == name), None)
 
     def action_back(self) -> None:
         self.app.pop_screen()
 
     def action_drain(self) -> None:
+        if self.ctx.refuse_if_read_only():
+            return
         name = self._selected()
-        if self.dq.refuse_if_read_only() or name is None:
+        if name is None:
+            self.notify("no build server selected", severity="warning")
             return
 
         async def answered(yes: bool | None) -> None:
@@ -136,13 +143,17 @@ class ServersScreen(LiveScreen):
         )
 
     async def action_undrain(self) -> None:
+        if self.ctx.refuse_if_read_only():
+            return
         name = self._selected()
-        if not self.dq.refuse_if_read_only() and name is not None:
-            await self._set_draining(name, False)
+        if name is None:
+            self.notify("no build server selected", severity="warning")
+            return
+        await self._set_draining(name, False)
 
     async def _set_draining(self, name: str, draining: bool) -> None:
-        server = await self.dq.act(
-            self.dq.store.servers.set_draining(name, draining),
+        server = await self.ctx.act(
+            self.ctx.store.servers.set_draining(name, draining),
             what=f"{'drain' if draining else 'undrain'} {name}",
         )
         if server is not None:
