@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import getpass
 import json
 from datetime import UTC, datetime
@@ -15,12 +13,10 @@ from deployq.cli.common import CliState, common_options, emit, table, to_jsonabl
 from deployq.durations import elapsed, parse_duration, setting
 from deployq.errors import InvalidInput
 from deployq.imageref import pull_reference
+from deployq.logfollow import LogWaker
 from deployq.manual import manual_trigger
 from deployq.models import Job, JobStatus, Priority
-from deployq.store import CHANNEL_JOBS, CHANNEL_LOGS, Listener, Store
-
-#: how long ``logs -f`` waits for its LISTEN connection before reading anyway
-LISTEN_READY_S = 10.0
+from deployq.store import Store
 
 
 def operator() -> str:
@@ -221,43 +217,17 @@ async def logs_cmd(state: CliState, store: Store, job_id: int, follow: bool) -> 
 
 
 async def follow_logs(state: CliState, store: Store, job_id: int) -> None:
-    """Print lines as they arrive (LISTEN on CHANNEL_LOGS), resuming after the last seq
-    printed on every wake-up and reconnection, until the job reaches a final state."""
-    wake = asyncio.Event()
-
-    async def reconnected() -> None:
-        wake.set()  # notifications sent while disconnected are lost: read again
-
-    listener = Listener(store.dsn, [CHANNEL_LOGS, CHANNEL_JOBS], on_connect=reconnected)
-
-    async def listen() -> None:
-        async for notice in listener:
-            if notice.payload.get("job") == job_id or notice.payload.get("id") == job_id:
-                wake.set()
-
-    task = asyncio.create_task(listen())
-    last = 0
+    """Print lines as they arrive (the one :class:`~deployq.logfollow.LogFollower`, woken by
+    LISTEN), until the job reaches a final state."""
+    waker = LogWaker(store.dsn)
     try:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(listener.connected.wait(), LISTEN_READY_S)
-        while True:
-            wake.clear()
-            job = await store.jobs.get(job_id)
-            lines = await store.logs.read(job_id, after=last)
-            _print_lines(state, lines)
-            if lines:
-                last = lines[-1].seq
-            if job.status.is_final:
-                # the final status was read before these lines: nothing can follow them
-                if not state.json:
-                    click.echo(f"-- job #{job_id} {job.status.value}", err=True)
-                return
-            await wake.wait()
+        async with waker.follow(store, job_id) as follower:
+            async for lines in follower:
+                _print_lines(state, lines)
     finally:
-        await listener.close()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await waker.close()
+    if follower.final is not None and not state.json:
+        click.echo(f"-- job #{job_id} {follower.final.status.value}", err=True)
 
 
 def _print_lines(state: CliState, lines: list[Any]) -> None:

@@ -12,15 +12,16 @@ from typing import Any
 from aiohttp import web
 
 from deployq.durations import parse_duration
+from deployq.logfollow import LogWaker
 from deployq.manual import manual_trigger
 from deployq.models import App, Job, JobStatus, TokenScope
 from deployq.webhooks.auth import actor_of, requires, token_of
 from deployq.webhooks.errors import ApiError
 from deployq.webhooks.replay import replay_stored
-from deployq.webhooks.sse import LogHub, stream_logs
+from deployq.webhooks.sse import stream_logs
 from deployq.webhooks.state import STATE_KEY
 
-HUB_KEY = web.AppKey("deployq_log_hub", LogHub)
+HUB_KEY = web.AppKey("deployq_log_waker", LogWaker)
 MAX_ID = 2**63 - 1
 MAX_LIMIT = 500
 MAX_STATS_WINDOW_S = 3650 * 86400.0

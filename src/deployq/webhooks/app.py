@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from deployq.db.migrate import pending_migrations
 from deployq.errors import DeployqError
+from deployq.logfollow import LogWaker
 from deployq.store import Store
 from deployq.webhooks.api import HUB_KEY, add_routes
 from deployq.webhooks.auth import auth_middleware
@@ -27,7 +28,6 @@ from deployq.webhooks.receiver import handler
 from deployq.webhooks.recorder import DeliveryRecorder
 from deployq.webhooks.replay import load_app_cache, spool_replayer
 from deployq.webhooks.spool import Spool
-from deployq.webhooks.sse import LogHub
 from deployq.webhooks.state import DB_ERRORS, STATE_KEY, WebState
 
 STORE_KEY = web.AppKey("store", Store)
@@ -45,7 +45,7 @@ def create_app(store: Store) -> web.Application:
     app[STATE_KEY] = WebState(
         store, Spool(store.settings.spool_dir), Metrics(), DeliveryRecorder(store)
     )
-    app[HUB_KEY] = LogHub(store.dsn)
+    app[HUB_KEY] = LogWaker(store.dsn)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
