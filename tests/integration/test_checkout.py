@@ -72,6 +72,35 @@ async def test_a_server_refusing_bare_shas_falls_back_to_the_ref(
     assert any("does not serve commit" in line for line in lines), lines
 
 
+async def test_a_short_sha_is_found_in_the_history_of_the_ref(
+    git_repo_factory: GitRepoFactory, tmp_path: Path
+) -> None:
+    repo = git_repo_factory({"app.txt": "first\n"})
+    first = repo.head
+    repo.commit({"app.txt": "second\n"}, "second")
+
+    info = await checkout(
+        repo.url, tmp_path / "ws", ref="refs/heads/main", commit_sha=first[:7].upper(), log=print
+    )
+
+    assert info.sha == first
+    assert (tmp_path / "ws" / "app.txt").read_text() == "first\n"
+
+
+async def test_a_short_sha_not_on_the_ref_fails_for_good(
+    git_repo_factory: GitRepoFactory, tmp_path: Path
+) -> None:
+    repo = git_repo_factory({"app.txt": "x"})
+
+    with pytest.raises(CheckoutError) as caught:
+        await checkout(repo.url, tmp_path / "ws", ref="main", commit_sha="abcdef1", log=print)
+
+    assert caught.value.message.startswith(
+        f"commit abcdef1 is not in the history of main in {repo.url}"
+    )
+    assert caught.value.retryable is False
+
+
 async def test_a_missing_commit_is_a_checkout_error(
     git_repo_factory: GitRepoFactory, tmp_path: Path
 ) -> None:

@@ -72,6 +72,7 @@ async def test_no_dockerfile_and_no_runtime_fails_at_once_and_keeps_the_workspac
     assert job.error.startswith(
         "detect failed on local: no Dockerfile and no known runtime detected"
     )
+    assert job.error.endswith("(not retried: another attempt would fail the same way)")
     assert f"ERROR: {job.error}" in await log_text(store, job.id)
     workspace = Path(store.settings.workspaces_dir, f"job-{job.id}-1")
     assert await asyncio.to_thread((workspace / "README.md").is_file)
@@ -102,3 +103,29 @@ async def test_a_repository_that_cannot_be_cloned_says_where(
     assert job.error is not None
     assert job.error.startswith("checkout failed on local: ")
     assert "no-such-repo" in job.error
+
+
+async def test_an_image_on_another_registry_fails_before_checkout_and_is_not_retried(
+    open_store: Any, git_repo_factory: Any
+) -> None:
+    store = await open_store()
+    repo = git_repo_factory({"Dockerfile": "FROM scratch\n"})
+    app = await add_app(store, repo.url, image="ghcr.io/team/web", max_attempts=3)
+    job = await run_one(store, app)
+    assert job.status is JobStatus.FAILED and job.attempt == 1
+    assert job.error is not None
+    assert job.error.startswith("configuration check failed on local: image 'ghcr.io/team/web'")
+    assert job.error.endswith("(not retried: a configuration problem; fix it, then deploy again)")
+    assert "==> checkout" not in await log_text(store, job.id)
+
+
+async def test_an_image_named_with_the_registry_host_is_pushed_there_once(
+    open_store: Any, git_repo_factory: Any, registry: Any
+) -> None:
+    store = await open_store()
+    repo = git_repo_factory({"Dockerfile": "FROM scratch\nCOPY Dockerfile /\n"})
+    app = await add_app(store, repo.url, image=f"{registry.url}/team/demo")
+    job = await run_one(store, app)
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    assert job.image_ref == f"{registry.url}/team/demo:{job.commit_sha[:7]}"
+    assert job.image_digest is not None and job.image_digest.startswith("sha256:")

@@ -29,6 +29,7 @@ from deployq.errors import CheckoutError
 from deployq.redact import Redactor, redact_urls
 
 _SHA_RE = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
+_SHORT_SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _DROP_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_SSH_COMMAND")
 _MISSING_OBJECT = re.compile(
     r"not our ref|couldn't find remote ref|no such remote ref|unadvertised object|"
@@ -94,8 +95,10 @@ async def checkout(
     redact = Redactor([token, urlsplit(repo_url).password])
     env = _git_env(token, ssh_key)
     sha = commit_sha.lower() if commit_sha else None
-    if sha is not None and not _SHA_RE.match(sha):
-        raise _fail(CheckoutError(f"{commit_sha!r} is not a full commit sha"))
+    if sha is not None and not _SHORT_SHA_RE.match(sha):
+        raise _fail(CheckoutError(f"{commit_sha!r} is not a commit sha"))
+    # a short sha (deploy --commit 3f2a9c1) is found in the ref's history, never fetched alone
+    short = sha is not None and not _SHA_RE.match(sha)
 
     async def git_cmd(*args: str, quiet: bool = False) -> tuple[int, str]:
         if not quiet:
@@ -110,7 +113,7 @@ async def checkout(
     log(f"fetching {ref}{f' at {sha[:7]}' if sha else ''} from {shown_url}")
 
     fetched = False
-    if sha is not None:
+    if sha is not None and not short:
         rc, _ = await git_cmd("fetch", "--quiet", "--no-tags", "--depth", "1", "origin", sha)
         fetched = rc == 0
         if not fetched:
@@ -122,7 +125,17 @@ async def checkout(
             if _MISSING_OBJECT.search(tail):
                 raise _fail(CheckoutError(f"ref {ref!r} does not exist in {shown_url}"))
             raise CheckoutError(f"clone of {shown_url} refused: {_reason(tail)}")
-        if sha is not None:
+        if sha is not None and short:
+            rc, out = await git_cmd("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}")
+            if rc != 0:
+                raise _fail(
+                    CheckoutError(
+                        f"commit {sha} is not in the history of {ref} in {shown_url} "
+                        "(or is ambiguous): give more of its sha, or the right --ref"
+                    )
+                )
+            sha = out.strip().splitlines()[-1]
+        elif sha is not None:
             rc, _ = await git_cmd("cat-file", "-e", f"{sha}^{{commit}}", quiet=True)
             if rc != 0:
                 raise _fail(

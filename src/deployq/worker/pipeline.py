@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 
 _TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 MAX_TAG_CHARS = 128
+#: why a failure is final, in its error: "(not retried: …)"
+NOT_RETRIED_SAME = "another attempt would fail the same way"
+NOT_RETRIED_CONFIG = "a configuration problem; fix it, then deploy again"
 #: how long the verify step waits for Harbor's vulnerability scan
 HARBOR_SCAN_TIMEOUT_S = 600.0
 
@@ -160,14 +163,19 @@ class Pipeline:
                 await self.on_engine_down(exc.message)
             return self._failed(exc.message, retryable=exc.retryable)
         except DeployqError as exc:  # configuration problems: another attempt will not help
-            return self._failed(exc.message, retryable=False)
+            return self._failed(exc.message, retryable=False, why=NOT_RETRIED_CONFIG)
         except Exception as exc:
             log.exception("job #%s: unexpected error during %s", self.lease.id, self.step)
             return self._failed(f"internal error: {type(exc).__name__}: {exc}", retryable=True)
 
-    def _failed(self, message: str, *, retryable: bool) -> Outcome:
-        where = f"{self.step.value} failed" if self.step else "failed"
-        error = self.logs.redact(f"{where} on {self.server.name}: {message}")
+    def _failed(self, message: str, *, retryable: bool, why: str = NOT_RETRIED_SAME) -> Outcome:
+        """A failed outcome whose error names the step (``build failed on big1: …``) and,
+        when no retry can help, says so: such a job fails at once, whatever attempts are left."""
+        where = f"{self.step.value} failed" if self.step else "configuration check failed"
+        error = f"{where} on {self.server.name}: {message}"
+        if not retryable:
+            error += f" (not retried: {why})"
+        error = self.logs.redact(error)
         self.logs.write(f"ERROR: {error}")
         if retryable and self.lease.attempt < self.lease.job.max_attempts:
             self.logs.write("==> this attempt may be retried")
