@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from deployq.durations import setting
@@ -42,9 +43,13 @@ class ReconcileResult:
     error: str | None = None
 
 
-async def ls_remote(url: str, *, timeout_s: float = LS_REMOTE_TIMEOUT_S) -> dict[str, str]:
-    """Branch heads of a repository: ``{"refs/heads/main": sha}``; CheckoutError on failure."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for a password prompt
+async def ls_remote(
+    url: str, *, timeout_s: float = LS_REMOTE_TIMEOUT_S, env: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """Branch heads of a repository: ``{"refs/heads/main": sha}``; CheckoutError on failure.
+    ``env``: git's environment (credentials, as the checkout sets them); default: ours."""
+    if env is None:
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for a password prompt
     proc = await asyncio.create_subprocess_exec(
         "git",
         "ls-remote",

@@ -7,6 +7,7 @@ the clone URL always comes from the app's own configuration.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(?P<host>[^:/]+):(?P<path>(?!//).+)$")
@@ -35,3 +36,13 @@ def repo_identity(url_or_name: str) -> str:
     if not host or not path:
         raise ValueError(f"not a repository URL: {url_or_name!r}")
     return f"{host}/{path}"
+
+
+def absolute_clone_url(url: str) -> str:
+    """A relative local path (``./hello-app``) as an absolute one: workers clone it from their
+    own workspace, not from the directory ``app add`` ran in. Other URLs are unchanged."""
+    text = url.strip()
+    if "://" in text or text.startswith("/") or _SCP_LIKE.match(text):
+        return text
+    path = Path(text)
+    return str(path.resolve()) if path.exists() else text

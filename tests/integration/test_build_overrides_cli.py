@@ -25,7 +25,7 @@ def deployq(*args: str, database_url: str, data_dir: Path) -> subprocess.Complet
 
 def test_build_overrides_are_stored_with_the_app(database_url: str, tmp_path: Path) -> None:
     added = deployq(
-        "app", "add", "api", "--repo", "https://github.com/acme/api.git",
+        "app", "add", "--no-check", "api", "--repo", "https://github.com/acme/api.git",
         "--install-cmd", "pip install -r requirements/prod.txt",
         "--build-cmd", "python manage.py collectstatic --noinput",
         "--start-cmd", "gunicorn api.wsgi --bind 0.0.0.0:$PORT",
@@ -48,7 +48,7 @@ def test_build_overrides_are_stored_with_the_app(database_url: str, tmp_path: Pa
 
 def test_a_multi_line_start_command_is_refused(database_url: str, tmp_path: Path) -> None:
     result = deployq(
-        "app", "add", "api", "--repo", "https://github.com/acme/api.git",
+        "app", "add", "--no-check", "api", "--repo", "https://github.com/acme/api.git",
         "--start-cmd", "gunicorn api.wsgi\nRUN curl evil",
         database_url=database_url, data_dir=tmp_path,
     )  # fmt: skip

@@ -77,6 +77,7 @@ def test_app_add_list_show_rm(cli) -> None:  # type: ignore[no-untyped-def]
     added = cli(
         "app",
         "add",
+        "--no-check",
         "web",
         "--repo",
         "https://github.com/Acme/Web.git",
@@ -101,7 +102,7 @@ def test_app_add_list_show_rm(cli) -> None:  # type: ignore[no-untyped-def]
     assert "s3cret" not in shown.stdout
     assert "MODE" in shown.stdout
 
-    duplicate = cli("app", "add", "web", "--repo", "https://github.com/acme/web")
+    duplicate = cli("app", "add", "--no-check", "web", "--repo", "https://github.com/acme/web")
     assert duplicate.returncode == 1
     assert "exists already" in duplicate.stderr
 
@@ -112,7 +113,7 @@ def test_app_add_list_show_rm(cli) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_invalid_app_name_is_explained(cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("app", "add", "Bad Name", "--repo", "https://x/y/z")
+    result = cli("app", "add", "--no-check", "Bad Name", "--repo", "https://x/y/z")
     assert result.returncode == 1
     assert "app names are" in result.stderr
 
@@ -127,6 +128,7 @@ def test_app_add_accepts_images_as_docker_writes_them(cli, image: str) -> None: 
     added = cli(
         "app",
         "add",
+        "--no-check",
         "demo",
         "--repo",
         "https://example.invalid/d.git",
@@ -157,6 +159,7 @@ def test_app_add_refuses_an_invalid_image_with_the_rule_it_breaks(  # type: igno
     refused = cli(
         "app",
         "add",
+        "--no-check",
         "demo",
         "--repo",
         "https://example.invalid/d.git",
@@ -169,3 +172,42 @@ def test_app_add_refuses_an_invalid_image_with_the_rule_it_breaks(  # type: igno
     assert len(lines) == 1 and lines[0].startswith("error: image "), refused.stderr
     assert rule in lines[0]
     assert "demo" not in cli("app", "list", env=REGISTRY).stdout
+
+
+def test_app_add_checks_the_repository_its_branches_and_the_registry(  # type: ignore[no-untyped-def]
+    cli, git_repo_factory, registry, tmp_path: Path
+) -> None:
+    repo = git_repo_factory({"Dockerfile": "FROM scratch\n"})
+    good = {
+        "DEPLOYQ_REGISTRY_URL": registry.url,
+        "DEPLOYQ_REGISTRY_INSECURE": "true",
+        "DEPLOYQ_REGISTRY_USERNAME": registry.username,
+        "DEPLOYQ_REGISTRY_PASSWORD": registry.password,
+    }
+
+    missing = (tmp_path / "no-such-repo").as_uri()
+    refused = cli("app", "add", "web", "--repo", missing, env=good)
+    assert refused.returncode == 1
+    assert refused.stderr.startswith(
+        f"error: app web not added: repository: git ls-remote {missing}"
+    )
+    assert refused.stderr.strip().endswith("(--no-check adds it anyway)")
+
+    refused = cli("app", "add", "web", "--repo", repo.url, "--branch", "main", "--branch", "dev",
+                  env=good)  # fmt: skip
+    assert refused.returncode == 1
+    assert f"branch 'dev' does not exist in {repo.url} (it has: main); fix --branch" in (
+        refused.stderr
+    )
+
+    wrong = {**good, "DEPLOYQ_REGISTRY_PASSWORD": "wrong-password-123"}
+    refused = cli("app", "add", "web", "--repo", repo.url, "--branch", "rel/*", env=wrong)
+    assert refused.returncode == 1
+    assert f"registry: registry http://{registry.url} refused user 'deployq'" in refused.stderr
+    assert "wrong-password-123" not in refused.stderr
+    assert "web" not in cli("app", "list", env=good).stdout
+
+    added = cli("app", "add", "web", "--repo", repo.url, env=good)
+    assert added.returncode == 0, added.stderr
+    offline = cli("app", "add", "api", "--no-check", "--repo", missing, env=wrong)
+    assert offline.returncode == 0, offline.stderr

@@ -65,7 +65,7 @@ def test_run_settings_are_stored_and_shown_with_env_values_hidden(cli: Cli) -> N
     ok(cli("target", "add", "local", "--docker-host", "unix:///var/run/docker.sock"))
     ok(
         cli(
-            "app", "add", "web", "--repo", REPO,
+            "app", "add", "--no-check", "web", "--repo", REPO,
             "--deploy-target", "local",
             "--port", "127.0.0.1:8080:80",
             "--env", "DATABASE_URL=postgresql://web:hunter2-secret@db/web",
@@ -94,17 +94,19 @@ def test_run_settings_are_stored_and_shown_with_env_values_hidden(cli: Cli) -> N
 
     # a target in use cannot be removed; an app without run settings builds only
     assert "apps deploy to local: web" in failure(cli("target", "rm", "local", "--yes"))
-    ok(cli("app", "add", "api", "--repo", REPO))
+    ok(cli("app", "add", "--no-check", "api", "--repo", REPO))
     assert json.loads(ok(cli("app", "show", "api", "--json")))["deploy"] is None
 
 
 def test_bad_run_settings_are_one_line_that_says_what_to_do(cli: Cli) -> None:
     ok(cli("target", "add", "local", "--docker-host", "unix:///var/run/docker.sock"))
-    unknown = failure(cli("app", "add", "web", "--repo", REPO, "--deploy-target", "nowhere"))
+    unknown = failure(
+        cli("app", "add", "--no-check", "web", "--repo", REPO, "--deploy-target", "nowhere")
+    )
     assert "no deploy target named 'nowhere'" in unknown
     both = failure(
         cli(
-            "app", "add", "web", "--repo", REPO, "--deploy-target", "local",
+            "app", "add", "--no-check", "web", "--repo", REPO, "--deploy-target", "local",
             "--strategy", "start-first", "--port", "8080:80",
         )
     )  # fmt: skip
@@ -114,8 +116,8 @@ def test_bad_run_settings_are_one_line_that_says_what_to_do(cli: Cli) -> None:
 
 def test_releases_and_rollback_of_an_app_that_never_deployed_say_why(cli: Cli) -> None:
     ok(cli("target", "add", "local", "--docker-host", "unix:///var/run/docker.sock"))
-    ok(cli("app", "add", "web", "--repo", REPO, "--deploy-target", "local"))
-    ok(cli("app", "add", "lib", "--repo", REPO))
+    ok(cli("app", "add", "--no-check", "web", "--repo", REPO, "--deploy-target", "local"))
+    ok(cli("app", "add", "--no-check", "lib", "--repo", REPO))
 
     assert "web has no releases yet" in ok(cli("releases", "web"))
     assert json.loads(ok(cli("releases", "web", "--json"))) == []

@@ -119,7 +119,7 @@ def test_the_reconcile_command(database_url: str, tmp_path: Path, git_repo_facto
             timeout=120,
         )
 
-    added = deployq("app", "add", "web", "--repo", repo.url)
+    added = deployq("app", "add", "--no-check", "web", "--repo", repo.url)
     assert added.returncode == 0, added.stderr
     out = deployq("reconcile", "web", "--json")
     assert out.returncode == 0, out.stderr

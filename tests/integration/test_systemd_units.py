@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from deployq.config import ENV_PREFIX, Settings
+from deployq.embedded_registry import stop_registry
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEMD_DIR = ROOT / "systemd"
@@ -422,3 +423,4 @@ def test_notify_unit_command_sends_ready_watchdog_and_stopping(
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+        stop_registry(tmp_path / "data")  # the worker started the embedded registry

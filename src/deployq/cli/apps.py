@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
+from deployq.appcheck import check_app
 from deployq.cli.build_options import build_plan_options
 from deployq.cli.common import CliState, common_options, emit, table, with_store
 from deployq.cli.deploy_options import deploy_options, pop_deploy_settings
+from deployq.embedded_registry import with_registry
 from deployq.errors import InvalidInput
 from deployq.imageref import check_registry, parse_repository
 from deployq.models import App, AppSpec, NotifyEvent, Priority, SupersedePolicy
 from deployq.redact import MASK
+from deployq.repos import absolute_clone_url
 from deployq.store import Store
 
 
@@ -94,10 +98,19 @@ def app_group() -> None:
 @deploy_options
 @build_plan_options
 @click.option("--replace", is_flag=True, help="Update the app if it exists.")
+@click.option(
+    "--no-check",
+    is_flag=True,
+    help="Do not check the repository, its branches and the registry login (offline set-ups).",
+)
 @common_options
 @with_store
-async def app_add(state: CliState, store: Store, name: str, replace: bool, **options: Any) -> None:
-    """Add an app (or, with --replace, change it)."""
+async def app_add(
+    state: CliState, store: Store, name: str, replace: bool, no_check: bool, **options: Any
+) -> None:
+    """Add an app (or, with --replace, change it). Checks at once that the repository
+    answers, that its branches exist and that the registry accepts deployq's login."""
+    options["repo_url"] = absolute_clone_url(options["repo_url"])
     options["deploy"] = pop_deploy_settings(options)
     for target in options["deploy"].targets if options["deploy"] else []:
         await store.deploy.target(target)  # NotFound says how to add it
@@ -112,7 +125,7 @@ async def app_add(state: CliState, store: Store, name: str, replace: bool, **opt
     else:
         del options["notify_events"]
     if options["image"] is not None:
-        options["image"] = _check_image(options["image"], state.settings.registry_url)
+        options["image"] = parse_repository(options["image"]).name
     try:
         spec = AppSpec(name=name, **options)
     except ValidationError as exc:
@@ -120,6 +133,15 @@ async def app_add(state: CliState, store: Store, name: str, replace: bool, **opt
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
         )
         raise InvalidInput(f"invalid app: {problems}") from exc
+    settings = state.settings
+    if not no_check:  # the registry in use: DEPLOYQ_REGISTRY_URL or the embedded one
+        settings = await asyncio.to_thread(with_registry, settings)
+    if spec.image is not None and settings.registry_url:
+        check_registry(parse_repository(spec.image), settings.registry_url)
+    if not no_check and (found := await check_app(spec, settings)):
+        raise InvalidInput(
+            f"app {name} not added: " + "; ".join(found) + " (--no-check adds it anyway)"
+        )
     if replace and name in {a.name for a in await store.apps.list()}:
         app = await store.apps.update(spec)
         verb = "updated"
@@ -127,14 +149,6 @@ async def app_add(state: CliState, store: Store, name: str, replace: bool, **opt
         app = await store.apps.add(spec)
         verb = "added"
     emit(state, app, f"{verb} app {app.name} ({app.repo_identity})")
-
-
-def _check_image(image: str, registry_url: str) -> str:
-    """``--image`` by Docker's grammar, on the configured registry if it names a host."""
-    ref = parse_repository(image)
-    if ref.domain is not None:
-        check_registry(ref, registry_url)
-    return ref.name
 
 
 @app_group.command("list")

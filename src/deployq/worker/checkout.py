@@ -48,7 +48,8 @@ class CommitInfo:
     author_email: str
 
 
-def _git_env(token: str | None, ssh_key: Path | None) -> dict[str, str]:
+def git_env(token: str | None, ssh_key: Path | None) -> dict[str, str]:
+    """git's environment with deployq's credentials, never prompting."""
     extra = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "true",  # never prompt: fail with a message instead
@@ -93,7 +94,7 @@ async def checkout(
     """
     shown_url = redact_urls(repo_url)
     redact = Redactor([token, urlsplit(repo_url).password])
-    env = _git_env(token, ssh_key)
+    env = git_env(token, ssh_key)
     sha = commit_sha.lower() if commit_sha else None
     if sha is not None and not _SHORT_SHA_RE.match(sha):
         raise _fail(CheckoutError(f"{commit_sha!r} is not a commit sha"))
