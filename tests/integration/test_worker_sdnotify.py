@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from deployq.embedded_registry import stop_registry
-from deployq.worker.sdnotify import SdNotifier
 
 pytestmark = pytest.mark.slow
 
@@ -72,15 +71,3 @@ def test_the_worker_tells_systemd_it_is_ready_alive_and_stopping(
         output = proc.communicate()[0]
         stop_registry(tmp_path / "data")  # the worker started the embedded registry
     assert "STATUS=0/4 builds running" in seen, (seen, output)
-
-
-def test_the_watchdog_is_only_for_the_process_systemd_named() -> None:
-    mine = SdNotifier.from_environ(
-        {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "2000000", "WATCHDOG_PID": str(os.getpid())}
-    )
-    other = SdNotifier.from_environ(
-        {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "2000000", "WATCHDOG_PID": "1"}
-    )
-    assert mine.watchdog_interval_s == 1.0
-    assert other.watchdog_interval_s is None
-    assert SdNotifier.from_environ({}).notify("READY=1") is False
