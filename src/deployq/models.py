@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deployq.builders.plan.overrides import check_command
+from deployq.builders.plan.overrides import check_command, check_version
 from deployq.errors import PlanError
 
 APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
@@ -290,13 +290,23 @@ class AppSpec(Model):
     runtime_version: str | None = None
     """Language version of zero-config builds, e.g. ``3.12`` or ``22``."""
 
-    @field_validator("install_cmd", "build_cmd", "start_cmd", "runtime_version")
+    @field_validator("install_cmd", "build_cmd", "start_cmd")
     @classmethod
     def _one_line(cls, value: str | None) -> str | None:
         if value is None:
             return None
         try:
             return check_command(value, "the value")
+        except PlanError as exc:
+            raise ValueError(exc.message) from None
+
+    @field_validator("runtime_version")
+    @classmethod
+    def _version(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return check_version(value, "the value")
         except PlanError as exc:
             raise ValueError(exc.message) from None
 

@@ -56,3 +56,17 @@ def test_a_multi_line_start_command_is_refused(database_url: str, tmp_path: Path
     assert result.returncode == 1
     assert result.stderr.startswith("error: invalid app: start_cmd:")
     assert "must be one line" in result.stderr
+
+
+def test_a_runtime_version_that_is_not_a_version_is_refused(
+    database_url: str, tmp_path: Path
+) -> None:
+    result = deployq(
+        "app", "add", "api", "--repo", "https://github.com/acme/api.git",
+        "--runtime-version", "3.12 AS build",
+        database_url=database_url, data_dir=tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: invalid app: runtime_version:")
+    assert "'3.12 AS build' is not a version" in result.stderr

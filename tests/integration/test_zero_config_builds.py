@@ -14,6 +14,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,8 +22,12 @@ from deployq.builders import BuildKitBuilder
 from deployq.builders.base import BuildRequest
 from deployq.builders.detect import BaseImages, detect
 from deployq.config import Settings
+from deployq.models import JobStatus
+from deployq.store import Store
+from deployq.testing.jobs import running_pool, wait_job
 from deployq.testing.runtimes import RuntimeImages
 from deployq.testing.services import DOCKER, docker_cmd
+from worker_support import add_app, deploy, log_text, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -106,3 +111,61 @@ async def test_the_app_is_built_and_answers_on_its_port(
     if provider == "node":  # the build's devDependency was pruned after the build
         assert "greeting" in modules and "mkpage" not in modules
         assert "dist" in listing
+
+
+def run_and_get(docker_host: str, image: str, port: int) -> str:
+    """Run ``image``, GET / on ``port`` of the container, remove it; the body."""
+    container = f"deployq-test-zc-{uuid.uuid4().hex[:10]}"
+    try:
+        docker_cmd(docker_host, "run", "-d", "--name", container, image)
+        address = docker_cmd(
+            docker_host, "inspect", "--format",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", container,
+        ).stdout.strip()  # fmt: skip
+        return get(f"http://{address}:{port}/", time.monotonic() + START_TIMEOUT_S)
+    finally:
+        docker_cmd(docker_host, "rm", "-f", container, check=False)
+
+
+async def test_the_worker_builds_with_the_apps_overrides_and_logs_the_plan(
+    settings_factory: Any,
+    database_url: str,
+    registry: Any,
+    docker_host: str,
+    base_image: str,
+    runtime_images: RuntimeImages,
+    git_repo_factory: Any,
+) -> None:
+    app_files = REPOS / "built-go" / "repo"
+    files = {
+        str(path.relative_to(app_files)): path.read_text()
+        for path in app_files.rglob("*")
+        if path.is_file()
+    }
+    # go 1.18 would pick golang:1.18, which does not exist here: the app's version must win
+    files["go.mod"] = files["go.mod"].replace("go 1.19", "go 1.18")
+    repo = git_repo_factory(files)
+    values = registry_settings(registry, docker_host, **runtime_images.settings(base_image))
+    store = await Store.open(settings_factory(**values), database_url, min_size=1)
+    try:
+        app = await add_app(
+            store,
+            repo.url,
+            runtime_version="1.19",
+            build_cmd="go build -o /app/server ./cmd/server",
+            start_cmd="PORT=9090 /app/server",
+        )
+        job_id = await deploy(store, app)
+        async with running_pool(store):
+            job = await wait_job(store, job_id, lambda j: j.status.is_final, timeout_s=600)
+        logs = await log_text(store, job_id)
+    finally:
+        await store.close()
+
+    assert job.status is JobStatus.SUCCEEDED, f"{job.error}\n{logs}"
+    assert "    version   1.19 (from the app (runtime version))" in logs
+    assert "    because   build set by the app" in logs
+    assert "    because   start set by the app" in logs
+    assert "    FROM deployq-test/golang:1.19 AS build" in logs
+    assert "    RUN go build -o /app/server ./cmd/server" in logs
+    assert run_and_get(docker_host, job.image_ref, 9090) == ANSWERS["go"]

@@ -10,6 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from deployq.builders.plan import BaseImages, app_overrides, dockerfile, make_plan
+from deployq.builders.plan.render import command_form
 from deployq.config import Settings
 from deployq.errors import PlanError
 
@@ -109,6 +110,28 @@ def test_build_tools_stay_out_of_the_runtime_image() -> None:
     assert go[-1][-1] == ("CMD", '["/app/server"]')
 
 
+@pytest.mark.parametrize(
+    ("start", "cmd"),
+    [
+        ("/app/server", ["/app/server"]),
+        ("node dist/main.js --port=8080", ["node", "dist/main.js", "--port=8080"]),
+        (
+            "gunicorn app:app --bind 0.0.0.0:$PORT",
+            ["/bin/sh", "-c", "exec gunicorn app:app --bind 0.0.0.0:$PORT"],
+        ),
+        ("PORT=9090 /app/server", ["/bin/sh", "-c", "PORT=9090 /app/server"]),
+        (
+            "python manage.py migrate && gunicorn x",
+            ["/bin/sh", "-c", "python manage.py migrate && gunicorn x"],
+        ),
+    ],
+)
+def test_the_start_command_runs_through_a_shell_only_when_it_needs_one(
+    start: str, cmd: list[str]
+) -> None:
+    assert json.loads(command_form(start)) == cmd
+
+
 def test_a_static_site_never_ships_the_git_history(tmp_path: Path) -> None:
     root = project(tmp_path, {"index.html": "<h1>hi</h1>\n", ".git/config": "[core]\n"})
 
@@ -171,7 +194,7 @@ def test_shell_in_a_version_file_never_reaches_the_dockerfile(tmp_path: Path) ->
 def test_an_unsafe_runtime_version_override_is_refused(tmp_path: Path) -> None:
     root = project(tmp_path, {"requirements.txt": "", "main.py": ""})
 
-    with pytest.raises(PlanError, match="is not a python version"):
+    with pytest.raises(PlanError, match=r"^--runtime-version '3.12 AS x\\nRUN curl evil' is not"):
         make_plan(root, app=app_overrides(runtime_version="3.12 AS x\nRUN curl evil"))
 
 

@@ -71,11 +71,7 @@ def plan(ctx: Context) -> Plan:
         for target in _REPLACE.findall(gomod):  # local replacements are read by download
             if (path := repo.local_path(target)) and path not in files:
                 files.append(path)
-    build = (
-        f'CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o {BINARY} {package}'
-        if package
-        else None
-    )
+    build = f'go build -trimpath -ldflags="-s -w" -o {BINARY} {package}' if package else None
     return Plan(
         provider=NAME,
         version=version.family,
@@ -91,6 +87,10 @@ def plan(ctx: Context) -> Plan:
         runtime_image=ctx.images.go_runtime,
         layout=Layout.BINARY,
         dependency_files=tuple(files),
-        build_env={"GOFLAGS": "-mod=vendor"} if repo.is_dir("vendor") else {},
+        # static binaries (the runtime image has no libc), also for a --build-cmd
+        build_env={
+            "CGO_ENABLED": "0",
+            **({"GOFLAGS": "-mod=vendor"} if repo.is_dir("vendor") else {}),
+        },
         reasons=tuple(reasons),
     )

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
+from deployq.builders.plan import versions
 from deployq.builders.plan.repo import Repo
 from deployq.errors import PlanError
 
@@ -50,6 +51,17 @@ def check_command(value: str, where: str) -> str:
     return text
 
 
+def check_version(value: str, where: str) -> str:
+    """A language version: it becomes part of an image name, so only version characters."""
+    text = value.strip()
+    if not versions.SAFE_VERSION.match(text):
+        raise PlanError(
+            f"{where} {text!r} is not a version: digits first, then digits, letters, '.', '-' "
+            "or '+' (e.g. 3.12 or 22)"
+        )
+    return text
+
+
 def app_overrides(
     install: str | None = None,
     build: str | None = None,
@@ -61,7 +73,7 @@ def app_overrides(
         install=check_command(install, "--install-cmd") if install else None,
         build=check_command(build, "--build-cmd") if build else None,
         start=check_command(start, "--start-cmd") if start else None,
-        version=runtime_version.strip() or None if runtime_version else None,
+        version=check_version(runtime_version, "--runtime-version") if runtime_version else None,
         source="the app",
     )
 
@@ -104,7 +116,7 @@ def _repo_value(key: str, value: Any) -> Any:
             raise wrong
         return value
     if key == "version":
-        return value.strip() or None
+        return check_version(value, f"{REPO_CONFIG} version")
     return check_command(value, f"{REPO_CONFIG} {key}")
 
 

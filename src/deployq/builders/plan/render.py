@@ -28,6 +28,8 @@ _TEMPLATES = jinja2.Environment(
 _PLAIN = re.compile(r"^[A-Za-z0-9_./:=@%+,-]+$")
 #: a command that needs a shell only to expand variables
 _VARIABLES_ONLY = re.compile(r"^[A-Za-z0-9_./:=@%+,${} -]+$")
+#: ``NAME=value`` before a command: only a shell understands it
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -35,9 +37,10 @@ def command_form(command: str) -> str:
     """CMD's JSON form: exec form when no shell is needed, else ``sh -c`` (with ``exec`` when
     the shell is only there to expand ``$PORT``, so the app gets the stop signal)."""
     words = command.split()
-    if all(_PLAIN.match(w) for w in words):
+    assigns = bool(words) and _ASSIGNMENT.match(words[0]) is not None  # PORT=9090 app
+    if all(_PLAIN.match(w) for w in words) and not assigns:
         return json.dumps(words)
-    if _VARIABLES_ONLY.match(command):
+    if _VARIABLES_ONLY.match(command) and not assigns:  # `exec NAME=value` would fail
         return json.dumps(["/bin/sh", "-c", f"exec {command}"])
     return json.dumps(["/bin/sh", "-c", command])
 

@@ -16,7 +16,7 @@ from deployq.errors import PlanError
 _NUMBER = re.compile(r"(\d+)(?:\.(\d+|[x*]))?(?:\.(\d+|[x*]))?")
 _CLAUSE = re.compile(r"(\^|~>|~=|~|>=|<=|==|!=|>|<|=)?\s*v?(\d+(?:\.(?:\d+|[x*])){0,2})")
 #: what may stand in an image tag; anything else in a version is refused
-_SAFE_VERSION = re.compile(r"^[0-9][0-9A-Za-z._+-]{0,31}$")
+SAFE_VERSION = re.compile(r"^[0-9][0-9A-Za-z._+-]{0,31}$")
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def from_constraint(language: Language, request: str) -> str | None:
 def check(language: Language, value: str, source: str) -> str:
     """An explicit version (override): must be safe in an image tag."""
     value = value.strip()
-    if not _SAFE_VERSION.match(value):
+    if not SAFE_VERSION.match(value):
         raise PlanError(
             f"{source}: {value!r} is not a {language.name} version (digits, letters, '.', '-', "
             "'+'; e.g. " + language.default + ")"
