@@ -44,18 +44,22 @@ class ReconcileResult:
 
 
 async def ls_remote(
-    url: str, *, timeout_s: float = LS_REMOTE_TIMEOUT_S, env: Mapping[str, str] | None = None
+    url: str,
+    *refs: str,
+    timeout_s: float = LS_REMOTE_TIMEOUT_S,
+    env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Branch heads of a repository: ``{"refs/heads/main": sha}``; CheckoutError on failure.
-    ``env``: git's environment (credentials, as the checkout sets them); default: ours."""
+    """Branch heads of a repository, ``{"refs/heads/main": sha}``, or with ``refs`` (full
+    refs) those of them that exist; CheckoutError on failure. ``env``: git's environment
+    (credentials, as the checkout sets them); default: ours."""
     if env is None:
         env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for a password prompt
     proc = await asyncio.create_subprocess_exec(
         "git",
         "ls-remote",
-        "--heads",
-        "--",
+        *(("--",) if refs else ("--heads", "--")),
         url,
+        *refs,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -82,7 +86,8 @@ async def ls_remote(
     heads: dict[str, str] = {}
     for line in out.decode(errors="replace").splitlines():
         sha, _, ref = line.partition("\t")
-        if ref.startswith("refs/heads/") and len(sha) >= 40:
+        wanted = ref in refs if refs else ref.startswith("refs/heads/")
+        if wanted and len(sha) >= 40:
             heads[ref] = sha.lower()
     return heads
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from textual.widgets import Input, Static
 from tui_helpers import OPERATOR, add_app, manual, wait_until
 
-from deployq.models import JobStatus, Priority
+from deployq.models import AppSpec, JobStatus, Priority
 from deployq.store import Store
 from deployq.tui import DeployqApp
 from deployq.tui.screens.confirm import ConfirmScreen
@@ -15,6 +16,7 @@ from deployq.tui.screens.deploy import DeployScreen
 from deployq.tui.screens.queue import QueueScreen
 from deployq.tui.screens.servers import ServersScreen
 from deployq.tui.widgets.keybar import KeyBar
+from fixtures.git import git
 
 
 async def _events(store: Store, job_id: int) -> list[dict[str, Any]]:
@@ -90,18 +92,34 @@ async def test_retry_queues_a_new_attempt_of_a_finished_job(store: Store) -> Non
     assert (await _events(store, retries[0].id))[0]["actor"] == OPERATOR
 
 
-async def test_deploy_modal_enqueues_the_chosen_app_and_ref(store: Store) -> None:
-    await add_app(store, "web")
-    await add_app(store, "api")
+async def test_the_deploy_dialog_starts_on_the_app_and_refuses_a_ref_the_repo_lacks(
+    store: Store, git_repo_factory: Any
+) -> None:
+    repo = git_repo_factory({"index.html": "hi"})
+    git(repo.path, "branch", "release-1")
+    await store.apps.add(AppSpec(name="web", repo_url=repo.url))
     app = DeployqApp(store, user=OPERATOR)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(80, 24)) as pilot:
         screen = await _queue(app)
         await pilot.press("d")
         await wait_until(app, lambda: isinstance(app.screen, DeployScreen), what="the dialog")
-        await pilot.press("ctrl+a", "ctrl+k", *"release-1", "enter")
+        dialog = app.screen
+        assert isinstance(dialog, DeployScreen)
+        assert app.focused is dialog.query_one("#deploy-app"), "Enter must not deploy at once"
+        await pilot.press("tab", "ctrl+a", "ctrl+k", *"nosuchbranch", "enter")
+        await pilot.pause()
+        assert app.focused is dialog.query_one("#deploy"), "Enter in the ref moves to Deploy"
+        await pilot.press("enter")
+        problem = dialog.query_one("#deploy-problem", Static)
+        await wait_until(
+            app, lambda: "has no refs/heads/nosuchbranch" in str(problem.render()), what="refusal"
+        )
+        assert app.screen is dialog and not screen.jobs
+        dialog.query_one("#deploy-ref", Input).value = "release-1"
+        await pilot.press("ctrl+s")
         await wait_until(app, lambda: len(screen.jobs) == 1, what="the deployed job")
     (job,) = await store.jobs.list()
-    assert (job.app_name, job.ref, job.status) == ("api", "refs/heads/release-1", JobStatus.QUEUED)
+    assert (job.app_name, job.ref, job.status) == ("web", "refs/heads/release-1", JobStatus.QUEUED)
     assert (await _events(store, job.id))[0]["actor"] == OPERATOR
 
 

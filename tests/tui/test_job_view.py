@@ -85,3 +85,44 @@ async def test_job_view_shows_the_job_and_goes_back_with_escape(store: Store) ->
         await pilot.press("escape")
         await pilot.pause()
         assert isinstance(app.screen, QueueScreen)
+
+
+async def test_a_log_to_watch_a_build_in_wrap_paused_marker_first_error_cache_miss(
+    store: Store,
+) -> None:
+    await add_app(store, "web")
+    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    long_line = "RUN pip install " + " ".join(f"package-{n}" for n in range(40))
+    lines = ["#1 load build definition", "#5 importing cache manifest from reg.local/web:main"]
+    lines += ["#5 ERROR: reg.local/web:main: not found", long_line]
+    lines += [f"#7 step {n}" for n in range(60)]
+    lines += ["npm ERR! code E404", "error: process exited with code 1"]
+    lines += [f"#8 cleanup {n}" for n in range(40)]
+    await store.logs.append(job.id, lines)
+    app = DeployqApp(store, user=OPERATOR)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = await _open_job(app, pilot)
+        log = screen.log_view
+        await pilot.pause()
+        width = log.scrollable_content_region.width
+        assert "following" in str(log.border_title)
+        assert long_line in log.lines, "cut, not wrapped, until w"
+        miss = next(line for line in log.lines if "reg.local/web:main: not found" in line)
+        assert "cache miss" in miss and "harmless" in miss
+
+        await pilot.press("w")
+        await pilot.pause()
+        assert all(len(line) <= width for line in log.lines)
+        assert long_line not in log.lines and long_line[:width] in log.lines
+        assert log.following and "wrap" in str(log.border_title)
+
+        await pilot.press("e")
+        await pilot.pause()
+        first = log.lines[int(log.scroll_offset.y) : int(log.scroll_offset.y) + log.size.height]
+        assert "npm ERR! code E404" in first, "e shows the first real error, not the cache miss"
+        assert not log.following and "PAUSED" in str(log.border_title)
+
+        await pilot.press("w", "G")
+        await pilot.pause()
+        assert long_line in log.lines and log.following
+        assert "PAUSED" not in str(log.border_title)

@@ -8,7 +8,7 @@ import psycopg
 from tui_helpers import FROZEN_NOW, OPERATOR, add_app, frozen_clock, manual, wait_until
 
 from deployq.config import Settings
-from deployq.models import Priority
+from deployq.models import JobStatus, Priority
 from deployq.store import Store
 from deployq.tui import DeployqApp
 from deployq.tui.screens.queue import QueueScreen
@@ -152,3 +152,25 @@ async def test_the_filter_narrows_the_table(store: Store) -> None:
         await pilot.press("a")
         await pilot.pause()
         assert {r.key.value for r in screen.table.ordered_rows} == {str(web.id), str(api.id)}
+
+
+async def test_cancelling_keeps_the_cursor_at_its_place_for_the_next_job(store: Store) -> None:
+    await add_app(store, "web", concurrency=10)
+    jobs = [(await store.jobs.enqueue(manual("web", f"refs/heads/{n}"))).jobs[0] for n in "abc"]
+    app = DeployqApp(store, user=OPERATOR)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, QueueScreen)
+        await screen.loaded.wait()
+        await app.listening.wait()
+        assert screen.cursor_job_id() == jobs[0].id
+        for done, following in ((jobs[0], jobs[1]), (jobs[1], jobs[2])):
+            await pilot.press("c", "y")
+            await wait_until(
+                app,
+                lambda job=done: screen.jobs[job.id].status is JobStatus.CANCELLED,
+                what="cancelled",
+            )
+            await pilot.pause()
+            assert screen.table.cursor_row == 0
+            assert screen.cursor_job_id() == following.id, "the cursor stays at its place"

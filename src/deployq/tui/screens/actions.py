@@ -10,14 +10,19 @@ from typing import ClassVar
 
 from textual.binding import Binding, BindingType
 
-from deployq.errors import InvalidInput
+from deployq.errors import CheckoutError, InvalidInput
 from deployq.manual import default_branch, manual_trigger
 from deployq.models import AppSpec, Job, JobStatus, Priority
+from deployq.reconcile import ls_remote
+from deployq.redact import redact_urls
 from deployq.tui.screens.base import LiveScreen
 from deployq.tui.screens.confirm import ConfirmScreen
-from deployq.tui.screens.deploy import DeployRequest, DeployScreen
+from deployq.tui.screens.deploy import DeployRequest, DeployScreen, RefProblem
+from deployq.worker.checkout import git_env
 
 PRIO = Binding.Group("Prio", compact=True)
+#: how long the deploy dialog waits for `git ls-remote` to check a ref
+REF_CHECK_TIMEOUT_S = 10.0
 
 
 class JobActionsScreen(LiveScreen):
@@ -145,7 +150,41 @@ class JobActionsScreen(LiveScreen):
             return
         job = self.current_job()
         choices = {a.name: _default_ref(a) for a in apps}
-        self.app.push_screen(DeployScreen(choices, app=job.app_name if job else None), self._deploy)
+        self.app.push_screen(
+            DeployScreen(choices, check=self._check_ref, app=job.app_name if job else None),
+            self._deploy,
+        )
+
+    async def _check_ref(self, request: DeployRequest) -> RefProblem | None:
+        """Refuse what would fail at checkout: a ref git would refuse, or one the repository
+        does not have (``git ls-remote``)."""
+        app = await self.ctx.attempt(self.ctx.store.apps.get(request.app))
+        if app is None:
+            return ("error", f"cannot read app {request.app}: see the banner or the toast")
+        try:
+            trigger = manual_trigger(
+                app, actor=self.ctx.user, ref=request.ref, priority=request.priority
+            )
+        except InvalidInput as exc:
+            return ("error", exc.message)
+        try:
+            settings = self.ctx.store.settings
+            token = settings.git_token.get_secret_value() if settings.git_token else None
+            found = await ls_remote(
+                app.repo_url,
+                trigger.ref,
+                timeout_s=REF_CHECK_TIMEOUT_S,
+                env=git_env(token, settings.git_ssh_key),  # the checkout's credentials
+            )
+        except CheckoutError as exc:
+            return ("warning", f"could not check the ref ({exc.message}); ctrl+s deploys anyway")
+        if trigger.ref not in found:
+            return (
+                "error",
+                f"{redact_urls(app.repo_url)} has no {trigger.ref}: nothing was queued "
+                "(check the name; a tag is tags/NAME)",
+            )
+        return None
 
     async def _deploy(self, request: DeployRequest | None) -> None:
         if request is None:

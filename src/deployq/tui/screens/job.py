@@ -32,9 +32,12 @@ class JobScreen(JobActionsScreen):
     NEEDS_JOB = True
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "back", "Back", id="back", tooltip="to the queue"),
-        Binding("f,end", "follow", "Follow", id="follow", tooltip="follow the end of the log"),
+        Binding("f,end,G", "follow", "Follow", id="follow", tooltip="follow the end of the log"),
+        Binding("home,g", "top", "Top", id="log_top", show=False, tooltip="the first line"),
+        Binding("w", "wrap", "Wrap", id="wrap", tooltip="wrap long lines (again: cut them)"),
+        Binding("e", "first_error", "Error", id="first_error", tooltip="the first error line"),
         Binding("slash", "search", "Search", id="search", tooltip="search the log"),
-        Binding("n", "next_match", "Next", id="next_match", tooltip="next match"),
+        Binding("n", "next_match", "Next", id="next_match", show=False, tooltip="next match"),
         Binding(
             "N", "previous_match", "Prev", id="previous_match", show=False, tooltip="previous match"
         ),
@@ -255,6 +258,24 @@ class JobScreen(JobActionsScreen):
 
     def action_follow(self) -> None:
         self.log_view.follow()
+
+    def action_top(self) -> None:
+        self.log_view.show_line(0)
+
+    def action_wrap(self) -> None:
+        self.log_view.set_wrap(not self.log_view.wrap)
+
+    def action_first_error(self) -> None:
+        index = self.log_view.first_error()
+        if index is None:
+            self.notify("no error line in the log shown", severity="warning")
+            return
+        self.log_view.show_line(index)
+
+    def key_applies(self, action: str) -> bool:
+        if action == "deploy":
+            return False  # from the queue; the key still works here
+        return super().key_applies(action)
 
     def action_search(self) -> None:
         search = self.query_one("#search", Input)

@@ -77,8 +77,8 @@ class KeyBar(Static):
             shown = self.app.get_key_display(binding) or key
             name = binding.group.description if binding.group else binding.action
             keys, _ = items.setdefault(name, ([], _label(binding)))
-            if shown not in keys:
-                keys.append(shown)
+            if shown not in keys and (binding.group or not keys):
+                keys.append(shown)  # one key per verb; a group shows all of its keys
         return [(_join(keys), label) for keys, label in items.values()]
 
     def refresh_keys(self) -> None:
