@@ -55,7 +55,7 @@ class HelpScreen(ModalScreen[None]):
             if shown in keys:
                 continue
             keys.append(shown)
-            detail = binding.description if group else binding.tooltip
+            detail = (binding.tooltip or binding.description) if group else binding.tooltip
             if detail and detail not in details:
                 details.append(detail)
         return [(" ".join(k), what, ", ".join(d)) for k, what, d in rows.values()]
