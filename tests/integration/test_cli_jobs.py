@@ -14,7 +14,7 @@ import pytest
 
 from deployq.models import JobStatus
 from deployq.store import Store
-from integration.queue_helpers import SUCCESS, add_app, add_server, claim_one, enqueue
+from integration.queue_helpers import FAILURE, SUCCESS, add_app, add_server, claim_one, enqueue
 
 
 class Cli:
@@ -158,6 +158,24 @@ async def test_logs_follow_prints_new_lines_until_the_job_ends(store: Store, cli
     assert proc.returncode == 0
     assert out.decode() == "step 3/3\n"
     assert err.decode().strip().endswith(f"-- job #{lease.id} succeeded")
+
+
+async def test_logs_follow_exits_1_with_the_error_when_the_job_fails(
+    store: Store, cli: Cli
+) -> None:
+    await add_server(store, "local")
+    await add_app(store, "web", max_attempts=1)
+    await enqueue(store, "web")
+    lease = await claim_one(store)
+    proc = await cli.start("logs", str(lease.id), "-f")
+    await store.logs.append(lease.id, ["building"], attempt=lease.attempt)
+    assert proc.stdout is not None
+    assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"building\n"
+    await store.jobs.finish(lease, FAILURE)
+
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert err.decode().strip() == f"error: job #{lease.id} failed: docker build exited with 1"
 
 
 async def test_logs_without_follow_prints_what_is_there(store: Store, cli: Cli) -> None:

@@ -11,7 +11,7 @@ import click
 
 from deployq.cli.common import CliState, common_options, emit, table, to_jsonable, with_store
 from deployq.durations import elapsed, parse_duration, setting
-from deployq.errors import InvalidInput
+from deployq.errors import DeployqError, InvalidInput
 from deployq.imageref import pull_reference
 from deployq.logfollow import LogWaker
 from deployq.manual import manual_trigger
@@ -226,8 +226,20 @@ async def follow_logs(state: CliState, store: Store, job_id: int) -> None:
                 _print_lines(state, lines)
     finally:
         await waker.close()
-    if follower.final is not None and not state.json:
-        click.echo(f"-- job #{job_id} {follower.final.status.value}", err=True)
+    final = follower.final
+    if final is None:
+        return
+    if final.status is not JobStatus.SUCCEEDED:  # exit 1: scripts stop here, like CI would
+        error = f": {final.error}" if final.error else ""
+        raise JobFailed(f"job #{job_id} {final.status.value}{error}")
+    if not state.json:
+        click.echo(f"-- job #{job_id} {final.status.value}", err=True)
+
+
+class JobFailed(DeployqError):
+    """The followed job did not succeed (``logs -f`` exits 1)."""
+
+    code = "job_failed"
 
 
 def _print_lines(state: CliState, lines: list[Any]) -> None:

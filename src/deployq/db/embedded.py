@@ -41,7 +41,10 @@ def embedded_dsn(data_dir: Path, database: str = DATABASE_NAME) -> str:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
         if exists.fetchone() is None:
             log.info("creating database %s in the embedded PostgreSQL", database)
-            # another process may have created it a moment ago
-            with contextlib.suppress(psycopg.errors.DuplicateDatabase):
+            # another process may have created it a moment ago (`deployq up &` then a
+            # command at once): PostgreSQL says so with either error, depending on timing
+            with contextlib.suppress(
+                psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation
+            ):
                 conn.execute(f'CREATE DATABASE "{database}"')
     return admin_dsn.replace("/postgres?", f"/{database}?", 1)
