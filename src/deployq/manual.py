@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from deployq.errors import InvalidInput
 from deployq.models import AppSpec, Priority, RefType, Trigger, TriggerKind
+from deployq.validation import COMMIT_SHA_RE
 
 #: a commit as people write it: 7 (git's short form) to 64 (sha256 repositories) hex digits
-COMMIT_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
 GLOB_CHARS = frozenset("*?[")
 #: what git check-ref-format refuses anywhere in a ref (besides control characters)
 _REFUSED_CHARS = frozenset(" ~^:\\")
@@ -101,7 +101,7 @@ def check_commit(commit: str | None) -> str | None:
     if commit is None:
         return None
     text = commit.strip()
-    if not COMMIT_RE.match(text):
+    if not COMMIT_SHA_RE.match(text):
         raise InvalidInput(f"commit {commit!r} is not a commit sha (7 to 64 hex digits)")
     return text.lower()
 

@@ -11,8 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from deployq.builders.plan.overrides import check_command, check_version
 from deployq.errors import PlanError
-
-APP_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+from deployq.validation import APP_NAME_RE, APP_NAME_RULE
 
 
 class JobStatus(StrEnum):
@@ -314,10 +313,7 @@ class AppSpec(Model):
     @classmethod
     def _name(cls, value: str) -> str:
         if not APP_NAME_RE.match(value):
-            raise ValueError(
-                "app names are 1-63 lower-case letters, digits, '.', '_' or '-', "
-                "starting with a letter or digit"
-            )
+            raise ValueError(APP_NAME_RULE)
         return value
 
 

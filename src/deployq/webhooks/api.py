@@ -15,6 +15,7 @@ from deployq.durations import parse_duration
 from deployq.logfollow import LogWaker
 from deployq.manual import manual_trigger
 from deployq.models import App, Job, JobStatus, TokenScope
+from deployq.validation import MAX_ID, MAX_LOG_SEQ, MAX_PAGE_SIZE
 from deployq.webhooks.auth import actor_of, requires, token_of
 from deployq.webhooks.errors import ApiError
 from deployq.webhooks.replay import replay_stored
@@ -22,8 +23,6 @@ from deployq.webhooks.sse import stream_logs
 from deployq.webhooks.state import STATE_KEY
 
 HUB_KEY = web.AppKey("deployq_log_waker", LogWaker)
-MAX_ID = 2**63 - 1
-MAX_LIMIT = 500
 MAX_STATS_WINDOW_S = 3650 * 86400.0
 
 
@@ -169,7 +168,7 @@ async def list_jobs(request: web.Request) -> web.Response:
                 "invalid_input",
                 "status is a comma-separated list of " + ", ".join(s.value for s in JobStatus),
             ) from None
-    limit = _int_param(query.get("limit"), "limit", default=50, high=MAX_LIMIT)
+    limit = _int_param(query.get("limit"), "limit", default=50, high=MAX_PAGE_SIZE)
     before = _int_param(query.get("before"), "before")
     jobs = await store.jobs.list(
         status=statuses, app=query.get("app") or None, before_id=before, limit=limit or 50
@@ -198,11 +197,11 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     """text/plain; with Accept: text/event-stream, follow live (resume with Last-Event-ID)."""
     state = request.app[STATE_KEY]
     job_id = _path_id(request)
-    after = _int_param(request.query.get("after"), "after", default=0, low=0, high=2**31 - 1)
+    after = _int_param(request.query.get("after"), "after", default=0, low=0, high=MAX_LOG_SEQ)
     if "text/event-stream" in request.headers.get("Accept", ""):
         last = request.headers.get("Last-Event-ID", "").strip()
         if last:
-            after = _int_param(last, "Last-Event-ID", low=0, high=2**31 - 1)
+            after = _int_param(last, "Last-Event-ID", low=0, high=MAX_LOG_SEQ)
         return await stream_logs(request, state.store, request.app[HUB_KEY], job_id, after or 0)
     await state.store.jobs.get(job_id)
     lines = await state.store.logs.read(job_id, after=after or 0, limit=100_000)
@@ -265,7 +264,7 @@ async def list_servers(request: web.Request) -> web.Response:
 @requires(TokenScope.READ)
 async def list_deliveries(request: web.Request) -> web.Response:
     query = request.query
-    limit = _int_param(query.get("limit"), "limit", default=50, high=MAX_LIMIT)
+    limit = _int_param(query.get("limit"), "limit", default=50, high=MAX_PAGE_SIZE)
     before = _int_param(query.get("before"), "before")
     provider = query.get("provider") or None
     deliveries = await request.app[STATE_KEY].store.deliveries.list(

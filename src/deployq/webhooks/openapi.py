@@ -10,6 +10,7 @@ from typing import Any
 
 from deployq import __version__
 from deployq.models import JobStatus
+from deployq.validation import COMMIT_SHA_PATTERN, MAX_PAGE_SIZE
 
 _ERROR = {
     "type": "object",
@@ -51,7 +52,7 @@ _APP_PARAM = {"name": "app", "in": "path", "required": True, "schema": {"type": 
 _LIMIT = {
     "name": "limit",
     "in": "query",
-    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE},
 }
 _BEFORE = {
     "name": "before",
@@ -184,7 +185,7 @@ def openapi_document() -> dict[str, Any]:
                                         },
                                         "commit": {
                                             "type": "string",
-                                            "pattern": "^[0-9a-fA-F]{7,64}$",
+                                            "pattern": COMMIT_SHA_PATTERN,
                                         },
                                         "priority": {
                                             "type": "string",

@@ -27,9 +27,8 @@ from deployq.builders.base import LogSink
 from deployq.builders.process import base_env, run_streaming
 from deployq.errors import CheckoutError
 from deployq.redact import Redactor, redact_urls
+from deployq.validation import COMMIT_SHA_RE, FULL_SHA_RE
 
-_SHA_RE = re.compile(r"^[0-9a-f]{40}$|^[0-9a-f]{64}$")
-_SHORT_SHA_RE = re.compile(r"^[0-9a-f]{7,64}$")
 _DROP_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_SSH_COMMAND")
 _MISSING_OBJECT = re.compile(
     r"not our ref|couldn't find remote ref|no such remote ref|unadvertised object|"
@@ -96,10 +95,10 @@ async def checkout(
     redact = Redactor([token, urlsplit(repo_url).password])
     env = git_env(token, ssh_key)
     sha = commit_sha.lower() if commit_sha else None
-    if sha is not None and not _SHORT_SHA_RE.match(sha):
+    if sha is not None and not COMMIT_SHA_RE.match(sha):
         raise _fail(CheckoutError(f"{commit_sha!r} is not a commit sha"))
     # a short sha (deploy --commit 3f2a9c1) is found in the ref's history, never fetched alone
-    short = sha is not None and not _SHA_RE.match(sha)
+    short = sha is not None and not FULL_SHA_RE.match(sha)
 
     async def git_cmd(*args: str, quiet: bool = False) -> tuple[int, str]:
         if not quiet:
