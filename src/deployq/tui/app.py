@@ -21,8 +21,9 @@ from functools import partial
 from typing import Any, ClassVar
 
 from textual import on, work
-from textual.app import App, SystemCommand
+from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.command import Provider
 from textual.reactive import reactive
 from textual.screen import Screen
 from textual.timer import Timer
@@ -89,7 +90,9 @@ class DeployqApp(App[None]):
 
     CSS_PATH = "deployq.tcss"
     TITLE = "deployq"
-    COMMANDS = App.COMMANDS | {DeployqCommands}
+    #: the palette lists the console's own commands only (Textual's theme, screenshot and
+    #: maximize commands came first and pushed them off an 80×24 screen)
+    COMMANDS: ClassVar[set[type[Provider] | Callable[[], type[Provider]]]] = {DeployqCommands}
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", id="quit", tooltip="leave the console"),
         Binding("1", "view('queue')", "Queue", id="view_queue", group=VIEW_GROUP),
@@ -301,8 +304,3 @@ class DeployqApp(App[None]):
             self.pop_screen()
         if view is not type(self.screen_stack[0]):
             await self.push_screen(view.open(job_id))
-
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        for command in super().get_system_commands(screen):
-            if command.title not in {"Keys", "Screenshot"}:
-                yield command
