@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     webhook_max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     unknown_repo_status: int = Field(202)
     """202 (acknowledge and ignore, so the forge keeps the hook) or 404."""
+    feed_buffer: int = Field(1000, ge=1, le=1_000_000)
+    """Events a client of the live feed (/api/v1/events, deployq watch) may fall behind
+    before it is dropped, so a client that stops reading never slows the others."""
 
     # -- registry -------------------------------------------------------------------------
     registry_url: str = ""

@@ -553,6 +553,24 @@ class QueuePosition(Model):
     ahead: int
     estimated_start: datetime
     estimated_wait_s: float
+    expected_duration_s: float | None = None
+    """how long its build should take: the app's usual time (see Estimate)"""
+
+
+class Estimate(Model):
+    """How long a queued or running job should take, and when it should start and end.
+
+    The duration is the median of the app's last 20 successful builds (``based_on`` says
+    how many there were; with none, of every app's, and with none at all 120 s). The start
+    of a queued job comes from a simulation of the queue (``deployq.estimates``).
+    """
+
+    job_id: int
+    expected_duration_s: float
+    based_on: int
+    """successful builds of the app the duration is the median of (0: not the app's own)"""
+    expected_start: datetime | None
+    expected_finish: datetime | None
 
 
 class BuildFigures(Model):

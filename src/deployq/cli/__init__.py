@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "deployq.cli.tui",
     "deployq.cli.jobs",
     "deployq.cli.stats",
+    "deployq.cli.watch",
     "deployq.cli.tokens",
     "deployq.cli.reconcile",
     "deployq.cli.deploy",

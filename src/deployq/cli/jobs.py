@@ -15,7 +15,7 @@ from deployq.errors import DeployqError, InvalidInput
 from deployq.imageref import pull_reference
 from deployq.logfollow import LogWaker
 from deployq.manual import manual_trigger
-from deployq.models import Job, JobStatus, Priority
+from deployq.models import Estimate, Job, JobStatus, Priority
 from deployq.store import Store
 
 
@@ -149,6 +149,7 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
     events = await store.jobs.events(job_id)
     reason = await store.jobs.wait_reason(job_id)
     position = await store.jobs.queue_position(job_id)
+    estimate = (await store.estimates.for_jobs([job_id])).get(job_id)
     data = {
         "job": job,
         "image": job.image_ref if pull else None,
@@ -157,6 +158,7 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
         "events": events,
         "wait_reason": reason,
         "queue_position": position,
+        "estimate": estimate,
     }
 
     def text() -> str:
@@ -185,6 +187,8 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
                     f"{position.position} (about {start}, in {elapsed(position.estimated_wait_s)})",
                 )
             )
+        if estimate is not None:
+            fields.append(("expected", _expected(estimate, job.status)))
         lines = [f"job #{job.id}"]
         lines += [f"  {k:<10} {v}" for k, v in fields if v not in (None, "")]
         lines.append("timeline")
@@ -197,6 +201,20 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
         return "\n".join(lines)
 
     emit(state, data, text)
+
+
+def _expected(estimate: Estimate, status: JobStatus) -> str:
+    """``takes about 45s (median of the last 12 builds), ends about 10:42:07``."""
+    basis = (
+        f"median of its last {estimate.based_on} successful build"
+        + ("s" if estimate.based_on != 1 else "")
+        if estimate.based_on
+        else "no successful build of this app yet: the usual time of all apps"
+    )
+    text = f"takes about {elapsed(estimate.expected_duration_s)} ({basis})"
+    if status is JobStatus.RUNNING and estimate.expected_finish is not None:
+        text += f", ends about {estimate.expected_finish.astimezone():%H:%M:%S}"
+    return text
 
 
 @click.command("logs")

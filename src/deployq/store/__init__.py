@@ -18,6 +18,7 @@ from deployq.store._channels import (
 )
 from deployq.store._console import HeaderStats
 from deployq.store._deliveries import DeliveryRecord, StoredDelivery
+from deployq.store._feed import Cursor, FeedEvent
 from deployq.store._finisher import Finisher
 from deployq.store._group_commit import GroupCommit
 from deployq.store._job_common import EnqueueResult, HeartbeatResult, Lease, Outcome
@@ -36,8 +37,10 @@ __all__ = [
     "CHANNEL_NOTIFICATIONS",
     "CHANNEL_SERVERS",
     "Component",
+    "Cursor",
     "DeliveryRecord",
     "EnqueueResult",
+    "FeedEvent",
     "Finisher",
     "GroupCommit",
     "HeaderStats",

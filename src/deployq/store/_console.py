@@ -35,17 +35,6 @@ SELECT
 FROM jobs WHERE status IN ('queued', 'running')
 """
 
-_STATS_24H = """
-SELECT
-    count(*) FILTER (WHERE status = 'succeeded') AS succeeded,
-    count(*) FILTER (WHERE status IN ('failed', 'timed_out')) AS failed,
-    percentile_cont(0.95) WITHIN GROUP (
-        ORDER BY extract(epoch FROM finished_at - started_at)
-    ) FILTER (WHERE started_at IS NOT NULL AND status IN ('succeeded', 'failed', 'timed_out'))
-        AS p95_s
-FROM jobs WHERE finished_at > %(since)s AND finished_at <= %(now)s
-"""
-
 
 @dataclass(frozen=True)
 class HeaderStats:
@@ -57,6 +46,8 @@ class HeaderStats:
     failed_24h: int
     p95_duration_s: float | None
     oldest_queued_at: datetime | None
+    p95_wait_s: float | None = None
+    """wait (enqueued to start) of the jobs that ended in the last 24 h, 95th percentile"""
 
     @property
     def success_rate_24h(self) -> float | None:
@@ -118,18 +109,17 @@ class ConsoleStore:
         the same figures every time)."""
         async with self.store.connection() as conn:
             live = await (await conn.execute(_STATS)).fetchone()
-            day = await (
-                await conn.execute(_STATS_24H, {"since": now - timedelta(hours=24), "now": now})
-            ).fetchone()
-        assert live is not None and day is not None
-        p95 = day["p95_s"]
+        assert live is not None
+        # the last day from the statistics views, as `deployq stats` computes it
+        day = await self.store.stats.figures(since=now - timedelta(hours=24), until=now)
         return HeaderStats(
             queued=int(live["queued"]),
             running=int(live["running"]),
-            succeeded_24h=int(day["succeeded"]),
-            failed_24h=int(day["failed"]),
-            p95_duration_s=float(p95) if p95 is not None else None,
+            succeeded_24h=day.succeeded,
+            failed_24h=day.failed,
+            p95_duration_s=day.p95_build_s,
             oldest_queued_at=live["oldest_queued_at"],
+            p95_wait_s=day.p95_wait_s,
         )
 
     async def log_lines(

@@ -64,7 +64,8 @@ class MaintenancePart(StorePart):
         self, older_than_s: float, *, batch_size: int = PRUNE_BATCH_JOBS
     ) -> dict[str, int]:
         """Delete the logs, events and done notifications of jobs finished more than
-        ``older_than_s`` ago (the job rows stay). Returns what was deleted, by kind."""
+        ``older_than_s`` ago (the job rows stay), and server events as old. Returns what was
+        deleted, by kind."""
         totals = {"jobs": 0, "log_lines": 0, "events": 0, "notifications": 0}
         params = {"age": timedelta(seconds=older_than_s), "batch": batch_size}
         while True:
@@ -74,7 +75,10 @@ class MaintenancePart(StorePart):
             for key in totals:
                 totals[key] += int(row[key])
             if int(row["jobs"]) < batch_size:
-                return totals
+                break
+        # the feed's server events belong to no job: they go by age alone
+        totals["events"] += await self.store.feed.prune_server_events(older_than_s)
+        return totals
 
 
 def prune_component(

@@ -132,6 +132,13 @@ class NotificationStore:
             ).fetchall()
             log_tail = [str(r["line"]) for r in rows]
         status = JobStatus.FAILED.value if retry_scheduled else job.status.value
+        expected: dict[str, Any] = {}
+        if event is NotifyEvent.STARTED:
+            usual = (await self.store.estimates.usual_durations([app.id], conn=conn))[app.id]
+            expected = {
+                "expected_duration_s": usual.duration_s,
+                "expected_based_on": usual.builds,
+            }
         return {
             "event": event.value,
             "app": {"id": app.id, "name": app.name, "repo_url": app.repo_url, "image": app.image},
@@ -163,6 +170,7 @@ class NotificationStore:
                 "duration_s": job.duration_s if event is not NotifyEvent.STARTED else None,
                 "url": f"{base_url}/api/v1/jobs/{job.id}",
                 "logs_url": f"{base_url}/api/v1/jobs/{job.id}/logs",
+                **expected,
             },
             "log_tail": log_tail,
         }

@@ -7,7 +7,6 @@ position, the same estimate and the same words for why a job waits.
 from __future__ import annotations
 
 import builtins
-import heapq
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,8 +14,6 @@ from deployq.errors import NotFound
 from deployq.models import Job, JobStatus, Priority, QueuePosition, QueueStats
 from deployq.store._job_common import JOB_SELECT, StorePart
 
-#: duration assumed for estimates when no job finished in the last day
-DEFAULT_DURATION_S = 120.0
 #: how far back finished jobs count for the statistics and the estimates
 RECENT_WINDOW = timedelta(hours=24)
 
@@ -153,61 +150,9 @@ class QueueReadPart(StorePart):
         return (await self.queue_positions([job_id])).get(job_id)
 
     async def queue_positions(self, job_ids: builtins.list[int]) -> dict[int, QueuePosition]:
-        """``queue_position`` for many jobs at once (the ones not queued are left out)."""
-        if not job_ids:
-            return {}
-        async with self.store.connection() as conn:
-            ranked = await (
-                await conn.execute(
-                    "SELECT * FROM (SELECT id, run_after, row_number() OVER "
-                    "(ORDER BY priority DESC, run_after, id) AS position FROM jobs "
-                    "WHERE status = 'queued') q WHERE id = ANY(%s) ORDER BY position",
-                    (list(job_ids),),
-                )
-            ).fetchall()
-            if not ranked:
-                return {}
-            row = await (
-                await conn.execute(
-                    _DURATIONS + "SELECT now() AS now, (SELECT avg(d) FROM durations) AS mean, "
-                    "(SELECT coalesce(sum(capacity), 0) FROM build_servers "
-                    " WHERE healthy AND NOT draining) AS capacity, "
-                    "(SELECT coalesce(array_agg(extract(epoch FROM now() - started_at)::float8), "
-                    " '{}') FROM jobs WHERE status = 'running') AS elapsed",
-                    {"window": RECENT_WINDOW},
-                )
-            ).fetchone()
-        assert row is not None
-        now: datetime = row["now"]
-        mean = _float(row["mean"]) or DEFAULT_DURATION_S
-        slots = _slot_free_times(int(row["capacity"]), row["elapsed"], mean)
-        out: dict[int, QueuePosition] = {}
-        started = 0  # jobs ahead already placed on a slot
-        for r in ranked:
-            position = int(r["position"])
-            # every job ahead takes the slot that frees first and holds it for `mean`
-            while started < position - 1:
-                heapq.heappush(slots, heapq.heappop(slots) + mean)
-                started += 1
-            wait = max(slots[0], (r["run_after"] - now).total_seconds(), 0.0)
-            out[int(r["id"])] = QueuePosition(
-                job_id=int(r["id"]),
-                position=position,
-                ahead=position - 1,
-                estimated_start=now + timedelta(seconds=wait),
-                estimated_wait_s=round(wait, 1),
-            )
-        return out
-
-
-def _slot_free_times(capacity: int, elapsed: builtins.list[float], mean: float) -> list[float]:
-    """Seconds from now until each build slot is free, as a heap (one slot at least)."""
-    remaining = sorted(max(1.0, mean - e) for e in elapsed)
-    slots = [0.0] * max(0, capacity - len(remaining)) + remaining[: max(capacity, 1)]
-    if not slots:
-        slots = [mean]
-    heapq.heapify(slots)
-    return slots
+        """``queue_position`` for many jobs at once (the ones not queued are left out); the
+        estimates are ``store.estimates``'."""
+        return await self.store.estimates.queue_positions(list(job_ids))
 
 
 def _float(value: Any) -> float | None:

@@ -9,6 +9,8 @@ from deployq.store._console import ConsoleStore
 from deployq.store._db import Database, _Connection
 from deployq.store._deliveries import DeliveryStore
 from deployq.store._deploy import DeployStore
+from deployq.store._estimates import EstimateStore
+from deployq.store._feed import FeedStore
 from deployq.store._jobs import JobStore
 from deployq.store._logs import LogStore
 from deployq.store._metrics import MetricsStore
@@ -41,6 +43,8 @@ class Store:
         self.reconcile = ReconcileStore(self)
         self.deploy = DeployStore(self)
         self.stats = StatsStore(self)
+        self.feed = FeedStore(self)
+        self.estimates = EstimateStore(self)
 
     @classmethod
     async def open(

@@ -18,6 +18,7 @@ from deployq.models import App, Job, JobStatus, TokenScope
 from deployq.validation import MAX_ID, MAX_LOG_SEQ, MAX_PAGE_SIZE
 from deployq.webhooks.auth import actor_of, requires, token_of
 from deployq.webhooks.errors import ApiError
+from deployq.webhooks.feed_api import stream_events
 from deployq.webhooks.replay import replay_stored
 from deployq.webhooks.sse import stream_logs
 from deployq.webhooks.state import STATE_KEY
@@ -185,6 +186,9 @@ async def get_job(request: web.Request) -> web.Response:
         data["wait_reason"] = await store.jobs.wait_reason(job.id) or job.wait_reason
         position = await store.jobs.queue_position(job.id)
         data["queue_position"] = position.model_dump(mode="json") if position else None
+    if not job.status.is_final:
+        estimate = (await store.estimates.for_jobs([job.id])).get(job.id)
+        data["estimate"] = estimate.model_dump(mode="json") if estimate else None
     data["events"] = [
         {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in e.items()}
         for e in await store.jobs.events(job.id)
@@ -299,6 +303,7 @@ ROUTES: list[Route] = [
     Route("POST", "/api/v1/jobs/{id}/retry", retry_job, TokenScope.DEPLOY),
     Route("GET", "/api/v1/queue/stats", queue_stats, TokenScope.READ),
     Route("GET", "/api/v1/stats", build_stats, TokenScope.READ),
+    Route("GET", "/api/v1/events", stream_events, TokenScope.READ),
     Route("GET", "/api/v1/servers", list_servers, TokenScope.READ),
     Route("GET", "/api/v1/deliveries", list_deliveries, TokenScope.READ),
     Route("GET", "/api/v1/deliveries/{id}", get_delivery, TokenScope.READ),

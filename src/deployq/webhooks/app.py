@@ -1,8 +1,8 @@
 """The aiohttp application factory: receivers, REST API, health, metrics.
 
 Background work of the web process (started on start-up, stopped on clean-up): the spool
-replayer (deployq.webhooks.replay) and, lazily with the first log follower, the one LISTEN
-connection of the SSE log hub.
+replayer (deployq.webhooks.replay) and, lazily with their first client, the LISTEN
+connections of the SSE log hub and of the live feed (deployq.feed).
 """
 
 from __future__ import annotations
@@ -16,11 +16,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from deployq.db.migrate import pending_migrations
 from deployq.errors import DeployqError
+from deployq.feed import FeedHub
 from deployq.logfollow import LogWaker
 from deployq.store import Store
 from deployq.webhooks.api import HUB_KEY, add_routes
 from deployq.webhooks.auth import auth_middleware
 from deployq.webhooks.errors import error_middleware, error_response
+from deployq.webhooks.feed_api import FEED_KEY
 from deployq.webhooks.metrics import Metrics
 from deployq.webhooks.openapi import openapi_document
 from deployq.webhooks.providers import GITHUB, GITLAB
@@ -46,6 +48,7 @@ def create_app(store: Store) -> web.Application:
         store, Spool(store.settings.spool_dir), Metrics(), DeliveryRecorder(store)
     )
     app[HUB_KEY] = LogWaker(store.dsn)
+    app[FEED_KEY] = FeedHub(store)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
@@ -66,6 +69,7 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await replayer
     await app[HUB_KEY].close()
+    await app[FEED_KEY].close()
     await state.batcher.close()  # requests in flight were answered before cleanup runs
     await state.recorder.close()
 

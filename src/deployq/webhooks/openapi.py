@@ -301,6 +301,25 @@ def openapi_document() -> dict[str, Any]:
                     ],
                 )
             },
+            "/api/v1/events": {
+                "get": _op(
+                    "The live feed (text/event-stream): job states, steps, progress, servers",
+                    "read",
+                    {
+                        "200": {
+                            "description": "server-sent events, each data a JSON object",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(400),
+                    },
+                    parameters=[
+                        {"name": "app", "in": "query", "schema": {"type": "string"}},
+                        {"name": "status", "in": "query", "schema": {"type": "string"}},
+                        {"name": "after", "in": "query", "schema": {"type": "integer"}},
+                        {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}},
+                    ],
+                )
+            },
             "/api/v1/servers": {"get": _op("Build servers", "read", {"200": _json(_OBJECT)})},
             "/api/v1/deliveries": {
                 "get": _op(
