@@ -20,7 +20,8 @@ and what to do. Library errors are wrapped at the boundary with ``raise ... from
         ├── BuildError
         │   └── PlanError        a repository without a Dockerfile cannot be planned
         ├── RegistryError
-        └── EngineUnavailable    the docker daemon of a build server does not answer
+        ├── DeployError          a release did not start, answer its health check or switch
+        └── EngineUnavailable    the docker daemon of a build server or target does not answer
 """
 
 from __future__ import annotations
@@ -147,6 +148,12 @@ class RegistryError(PipelineError):
     """The registry refused or did not answer."""
 
     code = "registry"
+
+
+class DeployError(PipelineError):
+    """The deploy step failed (its message says on which target, and what runs now)."""
+
+    code = "deploy"
 
 
 class EngineUnavailable(PipelineError):

@@ -98,7 +98,14 @@ class DeployStore:
     # -- releases --------------------------------------------------------------------------
 
     async def record_release(
-        self, job: Job, *, target: str, image_ref: str, digest: str, container: str | None
+        self,
+        job: Job,
+        *,
+        target: str,
+        image_ref: str,
+        digest: str,
+        commit_sha: str | None,
+        container: str | None,
     ) -> Release:
         """``job``'s image runs on ``target`` now; the release it replaced is marked so."""
         async with self.store.connection() as conn:
@@ -109,7 +116,7 @@ class DeployStore:
                         "app_name": job.app_name,
                         "target": target,
                         "job_id": job.id,
-                        "commit_sha": job.commit_sha,
+                        "commit_sha": commit_sha,
                         "image_ref": image_ref,
                         "digest": digest,
                         "container": container,

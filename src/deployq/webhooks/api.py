@@ -292,6 +292,65 @@ async def replay_delivery(request: web.Request) -> web.Response:
     return _json({**reply.body, "result": reply.result}, status=reply.status)
 
 
+# -- deploy ---------------------------------------------------------------------------------
+
+
+@requires(TokenScope.READ)
+async def list_targets(request: web.Request) -> web.Response:
+    targets = await request.app[STATE_KEY].store.deploy.targets()
+    return _json({"targets": [t.model_dump(mode="json") for t in targets]})
+
+
+@requires(TokenScope.READ)
+async def list_releases(request: web.Request) -> web.Response:
+    """{"app", "current": [release per target], "releases": [newest first]}."""
+    store = request.app[STATE_KEY].store
+    app = await store.apps.get(request.match_info["app"])
+    releases = await store.deploy.releases(app.name)
+    current = await store.deploy.current_releases(app.name)
+    return _json(
+        {
+            "app": app.name,
+            "current": [r.model_dump(mode="json") for r in current],
+            "releases": [r.model_dump(mode="json") for r in releases],
+        }
+    )
+
+
+@requires(TokenScope.DEPLOY)
+async def create_rollback(request: web.Request) -> web.Response:
+    """{"to"?: job id, "digest"?: sha256:..., "priority"?} -> 202 {"job": {...}}: a
+    deploy-only job of an earlier image (default: the release before the current one)."""
+    store = request.app[STATE_KEY].store
+    data: dict[str, Any] = await _json_body(request)
+    _reject_unknown(data, {"to", "digest", "priority"})
+    app = await store.apps.get(request.match_info["app"])
+    to, digest, priority_raw = data.get("to"), data.get("digest"), data.get("priority")
+    if to is not None and (
+        isinstance(to, bool) or not isinstance(to, int) or not 1 <= to <= MAX_ID
+    ):
+        raise ApiError(400, "invalid_input", "to must be the id of a succeeded job")
+    if digest is not None and (not isinstance(digest, str) or not digest.strip()):
+        raise ApiError(400, "invalid_input", "digest must be an image digest (sha256:...)")
+    if to is not None and digest is not None:
+        raise ApiError(400, "invalid_input", "give to or digest, not both")
+    priority: Priority | None = None
+    if priority_raw is not None:
+        if isinstance(priority_raw, bool) or not isinstance(priority_raw, str | int):
+            raise ApiError(400, "invalid_input", "priority is low, normal, high or critical")
+        try:
+            priority = Priority.parse(priority_raw)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_input", str(exc)) from exc
+    if app.deploy is None or not app.deploy.enabled:
+        raise ApiError(409, "conflict", f"{app.name} has no deploy target")
+    source = await store.deploy.rollback_source(app.name, job_id=to, digest=digest)
+    job = await store.deploy.enqueue_rollback(
+        app.name, source, actor=actor_of(request), priority=priority
+    )
+    return _json({"job": job_json(job)}, status=202)
+
+
 ROUTES: list[Route] = [
     Route("GET", "/api/v1/apps", list_apps, TokenScope.READ),
     Route("GET", "/api/v1/apps/{app}", get_app, TokenScope.READ),
@@ -308,6 +367,9 @@ ROUTES: list[Route] = [
     Route("GET", "/api/v1/deliveries", list_deliveries, TokenScope.READ),
     Route("GET", "/api/v1/deliveries/{id}", get_delivery, TokenScope.READ),
     Route("POST", "/api/v1/deliveries/{id}/replay", replay_delivery, TokenScope.ADMIN),
+    Route("GET", "/api/v1/targets", list_targets, TokenScope.READ),
+    Route("GET", "/api/v1/apps/{app}/releases", list_releases, TokenScope.READ),
+    Route("POST", "/api/v1/apps/{app}/rollbacks", create_rollback, TokenScope.DEPLOY),
 ]
 
 

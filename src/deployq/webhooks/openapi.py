@@ -321,6 +321,41 @@ def openapi_document() -> dict[str, Any]:
                 )
             },
             "/api/v1/servers": {"get": _op("Build servers", "read", {"200": _json(_OBJECT)})},
+            "/api/v1/targets": {
+                "get": _op("Deploy targets and their health", "read", {"200": _json(_OBJECT)})
+            },
+            "/api/v1/apps/{app}/releases": {
+                "get": _op(
+                    "An app's releases, newest first, and what runs now on each target",
+                    "read",
+                    {"200": _json(_OBJECT), **_errors(404)},
+                    parameters=[_APP_PARAM],
+                )
+            },
+            "/api/v1/apps/{app}/rollbacks": {
+                "post": _op(
+                    "Queue a deploy-only job of an earlier image (default: the previous release)",
+                    "deploy",
+                    {"202": _json(_OBJECT), **_errors(400, 404, 409)},
+                    parameters=[_APP_PARAM],
+                    requestBody={
+                        "required": False,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "additionalProperties": False,
+                                    "properties": {
+                                        "to": {"type": "integer", "minimum": 1},
+                                        "digest": {"type": "string"},
+                                        "priority": {"type": "string"},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                )
+            },
             "/api/v1/deliveries": {
                 "get": _op(
                     "Webhook deliveries, newest first",

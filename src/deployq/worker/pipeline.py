@@ -22,6 +22,7 @@ from deployq.builders.detect import BaseImages
 from deployq.builders.plan import app_overrides
 from deployq.errors import (
     ConfigError,
+    DeployError,
     DeployqError,
     EngineUnavailable,
     LostJob,
@@ -33,6 +34,7 @@ from deployq.models import STEP_START_PERCENT, App, BuildServer, JobStatus, Step
 from deployq.registry import HarborClient, RegistryClient, normalize_url
 from deployq.store import Lease, Outcome
 from deployq.worker.checkout import checkout
+from deployq.worker.deploy import Deployer, Image
 from deployq.worker.logbuffer import LogBuffer
 
 if TYPE_CHECKING:
@@ -122,6 +124,7 @@ class Pipeline:
     _started: float = 0.0
     #: the latest progress write, running while its step works (see _record)
     _progress: asyncio.Task[None] | None = None
+    deployer: Deployer | None = None
 
     @property
     def settings(self) -> Settings:
@@ -130,8 +133,16 @@ class Pipeline:
     @property
     def interruptible(self) -> bool:
         """True while a cancel may stop the running step at once: always but during the push,
-        which is left to finish so the registry is not left with half an upload."""
+        which is left to finish so the registry is not left with half an upload, and once a
+        deploy's switch has begun (it ends switched or rolled back)."""
+        if self.deployer is not None and self.deployer.switching:
+            return False
         return self.step is not Step.PUSH
+
+    @property
+    def deploys(self) -> bool:
+        """Whether the app runs its image after verify (has a target or a deploy webhook)."""
+        return self.app.deploy is not None and self.app.deploy.enabled
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -158,6 +169,9 @@ class Pipeline:
             )
         except LostJob:
             raise
+        except DeployError as exc:  # says itself where it failed, and what runs now
+            # it ends with what runs now, so nothing is appended
+            return self._failed(exc.message, retryable=exc.retryable, why=None, where=False)
         except PipelineError as exc:
             if isinstance(exc, EngineUnavailable) and self.on_engine_down is not None:
                 await self.on_engine_down(exc.message)
@@ -168,14 +182,23 @@ class Pipeline:
             log.exception("job #%s: unexpected error during %s", self.lease.id, self.step)
             return self._failed(f"internal error: {type(exc).__name__}: {exc}", retryable=True)
 
-    def _failed(self, message: str, *, retryable: bool, why: str = NOT_RETRIED_SAME) -> Outcome:
+    def _failed(
+        self,
+        message: str,
+        *,
+        retryable: bool,
+        why: str | None = NOT_RETRIED_SAME,
+        where: bool = True,
+    ) -> Outcome:
         """A failed outcome whose error names the step (``build failed on big1: …``) and,
-        when no retry can help, says so: such a job fails at once, whatever attempts are left."""
-        where = f"{self.step.value} failed" if self.step else "configuration check failed"
-        error = f"{where} on {self.server.name}: {message}"
-        if not retryable:
-            error += f" (not retried: {why})"
-        error = self.logs.redact(error)
+        when no retry can help, says why (``why``): such a job fails at once, whatever
+        attempts are left. ``where=False``: the message names its place itself (deploys)."""
+        if where:
+            step = f"{self.step.value} failed" if self.step else "configuration check failed"
+            message = f"{step} on {self.server.name}: {message}"
+        if not retryable and why:
+            message += f" (not retried: {why})"
+        error = self.logs.redact(message)
         self.logs.write(f"ERROR: {error}")
         if retryable and self.lease.attempt < self.lease.job.max_attempts:
             self.logs.write("==> this attempt may be retried")
@@ -186,6 +209,8 @@ class Pipeline:
 
     async def _steps(self) -> Outcome:
         job = self.lease.job
+        if job.deploy_only:
+            return await self._deploy_only()
         image_target(self.app, self.settings)  # a configuration error fails before checkout
         await self._enter(Step.CHECKOUT)
         commit = await checkout(
@@ -261,8 +286,11 @@ class Pipeline:
         scan = None
         if self.settings.harbor_api and self.settings.harbor_scan:
             scan = await self._scan(names, digest)
+        if self.deploys:
+            await self._enter(Step.DEPLOY)
+            await self._deploy(Image(self.image_ref or "", digest, commit.sha))
         self._close_step()
-        await self._record(Step.VERIFY, 100)
+        await self._record(self.step or Step.VERIFY, 100)
         await self._settle()
         return Outcome(
             JobStatus.SUCCEEDED,
@@ -270,6 +298,44 @@ class Pipeline:
             image_digest=digest,
             scan_summary=scan,
         )
+
+    async def _deploy_only(self) -> Outcome:
+        """A rollback: deploy the image an earlier job pushed, without building."""
+        job = self.lease.job
+        if not job.image_ref or not job.image_digest:
+            raise _final(DeployError(f"job #{job.id} names no image to deploy"))
+        if not self.deploys:
+            raise _final(
+                DeployError(
+                    f"{self.app.name} has no deploy target any more: add one with "
+                    f"`deployq app add {self.app.name} ... --deploy-target NAME --replace`"
+                )
+            )
+        self.image_ref, self.image_digest = job.image_ref, job.image_digest
+        self.logs.write(
+            f"==> rollback of {self.app.name} to {job.short_sha} ({job.image_digest}), "
+            "built before: no build"
+        )
+        await self._enter(Step.DEPLOY)
+        await self._deploy(Image(job.image_ref, job.image_digest, job.commit_sha or ""))
+        self._close_step()
+        await self._record(Step.DEPLOY, 100)
+        await self._settle()
+        return Outcome(
+            JobStatus.SUCCEEDED, image_ref=self.image_ref, image_digest=self.image_digest
+        )
+
+    async def _deploy(self, image: Image) -> None:
+        auth = None
+        if self.settings.registry_username:
+            auth = {
+                "username": self.settings.registry_username,
+                "password": _secret(self.settings.registry_password) or "",
+            }
+        self.deployer = Deployer(
+            self.store, self.app, self.lease.job, self.logs.write, registry_auth=auth
+        )
+        await self.deployer.run(image)
 
     async def _push(self, names: ImageNames, auth: RegistryAuth, registry: RegistryClient) -> str:
         """Push the first tag with the engine; give the image its other tags through the
@@ -372,6 +438,12 @@ class Pipeline:
     def _close_step(self) -> None:
         if self.step is not None and self.step.value not in self.durations:
             self.durations[self.step.value] = round(time.monotonic() - self._started, 3)
+
+
+def _final(exc: PipelineError) -> PipelineError:
+    """``exc``, marked as one another attempt cannot fix."""
+    exc.retryable = False
+    return exc
 
 
 def _secret(value: Any) -> str | None:

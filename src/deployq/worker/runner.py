@@ -66,8 +66,9 @@ class RunningJob:
         if self.pipeline is None or self.pipeline.interruptible or self.cancel.force:
             self.inner.cancel()
         elif first and self.logs is not None:
+            step = self.pipeline.step.value if self.pipeline.step else "step"
             self.logs.write(
-                "==> cancel requested: the push has begun and finishes first "
+                f"==> cancel requested: the {step} has begun and finishes first "
                 "(`deployq cancel --force` stops it now)"
             )
 
@@ -89,6 +90,8 @@ def job_secrets(settings: Settings, app: App | None) -> list[str]:
         values.append(dsn_password(settings.database_url.get_secret_value()))
     if app is not None:
         values += [app.webhook_secret, app.notify_webhook_secret, *app.build_secrets.values()]
+        if app.deploy is not None:
+            values += [app.deploy.webhook_secret, *app.deploy.env.values()]
     return [v for v in values if v]
 
 
