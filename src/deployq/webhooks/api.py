@@ -14,7 +14,7 @@ from aiohttp import web
 from deployq.durations import parse_duration
 from deployq.logfollow import LogWaker
 from deployq.manual import manual_trigger
-from deployq.models import App, Job, JobStatus, TokenScope
+from deployq.models import App, Job, JobStatus, Priority, TokenScope
 from deployq.validation import MAX_ID, MAX_LOG_SEQ, MAX_PAGE_SIZE
 from deployq.webhooks.auth import actor_of, requires, token_of
 from deployq.webhooks.errors import ApiError
