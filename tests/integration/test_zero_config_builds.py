@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from deployq.builders import BuildKitBuilder
+from deployq.builders import BuildKitBuilder, EngineBuilder
 from deployq.builders.base import BuildRequest
 from deployq.builders.detect import BaseImages, detect
 from deployq.config import Settings
@@ -63,8 +63,14 @@ def ls(docker_host: str, image: str, path: str) -> list[str]:
     ).stdout.split()
 
 
-@pytest.mark.parametrize("provider", list(ANSWERS))
+#: every provider with BuildKit; the classic builder (Engine API) on a static site and the
+#: Node.js app (multi-stage, --chown, a build stage feeding another image)
+BUILDS = [("buildkit", p) for p in ANSWERS] + [("engine", "static"), ("engine", "node")]
+
+
+@pytest.mark.parametrize(("backend", "provider"), BUILDS)
 async def test_the_app_is_built_and_answers_on_its_port(
+    backend: str,
     provider: str,
     docker_host: str,
     base_image: str,
@@ -82,7 +88,12 @@ async def test_the_app_is_built_and_answers_on_its_port(
     container = f"deployq-test-zc-{uuid.uuid4().hex[:10]}"
     lines: list[str] = []
     try:
-        await BuildKitBuilder(docker_host, DOCKER).build(
+        builder = (
+            BuildKitBuilder(docker_host, DOCKER)
+            if backend == "buildkit"
+            else EngineBuilder(docker_host)
+        )
+        await builder.build(
             BuildRequest(root, dockerfile_text=found.dockerfile_text, tags=[tag]), lines.append
         )
         docker_cmd(docker_host, "run", "-d", "--name", container, tag)
