@@ -48,7 +48,7 @@ def test_the_corpus_covers_every_provider_and_package_manager() -> None:
     assert len(LAYOUTS) >= 25
     assert {p["provider"] for p in plans} == {"python", "node", "go", "static", "php", "ruby"}
     managers = {p["package_manager"] for p in plans}
-    assert managers >= {"pip", "poetry", "uv", "pipenv", "npm", "yarn", "pnpm", "bun"}
+    assert managers >= {"pip", "poetry", "uv", "pdm", "pipenv", "npm", "yarn", "pnpm", "bun"}
     assert managers >= {"composer", "bundler", "go modules"}
     frameworks = {p["framework"] for p in plans}
     assert frameworks >= {"django", "fastapi", "flask", "next", "vite", "rails", "laravel"}

@@ -10,7 +10,7 @@ import re
 from deployq.builders.plan import versions
 from deployq.builders.plan.context import Context, image
 from deployq.builders.plan.model import Layout, Plan
-from deployq.builders.plan.repo import Repo
+from deployq.builders.plan.repo import Repo, tool_version
 
 NAME = "go"
 PORT = 8080
@@ -57,7 +57,13 @@ def plan(ctx: Context) -> Plan:
     repo = ctx.repo
     gomod = repo.text("go.mod") or ""
     go_line = _GO_LINE.search(gomod)
-    version = ctx.version(versions.GO, [("go.mod go line", go_line.group(1) if go_line else None)])
+    version = ctx.version(
+        versions.GO,
+        [
+            (".tool-versions", tool_version(repo, "golang", "go")),
+            ("go.mod go line", go_line.group(1) if go_line else None),
+        ],
+    )
     module = _MODULE.search(gomod)
     package, why = _package(repo, module.group(1) if module else None)
     reasons = [version.reason(), f"builds {package or '-'}: {why}"]

@@ -15,7 +15,7 @@ from typing import Any
 from deployq.builders.plan import static, versions
 from deployq.builders.plan.context import Context, image
 from deployq.builders.plan.model import Layout, Plan
-from deployq.builders.plan.repo import Repo, first_line
+from deployq.builders.plan.repo import Repo, first_line, tool_version
 from deployq.builders.plan.static import httpd_start
 
 NAME = "node"
@@ -60,6 +60,14 @@ def _manager(
         manager = dict(_LOCKFILES)[lockfile]
         reasons.append(f"package manager {manager} ({lockfile} found)")
         return manager, "", lockfile
+    if repo.is_file(".yarnrc.yml"):
+        reasons.append("package manager yarn (.yarnrc.yml found)")
+        return "yarn", "", None
+    engines = _dict(package.get("engines"))
+    for name in ("pnpm", "bun", "yarn"):
+        if isinstance(engines.get(name), str):
+            reasons.append(f"package manager {name} (engines.{name} {engines[name]!r})")
+            return name, "", None
     reasons.append("package manager npm (no lockfile: the default)")
     return "npm", "", None
 
@@ -150,21 +158,23 @@ def plan(ctx: Context) -> Plan:
     manager, manager_version, lockfile = _manager(repo, package, reasons)
     engines = _dict(package.get("engines"))
     if manager == "bun":
-        version = ctx.version(versions.BUN, [("packageManager", manager_version or None)])
+        version = ctx.version(
+            versions.BUN,
+            [
+                ("packageManager", manager_version or None),
+                (".bun-version", first_line(repo.text(".bun-version"))),
+                ("package.json engines.bun", _str(engines.get("bun"))),
+            ],
+        )
         build_image = image(ctx.images.bun, version.family)
     else:
-        tool_versions = [
-            line.split()[1]
-            for line in (repo.text(".tool-versions") or "").splitlines()
-            if line.startswith("nodejs ") and len(line.split()) > 1
-        ]
         node_engine = engines.get("node")
         version = ctx.version(
             versions.NODE,
             [
                 (".nvmrc", first_line(repo.text(".nvmrc"))),
                 (".node-version", first_line(repo.text(".node-version"))),
-                (".tool-versions", tool_versions[0] if tool_versions else None),
+                (".tool-versions", tool_version(repo, "nodejs", "node")),
                 ("package.json engines.node", _str(node_engine)),
             ],
         )

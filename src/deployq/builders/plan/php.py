@@ -11,7 +11,7 @@ from typing import Any
 from deployq.builders.plan import versions
 from deployq.builders.plan.context import Context, image
 from deployq.builders.plan.model import Plan
-from deployq.builders.plan.repo import Repo, first_line
+from deployq.builders.plan.repo import Repo, first_line, tool_version
 
 NAME = "php"
 PORT = 8080
@@ -45,6 +45,7 @@ def plan(ctx: Context) -> Plan:
         versions.PHP,
         [
             (".php-version", first_line(repo.text(".php-version"))),
+            (".tool-versions", tool_version(repo, "php")),
             ("composer.json require.php", php_require if isinstance(php_require, str) else None),
         ],
     )

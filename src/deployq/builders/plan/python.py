@@ -1,9 +1,10 @@
-"""Python: pip (requirements.txt), poetry, uv, pipenv; Django, FastAPI, Flask.
+"""Python: pip (requirements.txt), poetry, uv, pdm, pipenv; Django, FastAPI, Flask.
 
-Dependencies go into a virtualenv at /app/.venv; package-manager tools (uv, poetry, pipenv)
-live in /opt of the build stage only. Start: Django -> gunicorn on the WSGI module named in
-the settings, FastAPI -> uvicorn, Flask -> gunicorn, else a ``[project.scripts]`` entry or
-main.py/app.py/server.py. No start found is an error, never a file server on the source.
+Dependencies go into a virtualenv at /app/.venv; package-manager tools (uv, poetry, pdm,
+pipenv) live in /opt of the build stage only. Start: Django -> gunicorn on the WSGI module
+named in the settings, FastAPI -> uvicorn, Flask -> gunicorn, else a ``[project.scripts]``
+entry or main.py/app.py/server.py. No start found is an error, never a file server on the
+source.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from deployq.builders.plan import versions
 from deployq.builders.plan.context import Context, image
 from deployq.builders.plan.model import Plan
-from deployq.builders.plan.repo import Repo, first_line
+from deployq.builders.plan.repo import Repo, first_line, tool_version
 
 NAME = "python"
 MARKERS = ("pyproject.toml", "requirements.txt", "setup.py", "Pipfile")
@@ -111,6 +112,7 @@ class _Project:
         poetry_python = _table(self.poetry, "dependencies").get("python")
         return [
             (".python-version", first_line(self.repo.text(".python-version"))),
+            (".tool-versions", tool_version(self.repo, "python")),
             ("runtime.txt", runtime.removeprefix("python-") if runtime else None),
             ("Pipfile [requires]", str(pipfile_version) if pipfile_version else None),
             (
@@ -129,6 +131,8 @@ def _package_manager(repo: Repo, project: _Project) -> tuple[str, str | None]:
         return "uv", "uv.lock"
     if repo.is_file("poetry.lock") or project.poetry:
         return "poetry", repo.first("poetry.lock")
+    if repo.is_file("pdm.lock") or _table(project.pyproject, "tool", "pdm"):
+        return "pdm", repo.first("pdm.lock")
     if repo.is_file("Pipfile"):
         return "pipenv", repo.first("Pipfile.lock")
     return "pip", repo.first("requirements.txt")
@@ -153,6 +157,14 @@ def _install(repo: Repo, manager: str, lockfile: str | None) -> tuple[str, str, 
         return (
             f"{_tool('poetry')} && {venv}",
             "/opt/poetry/bin/poetry install --only main --no-root --no-interaction",
+            files,
+        )
+    if manager == "pdm":
+        files = ["pyproject.toml", *([lockfile] if lockfile else [])]
+        check = " --check" if lockfile else ""
+        return (
+            f"{_tool('pdm')} && {venv}",
+            f"/opt/pdm/bin/pdm install{check} --prod --no-self",
             files,
         )
     if manager == "pipenv":
@@ -262,6 +274,8 @@ def plan(ctx: Context) -> Plan:
         build_env |= {"UV_PROJECT_ENVIRONMENT": VENV, "UV_PYTHON_DOWNLOADS": "never"}
     if manager == "poetry":
         build_env |= {"POETRY_VIRTUALENVS_CREATE": "false"}
+    if manager == "pdm":
+        build_env |= {"PDM_CHECK_UPDATE": "false"}
     return Plan(
         provider=NAME,
         version=version.family,

@@ -127,3 +127,12 @@ def first_line(text: str | None) -> str | None:
         if line and not line.startswith("#"):
             return line
     return None
+
+
+def tool_version(repo: Repo, *tools: str) -> str | None:
+    """The version a ``.tool-versions`` file (asdf, mise) gives for the first of ``tools``."""
+    for line in (repo.text(".tool-versions") or "").splitlines():
+        words = line.split("#")[0].split()
+        if len(words) > 1 and words[0] in tools:
+            return words[1]
+    return None

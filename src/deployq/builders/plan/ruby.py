@@ -8,7 +8,7 @@ import re
 from deployq.builders.plan import versions
 from deployq.builders.plan.context import Context, image
 from deployq.builders.plan.model import Plan
-from deployq.builders.plan.repo import Repo, first_line
+from deployq.builders.plan.repo import Repo, first_line, tool_version
 
 NAME = "ruby"
 PORT = 3000
@@ -46,6 +46,7 @@ def plan(ctx: Context) -> Plan:
         versions.RUBY,
         [
             (".ruby-version", ruby_version.removeprefix("ruby-") if ruby_version else None),
+            (".tool-versions", tool_version(repo, "ruby")),
             ("Gemfile ruby", ruby_line.group(1) if ruby_line else None),
             ("Gemfile.lock RUBY VERSION", lock_ruby.group(1) if lock_ruby else None),
         ],
