@@ -1,5 +1,6 @@
 """Following a job's log live, the one home: ``deployq logs -f``, the SSE endpoint and the
-console all read new lines with :class:`LogFollower`.
+console all read new lines with :class:`LogFollower` (the console reads text only:
+:meth:`LogFollower.text`, since it shows thousands of lines at once).
 
 A follower reads the lines after the last one it has, in batches, then waits until it is
 woken and reads again; it ends once the job is final and every line is read. The job is
@@ -15,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 from deployq.models import Job, LogLine
 from deployq.store import CHANNEL_JOBS, CHANNEL_LOGS, Listener, Notice, Store
@@ -27,11 +29,16 @@ FOLLOW_FALLBACK_S = 15.0
 #: how long a new follower waits for the LISTEN connection before reading anyway
 LISTEN_READY_S = 5.0
 
+T = TypeVar("T")
+#: reads a job's log: (job id, after seq, limit) -> (seq of the last line read, the lines)
+Reader = Callable[[int, int, int], Awaitable[tuple[int, list[T]]]]
 
-class LogFollower:
+
+class LogFollower(Generic[T]):
     """The lines of one job's log, batch by batch, until the job is final.
 
-    ``async for lines in follower`` yields non-empty lists of :class:`LogLine`; afterwards
+    ``async for lines in follower`` yields non-empty lists of lines (:class:`LogLine` from
+    :meth:`lines`, ``str`` from :meth:`text`); afterwards
     ``final`` is the job in its final state. With ``keep_last``, a follower told (by
     :meth:`wake` with a seq) that it is more than that many lines behind skips to the last
     ``keep_last`` lines instead of reading them all (a view that keeps no more).
@@ -41,6 +48,7 @@ class LogFollower:
         self,
         store: Store,
         job_id: int,
+        read: Reader[T],
         *,
         after: int = 0,
         keep_last: int | None = None,
@@ -52,11 +60,31 @@ class LogFollower:
         self.after = after
         """Seq of the last line read."""
         self.final: Job | None = None
+        self._read = read
         self._wake = asyncio.Event()
         self._keep_last = keep_last
         self._batch = batch
         self._fallback_s = fallback_s
         self._announced = after
+
+    @staticmethod
+    def lines(store: Store, job_id: int, **options: Any) -> LogFollower[LogLine]:
+        """A follower that yields :class:`LogLine` (seq, time, stream and text)."""
+
+        async def read(job_id: int, after: int, limit: int) -> tuple[int, list[LogLine]]:
+            lines = await store.logs.read(job_id, after=after, limit=limit)
+            return (lines[-1].seq if lines else after), lines
+
+        return LogFollower(store, job_id, read, **options)
+
+    @staticmethod
+    def text(store: Store, job_id: int, **options: Any) -> LogFollower[str]:
+        """A follower that yields the lines' text only."""
+
+        async def read(job_id: int, after: int, limit: int) -> tuple[int, list[str]]:
+            return await store.console.log_lines(job_id, after=after, limit=limit)
+
+        return LogFollower(store, job_id, read, **options)
 
     def wake(self, seq: int | None = None) -> None:
         """Read again now; ``seq`` is the job's last log line when the caller knows it."""
@@ -64,7 +92,7 @@ class LogFollower:
             self._announced = max(self._announced, seq)
         self._wake.set()
 
-    async def __aiter__(self) -> AsyncIterator[list[LogLine]]:
+    async def __aiter__(self) -> AsyncIterator[list[T]]:
         while True:
             self._wake.clear()
             job = await self.store.jobs.get(self.job_id)
@@ -77,13 +105,13 @@ class LogFollower:
                 async with asyncio.timeout(self._fallback_s):
                     await self._wake.wait()
 
-    async def _catch_up(self) -> AsyncIterator[list[LogLine]]:
+    async def _catch_up(self) -> AsyncIterator[list[T]]:
         while True:
             if self._keep_last is not None and self._announced - self.after > self._keep_last:
                 self.after = self._announced - self._keep_last
-            lines = await self.store.logs.read(self.job_id, after=self.after, limit=self._batch)
+            last, lines = await self._read(self.job_id, self.after, self._batch)
             if lines:
-                self.after = lines[-1].seq
+                self.after = last
                 yield lines
             if len(lines) < self._batch:
                 return
@@ -97,17 +125,17 @@ class LogWaker:
     def __init__(self, dsn: str, *, fallback_s: float = FOLLOW_FALLBACK_S) -> None:
         self.dsn = dsn
         self.fallback_s = fallback_s
-        self._followers: dict[int, set[LogFollower]] = {}
+        self._followers: dict[int, set[LogFollower[LogLine]]] = {}
         self._listener: Listener | None = None
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def follow(
         self, store: Store, job_id: int, *, after: int = 0
-    ) -> AsyncIterator[LogFollower]:
+    ) -> AsyncIterator[LogFollower[LogLine]]:
         """A follower of ``job_id`` woken by this connection; LISTEN is ready on entry (or
         :data:`LISTEN_READY_S` passed: the follower's fallback re-read covers the gap)."""
-        follower = LogFollower(store, job_id, after=after, fallback_s=self.fallback_s)
+        follower = LogFollower.lines(store, job_id, after=after, fallback_s=self.fallback_s)
         self._followers.setdefault(job_id, set()).add(follower)
         listener = self._start()
         try:

@@ -20,7 +20,7 @@ async def running_job(store: Store) -> Lease:
     return await claim_one(store)
 
 
-async def collect(follower: LogFollower, into: list[LogLine]) -> None:
+async def collect(follower: LogFollower[LogLine], into: list[LogLine]) -> None:
     async for lines in follower:
         into.extend(lines)
 
@@ -29,7 +29,7 @@ async def test_a_finished_job_is_read_in_batches_and_the_follower_ends(store: St
     lease = await running_job(store)
     await store.logs.append(lease.id, [f"line {n}" for n in range(1, 8)])
     await store.jobs.finish(lease, SUCCESS)
-    follower = LogFollower(store, lease.id, after=2, batch=2)
+    follower = LogFollower.lines(store, lease.id, after=2, batch=2)
 
     batches = [[line.line for line in lines] async for lines in follower]
 
@@ -41,10 +41,10 @@ async def test_a_view_that_keeps_few_lines_skips_to_the_last_ones(store: Store) 
     lease = await running_job(store)
     last = await store.logs.append(lease.id, [f"line {n}" for n in range(1, 101)])
     await store.jobs.finish(lease, SUCCESS)
-    follower = LogFollower(store, lease.id, keep_last=10)
+    follower = LogFollower.text(store, lease.id, keep_last=10)
     follower.wake(last)
 
-    lines = [line.line async for batch in follower for line in batch]
+    lines = [line async for batch in follower for line in batch]
 
     assert lines == [f"line {n}" for n in range(91, 101)]
 

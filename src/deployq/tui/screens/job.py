@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Input, Static
 
 from deployq.durations import elapsed
+from deployq.logfollow import LogFollower
 from deployq.models import Job, JobStatus, Step
 from deployq.tui import format as fmt
 from deployq.tui.messages import ClockTick, JobsChanged, LogsAppended, Resync
@@ -50,8 +51,7 @@ class JobScreen(JobActionsScreen):
         self.events: list[dict[str, Any]] = []
         self.seq = 0
         """Last log line shown."""
-        self._log_target = 0
-        self._fetching = False
+        self._follower: LogFollower[str] | None = None
         self._match: int | None = None
         self.waiting: str | None = None
         """Queue position and wait reason, while queued."""
@@ -107,6 +107,10 @@ class JobScreen(JobActionsScreen):
                 self.seq = tail[0]
                 self.log_view.write_lines(tail[1])
         self.loaded.set()
+        self._follower = LogFollower.text(
+            store, self.job_id, after=self.seq, keep_last=LOG_MAX_LINES, batch=LOG_BATCH
+        )
+        self._follow(self._follower)
         # lines written while the tail was read, or while disconnected
         last = await self.ctx.attempt(store.logs.last_seq(self.job_id))
         if last is not None:
@@ -117,30 +121,20 @@ class JobScreen(JobActionsScreen):
         self.logs_appended(message.job_id, message.seq)
 
     def logs_appended(self, job_id: int, seq: int) -> None:
-        if job_id != self.job_id or not self.loaded.is_set():
-            return
-        self._log_target = max(self._log_target, seq)
-        if not self._fetching and self._log_target > self.seq:
-            self._fetching = True
-            self._catch_up()
+        if job_id == self.job_id and self._follower is not None:
+            self._follower.wake(seq)
 
-    @work(group="job-log", exit_on_error=False)
-    async def _catch_up(self) -> None:
-        """Read new lines in batches until the view has every line announced."""
-        try:
-            while self.seq < self._log_target:
-                if self._log_target - self.seq > LOG_MAX_LINES:
-                    # too far behind to show it all: skip to what the view would keep
-                    self.seq = self._log_target - LOG_MAX_LINES
-                batch = await self.ctx.attempt(
-                    self.ctx.store.console.log_lines(self.job_id, after=self.seq, limit=LOG_BATCH)
-                )
-                if batch is None or not batch[1]:
-                    break
-                self.seq = batch[0]
-                self.log_view.write_lines(batch[1])
-        finally:
-            self._fetching = False
+    @work(exclusive=True, group="job-log", exit_on_error=False)
+    async def _follow(self, follower: LogFollower[str]) -> None:
+        """Show new lines as the follower reads them (woken by the app's LISTEN through
+        :meth:`logs_appended`; it skips what the view would not keep) until the job ends.
+        A lost database shows in the banner; the reload after reconnecting follows again."""
+        await self.ctx.attempt(self._show(follower))
+
+    async def _show(self, follower: LogFollower[str]) -> None:
+        async for lines in follower:
+            self.seq = follower.after
+            self.log_view.write_lines(lines)
 
     @on(JobsChanged)
     def _jobs_changed(self, message: JobsChanged) -> None:
