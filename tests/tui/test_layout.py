@@ -229,3 +229,16 @@ async def test_columns_fit_80_and_widen_at_120(store: Store, database_url: str) 
         assert str(table.get_cell(str(job.id), "pos")) == "1"
     assert "server" not in narrow and "prio" not in narrow
     assert {"prio", "pos", "server", "sha", "attempt"} <= set(wide)
+
+
+async def test_the_servers_view_shows_draining_in_full_at_80(store: Store) -> None:
+    await store.servers.add("a-build-server-with-a-long-name", "unix:///var/run/docker.sock")
+    await store.servers.set_draining("a-build-server-with-a-long-name", True)
+    app = DeployqApp(store, user=OPERATOR)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await _settle(app, pilot)
+        await _servers(pilot, {})
+        await _settle(app, pilot)
+        _check_fits(app, 80)
+        text = "\n".join("".join(s.text for s in row) for row in screen_rows(app))
+    assert " draining " in text
