@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from textual.app import App
 from textual.dom import DOMNode
 
+from deployq.durations import setting
 from deployq.errors import DatabaseError, DeployqError
 from deployq.store import Store
 from deployq.tui.glyphs import Glyphs
@@ -97,7 +98,7 @@ class Console:
     def _lost(self, exc: BaseException) -> str:
         """Show a lost database in the banner; return its one-line reason."""
         if isinstance(exc, TimeoutError):
-            message = f"no answer within {ACTION_TIMEOUT_S:.0f}s"
+            message = f"no answer within {setting(ACTION_TIMEOUT_S)}"
         else:
             message = exc.message if isinstance(exc, DeployqError) else str(exc).strip()
         reason = message.splitlines()[0] if message else type(exc).__name__
