@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from tui_helpers import seed_fixed
 
+from deployq.testing.services import free_port
+
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 #: how long the console may take to show what a step waits for
 SCREEN_WAIT_S = 30.0
@@ -27,12 +29,6 @@ pytestmark = pytest.mark.skipif(
     not (shutil.which("tmux") and os.path.exists(SSHD) and shutil.which("ssh")),
     reason="tmux, ssh and sshd come with scripts/provision",
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -44,7 +40,7 @@ def sshd(tmp_path: Path) -> Iterator[tuple[int, Path]]:
     for key in (host_key, client_key):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
     (home / "authorized_keys").write_text((home / "client_key.pub").read_text())
-    port = _free_port()
+    port = free_port()
     config = home / "sshd_config"
     config.write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
