@@ -97,6 +97,23 @@ def test_dependencies_are_installed_from_their_manifests_before_the_source() -> 
     assert order[5] == ("COPY", ". .")
 
 
+def test_an_install_override_runs_after_the_whole_source_is_copied(tmp_path: Path) -> None:
+    root = project(
+        tmp_path, {"requirements.txt": "", "requirements/prod.txt": "flask\n", "main.py": ""}
+    )
+    overrides = app_overrides(install="pip install -r requirements/prod.txt")
+
+    build = stages(dockerfile(make_plan(root, app=overrides)))[0]
+
+    order = [(i, a) for i, a in build if i in ("COPY", "RUN")]
+    assert order == [
+        ("RUN", "python3 -m venv /app/.venv"),
+        ("COPY", ". ."),
+        ("RUN", "rm -rf .git"),
+        ("RUN", "pip install -r requirements/prod.txt"),
+    ]
+
+
 def test_build_tools_stay_out_of_the_runtime_image() -> None:
     uv = stages(dockerfile(make_plan(corpus_repo("python-uv-fastapi-package"))))
     php = stages(dockerfile(make_plan(corpus_repo("php-laravel"))))

@@ -80,17 +80,11 @@ def _apply_overrides(ctx: Context, plan: Plan) -> Plan:
         if found is not None:
             changes[field] = found[0]
             reasons.append(f"{field} set by {found[1]}")
+    if "install" in changes:  # which files it reads is unknown: it gets the whole source
+        changes["dependency_files"] = ()
     if "start" not in changes and (procfile := procfile_start(ctx.repo)):
         changes["start"] = procfile
         reasons.append("start is the Procfile's web: process")
     if "start" in changes:  # the provider's warnings were about its own start command
         reasons = [r for r in reasons if not r.startswith("warning:")]
-    if "start" in changes and plan.layout is Layout.STATIC and plan.provider == "node":
-        # a start command means a server: run it in the Node.js image, not busybox
-        changes |= {
-            "layout": Layout.APP,
-            "runtime_image": plan.build_image,
-            "output_dir": None,
-            "runtime_env": {"NODE_ENV": "production"},
-        }
     return replace(plan, **changes, reasons=tuple(reasons))  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ from typing import Any
 from deployq.builders.plan import static, versions
 from deployq.builders.plan.context import Context, image
 from deployq.builders.plan.model import Layout, Plan
+from deployq.builders.plan.overrides import procfile_start
 from deployq.builders.plan.repo import Repo, first_line, tool_version
 from deployq.builders.plan.static import httpd_start
 
@@ -213,6 +214,11 @@ def plan(ctx: Context) -> Plan:
         runtime_env={"NODE_ENV": "production"},
     )
     spa = _spa(repo, deps, scripts)
+    if spa is not None and (ctx.override("start") or procfile_start(repo)):
+        reasons.append(
+            f"{spa[0]} build with a start command given: run as a server, not a static site"
+        )
+        spa = None
     if spa is not None:
         framework, output = spa
         reasons.append(f"{framework} single-page app: {output}/ served by busybox httpd")
