@@ -27,6 +27,7 @@ from deployq.store import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_SERVERS, Lease, 
 from deployq.worker.runner import JobRunner, RunningJob
 from deployq.worker.sdnotify import SdNotifier
 from deployq.worker.servers import ServerMonitor
+from deployq.worker.targets import run_target_probes
 
 if TYPE_CHECKING:
     from deployq.store import Store
@@ -101,6 +102,9 @@ class WorkerPool:
                 asyncio.create_task(self._listen(listener), name="worker-listen"),
                 asyncio.create_task(self._heartbeats(background_stop), name="worker-heartbeat"),
                 asyncio.create_task(self.monitor.run(background_stop), name="worker-probe"),
+                asyncio.create_task(
+                    run_target_probes(self.store, background_stop), name="worker-targets"
+                ),
                 asyncio.create_task(self._watchdog(background_stop), name="worker-watchdog"),
                 asyncio.create_task(self._relay(stop), name="worker-stop"),
             ]
