@@ -334,3 +334,40 @@ async def test_the_webhook_target_is_signed_and_a_refusal_fails_the_step(
     }
     releases = await store.deploy.releases(app_name)
     assert [(r.target, r.job_id, r.current) for r in releases] == [("webhook", accepted.id, True)]
+
+
+async def test_a_failure_on_one_target_rolls_back_the_targets_already_switched(
+    store: Store,
+    docker_host: str,
+    base_image: str,
+    git_repo_factory: Any,
+    app_name: str,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    good, dead = unique("good"), unique("dead")
+    await store.deploy.add_target(good, docker_host)
+    await store.deploy.add_target(dead, f"unix://{tmp_path}/no-docker-here.sock")
+    repo = git_repo_factory(files(base_image, "old"))
+    run = DeploySettings(
+        targets=[good],
+        ports=[f"127.0.0.1:{port}:{PORT_IN_CONTAINER}"],
+        health_path="/healthz",
+    )
+    await add_app(store, repo.url, name=app_name, deploy=run, max_attempts=1)
+    async with running_pool(store, concurrency=1):
+        old, logs = await run_job(store, await deploy(store, app_name))
+        assert old.status is JobStatus.SUCCEEDED, f"{old.error}\n{logs}"
+        app = await store.apps.get(app_name)
+        both = run.model_copy(update={"targets": [good, dead]})
+        await store.apps.update(app.model_copy(update={"deploy": both}))
+        repo.commit(files(base_image, "new"), "new")
+        failed, logs = await run_job(store, await deploy(store, app_name))
+
+    assert failed.status is JobStatus.FAILED
+    assert failed.error is not None
+    assert failed.error.startswith(f"deploy failed on {dead}: docker engine unix://")
+    assert f"{good} runs deployq-{app_name}-{failed.id}-1" in logs  # it had switched...
+    assert f"{good} rolled back too" in logs  # ...and went back
+    assert get(f"http://127.0.0.1:{port}/") == "old"
+    assert [r.job_id for r in await store.deploy.current_releases(app_name)] == [old.id]

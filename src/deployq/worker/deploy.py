@@ -175,7 +175,6 @@ class Deployer:
             self.log(f"    {target.name} runs {previous.name} ({previous.label})")
         if self.deploy.network:
             await engine.ensure_network(self.deploy.network)
-        mark = time.monotonic()
         new = await engine.create(self._spec(name, image))
         begun = False  # the switch of this target
         try:
@@ -183,6 +182,8 @@ class Deployer:
             if not (self.deploy.health_cmd or self.deploy.health_path):
                 has_check = await engine.image_healthcheck(image.pull)
             check = describe(self.deploy, has_check)
+            timings["create"] = time.monotonic() - started - timings["pull"]
+            mark = time.monotonic()
             if self.deploy.strategy is DeployStrategy.START_FIRST:
                 await engine.start(new)
                 timings["start"] = time.monotonic() - mark
@@ -194,20 +195,19 @@ class Deployer:
                 self.switching = begun = True
                 mark = time.monotonic()
                 stopped = await finish_even_if_cancelled(self._retire(engine, running))
+                timings["switch"] = time.monotonic() - mark
             else:
                 self.switching = begun = True
                 stopped = await finish_even_if_cancelled(
                     self._recreate(engine, new, name, running, previous, has_check, check, session,
                                    timings)
                 )  # fmt: skip
-                mark = time.monotonic()
         except BaseException:
             if not begun:  # (a failed switch removed the new container itself)
                 with contextlib.suppress(DeployqError):
                     await finish_even_if_cancelled(engine.remove(new))
             engine.close()
             raise
-        timings["switch"] = time.monotonic() - mark
         total = time.monotonic() - started
         self.log(
             f"==> {target.name} runs {name} (#{self.job.id} {image.commit[:7]}) after "
@@ -295,9 +295,11 @@ class Deployer:
         timings: dict[str, float],
     ) -> list[Deployed]:
         """recreate's switch: stop the old, start the new; unhealthy: the old starts again."""
+        mark = time.monotonic()
         for old in running:
             await engine.stop(old.id)
             self.log(f"    stopped {old.name} ({old.label})")
+        timings["switch"] = time.monotonic() - mark
         mark = time.monotonic()
         try:
             await engine.start(new)
