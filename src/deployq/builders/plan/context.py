@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from deployq.builders.plan import versions
@@ -32,17 +32,8 @@ class BaseImages:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BaseImages:
-        return cls(
-            python=settings.base_image_python,
-            node=settings.base_image_node,
-            bun=settings.base_image_bun,
-            go=settings.base_image_go,
-            go_runtime=settings.base_image_go_runtime,
-            static=settings.base_image_static,
-            php=settings.base_image_php,
-            composer=settings.base_image_composer,
-            ruby=settings.base_image_ruby,
-        )
+        """Each field from the setting ``base_image_<field>``."""
+        return cls(**{f.name: getattr(settings, f"base_image_{f.name}") for f in fields(cls)})
 
 
 def image(template: str, version: str | None) -> str:

@@ -207,29 +207,29 @@ def _django_wsgi(repo: Repo) -> tuple[str | None, str]:
     return None, "no WSGI_APPLICATION setting or */wsgi.py found"
 
 
+#: framework dependency -> (its application class, the server, the start command)
+_APP_FRAMEWORKS = {
+    "fastapi": ("FastAPI", "uvicorn", "uvicorn {app} --host 0.0.0.0 --port $PORT"),
+    "flask": ("Flask", "gunicorn", "gunicorn {app} --bind 0.0.0.0:$PORT"),
+}
+
+
 def _start(repo: Repo, project: _Project, reasons: list[str]) -> tuple[str | None, str | None]:
     """(framework, start command)."""
     deps = project.dependencies
-    bind = "--bind 0.0.0.0:$PORT"
     if repo.is_file("manage.py") or "django" in deps:
         module, why = _django_wsgi(repo)
         reasons.append(f"Django: {why}")
         _want(deps, "gunicorn", reasons)
-        return "django", f"gunicorn {module} {bind}" if module else None
-    if "fastapi" in deps:
-        found = _find_app(repo, "FastAPI")
-        _want(deps, "uvicorn", reasons)
-        if found:
-            reasons.append(f"FastAPI app `{found[1]}` in module {found[0]}")
-            return "fastapi", f"uvicorn {found[0]}:{found[1]} --host 0.0.0.0 --port $PORT"
-        return "fastapi", None
-    if "flask" in deps:
-        found = _find_app(repo, "Flask")
-        _want(deps, "gunicorn", reasons)
-        if found:
-            reasons.append(f"Flask app `{found[1]}` in module {found[0]}")
-            return "flask", f"gunicorn {found[0]}:{found[1]} {bind}"
-        return "flask", None
+        return "django", f"gunicorn {module} --bind 0.0.0.0:$PORT" if module else None
+    for framework, (cls, server, command) in _APP_FRAMEWORKS.items():
+        if framework in deps:
+            found = _find_app(repo, cls)
+            _want(deps, server, reasons)
+            if found is None:
+                return framework, None
+            reasons.append(f"{cls} app `{found[1]}` in module {found[0]}")
+            return framework, command.format(app=f"{found[0]}:{found[1]}")
     scripts = project.project.get("scripts") or _table(project.poetry, "scripts")
     if isinstance(scripts, dict) and scripts:
         script = str(next(iter(scripts)))
