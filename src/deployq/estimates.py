@@ -7,7 +7,8 @@ until their expected end; the queued ones are placed in the order the claim take
 has a free place within its concurrency (one at a time by default, so an app's pushes wait
 for each other) and a build slot is free (the healthy, non-draining servers' capacity). A
 job that must wait for its app leaves the slot it could not use to the jobs behind it.
-Server architecture and labels are not simulated: an estimate, not a promise.
+Server architecture and labels are not simulated: an estimate, not a promise. With no
+healthy server there is no estimate.
 """
 
 from __future__ import annotations
@@ -50,9 +51,11 @@ def expected_starts(
     *,
     fallback_s: float = DEFAULT_DURATION_S,
 ) -> dict[int, float]:
-    """Seconds from now until each queued job is expected to start."""
-    # when each build slot is free, sorted (at least one slot, or nothing would ever start)
-    slots = [0.0] * max(capacity, 1)
+    """Seconds from now until each queued job is expected to start; empty when no build
+    slot takes jobs (no healthy server: no estimate is honest)."""
+    if capacity <= 0:
+        return {}
+    slots = [0.0] * capacity  # when each build slot is free, sorted
     busy: dict[int | None, list[float]] = {}  # app -> end times of its jobs (a heap)
     for run in running:
         end = max(MIN_REMAINING_S, duration_s.get(run.app_id, fallback_s) - run.elapsed_s)

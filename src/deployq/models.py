@@ -551,8 +551,9 @@ class QueuePosition(Model):
     job_id: int
     position: int
     ahead: int
-    estimated_start: datetime
-    estimated_wait_s: float
+    estimated_start: datetime | None
+    """None while no healthy server takes jobs (no estimate is honest then)"""
+    estimated_wait_s: float | None
     expected_duration_s: float | None = None
     """how long its build should take: the app's usual time (see Estimate)"""
 

@@ -63,8 +63,33 @@ def test_a_job_over_its_usual_time_is_still_expected_to_take_a_moment() -> None:
     assert starts == {10: MIN_REMAINING_S}
 
 
-def test_apps_without_history_take_the_fallback_and_no_capacity_still_gives_an_answer() -> None:
+def test_apps_without_history_take_the_fallback_time() -> None:
     starts = expected_starts(
-        0, [], [Queued(10, WEB, 0, 1), Queued(11, API, 0, 1)], {}, fallback_s=40
+        1, [], [Queued(10, WEB, 0, 1), Queued(11, API, 0, 1)], {}, fallback_s=40
     )
     assert starts == {10: 0.0, 11: pytest.approx(40.0)}
+
+
+def test_full_servers_make_every_app_wait_for_a_slot() -> None:
+    starts = expected_starts(
+        1,
+        [Running(1, DOCS, elapsed_s=50)],
+        [Queued(10, WEB, 0, 1), Queued(11, API, 0, 1)],
+        {WEB: 10.0, API: 10.0, DOCS: 60.0},
+    )
+    assert starts == {10: 10.0, 11: 20.0}
+
+
+def test_a_job_in_retry_backoff_starts_once_due_behind_the_app_s_other_jobs() -> None:
+    starts = expected_starts(  # claim order: due time first, so the retry comes last
+        3,
+        [Running(1, WEB, elapsed_s=0)],
+        [Queued(11, WEB, 0, 2), Queued(10, WEB, 45.0, 2)],
+        {},
+        fallback_s=100,
+    )
+    assert starts == {11: 0.0, 10: 100.0}
+
+
+def test_no_healthy_server_means_no_estimate() -> None:
+    assert expected_starts(0, [], [Queued(10, WEB, 0, 1)], {WEB: 10.0}) == {}

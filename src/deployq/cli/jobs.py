@@ -180,13 +180,11 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
             ("waiting", reason),
         ]
         if position is not None:
-            start = position.estimated_start.astimezone().strftime("%H:%M:%S")
-            fields.append(
-                (
-                    "position",
-                    f"{position.position} (about {start}, in {elapsed(position.estimated_wait_s)})",
-                )
-            )
+            when = "no estimate: no healthy build server"
+            if position.estimated_start is not None:
+                start = position.estimated_start.astimezone().strftime("%H:%M:%S")
+                when = f"about {start}, in {elapsed(position.estimated_wait_s)}"
+            fields.append(("position", f"{position.position} ({when})"))
         if estimate is not None:
             fields.append(("expected", _expected(estimate, job.status)))
         lines = [f"job #{job.id}"]

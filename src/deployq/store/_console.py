@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from psycopg.rows import tuple_row
 
 from deployq.models import Job
-from deployq.queue_eta import QueuedJob, RunningBuild, start_estimates
 from deployq.store._queries import sql
 
 if TYPE_CHECKING:
@@ -23,9 +22,6 @@ if TYPE_CHECKING:
 _JOB_SELECT = (
     "SELECT j.*, s.name AS server_name FROM jobs j LEFT JOIN build_servers s ON s.id = j.server_id"
 )
-
-#: an app's expected build time is the median of this many of its last successful builds
-ESTIMATE_BUILDS = 20
 
 _STATS = """
 SELECT
@@ -85,24 +81,9 @@ class ConsoleStore:
         return [Job.model_validate(r) for r in rows]
 
     async def start_estimates(self, now: datetime) -> dict[int, float]:
-        """Seconds from ``now`` until each queued job should start (``deployq.queue_eta``:
+        """Seconds from ``now`` until each queued job should start (``store.estimates``:
         free build slots, per-app serialisation, each app's median build time)."""
-        async with self.store.connection() as conn:
-            row = await (
-                await conn.execute(
-                    sql("console_estimate_inputs"), {"now": now, "recent": ESTIMATE_BUILDS}
-                )
-            ).fetchone()
-        assert row is not None
-        return start_estimates(
-            [QueuedJob(int(q["id"]), str(q["app"]), float(q["due_in_s"])) for q in row["queued"]],
-            [RunningBuild(str(r["app"]), float(r["elapsed_s"])) for r in row["running"]],
-            slots=int(row["slots"]),
-            build_s={str(k): float(v) for k, v in row["build_s"].items()},
-            concurrency={
-                str(k): None if v is None else int(v) for k, v in row["concurrency"].items()
-            },
-        )
+        return await self.store.estimates.start_times(now)
 
     async def header_stats(self, now: datetime) -> HeaderStats:
         """Queue figures, with the 24-hour window ending at ``now`` (so a frozen clock gives

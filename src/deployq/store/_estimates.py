@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deployq.db import Connection
 from deployq.estimates import (
@@ -66,43 +66,70 @@ class EstimateStore:
                 usual[app_id] = fallback
         return usual
 
-    async def for_jobs(self, job_ids: list[int]) -> dict[int, Estimate]:
+    async def for_jobs(
+        self, job_ids: list[int], *, now: datetime | None = None
+    ) -> dict[int, Estimate]:
         """The estimates of those of ``job_ids`` that are queued or running."""
-        estimates, _ = await self._simulate(job_ids)
+        estimates, _ = await self._simulate(job_ids, now)
         return estimates
 
-    async def queue_positions(self, job_ids: list[int]) -> dict[int, QueuePosition]:
+    async def queue_positions(
+        self, job_ids: list[int], *, now: datetime | None = None
+    ) -> dict[int, QueuePosition]:
         """Where the queued ones of ``job_ids`` stand, and when they should start."""
-        _, positions = await self._simulate(job_ids)
+        _, positions = await self._simulate(job_ids, now)
         return positions
 
+    async def start_times(self, now: datetime | None = None) -> dict[int, float]:
+        """Seconds from ``now`` (default: the database's) until each queued job should
+        start; empty when no healthy server takes jobs."""
+        rows, head = await self._queue(now)
+        if not rows:
+            return {}
+        starts, _ = await self._starts(rows, head)
+        return starts
+
+    async def _queue(self, now: datetime | None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        async with self.store.connection() as conn:
+            head = await (await conn.execute(sql("estimate_capacity"), {"now": now})).fetchone()
+            assert head is not None
+            rows = await (
+                await conn.execute(sql("estimate_queue"), {"now": head["now"]})
+            ).fetchall()
+        return rows, head
+
+    async def _starts(
+        self, rows: list[dict[str, Any]], head: dict[str, Any]
+    ) -> tuple[dict[int, float], dict[int | None, Usual]]:
+        usual = await self.usual_durations([r["app_id"] for r in rows])
+        starts = expected_starts(
+            int(head["capacity"]),
+            [
+                Running(int(r["id"]), r["app_id"], float(r["elapsed_s"]))
+                for r in rows
+                if r["status"] == "running"
+            ],
+            [
+                Queued(int(r["id"]), r["app_id"], float(r["due_in_s"]), int(r["concurrency"]))
+                for r in rows
+                if r["status"] == "queued"
+            ],
+            {app_id: u.duration_s for app_id, u in usual.items()},
+            fallback_s=usual[None].duration_s,
+        )
+        return starts, usual
+
     async def _simulate(
-        self, job_ids: list[int]
+        self, job_ids: list[int], now: datetime | None
     ) -> tuple[dict[int, Estimate], dict[int, QueuePosition]]:
         if not job_ids:
             return {}, {}
-        async with self.store.connection() as conn:
-            rows = await (await conn.execute(sql("estimate_queue"))).fetchall()
-            head = await (await conn.execute(sql("estimate_capacity"))).fetchone()
-        assert head is not None
+        rows, head = await self._queue(now)
         wanted = set(job_ids)
         if not wanted & {int(r["id"]) for r in rows}:
             return {}, {}
-        now: datetime = head["now"]
-        usual = await self.usual_durations([r["app_id"] for r in rows])
-        durations = {app_id: u.duration_s for app_id, u in usual.items()}
-        running = [r for r in rows if r["status"] == "running"]
-        queued = [r for r in rows if r["status"] == "queued"]
-        starts = expected_starts(
-            int(head["capacity"]),
-            [Running(int(r["id"]), r["app_id"], float(r["elapsed_s"])) for r in running],
-            [
-                Queued(int(r["id"]), r["app_id"], float(r["due_in_s"]), int(r["concurrency"]))
-                for r in queued
-            ],
-            durations,
-            fallback_s=usual[None].duration_s,
-        )
+        starts, usual = await self._starts(rows, head)
+        at: datetime = head["now"]
         estimates: dict[int, Estimate] = {}
         positions: dict[int, QueuePosition] = {}
         for row in rows:
@@ -111,12 +138,11 @@ class EstimateStore:
                 continue
             known = usual.get(row["app_id"], usual[None])
             if row["status"] == "running":
-                started: datetime = row["started_at"]
-                estimates[job_id] = _estimate(job_id, known, started, now)
+                estimates[job_id] = _estimate(job_id, known, row["started_at"], at)
                 continue
-            wait = round(starts[job_id], 1)
-            start = now + timedelta(seconds=wait)
-            estimates[job_id] = _estimate(job_id, known, start, now)
+            wait = round(starts[job_id], 1) if job_id in starts else None
+            start = at + timedelta(seconds=wait) if wait is not None else None
+            estimates[job_id] = _estimate(job_id, known, start, at)
             positions[job_id] = QueuePosition(
                 job_id=job_id,
                 position=int(row["position"]),
@@ -128,12 +154,12 @@ class EstimateStore:
         return estimates, positions
 
 
-def _estimate(job_id: int, usual: Usual, start: datetime, now: datetime) -> Estimate:
-    finish = start + timedelta(seconds=usual.duration_s)
+def _estimate(job_id: int, usual: Usual, start: datetime | None, now: datetime) -> Estimate:
+    finish = start + timedelta(seconds=usual.duration_s) if start is not None else None
     return Estimate(
         job_id=job_id,
         expected_duration_s=usual.duration_s,
         based_on=usual.builds,
         expected_start=start,
-        expected_finish=max(finish, now),
+        expected_finish=max(finish, now) if finish is not None else None,
     )

@@ -2,10 +2,12 @@
 -- build times.
 
 -- name: estimate_queue
--- Running jobs first, then the queued ones in the order the claim takes them.
+-- Running jobs first, then the queued ones in the order the claim takes them; times as of
+-- %(now)s.
 SELECT j.id, j.app_id, j.status, j.started_at,
-       greatest(0, extract(epoch FROM j.run_after - now()))::float8 AS due_in_s,
-       coalesce(extract(epoch FROM now() - j.started_at)::float8, 0) AS elapsed_s,
+       greatest(0, extract(epoch FROM j.run_after - %(now)s))::float8 AS due_in_s,
+       greatest(0, coalesce(extract(epoch FROM %(now)s - j.started_at), 0))::float8
+           AS elapsed_s,
        coalesce(a.concurrency, 1) AS concurrency,
        row_number() OVER (PARTITION BY j.status = 'queued'
                           ORDER BY j.priority DESC, j.run_after, j.id) AS position
@@ -14,8 +16,9 @@ WHERE j.status IN ('queued', 'running')
 ORDER BY j.status = 'queued', j.priority DESC, j.run_after, j.id;
 
 -- name: estimate_capacity
--- The build slots that take new jobs, and the time the estimates count from.
-SELECT now() AS now, coalesce(sum(capacity), 0) AS capacity
+-- The build slots that take new jobs, and the time the estimates count from (the caller's,
+-- for a frozen clock, or the database's).
+SELECT coalesce(%(now)s::timestamptz, now()) AS now, coalesce(sum(capacity), 0) AS capacity
 FROM build_servers WHERE healthy AND NOT draining;
 
 -- name: estimate_durations
