@@ -93,3 +93,18 @@ def test_the_real_command_prints_the_plan_as_json() -> None:
         "package_manager": "pip",
     }
     assert plan["start"] == "gunicorn app:app --bind 0.0.0.0:$PORT"
+
+
+def test_the_example_in_docs_zero_config_is_what_the_command_prints() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "zero-config.md").read_text()
+    shown = doc.split("    $ deployq plan services/api\n", 1)[1].split("\n\n", 1)[0]
+    runner = CliRunner()
+
+    result = runner.invoke(
+        main,
+        ["plan", str(CORPUS / "python-uv-fastapi-package" / "repo")],
+        env={k: None for k in os.environ if k.startswith("DEPLOYQ_")},
+    )
+
+    assert result.exit_code == 0, result.stderr
+    assert [line.removeprefix("    ") for line in shown.splitlines()] == result.stdout.splitlines()
