@@ -32,10 +32,9 @@ async def check_app(spec: AppSpec, settings: Settings) -> list[str]:
 
 async def _check_repository(spec: AppSpec, settings: Settings) -> list[str]:
     token = settings.git_token.get_secret_value() if settings.git_token else None
+    url, env = git_env(spec.repo_url, token, settings.git_ssh_key, settings.git_token_hosts)
     try:
-        heads = await ls_remote(
-            spec.repo_url, timeout_s=CHECK_TIMEOUT_S, env=git_env(token, settings.git_ssh_key)
-        )
+        heads = await ls_remote(url, timeout_s=CHECK_TIMEOUT_S, env=env)
     except DeployqError as exc:
         return [f"repository: {exc.message}"]
     branches = sorted(ref.removeprefix("refs/heads/") for ref in heads)

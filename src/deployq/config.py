@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     gitlab_webhook_token: SecretStr | None = None
     """Global token for GitLab webhooks, used when an app has none of its own."""
     webhook_max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)
+    """Largest request body accepted (413 beyond it, counted while it streams)."""
+    body_memory_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    """Request bodies held in memory at once, all requests together; a request that would
+    pass it gets 503 with Retry-After."""
     unknown_repo_status: int = Field(202)
     """202 (acknowledge and ignore, so the forge keeps the hook) or 404."""
     feed_buffer: int = Field(1000, ge=1, le=1_000_000)
@@ -118,6 +122,9 @@ class Settings(BaseSettings):
     keep_failed_workspaces: bool = False
     git_token: SecretStr | None = None
     """Token for private HTTPS repositories (sent as the password, never logged)."""
+    git_token_hosts: str | None = None
+    """Comma-separated hosts (``host`` or ``host:port``) the git token is sent to; default:
+    the host of the repository being fetched. Other hosts never see it."""
     git_ssh_key: Path | None = None
     docker_host: str | None = None
     """Engine of the `local` build server registered on first start; default: DOCKER_HOST

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from deployq.builders.plan.overrides import check_command, check_version
 from deployq.errors import PlanError
+from deployq.redact import redact_urls, url_credentials
 from deployq.validation import APP_NAME_RE, APP_NAME_RULE
 
 
@@ -316,12 +317,30 @@ class AppSpec(Model):
             raise ValueError(APP_NAME_RULE)
         return value
 
+    @field_validator("repo_url")
+    @classmethod
+    def _repo_url(cls, value: str) -> str:
+        problem = url_credentials(value)
+        if problem is not None:
+            raise ValueError(
+                f"the repository URL {redact_urls(value)} is refused: {problem}, and URLs are "
+                "shown and stored in the clear; give the URL without credentials and set "
+                "DEPLOYQ_GIT_TOKEN (HTTPS, sent only to DEPLOYQ_GIT_TOKEN_HOSTS) or "
+                "DEPLOYQ_GIT_SSH_KEY instead"
+            )
+        return value
+
 
 class App(AppSpec):
     id: int
     repo_identity: str
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("repo_url")
+    @classmethod
+    def _repo_url(cls, value: str) -> str:
+        return value  # stored before URLs with credentials were refused: shown redacted
 
 
 class Trigger(Model):

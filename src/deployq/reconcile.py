@@ -23,6 +23,7 @@ from deployq.models import App, Trigger, TriggerKind
 from deployq.redact import redact_urls
 from deployq.service import Component
 from deployq.store import Store
+from deployq.worker.checkout import git_env
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,10 @@ async def reconcile_app(store: Store, app: App) -> ReconcileResult:
     """Enqueue the matching branch heads of one app that have no job yet."""
     result = ReconcileResult(app.name)
     try:
-        heads = await ls_remote(app.repo_url)
+        settings = store.settings
+        token = settings.git_token.get_secret_value() if settings.git_token else None
+        url, env = git_env(app.repo_url, token, settings.git_ssh_key, settings.git_token_hosts)
+        heads = await ls_remote(url, env=env)
     except CheckoutError as exc:
         result.error = exc.message
         log.warning("reconcile %s: %s", app.name, exc.message)

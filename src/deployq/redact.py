@@ -1,6 +1,7 @@
 """Secrets out of text, the one home: known secret values and credentials in URLs.
 
-Everything deployq shows (job logs, error messages, ``app show``) masks a secret as
+Everything deployq shows (job logs, error messages, apps and jobs in the CLI, the API, the
+console and e-mails: :func:`public_app`) masks a secret as
 :data:`MASK`, the way pydantic's ``SecretStr`` prints. URLs whose path is itself the secret
 (chat incoming webhooks) are shown as their origin only (:func:`url_origin`).
 """
@@ -9,8 +10,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 from yarl import URL
+
+if TYPE_CHECKING:
+    from deployq.models import App
 
 MASK = "**********"
 #: shorter values are not treated as secrets: redacting "ab" everywhere helps nobody
@@ -83,3 +88,42 @@ def scrub_url(text: str, url: str) -> str:
         if len(part) > 1:
             text = text.replace(part, "…")
     return text
+
+
+#: the fields of an app that hold secrets
+SECRET_FIELDS = ("webhook_secret", "notify_webhook_secret", "build_secrets")
+
+
+def url_credentials(url: str) -> str | None:
+    """Why ``url`` carries a credential (a password, or a user name over HTTP), or None.
+
+    ``ssh://git@host/x`` and ``git@host:x`` name a user, which is not a secret.
+    """
+    match = _URL_USERINFO.match(url)
+    if match is None:
+        return None
+    if match["password"] is not None:
+        return "it contains a password"
+    if match["user"] and match["scheme"].lower() in _TOKEN_USER_SCHEMES:
+        return "it contains a user name or token"
+    return None
+
+
+def public_app(app: App) -> dict[str, Any]:
+    """An app as JSON for people (CLI, console): secrets masked, their names kept."""
+    data = app.model_dump(mode="json")
+    for key in SECRET_FIELDS:
+        value = data.get(key)
+        if isinstance(value, dict):
+            data[key] = dict.fromkeys(value, MASK)
+        elif value:
+            data[key] = MASK
+    data["repo_url"] = redact_urls(app.repo_url)
+    if data.get("notify_webhook_url"):
+        data["notify_webhook_url"] = redact_urls(str(data["notify_webhook_url"]))
+    deploy = data.get("deploy")
+    if deploy:
+        deploy["env"] = dict.fromkeys(deploy.get("env") or {}, MASK)
+        if deploy.get("webhook_secret"):
+            deploy["webhook_secret"] = MASK
+    return data

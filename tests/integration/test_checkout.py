@@ -209,6 +209,52 @@ async def test_credentials_in_the_url_are_redacted_from_logs_and_errors(
     assert secret not in caught.value.message + "\n".join(lines)
 
 
+async def test_credentials_in_the_url_travel_in_a_header_not_in_argv_or_config(
+    forge: tuple[GitHttpServer, str], tmp_path: Path
+) -> None:
+    server, base = forge
+    secret = f"pw-{uuid.uuid4().hex}"
+    url = base.replace("http://", f"http://robot:{secret}@") + "/team/app.git"
+    seen_in_argv: list[str] = []
+
+    async def watch() -> None:
+        while True:
+            seen_in_argv.extend(processes_with(secret))
+            await asyncio.sleep(0.005)  # sampling other processes: there is no event
+
+    watcher = asyncio.create_task(watch())
+    try:
+        with pytest.raises(CheckoutError):
+            await checkout(url, tmp_path / "ws", ref="main", commit_sha=None, log=print)
+    finally:
+        watcher.cancel()
+
+    expected = base64.b64encode(f"robot:{secret}".encode()).decode()
+    assert f"Basic {expected}" in server.authorizations
+    assert seen_in_argv == []
+    assert secret not in (tmp_path / "ws" / ".git" / "config").read_text()
+
+
+async def test_the_git_token_goes_only_to_the_hosts_it_is_meant_for(
+    forge: tuple[GitHttpServer, str], tmp_path: Path
+) -> None:
+    server, base = forge
+    token = f"ghp_{uuid.uuid4().hex}"
+
+    with pytest.raises(CheckoutError):
+        await checkout(
+            f"{base}/team/app.git",
+            tmp_path / "ws",
+            ref="main",
+            commit_sha=None,
+            token=token,
+            token_hosts="github.com, git.example.com",
+            log=print,
+        )
+
+    assert server.authorizations and not any(server.authorizations)
+
+
 async def test_cancel_kills_a_hanging_fetch_within_five_seconds(
     aiohttp_server: Any, tmp_path: Path
 ) -> None:

@@ -16,7 +16,7 @@ from deployq.embedded_registry import with_registry
 from deployq.errors import InvalidInput
 from deployq.imageref import check_registry, parse_repository
 from deployq.models import App, AppSpec, NotifyEvent, Priority, SupersedePolicy
-from deployq.redact import MASK
+from deployq.redact import public_app, redact_urls
 from deployq.repos import absolute_clone_url
 from deployq.store import Store
 
@@ -164,7 +164,13 @@ async def app_list(state: CliState, store: Store) -> None:
             table(
                 ["NAME", "REPOSITORY", "BRANCHES", "IMAGE", "ON NEW PUSH"],
                 [
-                    [a.name, a.repo_url, ",".join(a.branches), a.image or "", a.supersede_policy]
+                    [
+                        a.name,
+                        redact_urls(a.repo_url),
+                        ",".join(a.branches),
+                        a.image or "",
+                        a.supersede_policy,
+                    ]
                     for a in apps
                 ],
             )
@@ -181,7 +187,7 @@ async def app_list(state: CliState, store: Store) -> None:
 async def app_show(state: CliState, store: Store, name: str) -> None:
     """Show an app's configuration (secrets hidden)."""
     app = await store.apps.get(name)
-    emit(state, _public(app), lambda: _describe(app))
+    emit(state, app, lambda: _describe(app))
 
 
 @app_group.command("rm")
@@ -198,24 +204,8 @@ async def app_rm(state: CliState, store: Store, name: str, yes: bool) -> None:
     emit(state, {"removed": name}, f"removed app {name}")
 
 
-_SECRET_FIELDS = ("webhook_secret", "notify_webhook_secret", "build_secrets")
-
-
-def _public(app: App) -> dict[str, Any]:
-    data = app.model_dump(mode="json")
-    for key in _SECRET_FIELDS:
-        if data.get(key):
-            data[key] = {k: MASK for k in data[key]} if isinstance(data[key], dict) else MASK
-    deploy = data.get("deploy")
-    if deploy:
-        deploy["env"] = {k: MASK for k in deploy["env"]}
-        if deploy.get("webhook_secret"):
-            deploy["webhook_secret"] = MASK
-    return data
-
-
 def _describe(app: App) -> str:
-    data = _public(app)
+    data = public_app(app)
     width = max(len(k) for k in data)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in data.items())
 

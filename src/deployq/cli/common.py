@@ -18,6 +18,8 @@ from pydantic import BaseModel
 from deployq.config import Settings, load_settings
 from deployq.db.migrate import migrate
 from deployq.errors import DeployqError
+from deployq.models import App, Job
+from deployq.redact import public_app, redact_urls
 from deployq.store import Store
 
 P = ParamSpec("P")
@@ -143,6 +145,11 @@ def emit(state: CliState, data: Any, text: Callable[[], str] | str) -> None:
 
 
 def to_jsonable(data: Any) -> Any:
+    """JSON-ready data; apps and jobs with their secrets masked (deployq.redact)."""
+    if isinstance(data, App):
+        return public_app(data)
+    if isinstance(data, Job):
+        return {**data.model_dump(mode="json"), "repo_url": redact_urls(data.repo_url)}
     if isinstance(data, BaseModel):
         return data.model_dump(mode="json")
     if isinstance(data, list | tuple):

@@ -100,7 +100,7 @@ async def jobs_cmd(
         before_id=before_id,
     )
     reasons = await store.jobs.wait_reasons([j.id for j in jobs if j.status is JobStatus.QUEUED])
-    data = [{**j.model_dump(mode="json"), "wait_reason": reasons.get(j.id)} for j in jobs]
+    data = [{**to_jsonable(j), "wait_reason": reasons.get(j.id)} for j in jobs]
 
     def text() -> str:
         if not jobs:

@@ -21,6 +21,7 @@ from deployq.db import Connection
 from deployq.errors import Conflict, NotFound
 from deployq.imageref import pull_reference
 from deployq.models import App, Job, JobStatus, Notification, NotifyEvent
+from deployq.redact import redact_urls
 from deployq.store._channels import CHANNEL_NOTIFICATIONS, dumps
 
 if TYPE_CHECKING:
@@ -141,7 +142,12 @@ class NotificationStore:
             }
         return {
             "event": event.value,
-            "app": {"id": app.id, "name": app.name, "repo_url": app.repo_url, "image": app.image},
+            "app": {
+                "id": app.id,
+                "name": app.name,
+                "repo_url": redact_urls(app.repo_url),
+                "image": app.image,
+            },
             "job": {
                 "id": job.id,
                 "status": status,

@@ -3,20 +3,29 @@ the router and the OpenAPI document's security requirements are built."""
 
 from __future__ import annotations
 
-import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from aiohttp import web
+from multidict import MultiMapping
 
 from deployq.durations import parse_duration
 from deployq.logfollow import LogWaker
 from deployq.manual import manual_trigger
-from deployq.models import App, Job, JobStatus, Priority, TokenScope
+from deployq.models import App, Job, JobStatus, Priority
+from deployq.redact import redact_urls
 from deployq.validation import MAX_ID, MAX_LOG_SEQ, MAX_PAGE_SIZE
-from deployq.webhooks.auth import actor_of, requires, token_of
+from deployq.webhooks.auth import actor_of, token_of
+from deployq.webhooks.bodies import (
+    RETRY_AFTER_S,
+    BadJson,
+    BodyBudgetSpent,
+    BodyTooLarge,
+    decode_json,
+)
 from deployq.webhooks.errors import ApiError
 from deployq.webhooks.feed_api import stream_events
 from deployq.webhooks.replay import replay_stored
@@ -25,6 +34,8 @@ from deployq.webhooks.state import STATE_KEY
 
 HUB_KEY = web.AppKey("deployq_log_waker", LogWaker)
 MAX_STATS_WINDOW_S = 3650 * 86400.0
+#: the stats window as the OpenAPI document states it (positive, at most MAX_STATS_WINDOW_S)
+SINCE_PATTERN = r"^([1-9][0-9]{0,7}(s|ms)?|[1-9][0-9]{0,5}m|[1-9][0-9]{0,3}h|[1-9][0-9]{0,2}d)$"
 
 
 @dataclass(frozen=True)
@@ -32,21 +43,27 @@ class Route:
     method: str
     path: str
     handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-    scope: TokenScope
 
 
 # -- helpers -------------------------------------------------------------------------------
 
 
+def _one(query: MultiMapping[str], name: str) -> str | None:
+    """A query parameter given at most once (a repeated one is ambiguous: 400)."""
+    values = query.getall(name, [])
+    if len(values) > 1:
+        raise ApiError(400, "invalid_input", f"{name} is given {len(values)} times; give it once")
+    return values[0] if values else None
+
+
 def _int_param(
     value: str | None, name: str, *, default: int | None = None, low: int = 1, high: int = MAX_ID
 ) -> int | None:
-    if value is None or value == "":
+    if value is None:
         return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise ApiError(400, "invalid_input", f"{name} must be an integer") from None
+    if not (value.isascii() and value.isdigit()) or len(value) > 20:
+        raise ApiError(400, "invalid_input", f"{name} must be an integer")
+    number = int(value)
     if not low <= number <= high:
         raise ApiError(400, "invalid_input", f"{name} must be between {low} and {high}")
     return number
@@ -62,13 +79,16 @@ def _path_id(request: web.Request) -> int:
 
 async def _json_body(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; an empty body is {}."""
-    raw = await request.read()
-    if not raw.strip():
-        return {}
+    state = request.app[STATE_KEY]
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_json", f"the body is not valid JSON: {exc}") from exc
+        async with state.bodies.reading(request, state.settings.webhook_max_body_bytes) as raw:
+            data = decode_json(raw) if raw.strip() else {}
+    except BodyTooLarge as exc:
+        raise ApiError(413, "payload_too_large", str(exc)) from None
+    except BodyBudgetSpent as exc:
+        raise ApiError(503, "busy", str(exc), {"Retry-After": str(RETRY_AFTER_S)}) from None
+    except BadJson as exc:
+        raise ApiError(400, "bad_json", str(exc)) from exc
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_input", "the body must be a JSON object")
     return data
@@ -86,6 +106,7 @@ def _reject_unknown(data: dict[str, Any], allowed: set[str]) -> None:
 
 def job_json(job: Job) -> dict[str, Any]:
     data = job.model_dump(mode="json")
+    data["repo_url"] = redact_urls(job.repo_url)
     data["priority"] = job.priority.name.lower()  # as asked for: "high", not 2
     data["duration_s"] = job.duration_s
     return data
@@ -99,6 +120,9 @@ def app_json(app: App) -> dict[str, Any]:
     data.pop("notify_webhook_secret", None)
     data["has_webhook_secret"] = app.webhook_secret is not None
     data["build_secrets"] = sorted(app.build_secrets)
+    data["repo_url"] = redact_urls(app.repo_url)
+    if app.notify_webhook_url:
+        data["notify_webhook_url"] = redact_urls(app.notify_webhook_url)
     if app.deploy is not None:
         # the container's environment holds secrets: its names only
         data["deploy"]["env"] = sorted(app.deploy.env)
@@ -114,19 +138,16 @@ def _json(data: Any, status: int = 200) -> web.Response:
 # -- apps and deployments -------------------------------------------------------------------
 
 
-@requires(TokenScope.READ)
 async def list_apps(request: web.Request) -> web.Response:
     apps = await request.app[STATE_KEY].store.apps.list()
     return _json({"apps": [app_json(a) for a in apps]})
 
 
-@requires(TokenScope.READ)
 async def get_app(request: web.Request) -> web.Response:
     app = await request.app[STATE_KEY].store.apps.get(request.match_info["app"])
     return _json(app_json(app))
 
 
-@requires(TokenScope.DEPLOY)
 async def create_deployment(request: web.Request) -> web.Response:
     """Manual trigger: {"ref"?, "commit"?, "priority"?} -> 202 {"jobs": [...]}."""
     store = request.app[STATE_KEY].store
@@ -155,29 +176,28 @@ async def create_deployment(request: web.Request) -> web.Response:
 # -- jobs -------------------------------------------------------------------------------------
 
 
-@requires(TokenScope.READ)
 async def list_jobs(request: web.Request) -> web.Response:
     store = request.app[STATE_KEY].store
     query = request.query
     statuses: list[JobStatus] | None = None
-    if query.get("status"):
+    status = _one(query, "status")
+    if status is not None:
         try:
-            statuses = [JobStatus(s.strip()) for s in query["status"].split(",") if s.strip()]
+            statuses = [JobStatus(s) for s in status.split(",")]
         except ValueError:
             raise ApiError(
                 400,
                 "invalid_input",
                 "status is a comma-separated list of " + ", ".join(s.value for s in JobStatus),
             ) from None
-    limit = _int_param(query.get("limit"), "limit", default=50, high=MAX_PAGE_SIZE)
-    before = _int_param(query.get("before"), "before")
+    limit = _int_param(_one(query, "limit"), "limit", default=50, high=MAX_PAGE_SIZE)
+    before = _int_param(_one(query, "before"), "before")
     jobs = await store.jobs.list(
-        status=statuses, app=query.get("app") or None, before_id=before, limit=limit or 50
+        status=statuses, app=_one(query, "app") or None, before_id=before, limit=limit or 50
     )
     return _json({"jobs": [job_json(j) for j in jobs]})
 
 
-@requires(TokenScope.READ)
 async def get_job(request: web.Request) -> web.Response:
     store = request.app[STATE_KEY].store
     job = await store.jobs.get(_path_id(request))
@@ -196,12 +216,11 @@ async def get_job(request: web.Request) -> web.Response:
     return _json(data)
 
 
-@requires(TokenScope.READ)
 async def job_logs(request: web.Request) -> web.StreamResponse:
     """text/plain; with Accept: text/event-stream, follow live (resume with Last-Event-ID)."""
     state = request.app[STATE_KEY]
     job_id = _path_id(request)
-    after = _int_param(request.query.get("after"), "after", default=0, low=0, high=MAX_LOG_SEQ)
+    after = _int_param(_one(request.query, "after"), "after", default=0, low=0, high=MAX_LOG_SEQ)
     if "text/event-stream" in request.headers.get("Accept", ""):
         last = request.headers.get("Last-Event-ID", "").strip()
         if last:
@@ -213,7 +232,6 @@ async def job_logs(request: web.Request) -> web.StreamResponse:
     return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
 
-@requires(TokenScope.DEPLOY)
 async def cancel_job(request: web.Request) -> web.Response:
     data = await _json_body(request)
     _reject_unknown(data, {"force"})
@@ -226,7 +244,6 @@ async def cancel_job(request: web.Request) -> web.Response:
     return _json(job_json(job))
 
 
-@requires(TokenScope.DEPLOY)
 async def retry_job(request: web.Request) -> web.Response:
     job = await request.app[STATE_KEY].store.jobs.retry(_path_id(request), actor=actor_of(request))
     return _json(job_json(job), status=202)
@@ -235,22 +252,20 @@ async def retry_job(request: web.Request) -> web.Response:
 # -- queue, servers, deliveries ----------------------------------------------------------------
 
 
-@requires(TokenScope.READ)
 async def queue_stats(request: web.Request) -> web.Response:
     stats = await request.app[STATE_KEY].store.jobs.stats()
     return _json(stats.model_dump(mode="json"))
 
 
-@requires(TokenScope.READ)
 async def build_stats(request: web.Request) -> web.Response:
     """?app=&since=7d: wait and build times, success rate, the queue now, per app and day."""
     store = request.app[STATE_KEY].store
-    app = request.query.get("app") or None
-    since = request.query.get("since") or "7d"
-    try:
-        window = parse_duration(since)
-    except ValueError as exc:
-        raise ApiError(400, "invalid_input", f"since: {exc}") from None
+    app = _one(request.query, "app") or None
+    since = _one(request.query, "since")
+    since = "7d" if since is None else since
+    if not re.match(SINCE_PATTERN, since):
+        raise ApiError(400, "invalid_input", "since is a duration like 24h, 7d or 3600")
+    window = parse_duration(since)
     if not 0 < window <= MAX_STATS_WINDOW_S:
         raise ApiError(400, "invalid_input", "since must be above zero and at most 3650d")
     if app is not None:
@@ -259,25 +274,22 @@ async def build_stats(request: web.Request) -> web.Response:
     return _json(stats.model_dump(mode="json"))
 
 
-@requires(TokenScope.READ)
 async def list_servers(request: web.Request) -> web.Response:
     servers = await request.app[STATE_KEY].store.servers.list()
     return _json({"servers": [s.model_dump(mode="json") for s in servers]})
 
 
-@requires(TokenScope.READ)
 async def list_deliveries(request: web.Request) -> web.Response:
     query = request.query
-    limit = _int_param(query.get("limit"), "limit", default=50, high=MAX_PAGE_SIZE)
-    before = _int_param(query.get("before"), "before")
-    provider = query.get("provider") or None
+    limit = _int_param(_one(query, "limit"), "limit", default=50, high=MAX_PAGE_SIZE)
+    before = _int_param(_one(query, "before"), "before")
+    provider = _one(query, "provider") or None
     deliveries = await request.app[STATE_KEY].store.deliveries.list(
         limit=limit or 50, before_id=before, provider=provider
     )
     return _json({"deliveries": [d.model_dump(mode="json") for d in deliveries]})
 
 
-@requires(TokenScope.READ)
 async def get_delivery(request: web.Request) -> web.Response:
     stored = await request.app[STATE_KEY].store.deliveries.get(_path_id(request))
     data = stored.delivery.model_dump(mode="json")
@@ -286,7 +298,6 @@ async def get_delivery(request: web.Request) -> web.Response:
     return _json(data)
 
 
-@requires(TokenScope.ADMIN)
 async def replay_delivery(request: web.Request) -> web.Response:
     reply = await replay_stored(request.app[STATE_KEY], _path_id(request))
     return _json({**reply.body, "result": reply.result}, status=reply.status)
@@ -295,13 +306,11 @@ async def replay_delivery(request: web.Request) -> web.Response:
 # -- deploy ---------------------------------------------------------------------------------
 
 
-@requires(TokenScope.READ)
 async def list_targets(request: web.Request) -> web.Response:
     targets = await request.app[STATE_KEY].store.deploy.targets()
     return _json({"targets": [t.model_dump(mode="json") for t in targets]})
 
 
-@requires(TokenScope.READ)
 async def list_releases(request: web.Request) -> web.Response:
     """{"app", "current": [release per target], "releases": [newest first]}."""
     store = request.app[STATE_KEY].store
@@ -317,7 +326,6 @@ async def list_releases(request: web.Request) -> web.Response:
     )
 
 
-@requires(TokenScope.DEPLOY)
 async def create_rollback(request: web.Request) -> web.Response:
     """{"to"?: job id, "digest"?: sha256:..., "priority"?} -> 202 {"job": {...}}: a
     deploy-only job of an earlier image (default: the release before the current one)."""
@@ -352,24 +360,24 @@ async def create_rollback(request: web.Request) -> web.Response:
 
 
 ROUTES: list[Route] = [
-    Route("GET", "/api/v1/apps", list_apps, TokenScope.READ),
-    Route("GET", "/api/v1/apps/{app}", get_app, TokenScope.READ),
-    Route("POST", "/api/v1/apps/{app}/deployments", create_deployment, TokenScope.DEPLOY),
-    Route("GET", "/api/v1/jobs", list_jobs, TokenScope.READ),
-    Route("GET", "/api/v1/jobs/{id}", get_job, TokenScope.READ),
-    Route("GET", "/api/v1/jobs/{id}/logs", job_logs, TokenScope.READ),
-    Route("POST", "/api/v1/jobs/{id}/cancel", cancel_job, TokenScope.DEPLOY),
-    Route("POST", "/api/v1/jobs/{id}/retry", retry_job, TokenScope.DEPLOY),
-    Route("GET", "/api/v1/queue/stats", queue_stats, TokenScope.READ),
-    Route("GET", "/api/v1/stats", build_stats, TokenScope.READ),
-    Route("GET", "/api/v1/events", stream_events, TokenScope.READ),
-    Route("GET", "/api/v1/servers", list_servers, TokenScope.READ),
-    Route("GET", "/api/v1/deliveries", list_deliveries, TokenScope.READ),
-    Route("GET", "/api/v1/deliveries/{id}", get_delivery, TokenScope.READ),
-    Route("POST", "/api/v1/deliveries/{id}/replay", replay_delivery, TokenScope.ADMIN),
-    Route("GET", "/api/v1/targets", list_targets, TokenScope.READ),
-    Route("GET", "/api/v1/apps/{app}/releases", list_releases, TokenScope.READ),
-    Route("POST", "/api/v1/apps/{app}/rollbacks", create_rollback, TokenScope.DEPLOY),
+    Route("GET", "/api/v1/apps", list_apps),
+    Route("GET", "/api/v1/apps/{app}", get_app),
+    Route("POST", "/api/v1/apps/{app}/deployments", create_deployment),
+    Route("GET", "/api/v1/jobs", list_jobs),
+    Route("GET", "/api/v1/jobs/{id}", get_job),
+    Route("GET", "/api/v1/jobs/{id}/logs", job_logs),
+    Route("POST", "/api/v1/jobs/{id}/cancel", cancel_job),
+    Route("POST", "/api/v1/jobs/{id}/retry", retry_job),
+    Route("GET", "/api/v1/queue/stats", queue_stats),
+    Route("GET", "/api/v1/stats", build_stats),
+    Route("GET", "/api/v1/events", stream_events),
+    Route("GET", "/api/v1/servers", list_servers),
+    Route("GET", "/api/v1/deliveries", list_deliveries),
+    Route("GET", "/api/v1/deliveries/{id}", get_delivery),
+    Route("POST", "/api/v1/deliveries/{id}/replay", replay_delivery),
+    Route("GET", "/api/v1/targets", list_targets),
+    Route("GET", "/api/v1/apps/{app}/releases", list_releases),
+    Route("POST", "/api/v1/apps/{app}/rollbacks", create_rollback),
 ]
 
 

@@ -29,6 +29,7 @@ from deployq.webhooks.providers import GITHUB, GITLAB
 from deployq.webhooks.receiver import handler
 from deployq.webhooks.recorder import DeliveryRecorder
 from deployq.webhooks.replay import load_app_cache, spool_replayer
+from deployq.webhooks.scopes import check_routes
 from deployq.webhooks.spool import Spool
 from deployq.webhooks.state import DB_ERRORS, STATE_KEY, WebState
 
@@ -56,6 +57,7 @@ def create_app(store: Store) -> web.Application:
     app.router.add_post("/webhooks/github", handler(GITHUB))
     app.router.add_post("/webhooks/gitlab", handler(GITLAB))
     add_routes(app)
+    check_routes(app.router)  # fail closed: every route declares its scope
     app.cleanup_ctx.append(_background)
     return app
 

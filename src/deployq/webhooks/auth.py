@@ -1,33 +1,19 @@
-"""Bearer tokens for /api/v1: 401 without a valid token, 403 when its scope is too small."""
+"""Bearer tokens: 401 without a valid token, 403 when its scope is too small.
+
+The scope each route needs comes from deployq.webhooks.scopes; a matched route that is not
+there is refused (fail closed).
+"""
 
 from __future__ import annotations
-
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from aiohttp import web
 
 from deployq.models import ApiToken, TokenScope
 from deployq.webhooks.errors import Handler, error_response
+from deployq.webhooks.scopes import PUBLIC, scope_of
 from deployq.webhooks.state import STATE_KEY
 
-SCOPE_ATTR = "deployq_scope"
 TOKEN_KEY = web.RequestKey("deployq_token", ApiToken)
-API_PREFIX = "/api/v1/"
-#: routes under API_PREFIX that need no token
-PUBLIC_PATHS = frozenset({"/api/v1/openapi.json"})
-
-H = TypeVar("H", bound=Callable[[web.Request], Awaitable[web.StreamResponse]])
-
-
-def requires(scope: TokenScope) -> Callable[[H], H]:
-    """Mark a handler with the scope it needs (read < deploy < admin)."""
-
-    def mark(handler: H) -> H:
-        setattr(handler, SCOPE_ATTR, scope)
-        return handler
-
-    return mark
 
 
 def token_of(request: web.Request) -> ApiToken:
@@ -40,11 +26,15 @@ def actor_of(request: web.Request) -> str:
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if not request.path.startswith(API_PREFIX) or request.path in PUBLIC_PATHS:
+    match = request.match_info
+    if match.http_exception is not None:  # no such route: the router answers 404/405
         return await handler(request)
-    needed = getattr(handler, SCOPE_ATTR, None)
-    if needed is None:  # no such route: let the router answer 404/405
+    resource = match.route.resource
+    needed = scope_of(request.method, resource.canonical) if resource is not None else None
+    if needed == PUBLIC:
         return await handler(request)
+    if not isinstance(needed, TokenScope):
+        return error_response(403, "forbidden", "this route declares no scope: refused")
     challenge = {"WWW-Authenticate": 'Bearer realm="deployq"'}
     scheme, _, value = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not value.strip():

@@ -1,7 +1,8 @@
 """The OpenAPI 3.0 document of every route, served at /api/v1/openapi.json.
 
-Written by hand from the route table: each /api/v1 route of deployq.webhooks.api.ROUTES
-must appear here (a test checks it), with the scope its token needs in the description.
+Written by hand; the security of each operation comes from the scope table
+(deployq.webhooks.scopes.SCOPES), like the auth middleware's. A test checks that every route of
+the router appears here.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from typing import Any
 
 from deployq import __version__
 from deployq.models import JobStatus
-from deployq.validation import COMMIT_SHA_PATTERN, MAX_PAGE_SIZE
+from deployq.validation import COMMIT_SHA_PATTERN, MAX_ID, MAX_LOG_SEQ, MAX_PAGE_SIZE
+from deployq.webhooks.api import SINCE_PATTERN
+from deployq.webhooks.scopes import PUBLIC, scope_of
 
 _ERROR = {
     "type": "object",
@@ -24,6 +27,12 @@ _ERROR = {
     },
 }
 _OBJECT: dict[str, Any] = {"type": "object", "additionalProperties": True}
+
+
+def _list_pattern(values: list[str]) -> str:
+    """A comma-separated list of these values, as the server accepts it."""
+    one = "|".join(values)
+    return f"^({one})(,({one}))*$"
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -44,7 +53,7 @@ def _id_param(description: str) -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "integer", "minimum": 1},
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
     }
 
 
@@ -58,31 +67,46 @@ _BEFORE = {
     "name": "before",
     "in": "query",
     "description": "page: ids below this one",
-    "schema": {"type": "integer", "minimum": 1},
+    "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
 }
 
 
-def _op(summary: str, scope: str | None, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    op: dict[str, Any] = {"summary": summary, "responses": responses, **extra}
-    if scope is None:
-        op["security"] = []
-    else:
-        op["description"] = f"Needs a token with scope `{scope}` or higher."
-        responses.update(_errors(401, 403))
-    return op
+def _op(summary: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "responses": responses, **extra}
 
 
-def _webhook(provider: str, headers: list[tuple[str, bool]], types: list[str]) -> dict[str, Any]:
+def _with_scopes(paths: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each operation's security from the scope table (deployq.webhooks.scopes)."""
+    for path, operations in paths.items():
+        for method, op in operations.items():
+            scope = scope_of(method.upper(), path)
+            if scope is None:
+                raise AssertionError(f"{method.upper()} {path} has no declared scope")
+            if scope == PUBLIC:
+                op["security"] = []
+            else:
+                op["description"] = f"Needs a token with scope `{scope}` or higher."
+                op["responses"].update(_errors(401, 403))
+    return paths
+
+
+def _webhook(
+    provider: str, headers: list[tuple[str, bool]], types: list[str], note: str = ""
+) -> dict[str, Any]:
     return _op(
         f"Receive a {provider} webhook delivery",
-        None,
         {
             "200": _json(_OBJECT, "ping answered or a redelivery (its first jobs)"),
             "202": _json(_OBJECT, "accepted, ignored with a reason, or spooled"),
             **_errors(400, 401, 404, 413, 415, 503),
         },
         parameters=[
-            {"name": name, "in": "header", "required": required, "schema": {"type": "string"}}
+            {
+                "name": name,
+                "in": "header",
+                "required": required,
+                "schema": {"type": "string", "minLength": 1} if required else {"type": "string"},
+            }
             for name, required in headers
         ],
         requestBody={
@@ -109,280 +133,275 @@ def openapi_document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {"Error": _ERROR},
         },
-        "paths": {
-            "/healthz": {"get": _op("The process is up", None, {"200": _json(_OBJECT)})},
-            "/readyz": {
-                "get": _op(
-                    "The database answers and migrations are current",
-                    None,
-                    {"200": _json(_OBJECT), "503": _json(_OBJECT, "not ready")},
-                )
-            },
-            "/metrics": {
-                "get": _op(
-                    "Prometheus metrics",
-                    None,
-                    {
-                        "200": {
-                            "description": "text exposition format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}},
-                        },
-                        **_errors(503),
-                    },
-                )
-            },
-            "/webhooks/github": {
-                "post": _webhook(
-                    "GitHub",
-                    [
-                        ("X-GitHub-Event", True),
-                        ("X-GitHub-Delivery", False),
-                        ("X-Hub-Signature-256", False),
-                    ],
-                    ["application/json", "application/x-www-form-urlencoded"],
-                )
-            },
-            "/webhooks/gitlab": {
-                "post": _webhook(
-                    "GitLab",
-                    [
-                        ("X-Gitlab-Event", True),
-                        ("X-Gitlab-Event-UUID", False),
-                        ("X-Gitlab-Token", False),
-                    ],
-                    ["application/json"],
-                )
-            },
-            "/api/v1/openapi.json": {"get": _op("This document", None, {"200": _json(_OBJECT)})},
-            "/api/v1/apps": {
-                "get": _op("List apps (secrets hidden)", "read", {"200": _json(_OBJECT)})
-            },
-            "/api/v1/apps/{app}": {
-                "get": _op(
-                    "One app (secrets hidden)",
-                    "read",
-                    {"200": _json(_OBJECT), **_errors(404)},
-                    parameters=[_APP_PARAM],
-                )
-            },
-            "/api/v1/apps/{app}/deployments": {
-                "post": _op(
-                    "Deploy an app now (manual trigger)",
-                    "deploy",
-                    {"202": _json(_OBJECT, "the jobs"), **_errors(400, 404)},
-                    parameters=[_APP_PARAM],
-                    requestBody={
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "ref": {
-                                            "type": "string",
-                                            "description": "branch, tag or ref",
-                                        },
-                                        "commit": {
-                                            "type": "string",
-                                            "pattern": COMMIT_SHA_PATTERN,
-                                        },
-                                        "priority": {
-                                            "type": "string",
-                                            "enum": ["low", "normal", "high", "critical"],
-                                        },
-                                    },
-                                }
-                            }
-                        },
-                    },
-                )
-            },
-            "/api/v1/jobs": {
-                "get": _op(
-                    "List jobs, newest first",
-                    "read",
-                    {"200": _json(_OBJECT), **_errors(400)},
-                    parameters=[
+        "paths": _with_scopes(
+            {
+                "/healthz": {"get": _op("The process is up", {"200": _json(_OBJECT)})},
+                "/readyz": {
+                    "get": _op(
+                        "The database answers and migrations are current",
+                        {"200": _json(_OBJECT), "503": _json(_OBJECT, "not ready")},
+                    )
+                },
+                "/metrics": {
+                    "get": _op(
+                        "Prometheus metrics",
                         {
-                            "name": "status",
-                            "in": "query",
-                            "description": "comma-separated: " + ", ".join(statuses),
-                            "schema": {"type": "string"},
+                            "200": {
+                                "description": "text exposition format",
+                                "content": {"text/plain": {"schema": {"type": "string"}}},
+                            },
+                            **_errors(503),
                         },
-                        {"name": "app", "in": "query", "schema": {"type": "string"}},
-                        _LIMIT,
-                        _BEFORE,
-                    ],
-                )
-            },
-            "/api/v1/jobs/{id}": {
-                "get": _op(
-                    "One job with its events",
-                    "read",
-                    {"200": _json(_OBJECT), **_errors(404)},
-                    parameters=[_id_param("job id")],
-                )
-            },
-            "/api/v1/jobs/{id}/logs": {
-                "get": _op(
-                    "The job's log: text/plain, or live with Accept: text/event-stream "
-                    "(id: is the line number; resume with Last-Event-ID; ends with event: end)",
-                    "read",
-                    {
-                        "200": {
-                            "description": "the log",
+                    )
+                },
+                "/webhooks/github": {
+                    "post": _webhook(
+                        "GitHub",
+                        [
+                            ("X-GitHub-Event", True),
+                            ("X-GitHub-Delivery", False),
+                            ("X-Hub-Signature-256", False),
+                        ],
+                        ["application/json"],
+                        " (GitHub's form encoding, payload=<json>, is accepted too)",
+                    )
+                },
+                "/webhooks/gitlab": {
+                    "post": _webhook(
+                        "GitLab",
+                        [
+                            ("X-Gitlab-Event", True),
+                            ("X-Gitlab-Event-UUID", False),
+                            ("X-Gitlab-Token", False),
+                        ],
+                        ["application/json"],
+                    )
+                },
+                "/api/v1/openapi.json": {"get": _op("This document", {"200": _json(_OBJECT)})},
+                "/api/v1/apps": {"get": _op("List apps (secrets hidden)", {"200": _json(_OBJECT)})},
+                "/api/v1/apps/{app}": {
+                    "get": _op(
+                        "One app (secrets hidden)",
+                        {"200": _json(_OBJECT), **_errors(404)},
+                        parameters=[_APP_PARAM],
+                    )
+                },
+                "/api/v1/apps/{app}/deployments": {
+                    "post": _op(
+                        "Deploy an app now (manual trigger)",
+                        {"202": _json(_OBJECT, "the jobs"), **_errors(400, 404)},
+                        parameters=[_APP_PARAM],
+                        requestBody={
+                            "required": False,
                             "content": {
-                                "text/plain": {"schema": {"type": "string"}},
-                                "text/event-stream": {"schema": {"type": "string"}},
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "ref": {
+                                                "type": "string",
+                                                "description": "branch, tag or ref",
+                                            },
+                                            "commit": {
+                                                "type": "string",
+                                                "pattern": COMMIT_SHA_PATTERN,
+                                            },
+                                            "priority": {
+                                                "type": "string",
+                                                "enum": ["low", "normal", "high", "critical"],
+                                            },
+                                        },
+                                    }
+                                }
                             },
                         },
-                        **_errors(400, 404),
-                    },
-                    parameters=[
-                        _id_param("job id"),
+                    )
+                },
+                "/api/v1/jobs": {
+                    "get": _op(
+                        "List jobs, newest first",
+                        {"200": _json(_OBJECT), **_errors(400)},
+                        parameters=[
+                            {
+                                "name": "status",
+                                "in": "query",
+                                "description": "comma-separated: " + ", ".join(statuses),
+                                "schema": {"type": "string", "pattern": _list_pattern(statuses)},
+                            },
+                            {"name": "app", "in": "query", "schema": {"type": "string"}},
+                            _LIMIT,
+                            _BEFORE,
+                        ],
+                    )
+                },
+                "/api/v1/jobs/{id}": {
+                    "get": _op(
+                        "One job with its events",
+                        {"200": _json(_OBJECT), **_errors(404)},
+                        parameters=[_id_param("job id")],
+                    )
+                },
+                "/api/v1/jobs/{id}/logs": {
+                    "get": _op(
+                        "The job's log: text/plain, or live with Accept: text/event-stream "
+                        "(id: is the line number; resume with Last-Event-ID; ends with event: end)",
                         {
-                            "name": "after",
-                            "in": "query",
-                            "description": "lines after this seq",
-                            "schema": {"type": "integer", "minimum": 0},
+                            "200": {
+                                "description": "the log",
+                                "content": {
+                                    "text/plain": {"schema": {"type": "string"}},
+                                    "text/event-stream": {"schema": {"type": "string"}},
+                                },
+                            },
+                            **_errors(400, 404),
                         },
-                    ],
-                )
-            },
-            "/api/v1/jobs/{id}/cancel": {
-                "post": _op(
-                    "Cancel a queued job, or ask the worker to stop a running one",
-                    "deploy",
-                    {"200": _json(_OBJECT), **_errors(400, 404, 409)},
-                    parameters=[_id_param("job id")],
-                    requestBody={
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {"force": {"type": "boolean"}},
+                        parameters=[
+                            _id_param("job id"),
+                            {
+                                "name": "after",
+                                "in": "query",
+                                "description": "lines after this seq",
+                                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_LOG_SEQ},
+                            },
+                        ],
+                    )
+                },
+                "/api/v1/jobs/{id}/cancel": {
+                    "post": _op(
+                        "Cancel a queued job, or ask the worker to stop a running one",
+                        {"200": _json(_OBJECT), **_errors(400, 404, 409)},
+                        parameters=[_id_param("job id")],
+                        requestBody={
+                            "required": False,
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "properties": {"force": {"type": "boolean"}},
+                                    }
                                 }
-                            }
+                            },
                         },
-                    },
-                )
-            },
-            "/api/v1/jobs/{id}/retry": {
-                "post": _op(
-                    "A new job for the same commit as a finished one",
-                    "deploy",
-                    {"202": _json(_OBJECT), **_errors(404, 409)},
-                    parameters=[_id_param("job id")],
-                )
-            },
-            "/api/v1/queue/stats": {
-                "get": _op(
-                    "Queue depth, running jobs, server load, the last 24 h",
-                    "read",
-                    {"200": _json(_OBJECT)},
-                )
-            },
-            "/api/v1/stats": {
-                "get": _op(
-                    "Wait and build times (avg, p95), success rate, the queue now, per app and day",
-                    "read",
-                    {"200": _json(_OBJECT), **_errors(400, 404)},
-                    parameters=[
-                        {"name": "app", "in": "query", "schema": {"type": "string"}},
+                    )
+                },
+                "/api/v1/jobs/{id}/retry": {
+                    "post": _op(
+                        "A new job for the same commit as a finished one",
+                        {"202": _json(_OBJECT), **_errors(404, 409)},
+                        parameters=[_id_param("job id")],
+                    )
+                },
+                "/api/v1/queue/stats": {
+                    "get": _op(
+                        "Queue depth, running jobs, server load, the last 24 h",
+                        {"200": _json(_OBJECT)},
+                    )
+                },
+                "/api/v1/stats": {
+                    "get": _op(
+                        "Wait and build times (avg, p95), success rate, the queue now, "
+                        "per app and day",
+                        {"200": _json(_OBJECT), **_errors(400, 404)},
+                        parameters=[
+                            {"name": "app", "in": "query", "schema": {"type": "string"}},
+                            {
+                                "name": "since",
+                                "in": "query",
+                                "schema": {
+                                    "type": "string",
+                                    "default": "7d",
+                                    "pattern": SINCE_PATTERN,
+                                },
+                                "description": "window: 24h, 7d, 30d or seconds",
+                            },
+                        ],
+                    )
+                },
+                "/api/v1/events": {
+                    "get": _op(
+                        "The live feed (text/event-stream): job states, steps, progress, servers",
                         {
-                            "name": "since",
-                            "in": "query",
-                            "schema": {"type": "string", "default": "7d"},
-                            "description": "window: 24h, 7d, 30d or seconds",
+                            "200": {
+                                "description": "server-sent events, each data a JSON object",
+                                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                            },
+                            **_errors(400),
                         },
-                    ],
-                )
-            },
-            "/api/v1/events": {
-                "get": _op(
-                    "The live feed (text/event-stream): job states, steps, progress, servers",
-                    "read",
-                    {
-                        "200": {
-                            "description": "server-sent events, each data a JSON object",
-                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
-                        },
-                        **_errors(400),
-                    },
-                    parameters=[
-                        {"name": "app", "in": "query", "schema": {"type": "string"}},
-                        {"name": "status", "in": "query", "schema": {"type": "string"}},
-                        {"name": "after", "in": "query", "schema": {"type": "integer"}},
-                        {"name": "Last-Event-ID", "in": "header", "schema": {"type": "integer"}},
-                    ],
-                )
-            },
-            "/api/v1/servers": {"get": _op("Build servers", "read", {"200": _json(_OBJECT)})},
-            "/api/v1/targets": {
-                "get": _op("Deploy targets and their health", "read", {"200": _json(_OBJECT)})
-            },
-            "/api/v1/apps/{app}/releases": {
-                "get": _op(
-                    "An app's releases, newest first, and what runs now on each target",
-                    "read",
-                    {"200": _json(_OBJECT), **_errors(404)},
-                    parameters=[_APP_PARAM],
-                )
-            },
-            "/api/v1/apps/{app}/rollbacks": {
-                "post": _op(
-                    "Queue a deploy-only job of an earlier image (default: the previous release)",
-                    "deploy",
-                    {"202": _json(_OBJECT), **_errors(400, 404, 409)},
-                    parameters=[_APP_PARAM],
-                    requestBody={
-                        "required": False,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "type": "object",
-                                    "additionalProperties": False,
-                                    "properties": {
-                                        "to": {"type": "integer", "minimum": 1},
-                                        "digest": {"type": "string"},
-                                        "priority": {"type": "string"},
-                                    },
+                        parameters=[
+                            {"name": "app", "in": "query", "schema": {"type": "string"}},
+                            {"name": "status", "in": "query", "schema": {"type": "string"}},
+                            {"name": "after", "in": "query", "schema": {"type": "integer"}},
+                            {
+                                "name": "Last-Event-ID",
+                                "in": "header",
+                                "schema": {"type": "integer"},
+                            },
+                        ],
+                    )
+                },
+                "/api/v1/servers": {"get": _op("Build servers", {"200": _json(_OBJECT)})},
+                "/api/v1/targets": {
+                    "get": _op("Deploy targets and their health", {"200": _json(_OBJECT)})
+                },
+                "/api/v1/apps/{app}/releases": {
+                    "get": _op(
+                        "An app's releases, newest first, and what runs now on each target",
+                        {"200": _json(_OBJECT), **_errors(404)},
+                        parameters=[_APP_PARAM],
+                    )
+                },
+                "/api/v1/apps/{app}/rollbacks": {
+                    "post": _op(
+                        "Queue a deploy-only job of an earlier image "
+                        "(default: the previous release)",
+                        {"202": _json(_OBJECT), **_errors(400, 404, 409)},
+                        parameters=[_APP_PARAM],
+                        requestBody={
+                            "required": False,
+                            "content": {
+                                "application/json": {
+                                    "schema": {
+                                        "type": "object",
+                                        "additionalProperties": False,
+                                        "properties": {
+                                            "to": {"type": "integer", "minimum": 1},
+                                            "digest": {"type": "string"},
+                                            "priority": {"type": "string"},
+                                        },
+                                    }
                                 }
-                            }
+                            },
                         },
-                    },
-                )
-            },
-            "/api/v1/deliveries": {
-                "get": _op(
-                    "Webhook deliveries, newest first",
-                    "read",
-                    {"200": _json(_OBJECT), **_errors(400)},
-                    parameters=[
-                        _LIMIT,
-                        _BEFORE,
-                        {"name": "provider", "in": "query", "schema": {"type": "string"}},
-                    ],
-                )
-            },
-            "/api/v1/deliveries/{id}": {
-                "get": _op(
-                    "One delivery with its kept headers",
-                    "read",
-                    {"200": _json(_OBJECT), **_errors(404)},
-                    parameters=[_id_param("delivery id (the row id)")],
-                )
-            },
-            "/api/v1/deliveries/{id}/replay": {
-                "post": _op(
-                    "Process a recorded, verified delivery again (jobs dedupe on its delivery id)",
-                    "admin",
-                    {"200": _json(_OBJECT), "202": _json(_OBJECT), **_errors(404, 409)},
-                    parameters=[_id_param("delivery id (the row id)")],
-                )
-            },
-        },
+                    )
+                },
+                "/api/v1/deliveries": {
+                    "get": _op(
+                        "Webhook deliveries, newest first",
+                        {"200": _json(_OBJECT), **_errors(400)},
+                        parameters=[
+                            _LIMIT,
+                            _BEFORE,
+                            {"name": "provider", "in": "query", "schema": {"type": "string"}},
+                        ],
+                    )
+                },
+                "/api/v1/deliveries/{id}": {
+                    "get": _op(
+                        "One delivery with its kept headers",
+                        {"200": _json(_OBJECT), **_errors(404)},
+                        parameters=[_id_param("delivery id (the row id)")],
+                    )
+                },
+                "/api/v1/deliveries/{id}/replay": {
+                    "post": _op(
+                        "Process a recorded, verified delivery again "
+                        "(jobs dedupe on its delivery id)",
+                        {"200": _json(_OBJECT), "202": _json(_OBJECT), **_errors(404, 409)},
+                        parameters=[_id_param("delivery id (the row id)")],
+                    )
+                },
+            }
+        ),
     }

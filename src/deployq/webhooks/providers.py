@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs
 
 from deployq.webhooks import github, gitlab
-from deployq.webhooks.events import BadPayload, Parsed
+from deployq.webhooks.bodies import decode_form_payload, decode_json
+from deployq.webhooks.events import Parsed
 from deployq.webhooks.signatures import verify_github, verify_gitlab
 from deployq.webhooks.state import WebState
 
@@ -67,15 +66,7 @@ PROVIDERS = {p.name: p for p in (GITHUB, GITLAB)}
 
 
 def decode_body(body: bytes, content_type: str) -> Any:
-    """JSON, or GitHub's form encoding (``payload=<json>``); BadPayload otherwise."""
-    try:
-        if content_type == "application/x-www-form-urlencoded":
-            form = parse_qs(body.decode(), strict_parsing=True)
-            if "payload" not in form:
-                raise BadPayload("the form has no 'payload' field")
-            return json.loads(form["payload"][0])
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-        if isinstance(exc, BadPayload):
-            raise
-        raise BadPayload(f"the body is not valid JSON: {exc}") from exc
+    """JSON, or GitHub's form encoding (``payload=<json>``); BadJson otherwise."""
+    if content_type == "application/x-www-form-urlencoded":
+        return decode_form_payload(body)
+    return decode_json(body)

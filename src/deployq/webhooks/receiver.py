@@ -19,6 +19,7 @@ from aiohttp import web
 from deployq.errors import QueueFull
 from deployq.models import Job
 from deployq.store import DeliveryRecord, EnqueueResult
+from deployq.webhooks.bodies import BodyBudgetSpent, BodyTooLarge, budget_response
 from deployq.webhooks.errors import error_response
 from deployq.webhooks.events import BadPayload, Parsed
 from deployq.webhooks.providers import Provider, decode_body
@@ -99,17 +100,25 @@ async def _receive(request: web.Request, provider: Provider) -> web.Response:
             f"content type {request.content_type!r} is not accepted; "
             f"configure the webhook to send {' or '.join(provider.content_types)}",
         )
-    max_bytes = state.settings.webhook_max_body_bytes
-    if request.content_length is not None and request.content_length > max_bytes:
-        return await _refuse(
-            state, base, 413, "payload_too_large", f"the body is larger than {max_bytes} bytes"
-        )
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        return await _refuse(
-            state, base, 413, "payload_too_large", f"the body is larger than {max_bytes} bytes"
-        )
+        async with state.bodies.reading(request, state.settings.webhook_max_body_bytes) as body:
+            return await _handle(request, provider, state, base, event, delivery_id, body)
+    except BodyTooLarge as exc:
+        return await _refuse(state, base, 413, "payload_too_large", str(exc))
+    except BodyBudgetSpent as exc:
+        state.metrics.webhooks.labels(provider.name, "busy").inc()
+        return budget_response(exc)
+
+
+async def _handle(
+    request: web.Request,
+    provider: Provider,
+    state: WebState,
+    base: DeliveryRecord,
+    event: str | None,
+    delivery_id: str | None,
+    body: bytes,
+) -> web.Response:
     if not event:
         return await _refuse(
             state, base, 400, "missing_event", f"the {provider.event_header} header is missing"

@@ -13,6 +13,7 @@ from deployq.errors import DatabaseUnavailable
 from deployq.models import App
 from deployq.store import Store
 from deployq.webhooks.batcher import DeliveryBatcher
+from deployq.webhooks.bodies import BodyBudget
 from deployq.webhooks.metrics import Metrics
 from deployq.webhooks.recorder import DeliveryRecorder
 from deployq.webhooks.spool import Spool
@@ -96,9 +97,12 @@ class WebState:
     replayed: asyncio.Event = field(default_factory=asyncio.Event)
     #: group commit of verified deliveries (deployq.webhooks.batcher)
     batcher: DeliveryBatcher = field(init=False)
+    #: request bodies in memory, all requests together (deployq.webhooks.bodies)
+    bodies: BodyBudget = field(init=False)
 
     def __post_init__(self) -> None:
         self.batcher = DeliveryBatcher(self.store, self.recorder, DB_ERRORS)
+        self.bodies = BodyBudget(self.store.settings.body_memory_bytes)
 
     @property
     def settings(self) -> Settings:

@@ -5,8 +5,10 @@ is known (falling back to the ref when the server refuses to serve a bare sha), 
 detached checkout of that exact commit. git runs as a subprocess in its own process group so a
 cancel kills it at once; gitpython reads the commit's message and author.
 
-Credentials never reach argv, the remote URL, log lines or errors: an HTTPS token travels in
-an ``http.extraHeader`` set through git's GIT_CONFIG_* environment, an SSH key through
+Credentials never reach argv, the remote URL, log lines or errors: an HTTPS token (or the
+user and password of a URL stored before those were refused) travels in an
+``http.<url>.extraHeader`` scoped to the repository's host, set through git's GIT_CONFIG_*
+environment; the global token goes only to DEPLOYQ_GIT_TOKEN_HOSTS. An SSH key goes through
 GIT_SSH_COMMAND.
 """
 
@@ -19,7 +21,7 @@ import re
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
 
@@ -47,8 +49,51 @@ class CommitInfo:
     author_email: str
 
 
-def git_env(token: str | None, ssh_key: Path | None) -> dict[str, str]:
-    """git's environment with deployq's credentials, never prompting."""
+@dataclass(frozen=True)
+class _Remote:
+    """The URL git is given (never with credentials) and the HTTP header that carries them."""
+
+    url: str
+    scope: str | None = None
+    basic: str | None = None
+    secrets: tuple[str, ...] = ()
+
+
+def _remote(url: str, token: str | None, token_hosts: str | None) -> _Remote:
+    """Credentials travel in an ``http.<url>.extraHeader`` scoped to the repository's host
+    (a redirect elsewhere does not carry them): the URL's own user and password, else the
+    global token when the host is one it may go to."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return _Remote(url, secrets=(token or "",))
+    host = parts.hostname.lower()
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    scope = f"{parts.scheme.lower()}://{netloc}/"
+    if parts.username is not None or parts.password is not None:
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+        return _Remote(clean, scope, f"{user}:{password}", (password, parts.password or ""))
+    if token and _token_may_go_to(host, netloc, token_hosts):
+        return _Remote(clean, scope, f"x-access-token:{token}", (token,))
+    return _Remote(clean, secrets=(token or "",))
+
+
+def _token_may_go_to(host: str, netloc: str, token_hosts: str | None) -> bool:
+    if token_hosts is None:
+        return True  # the repository's own host (the header is scoped to it)
+    allowed = {h.strip().lower() for h in token_hosts.split(",") if h.strip()}
+    return host in allowed or netloc in allowed
+
+
+def git_env(
+    url: str, token: str | None, ssh_key: Path | None, token_hosts: str | None = None
+) -> tuple[str, dict[str, str]]:
+    """(the URL to give git, git's environment carrying the credentials), never prompting."""
+    remote = _remote(url, token, token_hosts)
+    return remote.url, _git_env(remote, ssh_key)
+
+
+def _git_env(remote: _Remote, ssh_key: Path | None) -> dict[str, str]:
     extra = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "true",  # never prompt: fail with a message instead
@@ -61,9 +106,9 @@ def git_env(token: str | None, ssh_key: Path | None) -> dict[str, str]:
         ("maintenance.auto", "false"),
         ("gc.auto", "0"),
     ]
-    if token:
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        configs.append(("http.extraHeader", f"Authorization: Basic {basic}"))
+    if remote.basic is not None and remote.scope is not None:
+        basic = base64.b64encode(remote.basic.encode()).decode()
+        configs.append((f"http.{remote.scope}.extraHeader", f"Authorization: Basic {basic}"))
     for index, (key, value) in enumerate(configs):
         extra[f"GIT_CONFIG_KEY_{index}"] = key
         extra[f"GIT_CONFIG_VALUE_{index}"] = value
@@ -83,6 +128,7 @@ async def checkout(
     ref: str,
     commit_sha: str | None,
     token: str | None = None,
+    token_hosts: str | None = None,
     ssh_key: Path | None = None,
     submodules: bool = False,
     log: LogSink,
@@ -92,8 +138,9 @@ async def checkout(
     Raises :class:`CheckoutError` when the repository refuses or the commit does not exist.
     """
     shown_url = redact_urls(repo_url)
-    redact = Redactor([token, urlsplit(repo_url).password])
-    env = git_env(token, ssh_key)
+    remote = _remote(repo_url, token, token_hosts)
+    redact = Redactor(remote.secrets)
+    env = _git_env(remote, ssh_key)
     sha = commit_sha.lower() if commit_sha else None
     if sha is not None and not COMMIT_SHA_RE.match(sha):
         raise _fail(CheckoutError(f"{commit_sha!r} is not a commit sha"))
@@ -109,7 +156,7 @@ async def checkout(
     os.makedirs(dest, exist_ok=True)
     # no template: a workspace needs no sample hooks, and copying them takes time
     await git_cmd("init", "--quiet", "--template=", quiet=True)
-    await git_cmd("remote", "add", "origin", repo_url, quiet=True)
+    await git_cmd("remote", "add", "origin", remote.url, quiet=True)
     log(f"fetching {ref}{f' at {sha[:7]}' if sha else ''} from {shown_url}")
 
     fetched = False

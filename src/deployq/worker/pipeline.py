@@ -219,6 +219,7 @@ class Pipeline:
             ref=job.ref,
             commit_sha=job.commit_sha,
             token=_secret(self.settings.git_token),
+            token_hosts=self.settings.git_token_hosts,
             ssh_key=self.settings.git_ssh_key,
             submodules=self.app.submodules,
             log=self.logs.write,

@@ -170,12 +170,10 @@ class JobActionsScreen(LiveScreen):
         try:
             settings = self.ctx.store.settings
             token = settings.git_token.get_secret_value() if settings.git_token else None
-            found = await ls_remote(
-                app.repo_url,
-                trigger.ref,
-                timeout_s=REF_CHECK_TIMEOUT_S,
-                env=git_env(token, settings.git_ssh_key),  # the checkout's credentials
+            url, env = git_env(  # the checkout's credentials
+                app.repo_url, token, settings.git_ssh_key, settings.git_token_hosts
             )
+            found = await ls_remote(url, trigger.ref, timeout_s=REF_CHECK_TIMEOUT_S, env=env)
         except CheckoutError as exc:
             return ("warning", f"could not check the ref ({exc.message}); ctrl+s deploys anyway")
         if trigger.ref not in found:

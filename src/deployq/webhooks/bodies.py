@@ -1,0 +1,182 @@
+"""Request bodies from strangers: counted while they stream, bounded in total, decoded safely.
+
+A body is read chunk by chunk and refused (413) the moment it passes the per-request limit,
+so an oversized upload is never buffered past it. Every body in flight draws on one budget
+(``DEPLOYQ_BODY_MEMORY_BYTES``); a request that would overdraw it gets 503 with
+``Retry-After`` instead of growing the process. JSON is decoded with a bound on nesting
+depth and on the size of numbers, so no payload can raise ``RecursionError`` or spend
+seconds converting a million-digit integer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import parse_qs
+
+from aiohttp import web
+
+from deployq.webhooks.events import BadPayload
+
+#: bytes read from the socket at a time
+CHUNK_BYTES = 64 * 1024
+#: deepest nesting of arrays and objects a JSON body may have (forge payloads use < 10)
+MAX_JSON_DEPTH = 64
+#: longest number literal accepted in a JSON body
+MAX_NUMBER_CHARS = 64
+#: most fields in a form-encoded body (GitHub sends one: payload)
+MAX_FORM_FIELDS = 16
+#: what a client is told to wait before retrying when the body budget is spent
+RETRY_AFTER_S = 2
+
+BODY_KEY = web.RequestKey("deployq_body", bytes)
+
+
+class BodyTooLarge(Exception):
+    """The body passed the per-request limit."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the body is larger than {limit} bytes")
+        self.limit = limit
+
+
+class BodyBudgetSpent(Exception):
+    """Too many bodies are being received at once; the client should retry shortly."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the service is receiving too many large bodies at once; "
+            f"retry in {RETRY_AFTER_S}s (DEPLOYQ_BODY_MEMORY_BYTES)"
+        )
+
+
+class BadJson(BadPayload):
+    """The body is not JSON deployq accepts (syntax, encoding, depth or number size)."""
+
+
+class BodyBudget:
+    """Bytes of request bodies held in memory at once, across every request."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        self.limit_bytes = limit_bytes
+        self.in_use = 0
+        #: the most ever held at once (tests and /metrics read it)
+        self.peak = 0
+
+    def take(self, amount: int) -> None:
+        if self.in_use + amount > self.limit_bytes:
+            raise BodyBudgetSpent
+        self.in_use += amount
+        self.peak = max(self.peak, self.in_use)
+
+    def give_back(self, amount: int) -> None:
+        self.in_use -= amount
+
+    @asynccontextmanager
+    async def reading(self, request: web.Request, max_bytes: int) -> AsyncIterator[bytes]:
+        """The whole body, held against the budget until the block ends."""
+        held = 0
+        chunks: list[bytes] = []
+        try:
+            if request.content_length is not None and request.content_length > max_bytes:
+                raise BodyTooLarge(max_bytes)
+            while True:
+                chunk = await request.content.readany()
+                if not chunk:
+                    break
+                if held + len(chunk) > max_bytes:
+                    raise BodyTooLarge(max_bytes)
+                self.take(len(chunk))
+                held += len(chunk)
+                chunks.append(chunk)
+            body = b"".join(chunks)
+            chunks.clear()
+            yield body
+        finally:
+            self.give_back(held)
+
+
+def too_large_response(exc: BodyTooLarge) -> web.Response:
+    return web.json_response(
+        {"error": {"code": "payload_too_large", "message": str(exc)}}, status=413
+    )
+
+
+def budget_response(exc: BodyBudgetSpent) -> web.Response:
+    return web.json_response(
+        {"error": {"code": "busy", "message": str(exc)}},
+        status=503,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def _number(text: str) -> int | float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadJson(f"a number in the body has more than {MAX_NUMBER_CHARS} characters")
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise BadJson(f"the number {text} is out of range")
+    return value
+
+
+def _integer(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise BadJson(f"a number in the body has more than {MAX_NUMBER_CHARS} characters")
+    return int(text)
+
+
+def _constant(name: str) -> Any:
+    raise BadJson(f"{name} is not valid JSON")
+
+
+def _check(value: Any, *, strings: bool) -> None:
+    """Depth (iteratively, so that depth itself can never exhaust the stack) and, with
+    ``strings``, that every string is valid Unicode (a lone ``\\ud800`` escape is not)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+            if strings:
+                stack.extend((key, depth) for key in item)
+        elif isinstance(item, list):
+            children = item
+        else:
+            if strings and isinstance(item, str) and not item.isascii():
+                try:
+                    item.encode()
+                except UnicodeEncodeError:
+                    raise BadJson("a string in the body is not valid Unicode") from None
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise BadJson(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def decode_json(raw: bytes | str) -> Any:
+    """Parse JSON from a stranger; :class:`BadJson` says what is wrong with it."""
+    try:
+        value = json.loads(raw, parse_int=_integer, parse_float=_number, parse_constant=_constant)
+    except RecursionError:
+        raise BadJson(f"the body is nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except BadJson:
+        raise
+    except json.JSONDecodeError as exc:
+        raise BadJson(f"the body is not valid JSON: {exc}") from exc
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadJson(f"the body is not valid JSON: {exc}") from exc
+    _check(value, strings=("\\u" in raw) if isinstance(raw, str) else (b"\\u" in raw))
+    return value
+
+
+def decode_form_payload(raw: bytes) -> Any:
+    """GitHub's form encoding: ``payload=<json>``."""
+    try:
+        form = parse_qs(raw.decode(), strict_parsing=True, max_num_fields=MAX_FORM_FIELDS)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise BadJson(f"the body is not a valid form: {exc}") from exc
+    if "payload" not in form:
+        raise BadJson("the form has no 'payload' field")
+    return decode_json(form["payload"][0])
