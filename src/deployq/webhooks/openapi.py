@@ -251,7 +251,7 @@ def openapi_document() -> dict[str, Any]:
                                 "description": "the log",
                                 "content": {
                                     "text/plain": {"schema": {"type": "string"}},
-                                    "text/event-stream": {"schema": {"type": "string"}},
+                                    "text/event-stream": {"schema": {}},
                                 },
                             },
                             **_errors(400, 404),
@@ -325,7 +325,7 @@ def openapi_document() -> dict[str, Any]:
                         {
                             "200": {
                                 "description": "server-sent events, each data a JSON object",
-                                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                                "content": {"text/event-stream": {"schema": {}}},
                             },
                             **_errors(400),
                         },
