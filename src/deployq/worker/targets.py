@@ -12,6 +12,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from deployq.durations import setting
 from deployq.errors import DeployqError
 from deployq.models import DeployTarget
 from deployq.worker.deploy_engine import DeployEngine
@@ -37,7 +38,7 @@ async def probe_target(store: Store, target: DeployTarget) -> str | None:
     except TimeoutError:
         error = (
             f"docker engine {target.docker_host} did not answer within "
-            f"{TARGET_PROBE_TIMEOUT_S:.0f}s"
+            f"{setting(TARGET_PROBE_TIMEOUT_S)}"
         )
     except DeployqError as exc:
         error = exc.message
