@@ -1,6 +1,7 @@
 """The README's first deploy, run as written: from a fresh home with no DEPLOYQ_* setting,
 `deployq up`, `app add` of a local repository, `deploy`, `logs -f`, then docker pulls the
-image back from the embedded registry by digest and runs it.
+image back from the embedded registry by digest and runs it; then (the next block) the app
+gets a deploy target and a port, a push is deployed, and the page answers on the port.
 
 The one variable set is DEPLOYQ_LISTEN (a free port): CI machines run other services on
 8080, and the web service plays no part in this walkthrough.
@@ -64,9 +65,15 @@ def test_the_readmes_first_deploy_runs_as_written(tmp_path: Path) -> None:
         # `deployq` is this checkout's (scripts/provision links it on a fresh machine)
         PATH=f"{Path(sys.executable).parent}:{env['PATH']}",
         DEPLOYQ_LISTEN=f"127.0.0.1:{free_port()}",
+        PORT=str(free_port()),
     )
     # the block leaves `deployq up` running in the background; the trap tells us its pid
-    script = "trap 'echo \"deployq-up-pid $!\" >&2' EXIT\n" + readme_block("first-deploy")
+    script = (
+        "trap 'echo \"deployq-up-pid $!\" >&2' EXIT\n"
+        + readme_block("first-deploy")
+        + "\n"
+        + readme_block("first-run")
+    )
     up_pid: int | None = None
     try:
         done = subprocess.run(
@@ -81,7 +88,8 @@ def test_the_readmes_first_deploy_runs_as_written(tmp_path: Path) -> None:
         up_pid = int(pids[-1]) if pids else None
         log = (tmp_path / "deployq-up.log").read_text(errors="replace")[-3000:]
         assert done.returncode == 0, f"{done.stdout}\n--- stderr\n{done.stderr}\n--- up\n{log}"
-        assert done.stdout.strip().endswith("hello from deployq")
+        assert "hello from deployq\n" in done.stdout  # docker run of the first image
+        assert done.stdout.strip().endswith("hello from deployq, on a port")  # curl
 
         show = subprocess.run(
             ["deployq", "job", "show", "1", "--json"],
@@ -98,6 +106,12 @@ def test_the_readmes_first_deploy_runs_as_written(tmp_path: Path) -> None:
     finally:
         if up_pid is not None:
             _stop(up_pid)
+        running = subprocess.run(
+            ["/usr/bin/docker", "ps", "-aq", "--filter", "name=deployq-hello-2-"],
+            capture_output=True, text=True, check=False,
+        ).stdout.split()  # fmt: skip
+        if running:
+            subprocess.run(["/usr/bin/docker", "rm", "-f", *running], capture_output=True)
         stop_registry(data_dir)
         pgdata = data_dir / "pgdata"
         subprocess.run(["pkill", "-f", f"postgres.*{pgdata}"], check=False)
