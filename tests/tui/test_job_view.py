@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tui_helpers import OPERATOR, add_app, manual, wait_until
+from tui_helpers import OPERATOR, add_app, manual, screen_text, wait_until
 
 from deployq.store import Store
 from deployq.tui import DeployqApp
@@ -126,3 +126,26 @@ async def test_a_log_to_watch_a_build_in_wrap_paused_marker_first_error_cache_mi
         await pilot.pause()
         assert long_line in log.lines and log.following
         assert "PAUSED" not in str(log.border_title)
+
+
+async def test_a_job_of_a_deployed_app_shows_the_deploy_step_and_what_runs_now(
+    store: Store,
+) -> None:
+    await add_app(store, "web")
+    job = (await store.jobs.enqueue(manual("web", commit_sha="abcdef1" + "0" * 33))).jobs[0]
+    await store.deploy.record_release(
+        job,
+        target="prod1",
+        image_ref="reg/web:abcdef1",
+        digest="sha256:" + "d" * 64,
+        commit_sha=job.commit_sha,
+        container=f"deployq-web-{job.id}-1",
+    )
+    app = DeployqApp(store, user=OPERATOR)
+    async with app.run_test(size=(160, 40)) as pilot:
+        screen = await _open_job(app, pilot)
+        await wait_until(app, lambda: bool(screen.releases), what="the current release")
+        await pilot.pause()
+        text = "\n".join(screen_text(app))
+    assert f"runs now: prod1 #{job.id} abcdef1 (sha256:ddddddddddd" in text
+    assert "verify → deploy" in text or "verify -> deploy" in text

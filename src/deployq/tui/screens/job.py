@@ -12,7 +12,7 @@ from textual.widgets import Input, Static
 
 from deployq.durations import elapsed
 from deployq.logfollow import LogFollower
-from deployq.models import Job, JobStatus, Step
+from deployq.models import Job, JobStatus, Release, Step
 from deployq.tui import format as fmt
 from deployq.tui.messages import ClockTick, JobsChanged, LogsAppended, Resync
 from deployq.tui.screens.actions import JobActionsScreen
@@ -55,6 +55,8 @@ class JobScreen(JobActionsScreen):
         self._match: int | None = None
         self.waiting: str | None = None
         """Queue position and wait reason, while queued."""
+        self.releases: list[Release] = []
+        """What runs now on each deploy target of the job's app."""
 
     def compose(self) -> ComposeResult:
         yield Banner()
@@ -155,6 +157,9 @@ class JobScreen(JobActionsScreen):
         events = await self.ctx.attempt(store.jobs.events(self.job_id))
         if events is not None:
             self.events = events
+        if self.job is not None:
+            releases = await self.ctx.attempt(store.deploy.current_releases(self.job.app_name))
+            self.releases = releases if releases is not None else self.releases
         self.waiting = None
         if self.job is not None and self.job.status is JobStatus.QUEUED:
             position = await self.ctx.attempt(store.jobs.queue_position(self.job_id))
@@ -211,6 +216,12 @@ class JobScreen(JobActionsScreen):
             head.append(f"\nimage {job.image_ref}", style=fmt.GREEN)
             if job.image_digest:
                 head.append(f"@{job.image_digest[:19]}", style=f"dim {fmt.GREEN}")
+        if self.releases:
+            runs = ", ".join(
+                f"{r.target} #{r.job_id} {(r.commit_sha or '')[:7]} ({r.digest[:19]})"
+                for r in self.releases
+            )
+            head.append(f"\nruns now: {runs}", style=fmt.GREEN)
         self.query_one("#job-head", Static).update(head)
         error = self.query_one("#job-error", Static)
         error.display = bool(job.error) and job.status is not JobStatus.SUCCEEDED
@@ -218,10 +229,23 @@ class JobScreen(JobActionsScreen):
             error.update(Text(job.error, style=f"bold {fmt.RED}"))
         self.query_one("#timeline", Static).update(self._timeline(job))
 
+    def _deploys(self, job: Job) -> bool:
+        """Whether the job has (or had) a deploy step: its app runs somewhere."""
+        return (
+            bool(self.releases)
+            or job.deploy_only
+            or Step.DEPLOY.value
+            in {
+                job.step,
+                *job.step_durations,
+            }
+        )
+
     def _timeline(self, job: Job) -> Text:
         text = Text(no_wrap=True, overflow="ellipsis")
         glyphs = self.ctx.glyphs
-        for index, step in enumerate(Step):
+        steps = [s for s in Step if s is not Step.DEPLOY or self._deploys(job)]
+        for index, step in enumerate(steps):
             name = step.value
             if index:
                 text.append(f" {glyphs.arrow} ", style="dim")
