@@ -21,8 +21,8 @@ from deployq.errors import CheckoutError, DeployqError
 from deployq.matching import glob_match
 from deployq.models import App, Trigger, TriggerKind
 from deployq.redact import redact_urls
-from deployq.service import Component
 from deployq.store import Store
+from deployq.supervisor import Component
 from deployq.worker.checkout import git_env
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,8 @@
 """Long-running processes: the web service, the worker pool, the notifier, or all of them.
 
 Each component is ``async def run(stop: asyncio.Event)``: it runs until ``stop`` is set, then
-winds down gracefully. SIGTERM and SIGINT set ``stop``; a second signal exits at once.
+winds down gracefully. They run under deployq.supervisor: one that fails is restarted alone.
+SIGTERM and SIGINT set ``stop``; a second signal exits at once.
 """
 
 from __future__ import annotations
@@ -11,20 +12,17 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Callable, Coroutine
-from typing import Any
 
 from aiohttp import web
 
 from deployq.store import Store
+from deployq.supervisor import Component, run_supervised
 from deployq.worker.sdnotify import SdNotifier
 
 log = logging.getLogger(__name__)
 
 #: allocations between generation-0 collections (CPython's default is 700)
 GC_GEN0_THRESHOLD = 50_000
-
-Component = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
 def web_component(store: Store, *, announce: bool = False) -> Component:
@@ -97,8 +95,8 @@ def worker_components(store: Store) -> list[Component]:
     ]
 
 
-async def run_components(components: list[Component]) -> None:
-    """Run until a signal; then stop every component and wait for them."""
+async def run_components(components: list[Component], store: Store) -> None:
+    """Run until a signal, each component supervised; then stop them and wait for them."""
     # Everything imported and configured so far lives as long as the process: keep it out of
     # the collector's generations, and collect less often, so that a full collection does
     # not pause a request in the middle of a burst of webhooks.
@@ -120,16 +118,8 @@ async def run_components(components: list[Component]) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    tasks: list[asyncio.Task[None]] = [
-        asyncio.create_task(component(stop)) for component in components
-    ]
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in done:
-            if task.exception() is not None:
-                stop.set()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                raise task.exception()  # type: ignore[misc]
+        await run_supervised(components, stop, health=store.health)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

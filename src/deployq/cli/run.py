@@ -21,7 +21,7 @@ def _serve(state: CliState, *, web: bool, worker: bool) -> None:
             settings = await asyncio.to_thread(with_registry, settings)
         store = await open_store(settings)
         try:
-            await run_components(components_for(store, web=web, worker=worker))
+            await run_components(components_for(store, web=web, worker=worker), store)
         finally:
             await store.close()
 

@@ -141,13 +141,18 @@ async def _apply_missing(
 
 
 async def pending_migrations(dsn: str, directory: Path | None = None) -> list[str]:
-    """Names not yet applied (for /readyz and doctor)."""
-    migrations = load_migrations(directory)
+    """Names not yet applied (for doctor)."""
     conn = await connect(dsn)
     try:
-        applied = await _applied(conn)
-        if applied is None:
-            return [m.name for m in migrations]
-        return [m.name for m in migrations if m.version not in applied]
+        return await pending_on(conn, directory)
     finally:
         await conn.close()
+
+
+async def pending_on(conn: Connection, directory: Path | None = None) -> list[str]:
+    """Names not yet applied, asked on ``conn`` (a pooled one for /readyz)."""
+    migrations = load_migrations(directory)
+    applied = await _applied(conn)
+    if applied is None:
+        return [m.name for m in migrations]
+    return [m.name for m in migrations if m.version not in applied]

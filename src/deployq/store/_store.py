@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from deployq.config import Settings
-from deployq.db import Pool, open_pool, resolve_dsn
+from deployq.db import DatabaseHealth, Pool, open_pool, resolve_dsn
+from deployq.db.migrate import pending_on
 from deployq.store._apps import AppStore
 from deployq.store._console import ConsoleStore
 from deployq.store._db import Database, _Connection
@@ -61,12 +62,22 @@ class Store:
         )
         return cls(pool, settings, dsn)
 
+    @property
+    def health(self) -> DatabaseHealth:
+        """Up or down; wait for it, or hook the reconnect (see ``deployq.db.health``)."""
+        return self.pool.health
+
     def connection(self, timeout: float | None = None) -> _Connection:
         """A pooled connection whose driver errors become deployq's (see ``_db``)."""
         return self.db.connection(timeout)
 
     async def close(self) -> None:
         await self.pool.close()
+
+    async def pending_migrations(self) -> list[str]:
+        """Migrations not applied yet, asked on a pooled connection (for /readyz)."""
+        async with self.connection(timeout=self.settings.db_connect_timeout) as conn:
+            return await pending_on(conn)
 
     async def ping(self) -> None:
         """Raise DatabaseUnavailable unless a query answers."""

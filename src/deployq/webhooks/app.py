@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from deployq.db.migrate import pending_migrations
 from deployq.errors import DeployqError
 from deployq.feed import FeedHub
 from deployq.logfollow import LogWaker
@@ -34,6 +33,8 @@ from deployq.webhooks.spool import Spool
 from deployq.webhooks.state import DB_ERRORS, STATE_KEY, WebState
 
 STORE_KEY = web.AppKey("store", Store)
+#: /readyz and /metrics answer within this even while the database hangs
+PROBE_ANSWER_S = 0.9
 
 __all__ = ["STATE_KEY", "STORE_KEY", "create_app"]
 
@@ -85,11 +86,22 @@ async def readyz(request: web.Request) -> web.Response:
     """The database answers and its migrations are current."""
     store = request.app[STORE_KEY]
     try:
-        await store.ping()
-        pending = await pending_migrations(store.dsn)
+        async with asyncio.timeout(PROBE_ANSWER_S):
+            pending = await store.pending_migrations()
     except DeployqError as exc:
         return web.json_response(
             {"status": "unavailable", "error": {"code": exc.code, "message": exc.message}},
+            status=503,
+        )
+    except TimeoutError:
+        return web.json_response(
+            {
+                "status": "unavailable",
+                "error": {
+                    "code": "database_unavailable",
+                    "message": f"the database did not answer within {PROBE_ANSWER_S:g}s",
+                },
+            },
             status=503,
         )
     if pending:
@@ -111,9 +123,10 @@ async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format; job figures are read from the database at each scrape."""
     state = request.app[STATE_KEY]
     try:
-        state.metrics.jobs.snapshot = await state.store.metrics.jobs()
-        state.metrics.jobs.timings = await state.store.stats.timings()
-    except DB_ERRORS:
+        async with asyncio.timeout(PROBE_ANSWER_S):
+            state.metrics.jobs.snapshot = await state.store.metrics.jobs()
+            state.metrics.jobs.timings = await state.store.stats.timings()
+    except DB_ERRORS:  # TimeoutError included
         return error_response(503, "database_unavailable", "the database does not answer")
     body = generate_latest(state.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -244,7 +244,7 @@ async def _candidates(
     """
     if not identities:
         return [], not state.db_down, False
-    if not state.db_down:
+    if not state.db_down and state.store.health.up:
         if use_cache:
             cached = state.apps.fresh(identities)
             if cached:

@@ -3,7 +3,8 @@
 
 The spool replayer runs as a background task of the web application (started in
 ``create_app``'s on_startup): it replays at start-up, and whenever a delivery was spooled it
-pings the database every SPOOL_RETRY_S until it answers, then replays.
+waits for the database to come back (woken by the pool's reconnect, see deployq.db.health;
+SPOOL_RETRY_S bounds the wait), then replays.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from deployq.webhooks.state import DB_ERRORS, WebState
 
 log = logging.getLogger(__name__)
 
-#: pause between attempts to reach the database while deliveries wait in the spool
+#: longest wait between attempts to reach the database while deliveries wait in the spool
+#: (the reconnect wakes the replayer at once)
 SPOOL_RETRY_S = 1.0
 
 
@@ -134,9 +136,9 @@ async def spool_replayer(state: WebState) -> None:
             await state.store.ping()
             count = await spool.replay(lambda record: replay_spooled(state, record))
         except DB_ERRORS as exc:
-            log.info("database still unavailable (%s); spool kept", type(exc).__name__)
+            log.debug("database still unavailable (%s); spool kept", type(exc).__name__)
             state.db_down = True
-            await asyncio.sleep(SPOOL_RETRY_S)
+            await state.store.health.wait_up(SPOOL_RETRY_S)
             continue
         except Exception:  # a bug must not stop the replayer for good; the spool stays
             log.exception("replaying the webhook spool failed; trying again")

@@ -84,6 +84,7 @@ class WorkerPool:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Register, claim and build until ``stop``; then shut down gracefully."""
+        self._stopping = False  # run again by the supervisor after a failure
         host = socket.gethostname()
         await self.store.workers.register(
             self.worker_id, host=host, pid=os.getpid(), concurrency=self.concurrency
@@ -95,6 +96,7 @@ class WorkerPool:
             [CHANNEL_JOBS, CHANNEL_CANCEL, CHANNEL_SERVERS],
             on_connect=self._on_connect,
         )
+        forget_hook = self.store.health.on_reconnect(self._on_database_back)
         try:
             await self.monitor.ensure_local(self.settings.local_docker_host, self.concurrency)
             await self.monitor.refresh(force=True)
@@ -114,6 +116,7 @@ class WorkerPool:
             self.claiming.set()
             await self._claim_loop(stop)
         finally:
+            forget_hook()
             self._stopping = True
             self.sd.stopping()
             await self._shutdown()
@@ -131,6 +134,12 @@ class WorkerPool:
 
     async def _relay(self, stop: asyncio.Event) -> None:
         await stop.wait()
+        self.wake()
+
+    async def _on_database_back(self) -> None:
+        """After an outage: renew the leases at once (those no other worker took), so the
+        builds that ran through it can record their outcome; then look for work."""
+        await self.heartbeat()
         self.wake()
 
     async def _on_connect(self) -> None:
@@ -162,7 +171,8 @@ class WorkerPool:
                     if due is not None:
                         delay = min(delay, due + 0.05)
             except _TRANSIENT as exc:
-                log.warning("claiming failed: %s; trying again in %.1fs", exc, delay)
+                if self.store.health.up:  # while it is down, the reconnect wakes us
+                    log.warning("claiming failed: %s; trying again in %.1fs", exc, delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
@@ -243,7 +253,8 @@ class WorkerPool:
             result = await self.store.jobs.heartbeat(self.worker_id, held)
             await self.store.workers.heartbeat(self.worker_id)
         except _TRANSIENT as exc:
-            log.warning("heartbeat failed: %s", exc)
+            if self.store.health.up:  # while it is down, the reconnect renews the leases
+                log.warning("heartbeat failed: %s", exc)
             return
         for job_id in result.lost:
             self._lose(job_id)

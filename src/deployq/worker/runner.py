@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from deployq.db import dsn_password
 from deployq.durations import setting
-from deployq.errors import DeployqError, LostJob
+from deployq.errors import DatabaseUnavailable, DeployqError, LostJob
 from deployq.models import App, BuildServer, JobStatus
 from deployq.redact import Redactor
 from deployq.store import Finisher, Lease, Outcome
@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 #: errors of the database that the worker survives (it logs them and goes on)
 _TRANSIENT = (DeployqError, OSError)
+#: pause before writing an outcome again after a lost connection while the database is up
+FINISH_RETRY_S = 0.5
 
 
 @dataclass
@@ -196,6 +198,31 @@ class JobRunner:
                 image_digest=pipeline.image_digest,
             )
 
+    async def _record(self, lease: Lease, outcome: Outcome) -> None:
+        """Write the outcome; while the database is away, wait for it and write it then (the
+        reconnect renews the lease unless another worker took the job: fencing decides)."""
+        while True:
+            try:
+                await self.finisher.finish(lease, outcome)
+                return
+            except LostJob:
+                log.warning("job #%s was taken over before it finished here", lease.id)
+                return
+            except DatabaseUnavailable:
+                if not self.store.health.up:
+                    log.info("job #%s ended: its outcome waits for the database", lease.id)
+                    await self.store.health.wait_up()
+                else:  # one broken connection: the probe decides; try again shortly
+                    await asyncio.sleep(FINISH_RETRY_S)
+            except _TRANSIENT as exc:
+                log.error(
+                    "job #%s: recording the outcome failed: %s (the lease will expire "
+                    "and the job will be rescued)",
+                    lease.id,
+                    exc,
+                )
+                return
+
     async def _conclude(
         self, running: RunningJob, outcome: Outcome | None, workspace: Path
     ) -> None:
@@ -216,17 +243,7 @@ class JobRunner:
             else:
                 logs.write(f"==> {outcome.status.value}")
             await logs.close()
-            try:
-                await self.finisher.finish(lease, outcome)
-            except LostJob:
-                log.warning("job #%s was taken over before it finished here", lease.id)
-            except _TRANSIENT as exc:
-                log.error(
-                    "job #%s: recording the outcome failed: %s (the lease will expire "
-                    "and the job will be rescued)",
-                    lease.id,
-                    exc,
-                )
+            await self._record(lease, outcome)
         finally:
             keep = (
                 self.settings.keep_failed_workspaces
