@@ -50,18 +50,30 @@ def skip_reason(app: AppSpec, trigger: Trigger) -> str | None:
         return None  # an operator asked for exactly this
     if trigger.ref_type is RefType.TAG:
         if not app.build_tags:
-            return f"tag builds are off for app {app.name}"
+            return f"app {app.name} does not build tags (app add --tags turns them on)"
     elif trigger.ref_type is RefType.PULL_REQUEST:
         if not app.build_prs:
-            return f"pull-request builds are off for app {app.name}"
+            return f"app {app.name} does not build pull requests (app add --prs turns them on)"
     else:
         branch = trigger.short_ref
         if not any(glob_match(pattern, branch) for pattern in app.branches):
-            return f"branch {branch} does not match {', '.join(app.branches)} of app {app.name}"
+            return (
+                f"branch {branch} is not one that app {app.name} builds ({', '.join(app.branches)})"
+            )
     if trigger.commit_message and SKIP_CI_RE.search(trigger.commit_message):
         return "the head commit asks to skip CI"
     changed = trigger.changed_paths
     if app.paths and changed is not None:
         if not any(glob_match(p, path) for p in app.paths for path in changed):
-            return f"no changed file matches {', '.join(app.paths)} of app {app.name}"
+            return (
+                f"no file changed under {', '.join(app.paths)}, the paths app {app.name} builds for"
+            )
     return None
+
+
+def deleted_reason(ref: str) -> str:
+    """Why a push that deletes a branch or tag builds nothing, as a sentence."""
+    for prefix, kind in (("refs/heads/", "branch"), ("refs/tags/", "tag")):
+        if ref.startswith(prefix):
+            return f"the push deleted {kind} {ref.removeprefix(prefix)}: there is nothing to build"
+    return f"the push deleted {ref}: there is nothing to build"

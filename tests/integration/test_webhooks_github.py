@@ -156,7 +156,7 @@ async def test_a_tag_push_builds_only_apps_with_tag_builds(store: Store, client:
     assert status == 202
     [job] = await store.jobs.list()
     assert (job.app_name, job.ref_type, job.branch) == ("web", RefType.TAG, "v1.0.0")
-    assert "tag builds are off" in reply["skipped"]["docs"]
+    assert reply["skipped"]["docs"] == "app docs does not build tags (app add --tags turns them on)"
 
 
 async def test_a_tag_push_with_no_app_building_tags_is_ignored_with_the_reason(
@@ -165,7 +165,7 @@ async def test_a_tag_push_with_no_app_building_tags_is_ignored_with_the_reason(
     await add_app(store)
     status, reply = await post_github(client, "push", payload("github_push_tag"))
     assert status == 202
-    assert "tag builds are off for app web" in reply["ignored"]
+    assert "app web does not build tags (app add --tags turns them on)" in reply["ignored"]
     assert await store.jobs.list() == []
 
 
@@ -173,7 +173,7 @@ async def test_a_branch_deletion_is_acknowledged_and_ignored(store: Store, clien
     await add_app(store)
     status, reply = await post_github(client, "push", payload("github_push_delete"))
     assert status == 202
-    assert reply == {"ignored": "refs/heads/feature/old was deleted"}
+    assert reply == {"ignored": "the push deleted branch feature/old: there is nothing to build"}
     assert await store.jobs.list() == []
     [delivery] = await store.deliveries.list()
     assert delivery.result == "ignored"
@@ -185,7 +185,9 @@ async def test_a_push_touching_no_path_of_the_app_is_skipped(store: Store, clien
     status, reply = await post_github(client, "push", payload("github_push_branch"))
     assert status == 202
     assert [j["app"] for j in reply["jobs"]] == ["api"]
-    assert "no changed file matches" in reply["skipped"]["worker"]
+    assert reply["skipped"]["worker"] == (
+        "no file changed under services/worker/**, the paths app worker builds for"
+    )
 
 
 async def test_skip_ci_in_the_head_commit_builds_nothing(store: Store, client: Client) -> None:
@@ -220,7 +222,7 @@ async def test_a_pull_request_is_ignored_when_pr_builds_are_off(
     await add_app(store)
     status, reply = await post_github(client, "pull_request", payload("github_pull_request_opened"))
     assert status == 202
-    assert "pull-request builds are off" in reply["ignored"]
+    assert "does not build pull requests (app add --prs turns them on)" in reply["ignored"]
 
 
 async def test_a_closed_pull_request_is_ignored(store: Store, client: Client) -> None:
@@ -229,7 +231,10 @@ async def test_a_closed_pull_request_is_ignored(store: Store, client: Client) ->
     data["action"] = "closed"
     status, reply = await post_github(client, "pull_request", data)
     assert status == 202
-    assert reply == {"ignored": "pull request closed is not built"}
+    assert reply == {
+        "ignored": "pull request #2 was closed: only opened, reopened and updated pull "
+        "requests are built"
+    }
 
 
 async def test_ping_is_answered_with_pong(store: Store, client: Client) -> None:

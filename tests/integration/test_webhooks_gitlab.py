@@ -80,7 +80,7 @@ async def test_a_branch_deletion_is_ignored(store: Store, client: Client) -> Non
     data.update(after="0" * 40, checkout_sha=None, commits=[], total_commits_count=0)
     status, reply = await post(client, "Push Hook", data)
     assert status == 202
-    assert reply == {"ignored": "refs/heads/master was deleted"}
+    assert reply == {"ignored": "the push deleted branch master: there is nothing to build"}
 
 
 @pytest.mark.parametrize("token", ["wrong-token", None])

@@ -55,12 +55,16 @@ def test_matching_rules() -> None:
     app = AppSpec(name="api", repo_url="https://x/o/r", branches=["main", "release/*"])
     assert skip_reason(app, push()) is None
     assert skip_reason(app, push("refs/heads/release/2")) is None
-    assert "does not match" in (skip_reason(app, push("refs/heads/dev")) or "")
-    assert "tag builds are off" in (skip_reason(app, push("refs/tags/v1")) or "")
+    assert skip_reason(app, push("refs/heads/dev")) == (
+        "branch dev is not one that app api builds (main, release/*)"
+    )
+    assert "app api does not build tags" in (skip_reason(app, push("refs/tags/v1")) or "")
     assert "skip CI" in (skip_reason(app, push(commit_message="fix [skip ci]")) or "")
     monorepo = app.model_copy(update={"paths": ["services/api/**"]})
     assert skip_reason(monorepo, push(changed_paths=["services/api/main.py"])) is None
-    assert "no changed file" in (skip_reason(monorepo, push(changed_paths=["docs/x.md"])) or "")
+    assert "no file changed under services/api/**" in (
+        skip_reason(monorepo, push(changed_paths=["docs/x.md"])) or ""
+    )
     assert skip_reason(monorepo, push(changed_paths=None)) is None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from deployq.matching import deleted_reason
 from deployq.models import RefType, Trigger, TriggerKind
 from deployq.webhooks.events import (
     BadPayload,
@@ -55,14 +56,16 @@ def parse(event: str, payload: Any) -> Parsed:
         return _push(payload, ids)
     if event == "pull_request":
         return _pull_request(payload, ids)
-    return Parsed(event, ids, ignored=f"GitHub event {event!r} does not trigger builds")
+    return Parsed(
+        event, ids, ignored=f"GitHub {event!r} events do not start builds; push and pull_request do"
+    )
 
 
 def _push(payload: dict[str, Any], ids: list[str]) -> Parsed:
     ref = text(payload, "ref", required=True)
     assert ref is not None
     if payload.get("deleted") is True:
-        return Parsed("push", ids, ref=ref, ignored=f"{ref} was deleted")
+        return Parsed("push", ids, ref=ref, ignored=deleted_reason(ref))
     head = sub(payload, "head_commit")
     commit = sha(text(head, "id")) or sha(text(payload, "after"))
     if commit is None:
@@ -72,7 +75,9 @@ def _push(payload: dict[str, Any], ids: list[str]) -> Parsed:
     elif ref.startswith("refs/heads/"):
         ref_type = RefType.BRANCH
     else:
-        return Parsed("push", ids, ref=ref, ignored=f"{ref} is neither a branch nor a tag")
+        return Parsed(
+            "push", ids, ref=ref, ignored=f"{ref} is neither a branch nor a tag, so it is not built"
+        )
     commits = payload.get("commits")
     listed = len(commits) if isinstance(commits, list) else 0
     author = sub(head, "author")
@@ -103,7 +108,13 @@ def _pull_request(payload: dict[str, Any], ids: list[str]) -> Parsed:
         raise BadPayload("the pull_request has no number")
     ref = f"refs/pull/{number}/head"
     if action not in PR_ACTIONS:
-        return Parsed("pull_request", ids, ref=ref, ignored=f"pull request {action} is not built")
+        return Parsed(
+            "pull_request",
+            ids,
+            ref=ref,
+            ignored=f"pull request #{number} was {action}: only opened, reopened and updated "
+            "pull requests are built",
+        )
     head = obj(pr, "head")
     commit = sha(text(head, "sha", required=True))
     if commit is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from deployq.matching import deleted_reason
 from deployq.models import RefType, Trigger, TriggerKind
 from deployq.webhooks.events import (
     BadPayload,
@@ -23,6 +24,8 @@ DELIVERY_HEADER = "X-Gitlab-Event-UUID"
 TOKEN_HEADER = "X-Gitlab-Token"
 CONTENT_TYPES = ("application/json",)
 MR_ACTIONS = ("open", "reopen", "update")
+#: GitLab's merge request actions, as the past tense a reason reads in
+_PAST = {"close": "closed", "merge": "merged", "approval": "approved", "unapproval": "unapproved"}
 
 
 def project_identities(payload: Any) -> list[str]:
@@ -48,7 +51,12 @@ def parse(event: str, payload: Any) -> Parsed:
         return _push(event, payload, ids)
     if event == "Merge Request Hook":
         return _merge_request(payload, ids)
-    return Parsed(event, ids, ignored=f"GitLab event {event!r} does not trigger builds")
+    return Parsed(
+        event,
+        ids,
+        ignored=f"GitLab {event!r} events do not start builds; push, tag push and merge "
+        "request events do",
+    )
 
 
 def _push(event: str, payload: dict[str, Any], ids: list[str]) -> Parsed:
@@ -57,7 +65,7 @@ def _push(event: str, payload: dict[str, Any], ids: list[str]) -> Parsed:
     after = sha(text(payload, "after"))
     checkout = sha(text(payload, "checkout_sha"))
     if after is None or checkout is None:
-        return Parsed(event, ids, ref=ref, ignored=f"{ref} was deleted")
+        return Parsed(event, ids, ref=ref, ignored=deleted_reason(ref))
     tag = event == "Tag Push Hook"
     if tag != ref.startswith("refs/tags/") or not ref.startswith(("refs/tags/", "refs/heads/")):
         raise BadPayload(f"{event} with ref {ref!r}")
@@ -94,7 +102,13 @@ def _merge_request(payload: dict[str, Any], ids: list[str]) -> Parsed:
     action = attrs.get("action")
     event = "Merge Request Hook"
     if action not in MR_ACTIONS:
-        return Parsed(event, ids, ref=ref, ignored=f"merge request {action} is not built")
+        return Parsed(
+            event,
+            ids,
+            ref=ref,
+            ignored=f"merge request !{iid} was {_PAST.get(str(action), action or 'changed')}: only "
+            "opened, reopened and updated merge requests are built",
+        )
     if action == "update" and not attrs.get("oldrev"):
         return Parsed(event, ids, ref=ref, ignored="the merge request update has no new commits")
     last = obj(attrs, "last_commit")

@@ -333,7 +333,7 @@ def _reply(
         reason = f"no app is configured for repository {parsed.repo}"
         return Reply(202, {"ignored": reason}, "ignored", reason)
     if not jobs:
-        reason = "; ".join(f"{app}: {why}" for app, why in sorted(skipped.items()))
+        reason = "; ".join(why for _, why in sorted(skipped.items()))  # each names its app
         return Reply(202, {"ignored": reason, "skipped": skipped}, "ignored", reason)
     if not created:
         return Reply(
