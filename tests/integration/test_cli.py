@@ -211,3 +211,42 @@ def test_app_add_checks_the_repository_its_branches_and_the_registry(  # type: i
     assert added.returncode == 0, added.stderr
     offline = cli("app", "add", "api", "--no-check", "--repo", missing, env=wrong)
     assert offline.returncode == 0, offline.stderr
+
+
+def test_app_show_prints_the_options_app_add_takes(cli) -> None:  # type: ignore[no-untyped-def]
+    env = {"DEPLOYQ_REGISTRY_URL": "127.0.0.1:5000"}
+    added = cli("app", "add", "web", "--no-check", "--repo", "https://github.com/acme/web.git",
+                "--branch", "main", "--branch", "release/*", "--image", "team/web",
+                "--timeout", "10m", "--reconcile-interval", "1h", "--build-arg", "MODE=prod",
+                "--secret", "NPM_TOKEN=s3cret-npm", "--tags", env=env)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+
+    shown = cli("app", "show", "web", env=env)
+
+    assert shown.stdout.splitlines() == [
+        "app web (github.com/acme/web)",
+        "  --repo https://github.com/acme/web.git",
+        "  --branch main --branch 'release/*'",
+        "  --image 127.0.0.1:5000/team/web",
+        "  --dockerfile Dockerfile",
+        "  --context .",
+        "  --build-arg MODE=prod",
+        "  --secret 'NPM_TOKEN=**********'",
+        "  --tags",
+        "  --on-new-push supersede",
+        "  --concurrency 1",
+        "  --priority normal",
+        "  --timeout 10m",
+        "  --reconcile-interval 1h",
+    ]
+    listed = cli("app", "list", env={**env, "COLUMNS": "200"}).stdout.splitlines()
+    assert listed[1].split()[3] == "127.0.0.1:5000/team/web"
+
+
+def test_usage_errors_exit_1_like_every_other_error(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("deploy", "web", "--bogus")
+    assert result.returncode == 1
+    assert "No such option '--bogus'" in result.stderr
+    result = cli("app", "add", "web", "--repo", "x", "--timeout", "soon")
+    assert result.returncode == 1
+    assert "'soon': expected seconds or a duration like 90s, 5m, 2h, 30d" in result.stderr

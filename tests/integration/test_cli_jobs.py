@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from deployq.models import JobStatus
-from deployq.store import Store
+from deployq.store import Outcome, Store
 from integration.queue_helpers import FAILURE, SUCCESS, add_app, add_server, claim_one, enqueue
 
 
@@ -102,6 +102,31 @@ async def test_jobs_lists_with_filters_and_wait_reasons(store: Store, cli: Cli) 
         "ID", "APP", "REF", "STATUS", "SERVER", "TRY", "QUEUED", "NOTE"
     ]  # fmt: skip
     assert f"#{running}" in out and "running 0%" in out and f"#{waiting}" not in out
+
+
+async def test_job_show_of_a_failed_build_shows_its_error_once_and_no_image(
+    store: Store, cli: Cli
+) -> None:
+    await add_server(store, "local")
+    await add_app(store, "web", max_attempts=1)
+    await enqueue(store, "web")
+    lease = await claim_one(store)
+    error = "build failed on local: docker build failed (exit 1):\n#7 ERROR: exit code: 1"
+    await store.jobs.finish(
+        lease, Outcome(JobStatus.FAILED, error=error, image_ref="127.0.0.1:5000/t/web:abc1234")
+    )
+
+    code, out, _ = await cli("job", "show", str(lease.id))
+
+    assert code == 0
+    assert "  trigger    manual\n" in out
+    assert "  error      build failed on local: docker build failed (exit 1):\n" in out
+    assert "\n             #7 ERROR: exit code: 1\n" in out
+    assert out.count("#7 ERROR") == 1
+    assert "failed: (error above)" in out
+    assert "image" not in out
+    data = await cli.json("job", "show", str(lease.id))
+    assert data["image"] is None and data["pull"] is None
 
 
 async def test_job_show_has_timeline_reason_and_position(store: Store, cli: Cli) -> None:

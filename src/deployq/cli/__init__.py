@@ -7,6 +7,7 @@ COMMAND_MODULES; every module exposes ``register(main)``.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
 
@@ -14,6 +15,8 @@ from deployq import __version__
 from deployq.cli.common import CliState, config_option, json_option
 from deployq.errors import DeployqError
 
+#: the exit status click gives a usage error
+USAGE_ERROR_STATUS = 2
 COMMAND_MODULES = (
     "deployq.cli.db",
     "deployq.cli.apps",
@@ -34,7 +37,16 @@ COMMAND_MODULES = (
 
 
 class DeployqGroup(click.Group):
-    """Turns any DeployqError into one line on stderr and exit status 1, never a traceback."""
+    """Turns any DeployqError into one line on stderr and exit status 1, never a traceback;
+    usage errors exit 1 too (click's own status is 2), as every other error does."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().main(*args, **kwargs)
+        except SystemExit as exc:
+            if exc.code == USAGE_ERROR_STATUS:
+                raise SystemExit(1) from None
+            raise
 
     def invoke(self, ctx: click.Context) -> object:
         try:

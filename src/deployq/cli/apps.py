@@ -9,13 +9,14 @@ import click
 from pydantic import ValidationError
 
 from deployq.appcheck import check_app
+from deployq.cli.appview import describe, image_reference
 from deployq.cli.build_options import build_plan_options
-from deployq.cli.common import CliState, common_options, emit, table, with_store
-from deployq.cli.deploy_options import deploy_options, pop_deploy_settings
+from deployq.cli.common import DURATION, CliState, common_options, emit, table, with_store
+from deployq.cli.deploy_options import OPTION_FIELDS, deploy_options, pop_deploy_settings
 from deployq.embedded_registry import with_registry
 from deployq.errors import InvalidInput
 from deployq.imageref import check_registry, parse_repository
-from deployq.models import App, AppSpec, NotifyEvent, Priority, SupersedePolicy
+from deployq.models import AppSpec, NotifyEvent, Priority, SupersedePolicy
 from deployq.redact import public_app, redact_urls
 from deployq.repos import absolute_clone_url
 from deployq.store import Store
@@ -85,15 +86,15 @@ def app_group() -> None:
     type=int,
     help="Refuse new jobs while this many of the app's jobs are queued (default: no limit).",
 )
-@click.option("--timeout", "timeout_s", type=float, help="Build timeout in seconds.")
+@click.option("--timeout", "timeout_s", type=DURATION, help="Build timeout: 90s, 10m, 2h.")
 @click.option("--arch", "required_arch", help="Only build on servers of this architecture.")
 @click.option("--label", "required_labels", multiple=True, help="Server label required (repeat).")
 @click.option("--submodules", is_flag=True, help="Check out git submodules.")
 @click.option(
     "--reconcile-interval",
     "reconcile_interval_s",
-    type=float,
-    help="Seconds between `git ls-remote` checks for missed pushes (off by default).",
+    type=DURATION,
+    help="How often to check with `git ls-remote` for missed pushes: 5m, 1h (default off).",
 )
 @deploy_options
 @build_plan_options
@@ -168,8 +169,8 @@ async def app_list(state: CliState, store: Store) -> None:
                         a.name,
                         redact_urls(a.repo_url),
                         ",".join(a.branches),
-                        a.image or "",
-                        a.supersede_policy,
+                        image_reference(a, state.settings),
+                        a.supersede_policy.value,
                     ]
                     for a in apps
                 ],
@@ -187,7 +188,11 @@ async def app_list(state: CliState, store: Store) -> None:
 async def app_show(state: CliState, store: Store, name: str) -> None:
     """Show an app's configuration (secrets hidden)."""
     app = await store.apps.get(name)
-    emit(state, app, lambda: _describe(app))
+    emit(
+        state,
+        {**public_app(app), "image_reference": image_reference(app, state.settings)},
+        lambda: describe(app, app_add, state.settings, OPTION_FIELDS),
+    )
 
 
 @app_group.command("rm")
@@ -202,12 +207,6 @@ async def app_rm(state: CliState, store: Store, name: str, yes: bool) -> None:
         click.confirm(f"remove app {name}?", abort=True)
     await store.apps.remove(name)
     emit(state, {"removed": name}, f"removed app {name}")
-
-
-def _describe(app: App) -> str:
-    data = public_app(app)
-    width = max(len(k) for k in data)
-    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in data.items())
 
 
 def register(main: click.Group) -> None:

@@ -6,17 +6,20 @@ import asyncio
 import functools
 import json
 import logging
+import os
+import shutil
 import sys
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 from pydantic import BaseModel
 
 from deployq.config import Settings, load_settings
 from deployq.db.migrate import migrate
+from deployq.durations import parse_duration
 from deployq.errors import DeployqError
 from deployq.models import App, Job
 from deployq.redact import public_app, redact_urls
@@ -159,11 +162,73 @@ def to_jsonable(data: Any) -> Any:
     return data
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain aligned table."""
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+if TYPE_CHECKING:  # generic for type checkers only (older click's is not subscriptable)
+    _ParamType = click.ParamType[float, Any]
+else:
+    _ParamType = click.ParamType
+
+
+class DurationType(_ParamType):
+    """A duration option: seconds or ``90s``, ``5m``, ``2h``, ``30d`` (as settings take them)."""
+
+    name = "duration"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(f"{value!r}: {exc}", param, ctx)
+
+
+DURATION = DurationType()
+#: a column never shrinks below this many characters (header permitting)
+MIN_COLUMN_CHARS = 4
+COLUMN_GAP = "  "
+
+
+def terminal_width() -> int | None:
+    """Columns to fit tables in: the terminal's (or $COLUMNS); None when output is piped and
+    COLUMNS is unset (scripts get whole cells)."""
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        return None
+    return shutil.get_terminal_size().columns
+
+
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], *, width: int | None = None
+) -> str:
+    """An aligned table that fits ``width`` columns (default: the terminal's): the widest
+    columns shrink first and a cut cell ends in ``…``."""
+    cells = [[str(h) for h in headers]] + [
+        ["" if c is None else str(c).replace("\n", " ") for c in r] for r in rows
+    ]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    fit = width if width is not None else terminal_width()
+    if fit is not None:
+        widths = _shrink(
+            widths, [len(h) for h in headers], fit - len(COLUMN_GAP) * (len(widths) - 1)
+        )
     lines = [
-        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+        COLUMN_GAP.join(_cut(c, w).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        for row in cells
     ]
     return "\n".join(lines)
+
+
+def _shrink(widths: list[int], headers: list[int], room: int) -> list[int]:
+    """Take one character at a time from the widest column that can still give one."""
+    widths = list(widths)
+    floors = [min(w, max(h, MIN_COLUMN_CHARS)) for w, h in zip(widths, headers, strict=True)]
+    while sum(widths) > room:
+        candidates = [i for i, w in enumerate(widths) if w > floors[i]]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: widths[i])
+        widths[widest] -= 1
+    return widths
+
+
+def _cut(cell: str, width: int) -> str:
+    return cell if len(cell) <= width else cell[: width - 1] + "…"

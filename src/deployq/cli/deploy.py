@@ -48,7 +48,7 @@ async def target_list(state: CliState, store: Store) -> None:
 def _health(target: DeployTarget) -> str:
     if target.last_probe_at is None:
         return "not probed yet"
-    return "ok" if target.healthy else "unhealthy"
+    return "healthy" if target.healthy else "unhealthy"
 
 
 def _targets_table(targets: list[DeployTarget]) -> str:

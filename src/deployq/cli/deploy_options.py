@@ -14,8 +14,8 @@ from deployq.models import DeploySettings, DeployStrategy
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-#: app add's option -> DeploySettings field
-_FIELDS = {
+#: app add's option -> DeploySettings field (``app show`` reads them back through it)
+OPTION_FIELDS = _FIELDS = {
     "deploy_targets": "targets",
     "deploy_webhook": "webhook_url",
     "deploy_webhook_secret": "webhook_secret",

@@ -33,6 +33,17 @@ def _ago(moment: datetime | None) -> str:
     return elapsed((datetime.now(UTC) - moment).total_seconds()) + " ago"
 
 
+def _trigger(job: Job) -> str:
+    """``manual``, ``webhook (github)``: the provider only when it adds something."""
+    kind = job.trigger.value
+    return kind if job.provider in ("manual", kind) else f"{kind} ({job.provider})"
+
+
+def _indent(text: str | None, prefix: str = " " * 13) -> str | None:
+    """Continuation lines of a multi-line value aligned under its first line."""
+    return text.replace("\n", "\n" + prefix) if text else text
+
+
 def _state(job: Job) -> str:
     if job.status is JobStatus.RUNNING:
         return f"running {job.progress}% {job.step or ''}".rstrip()
@@ -63,9 +74,17 @@ async def deploy_cmd(
     text += f"@{job.short_sha})" if job.commit_sha else ")"
     if position is not None:
         text += f", position {position.position} in the queue"
+    else:  # a worker took it between the enqueue and this look
+        now = await store.jobs.get(job.id)
+        text += f", {_state(now)}" + (f" on {now.server_name}" if now.server_name else "")
     if result.superseded:
         text += "; superseded " + ", ".join(f"#{i}" for i in result.superseded)
-    emit(state, {"jobs": result.jobs, "superseded": result.superseded}, text)
+    data = {
+        "jobs": result.jobs,
+        "superseded": result.superseded,
+        "position": position.position if position else None,
+    }
+    emit(state, data, text)
 
 
 @click.command("jobs")
@@ -114,7 +133,7 @@ async def jobs_cmd(
                 j.server_name or "",
                 f"{j.attempt}/{j.max_attempts}",
                 _ago(j.enqueued_at),
-                reasons.get(j.id) or (j.error or "")[:60],
+                reasons.get(j.id) or j.error or "",
             ]
             for j in jobs
         ]
@@ -167,13 +186,13 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
             ("ref", job.ref),
             ("commit", f"{job.commit_sha or '(head at checkout)'} {job.commit_message or ''}"),
             ("pushed by", job.pusher),
-            ("trigger", f"{job.trigger.value} via {job.provider}"),
+            ("trigger", _trigger(job)),
             ("priority", job.priority.name.lower()),
             ("status", _state(job)),
             ("attempt", f"{job.attempt}/{job.max_attempts}"),
             ("server", job.server_name),
             ("image", pull),
-            ("error", job.error),
+            ("error", _indent(job.error)),
             ("enqueued", job.enqueued_at.isoformat(timespec="seconds")),
             ("duration", elapsed(job.duration_s) if job.duration_s is not None else None),
             ("retry of", f"#{job.retry_of}" if job.retry_of else None),
@@ -193,9 +212,9 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
         for e in events:
             at = e["at"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
             who = f" by {e['actor']}" if e["actor"] else ""
-            lines.append(
-                f"  {at}  {e['kind']}{who}" + (f": {e['message']}" if e["message"] else "")
-            )
+            # the error is shown once, above; its event only points at it
+            message = "(error above)" if job.error and e["message"] == job.error else e["message"]
+            lines.append(f"  {at}  {e['kind']}{who}" + (f": {message}" if message else ""))
         return "\n".join(lines)
 
     emit(state, data, text)

@@ -65,7 +65,7 @@ async def server_list(state: CliState, store: Store) -> None:
 def _state(server: BuildServer) -> str:
     if not server.healthy:
         return "unhealthy"
-    return "draining" if server.draining else "ok"
+    return "draining" if server.draining else "healthy"
 
 
 def _table(servers: list[BuildServer]) -> str:
