@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from tui_helpers import OPERATOR, add_app, manual, screen_text, wait_until
 
-from deployq.store import Store
+from deployq.models import JobStatus
+from deployq.store import Outcome, Store
 from deployq.tui import DeployqApp
 from deployq.tui.screens.job import JobScreen
 from deployq.tui.screens.queue import QueueScreen
@@ -149,3 +150,35 @@ async def test_a_job_of_a_deployed_app_shows_the_deploy_step_and_what_runs_now(
         text = "\n".join(screen_text(app))
     assert f"runs now: prod1 #{job.id} abcdef1 (sha256:ddddddddddd" in text
     assert "verify → deploy" in text or "verify -> deploy" in text
+
+
+async def test_job_view_says_how_long_a_job_should_take_and_when(store: Store) -> None:
+    await store.servers.add("local", "unix:///var/run/docker.sock", capacity=1)
+    await add_app(store, "web")
+    done = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    [lease] = await store.jobs.claim("w1", limit=1)
+    await store.jobs.finish(lease, Outcome(JobStatus.SUCCEEDED))
+    async with store.pool.connection() as conn:  # its one successful build took 90 s
+        await conn.execute(
+            "UPDATE jobs SET started_at = finished_at - interval '90 seconds' WHERE id = %s",
+            (done.id,),
+        )
+    running = (await store.jobs.enqueue(manual("web", "refs/heads/a"))).jobs[0]
+    await store.jobs.claim("w1", limit=1)
+    queued = (await store.jobs.enqueue(manual("web", "refs/heads/b"))).jobs[0]
+    app = DeployqApp(store, user=OPERATOR)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open_job(app, pilot)  # running jobs come first
+        head = str(screen.query_one("#job-head").render())
+        assert screen.job_id == running.id
+        assert "expected: takes ~1m30s, ends in ~1m" in head
+        await pilot.press("escape")
+        await pilot.pause()
+        await pilot.press("down")
+        await app.run_action("view('job')")
+        screen = app.screen
+        assert isinstance(screen, JobScreen)
+        await screen.loaded.wait()
+        head = str(screen.query_one("#job-head").render())
+        assert screen.job_id == queued.id
+        assert "starts in ~1m" in head and "takes ~1m30s" in head

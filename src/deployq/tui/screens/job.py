@@ -12,7 +12,7 @@ from textual.widgets import Input, Static
 
 from deployq.durations import elapsed
 from deployq.logfollow import LogFollower
-from deployq.models import Job, JobStatus, Release, Step
+from deployq.models import Estimate, Job, JobStatus, Release, Step
 from deployq.tui import format as fmt
 from deployq.tui.messages import ClockTick, JobsChanged, LogsAppended, Resync
 from deployq.tui.screens.actions import JobActionsScreen
@@ -54,6 +54,8 @@ class JobScreen(JobActionsScreen):
         self._follower: LogFollower[str] | None = None
         self._match: int | None = None
         self.waiting: str | None = None
+        self.estimate: Estimate | None = None
+        """how long the job should take and when it should start and end (store.estimates)"""
         """Queue position and wait reason, while queued."""
         self.releases: list[Release] = []
         """What runs now on each deploy target of the job's app."""
@@ -161,16 +163,23 @@ class JobScreen(JobActionsScreen):
             releases = await self.ctx.attempt(store.deploy.current_releases(self.job.app_name))
             self.releases = releases if releases is not None else self.releases
         self.waiting = None
+        self.estimate = None
+        if self.job is not None and not self.job.status.is_final:
+            now = self.ctx.clock()
+            found = await self.ctx.attempt(store.estimates.for_jobs([self.job_id], now=now))
+            self.estimate = (found or {}).get(self.job_id)
         if self.job is not None and self.job.status is JobStatus.QUEUED:
             position = await self.ctx.attempt(store.jobs.queue_position(self.job_id))
             reason = await self.ctx.attempt(store.jobs.wait_reason(self.job_id))
-            starts = await self.ctx.attempt(store.console.start_estimates(self.ctx.clock()))
             parts = []
             if position is not None:
                 parts.append(f"position {position.position} ({position.ahead} ahead)")
-            start = (starts or {}).get(self.job_id)
-            if start is not None:
+            estimate = self.estimate
+            if estimate is not None and estimate.expected_start is not None:
+                start = (estimate.expected_start - self.ctx.clock()).total_seconds()
                 parts.append(f"starts in ~{elapsed(start)}" if start >= 1 else "starts next")
+            if estimate is not None:
+                parts.append(f"takes ~{elapsed(estimate.expected_duration_s)}")
             if reason:
                 parts.append(reason)
             self.waiting = f" {self.ctx.glyphs.dot} ".join(parts) or None
@@ -212,6 +221,17 @@ class JobScreen(JobActionsScreen):
         )
         if job.status is JobStatus.QUEUED and self.waiting:
             head.append(f"\nwaiting: {self.waiting}", style=fmt.YELLOW)
+        estimate = self.estimate
+        if job.status is JobStatus.RUNNING and estimate is not None:
+            left = (
+                (estimate.expected_finish - now).total_seconds()
+                if estimate.expected_finish is not None
+                else None
+            )
+            ends = f", ends in ~{elapsed(left)}" if left is not None and left >= 1 else ""
+            head.append(
+                f"\nexpected: takes ~{elapsed(estimate.expected_duration_s)}{ends}", style="dim"
+            )
         if job.image_ref:
             head.append(f"\nimage {job.image_ref}", style=fmt.GREEN)
             if job.image_digest:
