@@ -160,3 +160,23 @@ async def test_metrics_histograms_count_wait_and_build_times(store: Store) -> No
     assert timings.wait.buckets[-1] == (math.inf, len(waits))
     assert timings.wait.sum_s == pytest.approx(sum(waits))
     assert timings.build.sum_s == pytest.approx(sum(builds))
+
+
+async def test_a_rollback_builds_nothing_so_it_is_not_in_the_statistics(store: Store) -> None:
+    ended_at = datetime.now(UTC) - timedelta(minutes=5)
+    await _finished_jobs(store, ended_at)
+    rollback = await enqueue(store, "web", branch="rollback")
+    await store.jobs.finish(await claim_one(store), SUCCESS)
+    async with store.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE jobs SET deploy_only = true, started_at = finished_at - interval '1 hour' "
+            "WHERE id = %s",
+            (rollback,),
+        )
+        [web] = await (
+            await conn.execute("SELECT * FROM build_performance_summary WHERE app = 'web'")
+        ).fetchall()
+    usual = await store.estimates.usual_durations([None])
+
+    _close(web, _expected("web"))
+    assert usual[None].duration_s == pytest.approx(45.0)  # median of FINISHED's successes

@@ -30,7 +30,7 @@ CROSS JOIN LATERAL (
     SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY b.s) AS median_s, count(*) AS builds
     FROM (SELECT extract(epoch FROM j.finished_at - j.started_at)::float8 AS s
             FROM jobs j
-           WHERE j.status = 'succeeded' AND j.started_at IS NOT NULL
+           WHERE j.status = 'succeeded' AND j.started_at IS NOT NULL AND NOT j.deploy_only
              AND (a.id IS NULL OR j.app_id = a.id)
            ORDER BY j.finished_at DESC LIMIT %(last)s) b
 ) m;
