@@ -134,12 +134,6 @@ class FeedHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._starting = asyncio.Lock()
 
-    @property
-    def listening(self) -> asyncio.Event:
-        """Set while the LISTEN connection is in place (tests wait for it)."""
-        assert self._listener is not None, "the hub starts with its first subscriber"
-        return self._listener.connected
-
     @contextlib.asynccontextmanager
     async def subscribe(
         self, flt: FeedFilter | None = None, *, after: int | None = None
@@ -164,10 +158,6 @@ class FeedHub:
             yield sub
         finally:
             self._subscribers.discard(sub)
-
-    @property
-    def subscribers(self) -> int:
-        return len(self._subscribers)
 
     async def _start(self) -> None:
         async with self._starting:

@@ -15,12 +15,11 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from deployq.store._queries import sql
+from deployq.validation import MAX_ID
 
 if TYPE_CHECKING:
     from deployq.store._store import Store
 
-#: the largest event id, to build "everything of this transaction" cursors
-MAX_ID = 2**63 - 1
 #: kinds a running job's worker reports through the job row (written by a trigger)
 PROGRESS_KINDS = frozenset({"step", "progress"})
 

@@ -23,6 +23,7 @@ from aiohttp import web
 from deployq.feed import Dropped, FeedFilter, FeedHub, Subscription
 from deployq.models import JobStatus
 from deployq.store import Store
+from deployq.validation import MAX_ID
 from deployq.webhooks.errors import ApiError
 from deployq.webhooks.state import STATE_KEY
 
@@ -41,7 +42,6 @@ LAST_WRITE_S = 1.0
 #: client that stops reading is then noticed after DEPLOYQ_FEED_BUFFER events, not after
 #: megabytes queued in the kernel; 64 KiB per round trip is ample for a feed of small events
 SEND_BUFFER_BYTES = 64 * 1024
-MAX_EVENT_ID = 2**63 - 1
 
 
 def frame(data: dict[str, Any], *, event_id: int | None = None, event: str | None = None) -> bytes:
@@ -76,7 +76,7 @@ def _resume_from(request: web.Request) -> int | None:
     raw = request.headers.get("Last-Event-ID", "").strip() or request.query.get("after", "")
     if not raw:
         return None
-    if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= MAX_EVENT_ID:
+    if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= MAX_ID:
         raise ApiError(400, "invalid_input", "Last-Event-ID (or after) must be an event id")
     return int(raw)
 
