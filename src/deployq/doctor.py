@@ -111,11 +111,9 @@ async def _database_checks(settings: Settings) -> tuple[list[Check], list[tuple[
             Check("database", False, exc.message, fix),
             _skip("migrations", "skipped: the database is unreachable"),
         ], local
-    try:
-        row = await (await conn.execute("SHOW server_version")).fetchone()
-    finally:
-        await conn.close()
-    version = row["server_version"] if row else "?"
+    # the server reports its version when the connection starts: no query needed
+    version = conn.info.parameter_status("server_version") or "?"
+    await conn.close()
     embedded = " (embedded)" if settings.database_url is None else ""
     checks = [Check("database", True, f"PostgreSQL {version} at {describe_dsn(dsn)}{embedded}")]
     try:
@@ -144,7 +142,7 @@ async def _registered_servers(settings: Settings, dsn: str) -> list[tuple[str, s
     except DeployqError:
         return []
     try:
-        return [(s.name, s.docker_host) for s in await store.servers.list()]
+        return [(s.name, s.docker_host) for s in await store.servers.all()]
     finally:
         await store.close()
 

@@ -144,7 +144,7 @@ async def reconcile(
     elif only_due:
         apps = await store.reconcile.apps_due()
     else:
-        apps = await store.apps.list()
+        apps = await store.apps.all()
     return [await reconcile_app(store, app) for app in apps]
 
 

@@ -86,7 +86,7 @@ async def test_a_manual_deployment_is_202_with_its_job(store: Store, client: Cli
     )
     assert stored.trigger is TriggerKind.MANUAL
     events = await store.jobs.events(stored.id)
-    assert events[0]["actor"] == "token:test-deploy"
+    assert events[0].actor == "token:test-deploy"
 
 
 @pytest.mark.parametrize(
@@ -110,7 +110,7 @@ async def test_a_bad_deployment_request_is_400(store: Store, client: Client, bod
     headers = await token(store, TokenScope.DEPLOY)
     resp = await client.post("/api/v1/apps/web/deployments", json=body, headers=headers)
     assert resp.status == 400
-    assert await store.jobs.list() == []
+    assert await store.jobs.recent() == []
 
 
 @pytest.mark.parametrize("job_id", ["\u00b9", "\u0663", "0", "99999999999999999999"])
@@ -274,12 +274,12 @@ async def test_replaying_a_verified_delivery_builds_an_app_added_since(
     [first] = (await (await client.get("/api/v1/deliveries", headers=admin)).json())["deliveries"]
     resp = await client.post(f"/api/v1/deliveries/{first['id']}/replay", headers=admin)
     assert resp.status in (200, 202)
-    apps = sorted(j.app_name for j in await store.jobs.list())
+    apps = sorted(j.app_name for j in await store.jobs.recent())
     assert apps == ["api", "web"]
     again = await client.post(f"/api/v1/deliveries/{first['id']}/replay", headers=admin)
     assert (await again.json())["result"] == "duplicate"
-    assert len(await store.jobs.list()) == 2
-    [latest, *_] = await store.deliveries.list()
+    assert len(await store.jobs.recent()) == 2
+    [latest, *_] = await store.deliveries.recent()
     assert latest.replay_of == first["id"]
 
 

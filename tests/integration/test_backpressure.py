@@ -49,7 +49,7 @@ async def test_an_app_at_its_limit_refuses_with_429_and_retry_after(
     assert body["error"]["message"].startswith(
         "queue full: app web has 2 queued jobs (its limit, max_queued, is 2); try again in "
     )
-    assert len(await store.jobs.list(status=[JobStatus.QUEUED])) == 2
+    assert len(await store.jobs.recent(status=[JobStatus.QUEUED])) == 2
 
 
 async def test_a_refused_webhook_is_503_recorded_and_accepted_once_the_queue_drains(
@@ -60,7 +60,7 @@ async def test_a_refused_webhook_is_503_recorded_and_accepted_once_the_queue_dra
     await enqueue(store, "web", branch="busy")
 
     status, reply = await post_github(client, "push", _push("main"), delivery="d-full")
-    [record] = await store.deliveries.list()
+    [record] = await store.deliveries.recent()
 
     assert status == 503 and reply["error"]["code"] == "queue_full"
     assert record.result == "refused" and record.status_code == 503
@@ -71,7 +71,7 @@ async def test_a_refused_webhook_is_503_recorded_and_accepted_once_the_queue_dra
     status, reply = await post_github(client, "push", _push("main"), delivery="d-full")
 
     assert status == 202 and reply["result"] == "accepted"
-    [job] = await store.jobs.list(status=[JobStatus.QUEUED])
+    [job] = await store.jobs.recent(status=[JobStatus.QUEUED])
     assert job.delivery_id == "d-full" and job.branch == "main"
 
 
@@ -102,7 +102,7 @@ async def test_the_overall_limit_counts_every_app_and_concurrent_enqueues_never_
     refused = [r for r in results if isinstance(r, QueueFull)]
     assert len(refused) == 7 and all(isinstance(r, int) or r in refused for r in results)
     assert "3 jobs are queued (the limit, DEPLOYQ_MAX_QUEUED, is 3)" in refused[0].message
-    assert len(await store.jobs.list(status=[JobStatus.QUEUED])) == 3
+    assert len(await store.jobs.recent(status=[JobStatus.QUEUED])) == 3
 
 
 async def test_the_cli_says_the_queue_is_full_in_one_line(

@@ -57,12 +57,12 @@ async def test_deploy_queues_a_job_the_operator_asked_for(store: Store, cli: Cli
     code, out, err = await cli("deploy", "web", "--commit", "ABCDEF1234", "--priority", "high")
 
     assert code == 0, err
-    [job] = await store.jobs.list(app="web")
+    [job] = await store.jobs.recent(app="web")
     assert out.strip() == f"queued job #{job.id} for web (main@abcdef1), position 1 in the queue"
     assert job.priority.name == "HIGH" and job.trigger.value == "manual"
     assert job.ref == "refs/heads/main" and job.pusher == getpass.getuser()
     events = await store.jobs.events(job.id)
-    assert events[0]["actor"] == getpass.getuser()
+    assert events[0].actor == getpass.getuser()
 
 
 async def test_deploy_of_an_unknown_app_or_bad_sha_is_one_line(cli: Cli, store: Store) -> None:
@@ -79,7 +79,7 @@ async def test_deploy_resolves_refs_as_the_api_and_console_do(cli: Cli, store: S
     assert code == 1 and "builds branches matching release/*, none of them one branch" in err
     code, _, err = await cli("deploy", "web", "--ref", "tags/v1.2")
     assert code == 0, err
-    [job] = await store.jobs.list(app="web")
+    [job] = await store.jobs.recent(app="web")
     assert (job.ref, job.branch, job.ref_type.value) == ("refs/tags/v1.2", "v1.2", "tag")
 
 
@@ -162,7 +162,7 @@ async def test_cancel_and_retry(store: Store, cli: Cli) -> None:
     data = await cli.json("retry", str(job_id))
     assert isinstance(data, dict) and data["retry_of"] == job_id and data["status"] == "queued"
     events = await store.jobs.events(job_id)
-    assert events[-1]["actor"] == getpass.getuser()
+    assert events[-1].actor == getpass.getuser()
 
 
 async def test_logs_follow_prints_new_lines_until_the_job_ends(store: Store, cli: Cli) -> None:

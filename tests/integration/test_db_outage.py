@@ -51,7 +51,7 @@ async def test_an_outage_fails_fast_while_it_lasts_and_ends_with_the_reconnect_h
     started = time.monotonic()
     for _ in range(20):
         with pytest.raises(DatabaseUnavailable):
-            await store.jobs.list()
+            await store.jobs.recent()
     assert time.monotonic() - started < 1.0, "requests while down must not wait for the pool"
     assert not await health.wait_up(0.1)
 
@@ -61,7 +61,7 @@ async def test_an_outage_fails_fast_while_it_lasts_and_ends_with_the_reconnect_h
         await reconnected.wait()
     assert time.monotonic() - back < 2.0
     assert health.up and health.outages == 1
-    assert await store.jobs.list() == []
+    assert await store.jobs.recent() == []
 
 
 async def _set(event: asyncio.Event) -> None:

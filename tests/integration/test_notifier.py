@@ -96,7 +96,7 @@ async def test_smtp_down_then_up_is_delivered_exactly_once(
 
     assert "Connection refused" in results.errors[0].message
     assert finish_s < 2.0  # enqueue, claim and finish never waited on the dead SMTP server
-    [row] = await store.notifications.list(job_id=job.id)
+    [row] = await store.notifications.recent(job_id=job.id)
     assert row.status == "sent" and row.attempts == len(results.attempts) >= 3
     assert received.message["Message-ID"] == f"<{row.idempotency_key}@deployq>"
     assert len(server.mailbox.messages) == 1
@@ -125,7 +125,7 @@ async def test_a_hung_smtp_server_does_not_delay_the_build(notify_store: StoreFa
             started = time.monotonic()
             await store.jobs.finish(lease, SUCCESS)
             finish_s = time.monotonic() - started
-            rows = {n.event: n for n in await store.notifications.list(job_id=lease.id)}
+            rows = {n.event: n for n in await store.notifications.recent(job_id=lease.id)}
     finally:
         for writer in held:
             writer.close()
@@ -152,7 +152,7 @@ async def test_given_up_after_max_attempts_and_the_password_never_logged(
         job = await run_job(store, Outcome(JobStatus.FAILED, error="boom", retryable=False))
         await results.wait(lambda: len(results.errors) == 2)
 
-    [row] = await store.notifications.list(job_id=job.id, failed_only=True)
+    [row] = await store.notifications.recent(job_id=job.id, failed_only=True)
     assert row.attempts == 2
     assert "refused the login of 'deployq-mailer'" in (row.last_error or "")
     assert server.mailbox.messages == []
@@ -214,7 +214,7 @@ async def test_webhook_is_signed_and_retried_after_a_500_until_delivered_once(
 
     assert [status for _, _, status in calls] == [500, 200]
     assert "answered 500: oops" in results.errors[0].message
-    [row] = await store.notifications.list(job_id=job.id)
+    [row] = await store.notifications.recent(job_id=job.id)
     assert row.status == "sent" and row.attempts == 2
     for headers, body, _ in calls:
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()

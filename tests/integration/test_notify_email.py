@@ -79,7 +79,7 @@ async def test_success_email_has_both_parts_subject_and_recipients(
         assert f"https://deployq.example.test/api/v1/jobs/{job.id}/logs" in body
     assert "Fix the <login> page" in text
     assert "Fix the &lt;login&gt; page" in markup
-    rows = {n.target: n for n in await store.notifications.list()}
+    rows = {n.target: n for n in await store.notifications.recent()}
     row = rows["team@example.test"]
     assert message["Message-ID"] == f"<{row.idempotency_key}@deployq>"
     assert {(n.status, n.attempts) for n in rows.values()} == {("sent", 1)}

@@ -29,7 +29,7 @@ async def test_each_event_writes_rows_for_the_apps_choice_of_events(
 
     job = await run_job(store, Outcome(JobStatus.SUCCEEDED))
 
-    rows = await store.notifications.list(job_id=job.id)
+    rows = await store.notifications.recent(job_id=job.id)
     # queued is off by default; started (claim) and succeeded (finish), each to both targets
     assert sorted((n.event, n.channel, n.target) for n in rows) == [
         ("started", "email", "team@example.test"),
@@ -49,7 +49,7 @@ async def test_queued_and_cancelled_when_asked(notify_store: StoreFactory) -> No
     [job] = (await store.jobs.enqueue(push())).jobs
     await store.jobs.cancel(job.id, actor="ops")
 
-    rows = await store.notifications.list(job_id=job.id)
+    rows = await store.notifications.recent(job_id=job.id)
 
     assert sorted(n.event for n in rows) == ["cancelled", "queued"]
 
@@ -59,7 +59,7 @@ async def test_an_app_without_recipients_writes_nothing(notify_store: StoreFacto
     await add_notifying_app(store)
     job = await run_job(store, Outcome(JobStatus.FAILED, error="boom", retryable=False))
 
-    assert await store.notifications.list(job_id=job.id) == []
+    assert await store.notifications.recent(job_id=job.id) == []
 
 
 async def test_a_second_call_for_the_same_event_creates_nothing(
@@ -73,7 +73,7 @@ async def test_a_second_call_for_the_same_event_creates_nothing(
         again = await store.notifications.create_for_job(conn, job, NotifyEvent.SUCCEEDED)
 
     assert again == []
-    assert len(await store.notifications.list(job_id=job.id)) == 2  # started + succeeded
+    assert len(await store.notifications.recent(job_id=job.id)) == 2  # started + succeeded
 
 
 async def test_rows_roll_back_with_the_job_transaction(notify_store: StoreFactory) -> None:
@@ -92,7 +92,7 @@ async def test_rows_roll_back_with_the_job_transaction(notify_store: StoreFactor
             assert len(created) == 1
             raise Abort
 
-    assert sorted(n.event for n in await store.notifications.list()) == ["started", "succeeded"]
+    assert sorted(n.event for n in await store.notifications.recent()) == ["started", "succeeded"]
 
 
 async def test_failure_payload_has_the_log_tail_and_the_retry(notify_store: StoreFactory) -> None:
@@ -104,7 +104,7 @@ async def test_failure_payload_has_the_log_tail_and_the_retry(notify_store: Stor
         log_lines=[f"step {n}" for n in range(25)],
     )
 
-    [row] = await store.notifications.list(job_id=job.id)
+    [row] = await store.notifications.recent(job_id=job.id)
 
     assert row.payload["log_tail"] == [f"step {n}" for n in range(5, 25)]
     assert row.payload["job"]["retry_scheduled"] is True
@@ -128,7 +128,7 @@ async def test_given_up_after_max_attempts_with_the_last_error(
         assert status == ("pending" if attempt == 1 else "failed")
 
     assert await store.notifications.claim_due(10, stale_after_s=60) == []
-    [failed] = await store.notifications.list(failed_only=True)
+    [failed] = await store.notifications.recent(failed_only=True)
     assert failed.last_error == "451 try later" and failed.attempts == 2
 
 

@@ -83,7 +83,7 @@ async def test_finish_succeeded_records_the_image(store: Store) -> None:
     assert done.progress == 100
     assert done.image_digest == SUCCESS.image_digest
     assert done.finished_at is not None and done.lease_expires_at is None
-    kinds = [e["kind"] for e in await store.jobs.events(done.id)]
+    kinds = [e.kind for e in await store.jobs.events(done.id)]
     assert kinds == ["enqueued", "claimed", "succeeded"]
 
 
@@ -109,7 +109,7 @@ async def test_failure_with_attempts_left_is_queued_with_backoff(
         reason = await store.jobs.wait_reason(retried.id)
         assert reason is not None and reason.startswith("retry in ")
         events = await store.jobs.events(retried.id)
-        assert events[-1]["kind"] == "retry_scheduled"
+        assert events[-1].kind == "retry_scheduled"
     finally:
         await store.close()
 
@@ -161,8 +161,8 @@ async def test_writes_of_a_worker_that_lost_its_lease_are_rejected(store: Store)
         await store.jobs.finish(lost, SUCCESS)
     done = await store.jobs.finish(again, SUCCESS)
     assert done.status is JobStatus.SUCCEEDED
-    rescued = [e for e in await store.jobs.events(done.id) if e["kind"] == "rescued"]
-    assert len(rescued) == 1 and "lease of worker dead expired" in rescued[0]["message"]
+    rescued = [e for e in await store.jobs.events(done.id) if e.kind == "rescued"]
+    assert len(rescued) == 1 and "lease of worker dead expired" in (rescued[0].message or "")
 
 
 async def test_an_expired_lease_on_the_last_attempt_fails_the_job(store: Store) -> None:
@@ -336,8 +336,8 @@ async def test_fifty_concurrent_deliveries_of_one_id_make_one_job(
     ids = {r.jobs[0].id for r in results}
     assert len(ids) == 1
     assert sum(r.created for r in results) == 1
-    assert len(await store.jobs.list(app="web")) == 1
-    enqueued = [e for e in await store.jobs.events(ids.pop()) if e["kind"] == "enqueued"]
+    assert len(await store.jobs.recent(app="web")) == 1
+    enqueued = [e for e in await store.jobs.events(ids.pop()) if e.kind == "enqueued"]
     assert len(enqueued) == 1
 
 
@@ -436,10 +436,10 @@ async def test_list_filters_and_pages(store: Store) -> None:
     api = await enqueue(store, "api")
     await store.jobs.claim("w1", limit=1)  # takes ids[0]
 
-    assert [j.id for j in await store.jobs.list(app="web", limit=2)] == [ids[2], ids[1]]
-    assert [j.id for j in await store.jobs.list(app="web", before_id=ids[1])] == [ids[0]]
-    assert [j.id for j in await store.jobs.list(status=[JobStatus.RUNNING])] == [ids[0]]
-    assert [j.id for j in await store.jobs.list(server="local")] == [ids[0]]
+    assert [j.id for j in await store.jobs.recent(app="web", limit=2)] == [ids[2], ids[1]]
+    assert [j.id for j in await store.jobs.recent(app="web", before_id=ids[1])] == [ids[0]]
+    assert [j.id for j in await store.jobs.recent(status=[JobStatus.RUNNING])] == [ids[0]]
+    assert [j.id for j in await store.jobs.recent(server="local")] == [ids[0]]
     first = await store.jobs.get(ids[0])
-    since = await store.jobs.list(since=first.enqueued_at + timedelta(microseconds=1))
+    since = await store.jobs.recent(since=first.enqueued_at + timedelta(microseconds=1))
     assert ids[0] not in {j.id for j in since} and api in {j.id for j in since}

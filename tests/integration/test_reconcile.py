@@ -47,7 +47,7 @@ async def test_heads_without_a_job_are_enqueued_once(store: Store, git_repo_fact
     [result] = await reconcile(store, "web")
 
     assert result.error is None and result.heads == 2
-    [job] = [j for j in await store.jobs.list() if j.id in result.enqueued]
+    [job] = [j for j in await store.jobs.recent() if j.id in result.enqueued]
     assert (job.trigger, job.provider, job.ref) == (
         TriggerKind.RECONCILE,
         "reconcile",
@@ -57,7 +57,7 @@ async def test_heads_without_a_job_are_enqueued_once(store: Store, git_repo_fact
     assert job.delivery_id == f"reconcile:web:{feature_head}"
     [again] = await reconcile(store, "web")
     assert again.enqueued == []
-    assert len(await store.jobs.list()) == 2
+    assert len(await store.jobs.recent()) == 2
 
 
 async def test_only_apps_that_opted_in_and_are_due_are_reconciled(
@@ -80,7 +80,7 @@ async def test_an_unreachable_repository_is_reported_not_raised(
     await add_app(store, (tmp_path / "missing").as_uri())
     [result] = await reconcile(store, "web")
     assert result.error is not None and "git ls-remote" in result.error
-    assert await store.jobs.list() == []
+    assert await store.jobs.recent() == []
 
 
 async def test_the_periodic_component_enqueues_and_stops(
@@ -101,7 +101,7 @@ async def test_the_periodic_component_enqueues_and_stops(
     async with asyncio.timeout(10):
         await task
     await listener.close()
-    [job] = await store.jobs.list()
+    [job] = await store.jobs.recent()
     assert job.commit_sha == repo.head
 
 

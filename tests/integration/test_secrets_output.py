@@ -134,7 +134,7 @@ async def test_no_output_path_shows_a_configured_secret(
         assert resp.status == 200
         assert_clean(path, await resp.text(), secrets)
 
-    notifications = await store.notifications.list(job_id=job.id)
+    notifications = await store.notifications.recent(job_id=job.id)
     assert notifications
     for notification in notifications:  # one per channel: e-mail and outgoing webhook
         mail = render(notification.payload)

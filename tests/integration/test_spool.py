@@ -86,7 +86,7 @@ async def test_deliveries_while_the_database_is_down_become_jobs_once_it_is_back
         headers=github_headers("push", push_body(3), secret="forged"),
     )
     assert resp.status == 401
-    assert len(await store.jobs.list()) == 1  # the one delivered before the outage
+    assert len(await store.jobs.recent()) == 1  # the one delivered before the outage
     lines = (proxied_store.settings.spool_dir / CURRENT).read_bytes().splitlines()
     assert len(lines) == 7
 
@@ -96,11 +96,11 @@ async def test_deliveries_while_the_database_is_down_become_jobs_once_it_is_back
         while state.spool.pending() or state.db_down:
             await state.replayed.wait()
             state.replayed.clear()
-    jobs = await store.jobs.list(limit=100)
+    jobs = await store.jobs.recent(limit=100)
     assert len(jobs) == 7  # the first delivery, 5 while down, the one without an id
     spooled_ids = sorted(j.delivery_id or "" for j in jobs[:6])
     assert spooled_ids == sorted([*ids, generated])
-    spooled = [d for d in await store.deliveries.list(limit=100) if d.spooled]
+    spooled = [d for d in await store.deliveries.recent(limit=100) if d.spooled]
     assert len(spooled) == 7  # every spooled line recorded, the redelivery as a duplicate
     assert sum(d.result == "duplicate" for d in spooled) == 1
     assert not list(proxied_store.settings.spool_dir.glob("*.jsonl"))
@@ -125,5 +125,5 @@ async def test_the_spool_left_by_a_previous_process_is_replayed_at_start_up_once
         while state.spool.pending():
             await state.replayed.wait()
             state.replayed.clear()
-    [job] = await store.jobs.list()
+    [job] = await store.jobs.recent()
     assert job.delivery_id == "left-behind"

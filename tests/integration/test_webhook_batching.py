@@ -98,7 +98,7 @@ async def test_enqueue_many_rolls_everything_back_when_one_trigger_fails(store: 
     await add_app(store)
     with pytest.raises(NotFound, match="no app named 'gone'"):
         await store.jobs.enqueue_many([trigger(1, "d-1"), trigger(2, "d-2", app="gone")])
-    assert await store.jobs.list() == []
+    assert await store.jobs.recent() == []
 
 
 async def test_deliveries_arriving_together_share_one_commit(store: Store, state: WebState) -> None:
@@ -115,8 +115,8 @@ async def test_deliveries_arriving_together_share_one_commit(store: Store, state
     assert redelivered.job_ids == fresh[0].job_ids
     assert state.batcher.batches == 1
     assert await commits_of(store, job_ids) == 1
-    assert len(await store.jobs.list(limit=100)) == 10
-    recorded = await store.deliveries.list(limit=100)
+    assert len(await store.jobs.recent(limit=100)) == 10
+    recorded = await store.deliveries.recent(limit=100)
     assert sorted(d.result for d in recorded) == ["accepted"] * 10 + ["duplicate"]
     assert {d.delivery_id: d.job_ids for d in recorded if d.result == "accepted"} == {
         f"d-{i}": [job_ids[i]] for i in range(10)
@@ -150,9 +150,9 @@ async def test_one_failing_delivery_does_not_fail_the_others_of_its_batch(
     assert isinstance(good_1, Reply) and isinstance(good_3, Reply)
     assert (good_1.result, good_3.result) == ("accepted", "accepted")
     assert state.batcher.fallbacks == 1
-    jobs = await store.jobs.list()
+    jobs = await store.jobs.recent()
     assert sorted(j.delivery_id or "" for j in jobs) == ["d-1", "d-3"]
-    recorded = await store.deliveries.list()
+    recorded = await store.deliveries.recent()
     assert sorted(d.delivery_id or "" for d in recorded) == ["d-1", "d-3"]
 
 
@@ -181,7 +181,7 @@ async def test_the_database_going_away_fails_every_delivery_of_the_batch(
         assert all(isinstance(r, DB_ERRORS) for r in replies), replies
     finally:
         await proxied.close()
-    assert await store.jobs.list() == []
+    assert await store.jobs.recent() == []
 
 
 async def test_concurrent_http_deliveries_each_get_their_job_and_notification(
@@ -213,7 +213,7 @@ async def test_concurrent_http_deliveries_each_get_their_job_and_notification(
     assert {status for status, _ in replies} == {202}
     job_ids = {reply["jobs"][0]["id"] for _, reply in replies}
     assert len(job_ids) == 20
-    assert {j.id for j in await store.jobs.list(limit=100)} == job_ids
+    assert {j.id for j in await store.jobs.recent(limit=100)} == job_ids
     # workers and the TUI still get one notice per job, in the shape they read
     async with asyncio.timeout(30):
         await collector

@@ -39,7 +39,7 @@ async def test_push_to_a_branch_becomes_one_job_with_the_head_commit(
     status, reply = await post_github(client, "push", data, delivery="d-1")
     assert status == 202
     assert reply["result"] == "accepted"
-    [job] = await store.jobs.list()
+    [job] = await store.jobs.recent()
     assert reply["jobs"][0]["id"] == job.id
     assert job.app_name == "web"
     assert job.delivery_id == "d-1"
@@ -57,7 +57,7 @@ async def test_the_form_encoded_payload_is_accepted_too(store: Store, client: Cl
     headers = github_headers("push", body, content_type="application/x-www-form-urlencoded")
     resp = await client.post("/webhooks/github", data=body, headers=headers)
     assert resp.status == 202, await resp.text()
-    assert len(await store.jobs.list()) == 1
+    assert len(await store.jobs.recent()) == 1
 
 
 async def test_the_global_secret_verifies_apps_without_their_own(
@@ -90,13 +90,13 @@ async def test_a_delivery_builds_only_the_apps_whose_secret_signed_it(
     assert [j["app"] for j in reply["jobs"]] == ["api"]
     status, reply = await post_github(client, "push", data, secret="global", delivery="h2")
     assert [j["app"] for j in reply["jobs"]] == ["docs"]
-    [first, *_] = [d for d in await store.deliveries.list() if d.delivery_id == "h1"]
+    [first, *_] = [d for d in await store.deliveries.recent() if d.delivery_id == "h1"]
     admin = await scoped.tokens.create("admin", TokenScope.ADMIN)
     resp = await client.post(
         f"/api/v1/deliveries/{first.id}/replay", headers={"Authorization": f"Bearer {admin[1]}"}
     )
     assert (await resp.json())["result"] == "duplicate"  # still only api's job
-    assert sorted(j.app_name for j in await store.jobs.list()) == ["api", "docs"]
+    assert sorted(j.app_name for j in await store.jobs.recent()) == ["api", "docs"]
 
 
 @pytest.mark.parametrize("secret", ["forged-secret", None])
@@ -107,8 +107,8 @@ async def test_a_forged_or_missing_signature_is_401_and_creates_nothing(
     status, reply = await post_github(client, "push", payload("github_push_branch"), secret=secret)
     assert status == 401
     assert reply["error"]["code"] == "bad_signature"
-    assert await store.jobs.list() == []
-    [delivery] = await store.deliveries.list()
+    assert await store.jobs.recent() == []
+    [delivery] = await store.deliveries.recent()
     assert (delivery.result, delivery.status_code) == ("refused", 401)
     assert (await store.deliveries.get(delivery.id)).body is None
 
@@ -132,8 +132,8 @@ async def test_a_redelivery_returns_the_first_jobs_and_creates_nothing(
     assert status == 200
     assert again["result"] == "duplicate"
     assert [j["id"] for j in again["jobs"]] == [j["id"] for j in first["jobs"]]
-    assert len(await store.jobs.list()) == 1
-    results = [d.result for d in await store.deliveries.list()]
+    assert len(await store.jobs.recent()) == 1
+    results = [d.result for d in await store.deliveries.recent()]
     assert results == ["duplicate", "accepted"]
 
 
@@ -144,7 +144,7 @@ async def test_fifty_concurrent_redeliveries_make_one_job(store: Store, client: 
         *(post_github(client, "push", data, delivery="storm") for _ in range(50))
     )
     assert {status for status, _ in replies} <= {200, 202}
-    [job] = await store.jobs.list()
+    [job] = await store.jobs.recent()
     assert {r["jobs"][0]["id"] for _, r in replies} == {job.id}
     assert sum(1 for _, r in replies if r["result"] == "accepted") == 1
 
@@ -154,7 +154,7 @@ async def test_a_tag_push_builds_only_apps_with_tag_builds(store: Store, client:
     await add_app(store, "docs")
     status, reply = await post_github(client, "push", payload("github_push_tag"))
     assert status == 202
-    [job] = await store.jobs.list()
+    [job] = await store.jobs.recent()
     assert (job.app_name, job.ref_type, job.branch) == ("web", RefType.TAG, "v1.0.0")
     assert reply["skipped"]["docs"] == "app docs does not build tags (app add --tags turns them on)"
 
@@ -166,7 +166,7 @@ async def test_a_tag_push_with_no_app_building_tags_is_ignored_with_the_reason(
     status, reply = await post_github(client, "push", payload("github_push_tag"))
     assert status == 202
     assert "app web does not build tags (app add --tags turns them on)" in reply["ignored"]
-    assert await store.jobs.list() == []
+    assert await store.jobs.recent() == []
 
 
 async def test_a_branch_deletion_is_acknowledged_and_ignored(store: Store, client: Client) -> None:
@@ -174,8 +174,8 @@ async def test_a_branch_deletion_is_acknowledged_and_ignored(store: Store, clien
     status, reply = await post_github(client, "push", payload("github_push_delete"))
     assert status == 202
     assert reply == {"ignored": "the push deleted branch feature/old: there is nothing to build"}
-    assert await store.jobs.list() == []
-    [delivery] = await store.deliveries.list()
+    assert await store.jobs.recent() == []
+    [delivery] = await store.deliveries.recent()
     assert delivery.result == "ignored"
 
 
@@ -209,7 +209,7 @@ async def test_a_pull_request_builds_its_head_when_the_app_enables_pr_builds(
     data = payload(fixture)
     status, _ = await post_github(client, "pull_request", data)
     assert status == 202
-    [job] = await store.jobs.list()
+    [job] = await store.jobs.recent()
     assert job.ref == "refs/pull/2/head"
     assert (job.ref_type, job.branch) == (RefType.PULL_REQUEST, "pr-2")
     assert job.commit_sha == data["pull_request"]["head"]["sha"]
@@ -265,7 +265,7 @@ async def test_apps_match_by_identity_whatever_url_form_they_were_added_with(
     await add_app(store, repo_url="git@github.com:Octo-Org/octo-repo")
     status, _ = await post_github(client, "push", payload("github_push_branch"))
     assert status == 202
-    assert len(await store.jobs.list()) == 1
+    assert len(await store.jobs.recent()) == 1
 
 
 async def test_malformed_json_is_400(store: Store, client: Client) -> None:
@@ -312,7 +312,7 @@ async def test_every_delivery_is_recorded_and_verified_ones_keep_their_body(
     await add_app(store)
     data = payload("github_push_branch")
     await post_github(client, "push", data, delivery="kept")
-    [delivery] = await store.deliveries.list()
+    [delivery] = await store.deliveries.recent()
     assert (delivery.provider, delivery.event, delivery.delivery_id) == ("github", "push", "kept")
     assert (delivery.repo, delivery.ref) == ("github.com/octo-org/octo-repo", "refs/heads/main")
     stored = await store.deliveries.get(delivery.id)

@@ -34,7 +34,7 @@ async def test_a_push_hook_becomes_a_job_for_the_checkout_sha(store: Store, clie
     data = payload("gitlab_push")
     status, reply = await post(client, "Push Hook", data, uuid_="gl-1")
     assert status == 202, reply
-    [job] = await store.jobs.list()
+    [job] = await store.jobs.recent()
     assert (job.provider, job.delivery_id, job.ref) == ("gitlab", "gl-1", "refs/heads/master")
     assert job.commit_sha == data["checkout_sha"]
     assert job.commit_message == "fixed readme"
@@ -47,7 +47,7 @@ async def test_a_tag_push_hook_builds_the_tag_when_tag_builds_are_on(
     await add_app(store, "diaspora", repo_url=GITLAB_REPO_URL, build_tags=True)
     status, _ = await post(client, "Tag Push Hook", payload("gitlab_tag_push"))
     assert status == 202
-    [job] = await store.jobs.list()
+    [job] = await store.jobs.recent()
     assert (job.ref_type, job.branch) == (RefType.TAG, "v1.0.0")
 
 
@@ -57,7 +57,7 @@ async def test_a_merge_request_hook_builds_the_last_commit_with_pr_builds(
     await add_app(store, "diaspora", repo_url=GITLAB_REPO_URL, build_prs=True)
     status, _ = await post(client, "Merge Request Hook", payload("gitlab_merge_request"))
     assert status == 202
-    [job] = await store.jobs.list()
+    [job] = await store.jobs.recent()
     assert job.ref == "refs/merge-requests/1/head"
     assert (job.ref_type, job.branch) == (RefType.PULL_REQUEST, "mr-1")
     assert job.commit_sha == "da1560886d4f094c3e6c9ef40349f7d38b5d27d7"
@@ -91,7 +91,7 @@ async def test_a_wrong_or_missing_token_is_401(
     status, reply = await post(client, "Push Hook", payload("gitlab_push"), token=token)
     assert status == 401
     assert reply["error"]["code"] == "bad_signature"
-    assert await store.jobs.list() == []
+    assert await store.jobs.recent() == []
 
 
 async def test_a_redelivered_event_uuid_creates_nothing(store: Store, client: Client) -> None:
@@ -99,4 +99,4 @@ async def test_a_redelivered_event_uuid_creates_nothing(store: Store, client: Cl
     await post(client, "Push Hook", payload("gitlab_push"), uuid_="same")
     status, reply = await post(client, "Push Hook", payload("gitlab_push"), uuid_="same")
     assert (status, reply["result"]) == (200, "duplicate")
-    assert len(await store.jobs.list()) == 1
+    assert len(await store.jobs.recent()) == 1

@@ -81,7 +81,7 @@ async def test_a_refused_registry_login_fails_clearly_and_is_retried(
     job_id = await deploy(store, await add_app(store, quick_repo.url, max_attempts=2))
     async with running_pool(store):
         job = await wait_job(store, job_id, lambda j: j.status.is_final, timeout_s=90)
-    events = [e["kind"] for e in await store.jobs.events(job_id)]
+    events = [e.kind for e in await store.jobs.events(job_id)]
     logs = await log_text(store, job_id)
     assert job.status is JobStatus.FAILED
     assert job.attempt == 2
@@ -141,7 +141,7 @@ async def test_stop_during_a_build_puts_the_job_back_in_the_queue(
     events = await store.jobs.events(job_id)
     assert job.status is JobStatus.QUEUED
     assert job.worker_id is None
-    assert events[-1]["kind"] == "released"
+    assert events[-1].kind == "released"
     assert "worker stopping" in await log_text(store, job_id)
 
 
@@ -154,7 +154,7 @@ async def test_low_disk_keeps_jobs_waiting_with_the_reason_instead_of_failing(
         job = await wait_job(store, job_id, lambda j: j.wait_reason is not None, timeout_s=30)
     assert job.status is JobStatus.QUEUED
     assert job.wait_reason is not None and job.wait_reason.startswith("low disk:")
-    (server,) = await store.servers.list()
+    (server,) = await store.servers.all()
     assert server.name == "local" and server.healthy
     assert server.last_error == job.wait_reason
 
@@ -165,7 +165,7 @@ async def test_the_local_engine_is_registered_when_no_server_exists(
     store = await make_store(**registry_settings(registry, docker_host))
     async with running_pool(store, concurrency=3):
         pass
-    (server,) = await store.servers.list()
+    (server,) = await store.servers.all()
     assert (server.name, server.docker_host, server.capacity) == ("local", docker_host, 3)
     assert server.arch == "amd64"
     assert server.engine_version

@@ -8,7 +8,7 @@ from typing import Any
 from textual.widgets import Input, Static
 from tui_helpers import OPERATOR, add_app, manual, wait_until
 
-from deployq.models import AppSpec, JobStatus, Priority
+from deployq.models import AppSpec, JobEvent, JobStatus, Priority
 from deployq.store import Store
 from deployq.tui import DeployqApp
 from deployq.tui.screens.confirm import ConfirmScreen
@@ -19,7 +19,7 @@ from deployq.tui.widgets.keybar import KeyBar
 from fixtures.git import git
 
 
-async def _events(store: Store, job_id: int) -> list[dict[str, Any]]:
+async def _events(store: Store, job_id: int) -> list[JobEvent]:
     return await store.jobs.events(job_id)
 
 
@@ -51,9 +51,7 @@ async def test_cancel_asks_then_cancels_as_the_operator(store: Store) -> None:
         )
     cancelled = await store.jobs.get(job.id)
     assert cancelled.status is JobStatus.CANCELLED
-    assert any(
-        e["kind"] == "cancelled" and e["actor"] == OPERATOR for e in await _events(store, job.id)
-    )
+    assert any(e.kind == "cancelled" and e.actor == OPERATOR for e in await _events(store, job.id))
 
 
 async def test_priority_keys_raise_and_lower_a_queued_job(store: Store) -> None:
@@ -73,9 +71,9 @@ async def test_priority_keys_raise_and_lower_a_queued_job(store: Store) -> None:
         await pilot.press("minus", "minus", "minus")
         await wait_until(app, lambda: screen.jobs[job.id].priority is Priority.LOW, what="low")
     assert (await store.jobs.get(job.id)).priority is Priority.LOW
-    changes = [e for e in await _events(store, job.id) if e["kind"] == "priority"]
+    changes = [e for e in await _events(store, job.id) if e.kind == "priority"]
     assert len(changes) == 5
-    assert {e["actor"] for e in changes} == {OPERATOR}
+    assert {e.actor for e in changes} == {OPERATOR}
 
 
 async def test_retry_queues_a_new_attempt_of_a_finished_job(store: Store) -> None:
@@ -87,9 +85,9 @@ async def test_retry_queues_a_new_attempt_of_a_finished_job(store: Store) -> Non
         screen = await _queue(app)
         await pilot.press("r")
         await wait_until(app, lambda: len(screen.jobs) == 2, what="the retry row")
-    retries = await store.jobs.list(status=[JobStatus.QUEUED])
+    retries = await store.jobs.recent(status=[JobStatus.QUEUED])
     assert len(retries) == 1 and retries[0].retry_of == job.id
-    assert (await _events(store, retries[0].id))[0]["actor"] == OPERATOR
+    assert (await _events(store, retries[0].id))[0].actor == OPERATOR
 
 
 async def test_the_deploy_dialog_starts_on_the_app_and_refuses_a_ref_the_repo_lacks(
@@ -118,9 +116,9 @@ async def test_the_deploy_dialog_starts_on_the_app_and_refuses_a_ref_the_repo_la
         dialog.query_one("#deploy-ref", Input).value = "release-1"
         await pilot.press("ctrl+s")
         await wait_until(app, lambda: len(screen.jobs) == 1, what="the deployed job")
-    (job,) = await store.jobs.list()
+    (job,) = await store.jobs.recent()
     assert (job.app_name, job.ref, job.status) == ("web", "refs/heads/release-1", JobStatus.QUEUED)
-    assert (await _events(store, job.id))[0]["actor"] == OPERATOR
+    assert (await _events(store, job.id))[0].actor == OPERATOR
 
 
 async def test_read_only_console_refuses_every_action(store: Store) -> None:
@@ -138,10 +136,10 @@ async def test_read_only_console_refuses_every_action(store: Store) -> None:
         await screen.action_priority_up()
         await screen.action_deploy()
         await pilot.pause()
-    assert await store.jobs.list() == [await store.jobs.get(queued.id)]
+    assert await store.jobs.recent() == [await store.jobs.get(queued.id)]
     job = await store.jobs.get(queued.id)
     assert (job.status, job.priority) == (JobStatus.QUEUED, Priority.NORMAL)
-    assert [e["kind"] for e in await _events(store, queued.id)] == ["enqueued"]
+    assert [e.kind for e in await _events(store, queued.id)] == ["enqueued"]
 
 
 async def test_drain_asks_then_drains_and_undrain_restores(store: Store) -> None:

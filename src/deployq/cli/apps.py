@@ -143,7 +143,7 @@ async def app_add(
         raise InvalidInput(
             f"app {name} not added: " + "; ".join(found) + " (--no-check adds it anyway)"
         )
-    if replace and name in {a.name for a in await store.apps.list()}:
+    if replace and name in {a.name for a in await store.apps.all()}:
         app = await store.apps.update(spec)
         verb = "updated"
     else:
@@ -157,7 +157,7 @@ async def app_add(
 @with_store
 async def app_list(state: CliState, store: Store) -> None:
     """List the apps."""
-    apps = await store.apps.list()
+    apps = await store.apps.all()
     emit(
         state,
         apps,

@@ -111,7 +111,7 @@ async def jobs_cmd(
     before_id: int | None,
 ) -> None:
     """List jobs, newest first, with why each queued one waits."""
-    jobs = await store.jobs.list(
+    jobs = await store.jobs.recent(
         status=[JobStatus(s) for s in statuses] or None,
         app=app,
         server=server,
@@ -210,11 +210,11 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
         lines += [f"  {k:<10} {v}" for k, v in fields if v not in (None, "")]
         lines.append("timeline")
         for e in events:
-            at = e["at"].astimezone().strftime("%Y-%m-%d %H:%M:%S")
-            who = f" by {e['actor']}" if e["actor"] else ""
+            at = e.at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+            who = f" by {e.actor}" if e.actor else ""
             # the error is shown once, above; its event only points at it
-            message = "(error above)" if job.error and e["message"] == job.error else e["message"]
-            lines.append(f"  {at}  {e['kind']}{who}" + (f": {message}" if message else ""))
+            message = "(error above)" if job.error and e.message == job.error else e.message
+            lines.append(f"  {at}  {e.kind}{who}" + (f": {message}" if message else ""))
         return "\n".join(lines)
 
     emit(state, data, text)

@@ -35,7 +35,7 @@ def _when(notification: Notification) -> str:
 async def _list(
     state: CliState, store: Store, *, failed: bool, job_id: int | None, limit: int
 ) -> None:
-    rows = await store.notifications.list(failed_only=failed, job_id=job_id, limit=limit)
+    rows = await store.notifications.recent(failed_only=failed, job_id=job_id, limit=limit)
     emit(
         state,
         [_public(n) for n in rows],

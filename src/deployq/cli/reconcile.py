@@ -43,7 +43,7 @@ async def reconcile_cmd(state: CliState, store: Store, app: str | None) -> None:
 @with_store
 async def deliveries_cmd(state: CliState, store: Store, limit: int) -> None:
     """The last webhook deliveries: what came in and what became of it."""
-    rows = await store.deliveries.list(limit=limit)
+    rows = await store.deliveries.recent(limit=limit)
     emit(
         state,
         rows,

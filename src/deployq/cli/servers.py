@@ -58,7 +58,7 @@ async def server_add(
 @with_store
 async def server_list(state: CliState, store: Store) -> None:
     """List the build servers, their load and health."""
-    servers = await store.servers.list()
+    servers = await store.servers.all()
     emit(state, servers, lambda: _table(servers))
 
 

@@ -40,7 +40,7 @@ async def token_create(state: CliState, store: Store, scope: str, name: str) -> 
 @with_store
 async def token_list(state: CliState, store: Store) -> None:
     """List tokens (never their text)."""
-    tokens = await store.tokens.list()
+    tokens = await store.tokens.all()
     emit(
         state,
         tokens,

@@ -11,7 +11,9 @@ import logging
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
+from deployq.db.named_sql import sql as named
 from deployq.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -38,7 +40,7 @@ def embedded_dsn(data_dir: Path, database: str = DATABASE_NAME) -> str:
             f"cannot start the embedded PostgreSQL in {pgdata}: {exc}; see {pgdata / 'log'}"
         ) from exc
     with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,))
+        exists = conn.execute(named("database_exists"), {"name": database})
         if exists.fetchone() is None:
             log.info("creating database %s in the embedded PostgreSQL", database)
             # another process may have created it a moment ago (`deployq up &` then a
@@ -46,5 +48,7 @@ def embedded_dsn(data_dir: Path, database: str = DATABASE_NAME) -> str:
             with contextlib.suppress(
                 psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation
             ):
-                conn.execute(f'CREATE DATABASE "{database}"')
+                conn.execute(
+                    sql.SQL(named("database_create")).format(name=sql.Identifier(database))
+                )
     return admin_dsn.replace("/postgres?", f"/{database}?", 1)

@@ -12,6 +12,7 @@ from typing import Any
 
 import psycopg
 
+from deployq.db.named_sql import sql
 from deployq.db.pool import Connection, connect
 from deployq.errors import MigrationError
 
@@ -55,16 +56,6 @@ def load_migrations(directory: Path | None = None) -> list[Migration]:
     return found
 
 
-_CREATE_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version     integer PRIMARY KEY,
-    name        text NOT NULL,
-    checksum    text NOT NULL,
-    applied_at  timestamptz NOT NULL DEFAULT now()
-)
-"""
-
-
 async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
     """Apply what is missing; return the names applied (empty when up to date).
 
@@ -77,12 +68,12 @@ async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
         applied = await _applied(conn)
         if applied is not None and not _missing(migrations, applied):
             return []
-        await conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        await conn.execute(sql("migrations_lock"), {"key": MIGRATION_LOCK_KEY})
         try:
-            await conn.execute(_CREATE_TABLE)
+            await conn.execute(sql("migrations_table"))
             return await _apply_missing(conn, migrations, await _applied(conn) or {})
         finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+            await conn.execute(sql("migrations_unlock"), {"key": MIGRATION_LOCK_KEY})
     except psycopg.errors.InsufficientPrivilege as exc:
         raise MigrationError(
             f"this database role may not apply migrations ({exc}); run `deployq migrate` "
@@ -94,12 +85,10 @@ async def migrate(dsn: str, directory: Path | None = None) -> list[str]:
 
 async def _applied(conn: Connection) -> dict[int, dict[str, Any]] | None:
     """version -> row of schema_migrations, or None when the table does not exist."""
-    exists = await (await conn.execute("SELECT to_regclass('schema_migrations') AS t")).fetchone()
+    exists = await (await conn.execute(sql("migrations_table_exists"))).fetchone()
     if exists is None or exists["t"] is None:
         return None
-    rows = await (
-        await conn.execute("SELECT version, name, checksum FROM schema_migrations")
-    ).fetchall()
+    rows = await (await conn.execute(sql("migrations_applied"))).fetchall()
     return {int(r["version"]): dict(r) for r in rows}
 
 
@@ -131,8 +120,12 @@ async def _apply_missing(
             async with conn.transaction():
                 await conn.execute(migration.sql.encode())
                 await conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                    (migration.version, migration.name, migration.checksum),
+                    sql("migration_record"),
+                    {
+                        "version": migration.version,
+                        "name": migration.name,
+                        "checksum": migration.checksum,
+                    },
                 )
         except psycopg.Error as exc:
             raise MigrationError(f"migration {migration.name} failed: {exc}") from exc

@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from deployq.db.dsn import describe_dsn
 from deployq.db.health import DatabaseHealth
+from deployq.db.named_sql import sql
 from deployq.errors import DatabaseUnavailable
 
 log = logging.getLogger(__name__)
@@ -143,7 +144,7 @@ class Pool:
                     self.dsn, connect_timeout=max(1, int(PROBE_TIMEOUT_S)), autocommit=True
                 )
                 try:
-                    await conn.execute("SELECT 1")
+                    await conn.execute(sql("probe"))
                 finally:
                     await conn.close()
         except (psycopg.Error, OSError) as exc:

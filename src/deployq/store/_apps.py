@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 from typing import TYPE_CHECKING, Any
 
 import psycopg
@@ -11,12 +10,12 @@ from psycopg.types.json import Jsonb
 from deployq.errors import Conflict, NotFound
 from deployq.models import App, AppSpec
 from deployq.repos import repo_identity
+from deployq.store._queries import sql
 
 if TYPE_CHECKING:
     from deployq.store._store import Store
 
 _JSON_FIELDS = {"build_args", "build_secrets", "deploy"}
-_COLUMNS = [name for name in AppSpec.model_fields]
 
 
 def _params(spec: AppSpec) -> dict[str, Any]:
@@ -28,21 +27,21 @@ def _params(spec: AppSpec) -> dict[str, Any]:
     return data
 
 
+def _no_app(name: str) -> NotFound:
+    return NotFound(f"no app named {name!r}; `deployq app list` shows the apps")
+
+
 class AppStore:
+    """``store.apps``: what to build for which repository."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
     async def add(self, spec: AppSpec) -> App:
         """Create an app; Conflict if the name is taken."""
-        data = _params(spec)
-        columns = [*_COLUMNS, "repo_identity"]
-        sql = (
-            f"INSERT INTO apps ({', '.join(columns)}) "
-            f"VALUES ({', '.join(f'%({c})s' for c in columns)}) RETURNING *"
-        )
         async with self.store.connection() as conn:
             try:
-                row = await (await conn.execute(sql, data)).fetchone()
+                row = await (await conn.execute(sql("app_add"), _params(spec))).fetchone()
             except psycopg.errors.UniqueViolation as exc:
                 raise Conflict(
                     f"an app named {spec.name!r} exists already; "
@@ -53,51 +52,43 @@ class AppStore:
 
     async def update(self, spec: AppSpec) -> App:
         """Replace an app's configuration (by name)."""
-        data = _params(spec)
-        assignments = ", ".join(f"{c} = %({c})s" for c in [*_COLUMNS, "repo_identity"])
-        sql = f"UPDATE apps SET {assignments}, updated_at = now() WHERE name = %(name)s RETURNING *"
         async with self.store.connection() as conn:
-            row = await (await conn.execute(sql, data)).fetchone()
+            row = await (await conn.execute(sql("app_update"), _params(spec))).fetchone()
         if row is None:
-            raise NotFound(f"no app named {spec.name!r}; `deployq app list` shows the apps")
+            raise _no_app(spec.name)
         return App.model_validate(row)
 
     async def get(self, name: str) -> App:
         async with self.store.connection() as conn:
-            row = await (
-                await conn.execute("SELECT * FROM apps WHERE name = %s", (name,))
-            ).fetchone()
+            row = await (await conn.execute(sql("app_get"), {"name": name})).fetchone()
         if row is None:
-            raise NotFound(f"no app named {name!r}; `deployq app list` shows the apps")
+            raise _no_app(name)
         return App.model_validate(row)
 
     async def get_by_id(self, app_id: int) -> App:
         async with self.store.connection() as conn:
-            row = await (
-                await conn.execute("SELECT * FROM apps WHERE id = %s", (app_id,))
-            ).fetchone()
+            row = await (await conn.execute(sql("app_get_by_id"), {"id": app_id})).fetchone()
         if row is None:
             raise NotFound(f"no app with id {app_id}")
         return App.model_validate(row)
 
-    async def list(self) -> list[App]:
+    async def all(self) -> list[App]:
+        """Every app, by name."""
         async with self.store.connection() as conn:
-            rows = await (await conn.execute("SELECT * FROM apps ORDER BY name")).fetchall()
+            rows = await (await conn.execute(sql("apps_all"))).fetchall()
         return [App.model_validate(r) for r in rows]
 
-    async def by_repo(self, identity: str) -> builtins.list[App]:
-        """Apps configured for this repository identity (see deployq.repos)."""
+    async def by_repos(self, identities: list[str]) -> list[App]:
+        """Apps configured for any of these repository identities (see deployq.repos)."""
         async with self.store.connection() as conn:
             rows = await (
-                await conn.execute(
-                    "SELECT * FROM apps WHERE repo_identity = %s ORDER BY name", (identity,)
-                )
+                await conn.execute(sql("apps_by_repos"), {"identities": identities})
             ).fetchall()
         return [App.model_validate(r) for r in rows]
 
     async def remove(self, name: str) -> None:
         """Delete an app; its jobs stay (with app_id NULL) for the record."""
         async with self.store.connection() as conn:
-            cur = await conn.execute("DELETE FROM apps WHERE name = %s", (name,))
+            cur = await conn.execute(sql("app_remove"), {"name": name})
         if cur.rowcount == 0:
-            raise NotFound(f"no app named {name!r}; `deployq app list` shows the apps")
+            raise _no_app(name)

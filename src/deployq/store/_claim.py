@@ -19,18 +19,7 @@ from deployq.store._job_common import (
     StorePart,
     wants_notification,
 )
-
-_CLAIM = """
-SELECT c.*, s.name AS server_name, to_jsonb(a) AS app_row
-FROM deployq_claim(%s, %s, %s, %s, %s, %s) AS c
-LEFT JOIN build_servers s ON s.id = c.server_id
-LEFT JOIN apps a ON a.id = c.app_id
-"""
-
-_RESCUE = """
-SELECT r.*, s.name AS server_name FROM deployq_rescue() AS r
-LEFT JOIN build_servers s ON s.id = r.server_id
-"""
+from deployq.store._queries import sql
 
 
 class ClaimPart(StorePart):
@@ -55,15 +44,15 @@ class ClaimPart(StorePart):
         async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
-                    _CLAIM,
-                    (
-                        worker_id,
-                        max(0, limit),
-                        ttl,
-                        server_ids,
-                        excluded_server_ids or [],
-                        CLAIM_SCAN_LIMIT,
-                    ),
+                    sql("claim_jobs"),
+                    {
+                        "worker_id": worker_id,
+                        "limit": max(0, limit),
+                        "ttl": ttl,
+                        "server_ids": server_ids,
+                        "excluded_server_ids": excluded_server_ids or [],
+                        "scan_limit": CLAIM_SCAN_LIMIT,
+                    },
                 )
             ).fetchall()
             leases: list[Lease] = []
@@ -101,8 +90,8 @@ class ClaimPart(StorePart):
         """
         async with self.store.connection() as conn:
             async with conn.transaction():
-                await conn.execute("SELECT pg_advisory_xact_lock(%s)", (CLAIM_LOCK_KEY,))
-                rows = await (await conn.execute(_RESCUE)).fetchall()
+                await conn.execute(sql("claim_lock"), {"key": CLAIM_LOCK_KEY})
+                rows = await (await conn.execute(sql("rescue_expired"))).fetchall()
             failed = [Job.model_validate(r) for r in rows if r["status"] == JobStatus.FAILED]
             if failed:
                 await self._notify_rescued_failures(conn, failed)

@@ -19,18 +19,6 @@ from deployq.store._queries import sql
 if TYPE_CHECKING:
     from deployq.store._store import Store
 
-_JOB_SELECT = (
-    "SELECT j.*, s.name AS server_name FROM jobs j LEFT JOIN build_servers s ON s.id = j.server_id"
-)
-
-_STATS = """
-SELECT
-    count(*) FILTER (WHERE status = 'queued') AS queued,
-    count(*) FILTER (WHERE status = 'running') AS running,
-    min(enqueued_at) FILTER (WHERE status = 'queued') AS oldest_queued_at
-FROM jobs WHERE status IN ('queued', 'running')
-"""
-
 
 @dataclass(frozen=True)
 class HeaderStats:
@@ -64,9 +52,7 @@ class ConsoleStore:
         if not wanted:
             return []
         async with self.store.connection() as conn:
-            rows = await (
-                await conn.execute(_JOB_SELECT + " WHERE j.id = ANY(%s)", (wanted,))
-            ).fetchall()
+            rows = await (await conn.execute(sql("jobs_by_ids"), {"ids": wanted})).fetchall()
         return [Job.model_validate(r) for r in rows]
 
     async def queue_page(self, *, active_limit: int, history_limit: int) -> list[Job]:
@@ -89,7 +75,7 @@ class ConsoleStore:
         """Queue figures, with the 24-hour window ending at ``now`` (so a frozen clock gives
         the same figures every time)."""
         async with self.store.connection() as conn:
-            live = await (await conn.execute(_STATS)).fetchone()
+            live = await (await conn.execute(sql("console_live"))).fetchone()
         assert live is not None
         # the last day from the statistics views, as `deployq stats` computes it
         day = await self.store.stats.figures(since=now - timedelta(hours=24), until=now)
@@ -111,19 +97,11 @@ class ConsoleStore:
         The first ``limit`` lines after seq ``after``, or with ``last`` the last ``limit``
         lines; returns the seq of the last line returned (``after`` when none) and the lines.
         """
-        if last:
-            sql = (
-                "SELECT seq, line FROM (SELECT seq, line FROM job_logs WHERE job_id = %s "
-                "AND seq > %s ORDER BY seq DESC LIMIT %s) t ORDER BY seq"
-            )
-        else:
-            sql = (
-                "SELECT seq, line FROM job_logs WHERE job_id = %s AND seq > %s "
-                "ORDER BY seq LIMIT %s"
-            )
+        query = sql("log_text_last") if last else sql("log_text")
+        params = {"job": job_id, "after": after, "limit": limit}
         async with self.store.connection() as conn:
             cur = conn.cursor(row_factory=tuple_row)
-            rows = await (await cur.execute(sql, (job_id, after, limit))).fetchall()
+            rows = await (await cur.execute(query, params)).fetchall()
         if not rows:
             return after, []
         return int(rows[-1][0]), [str(r[1]) for r in rows]

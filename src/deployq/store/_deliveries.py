@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,9 +13,9 @@ from psycopg.types.json import Jsonb
 
 from deployq.db import Connection
 from deployq.errors import NotFound
-from deployq.models import App, Trigger, WebhookDelivery
-from deployq.store._channels import CHANNEL_DELIVERIES
+from deployq.models import Trigger, WebhookDelivery
 from deployq.store._job_common import EnqueueResult
+from deployq.store._queries import sql
 
 if TYPE_CHECKING:
     from deployq.store._store import Store
@@ -24,32 +23,8 @@ if TYPE_CHECKING:
 #: results a delivery can have (the CHECK constraint of webhook_deliveries.result)
 RESULTS = ("accepted", "ignored", "refused", "duplicate", "error")
 
-_SUMMARY_COLUMNS = (
-    "id, received_at, provider, event, delivery_id, repo, ref, result, status_code, job_ids, "
-    "reason, replay_of, spooled"
-)
-
-_COLUMNS = (
-    "received_at",
-    "provider",
-    "event",
-    "delivery_id",
-    "repo",
-    "ref",
-    "result",
-    "status_code",
-    "job_ids",
-    "reason",
-    "headers",
-    "body",
-    "replay_of",
-    "spooled",
-)
-_ROW = "(coalesce(%s, now()), " + ", ".join(["%s"] * (len(_COLUMNS) - 1)) + ")"
-#: one statement whatever the number of rows: prepared once, sent in a pipeline per batch
-#: (a multi-row VALUES would be a new statement, parsed again, for every batch size)
+#: one statement whatever the number of rows (see queries/deliveries.sql)
 Cursor = AsyncCursor[DictRow]
-_INSERT_ONE = f"INSERT INTO webhook_deliveries ({', '.join(_COLUMNS)}) VALUES {_ROW} RETURNING id"
 
 
 @dataclass
@@ -90,7 +65,7 @@ class DeliveryStore:
         [row_id] = await self.record_many([record])
         return row_id
 
-    async def record_many(self, records: builtins.list[DeliveryRecord]) -> builtins.list[int]:
+    async def record_many(self, records: list[DeliveryRecord]) -> list[int]:
         """Insert deliveries in one round trip and one commit (the receiver batches the
         deliveries that arrive together); one NOTIFY {"id": last, "count": n}. Ids in order."""
         if not records:
@@ -103,8 +78,8 @@ class DeliveryStore:
     async def enqueue_and_record(
         self,
         triggers: Sequence[Trigger],
-        records_for: Callable[[builtins.list[EnqueueResult]], builtins.list[DeliveryRecord]],
-    ) -> tuple[builtins.list[EnqueueResult], builtins.list[int]]:
+        records_for: Callable[[list[EnqueueResult]], list[DeliveryRecord]],
+    ) -> tuple[list[EnqueueResult], list[int]]:
         """Group commit of verified deliveries: enqueue the triggers (``jobs.enqueue_many``)
         and insert the records that ``records_for`` makes of their results, all in ONE
         transaction: one commit, one NOTIFY per job (as ``enqueue``) and one for the
@@ -119,93 +94,56 @@ class DeliveryStore:
             # leaving the pipeline waited for the commit
             return results, await _ids(cursor)
 
-    async def _insert(self, conn: Connection, records: builtins.list[DeliveryRecord]) -> Cursor:
+    async def _insert(self, conn: Connection, records: list[DeliveryRecord]) -> Cursor:
         """Queue the inserts and their NOTIFY on ``conn`` (in a transaction and a pipeline);
         the returned cursor yields the ids once the pipeline is synced."""
-        params: builtins.list[tuple[Any, ...]] = []
+        params: list[dict[str, Any]] = []
         for record in records:
             if record.result not in RESULTS:
                 raise ValueError(f"unknown delivery result {record.result!r}")
             params.append(
-                (
-                    record.received_at,
-                    record.provider,
-                    record.event,
-                    record.delivery_id,
-                    record.repo,
-                    record.ref,
-                    record.result,
-                    record.status_code,
-                    record.job_ids,
-                    record.reason,
-                    Jsonb(record.headers) if record.headers is not None else None,
-                    record.body,
-                    record.replay_of,
-                    record.spooled,
-                )
+                {
+                    "received_at": record.received_at,
+                    "provider": record.provider,
+                    "event": record.event,
+                    "delivery_id": record.delivery_id,
+                    "repo": record.repo,
+                    "ref": record.ref,
+                    "result": record.result,
+                    "status_code": record.status_code,
+                    "job_ids": record.job_ids,
+                    "reason": record.reason,
+                    "headers": Jsonb(record.headers) if record.headers is not None else None,
+                    "body": record.body,
+                    "replay_of": record.replay_of,
+                    "spooled": record.spooled,
+                }
             )
         cursor = conn.cursor()
         if params:
-            await cursor.executemany(_INSERT_ONE, params, returning=True)
-            # currval: the last id this session took, i.e. the last row just inserted
-            await conn.execute(
-                "SELECT pg_notify(%s, json_build_object('id', "
-                "currval(pg_get_serial_sequence('webhook_deliveries', 'id')), "
-                "'count', %s::int)::text)",
-                (CHANNEL_DELIVERIES, len(params)),
-            )
+            await cursor.executemany(sql("delivery_add"), params, returning=True)
+            await conn.execute(sql("deliveries_notify"), {"count": len(params)})
         return cursor
 
-    async def matching_apps(self, identities: builtins.list[str]) -> builtins.list[App]:
-        """Apps configured for any of these repository identities (the receiver's candidates,
-        whose secrets it verifies a delivery against)."""
-        async with self.store.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT * FROM apps WHERE repo_identity = ANY(%s) ORDER BY name",
-                    (identities,),
-                )
-            ).fetchall()
-        return [App.model_validate(r) for r in rows]
-
-    async def list(
+    async def recent(
         self,
         *,
         limit: int = 50,
         before_id: int | None = None,
         provider: str | None = None,
         result: str | None = None,
-    ) -> builtins.list[WebhookDelivery]:
+    ) -> list[WebhookDelivery]:
         """Newest first; page with ``before_id``."""
-        where = ["TRUE"]
-        params: list[Any] = []
-        if before_id is not None:
-            where.append("id < %s")
-            params.append(before_id)
-        if provider is not None:
-            where.append("provider = %s")
-            params.append(provider)
-        if result is not None:
-            where.append("result = %s")
-            params.append(result)
-        params.append(limit)
-        sql = (
-            f"SELECT {_SUMMARY_COLUMNS} FROM webhook_deliveries WHERE {' AND '.join(where)} "
-            "ORDER BY id DESC LIMIT %s"
-        )
+        params = {"limit": limit, "before_id": before_id, "provider": provider, "result": result}
         async with self.store.connection() as conn:
-            rows = await (await conn.execute(sql, params)).fetchall()
+            rows = await (await conn.execute(sql("deliveries_recent"), params)).fetchall()
         return [WebhookDelivery.model_validate(r) for r in rows]
 
     async def get(self, delivery_row_id: int) -> StoredDelivery:
         """The delivery with its headers and body (None when it was not verified)."""
         async with self.store.connection() as conn:
             row = await (
-                await conn.execute(
-                    f"SELECT {_SUMMARY_COLUMNS}, headers, body FROM webhook_deliveries "
-                    "WHERE id = %s",
-                    (delivery_row_id,),
-                )
+                await conn.execute(sql("delivery_get"), {"id": delivery_row_id})
             ).fetchone()
         if row is None:
             raise NotFound(
@@ -223,18 +161,15 @@ class DeliveryStore:
         async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
-                    "SELECT count(*) AS n FROM webhook_deliveries "
-                    "WHERE (%(p)s::text IS NULL OR provider = %(p)s) "
-                    "AND (%(d)s::text IS NULL OR delivery_id = %(d)s)",
-                    {"p": provider, "d": delivery_id},
+                    sql("deliveries_count"), {"provider": provider, "delivery_id": delivery_id}
                 )
             ).fetchone()
         return int(row["n"]) if row else 0
 
 
-async def _ids(cursor: Cursor) -> builtins.list[int]:
+async def _ids(cursor: Cursor) -> list[int]:
     """The ids an ``executemany(..., returning=True)`` of one-row inserts returned."""
-    ids: builtins.list[int] = []
+    ids: list[int] = []
     if cursor.pgresult is None:  # nothing was inserted
         return ids
     while True:

@@ -152,14 +152,14 @@ class DeployStore:
         params: dict[str, Any]
         async with self.store.connection() as conn:
             if job_id is not None:
-                query, params, what = "rollback_source_job", {"job_id": job_id}, f"#{job_id}"
+                query, params, what = sql("rollback_source_job"), {"job_id": job_id}, f"#{job_id}"
             elif digest is not None:
-                query = "rollback_source_digest"
+                query = sql("rollback_source_digest")
                 params = {"app_name": app_name, "digest": digest}
                 what = f"an image {digest}"
             else:
-                query, params, what = "rollback_source_previous", {"app_name": app_name}, ""
-            row = await (await conn.execute(sql(query), params)).fetchone()
+                query, params, what = sql("rollback_source_previous"), {"app_name": app_name}, ""
+            row = await (await conn.execute(query, params)).fetchone()
         if row is None:
             if not what:
                 raise NotFound(

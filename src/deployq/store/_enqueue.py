@@ -14,12 +14,11 @@ from deployq.models import (
     Job,
     NotifyEvent,
     RefType,
-    SupersedePolicy,
     Trigger,
     TriggerKind,
 )
-from deployq.store._enqueue_sql import ENQUEUE, ENQUEUE_NAMED
 from deployq.store._job_common import EnqueueResult, StorePart, short_ref, wants_notification
+from deployq.store._queries import sql
 
 
 def skip_reason_is_none(trigger: Trigger) -> bool:
@@ -41,12 +40,15 @@ class EnqueuePart(StorePart):
         result = EnqueueResult()
         async with self.store.connection() as conn:
             if trigger.app is not None and skip_reason_is_none(trigger):
-                job = await self._insert_named(conn, trigger, result)
-                if job is not None:
-                    result.jobs.append(job)
+                # the app named and no matching to do: one round trip, unless the app may
+                # want outbox rows (or the delivery was seen before)
+                row = await _enqueue_row(conn, self._params(trigger, trigger.app, False))
+                if row["id"] is not None:
+                    result.jobs.append(_job(row, result))
                     return result
+            by_name, by_repo = await self._candidates(conn, [trigger])
             matching: list[App] = []
-            for app in await self._candidate_apps(conn, trigger):
+            for app in _candidates_of(trigger, by_name, by_repo):
                 reason = skip_reason(app, trigger)
                 if reason is None:
                     matching.append(app)
@@ -57,48 +59,18 @@ class EnqueuePart(StorePart):
             alone = len(matching) == 1 and not outbox
             async with contextlib.nullcontext() if alone else conn.transaction():
                 for app in matching:
-                    job, created = await self._insert_job(conn, app, trigger, result)
-                    result.jobs.append(job)
-                    if not created:
+                    row = await _enqueue_row(conn, self._params(trigger, app.name, True))
+                    if row["id"] is None:
+                        result.jobs.append(await _existing_job(conn, app, trigger))
                         result.created = False
-                    elif outbox:
+                        continue
+                    job = _job(row, result)
+                    result.jobs.append(job)
+                    if outbox:
                         await self.store.notifications.create_for_job(
                             conn, job, NotifyEvent.QUEUED, app=app
                         )
         return result
-
-    async def _insert_named(
-        self, conn: Connection, trigger: Trigger, result: EnqueueResult
-    ) -> Job | None:
-        """The job of a trigger naming its app, lookup included, in one round trip; None
-        when the general path must do it (outbox rows to write, a delivery seen before)."""
-        row = await (await conn.execute(ENQUEUE_NAMED, self._named_params(trigger))).fetchone()
-        if row is None:
-            raise NotFound(f"no app named {trigger.app!r}; `deployq app list` shows the apps")
-        if row["id"] is None:
-            return None
-        row.pop("app_found")
-        row.pop("notified")
-        result.superseded.extend(int(i) for i in row.pop("superseded_ids"))
-        result.cancel_requested.extend(int(i) for i in row.pop("cancel_ids"))
-        return Job.model_validate(row)
-
-    async def _candidate_apps(self, conn: Connection, trigger: Trigger) -> list[App]:
-        if trigger.app is not None:
-            row = await (
-                await conn.execute("SELECT * FROM apps WHERE name = %s", (trigger.app,))
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no app named {trigger.app!r}; `deployq app list` shows the apps")
-            return [App.model_validate(row)]
-        if trigger.repo is None:
-            return []
-        rows = await (
-            await conn.execute(
-                "SELECT * FROM apps WHERE repo_identity = %s ORDER BY name", (trigger.repo,)
-            )
-        ).fetchall()
-        return [App.model_validate(r) for r in rows]
 
     async def enqueue_many(
         self, triggers: Sequence[Trigger], *, conn: Connection | None = None
@@ -123,20 +95,11 @@ class EnqueuePart(StorePart):
     async def _enqueue_many(
         self, conn: Connection, triggers: Sequence[Trigger]
     ) -> list[EnqueueResult]:
-        by_name, by_repo = await self._candidates_many(conn, triggers)
+        by_name, by_repo = await self._candidates(conn, triggers)
         results = [EnqueueResult() for _ in triggers]
         planned: list[tuple[EnqueueResult, App, Trigger]] = []
         for trigger, result in zip(triggers, results, strict=True):
-            if trigger.app is not None:
-                app = by_name.get(trigger.app)
-                if app is None:
-                    raise NotFound(
-                        f"no app named {trigger.app!r}; `deployq app list` shows the apps"
-                    )
-                candidates = [app]
-            else:
-                candidates = by_repo.get(trigger.repo, []) if trigger.repo is not None else []
-            for app in candidates:
+            for app in _candidates_of(trigger, by_name, by_repo):
                 reason = skip_reason(app, trigger)
                 if reason is None:
                     planned.append((result, app, trigger))
@@ -148,38 +111,36 @@ class EnqueuePart(StorePart):
         # of those before it (a repeated delivery id conflicts with its first occurrence)
         cursor = conn.cursor()
         await cursor.executemany(
-            ENQUEUE, [self._params(app, trigger) for _, app, trigger in planned], returning=True
+            sql("enqueue_job"),
+            [self._params(trigger, app.name, True) for _, app, trigger in planned],
+            returning=True,
         )
         for n, (result, app, trigger) in enumerate(planned):
             if n:
                 cursor.nextset()
             row = await cursor.fetchone()
-            if row is not None:
-                result.superseded.extend(int(i) for i in row.pop("superseded_ids"))
-                result.cancel_requested.extend(int(i) for i in row.pop("cancel_ids"))
-                row.pop("notified")
-                job = Job.model_validate(row)
-                if wants_notification(app, NotifyEvent.QUEUED):
-                    await self.store.notifications.create_for_job(
-                        conn, job, NotifyEvent.QUEUED, app=app
-                    )
-            else:
-                job = await self._existing_job(conn, app, trigger)
+            if row is None:
+                raise _no_app(app.name)
+            if row["id"] is None:
+                result.jobs.append(await _existing_job(conn, app, trigger))
                 result.created = False
+                continue
+            job = _job(row, result)
             result.jobs.append(job)
+            if wants_notification(app, NotifyEvent.QUEUED):
+                await self.store.notifications.create_for_job(
+                    conn, job, NotifyEvent.QUEUED, app=app
+                )
         return results
 
-    async def _candidates_many(
+    async def _candidates(
         self, conn: Connection, triggers: Sequence[Trigger]
     ) -> tuple[dict[str, App], dict[str, list[App]]]:
         """The apps of these triggers in one query: (by name, by repository identity)."""
         names = sorted({t.app for t in triggers if t.app is not None})
         repos = sorted({t.repo for t in triggers if t.app is None and t.repo is not None})
         rows = await (
-            await conn.execute(
-                "SELECT * FROM apps WHERE name = ANY(%s) OR repo_identity = ANY(%s) ORDER BY name",
-                (names, repos),
-            )
+            await conn.execute(sql("apps_for_triggers"), {"names": names, "repos": repos})
         ).fetchall()
         by_name: dict[str, App] = {}
         by_repo: dict[str, list[App]] = {}
@@ -189,37 +150,14 @@ class EnqueuePart(StorePart):
             by_repo.setdefault(app.repo_identity, []).append(app)
         return by_name, by_repo
 
-    async def _existing_job(self, conn: Connection, app: App, trigger: Trigger) -> Job:
-        # ON CONFLICT waited for the other transaction to commit (or the conflicting row is
-        # this transaction's own), so the row is visible now
-        existing = await (
-            await conn.execute(
-                "SELECT * FROM jobs WHERE provider = %s AND delivery_id = %s AND app_id = %s",
-                (trigger.provider, trigger.delivery_id, app.id),
-            )
-        ).fetchone()
-        assert existing is not None, "ON CONFLICT without a conflicting row"
-        return Job.model_validate(existing)
-
-    async def _insert_job(
-        self, conn: Connection, app: App, trigger: Trigger, result: EnqueueResult
-    ) -> tuple[Job, bool]:
-        row = await (await conn.execute(ENQUEUE, self._params(app, trigger))).fetchone()
-        if row is not None:
-            result.superseded.extend(int(i) for i in row.pop("superseded_ids"))
-            result.cancel_requested.extend(int(i) for i in row.pop("cancel_ids"))
-            row.pop("notified")
-            return Job.model_validate(row), True
-        return await self._existing_job(conn, app, trigger), False
-
-    def _named_params(self, trigger: Trigger) -> dict[str, Any]:
-        """``_params`` without the app: ENQUEUE_NAMED takes the app's part from its row."""
+    def _params(self, trigger: Trigger, app_name: str, outbox_ok: bool) -> dict[str, Any]:
+        """The parameters of ``enqueue_job``; the statement adds the app's part (its
+        defaults, its supersede policy) from its row."""
         settings = self.store.settings
         branch = short_ref(trigger)
         sha = trigger.commit_sha.lower() if trigger.commit_sha else None
-        supersede = trigger.ref_type is RefType.BRANCH and trigger.kind is not TriggerKind.RETRY
         return {
-            "app_name": trigger.app,
+            "app_name": app_name,
             "provider": trigger.provider,
             "trigger": trigger.kind.value,
             "delivery_id": trigger.delivery_id,
@@ -237,56 +175,15 @@ class EnqueuePart(StorePart):
             "retry_of": trigger.retry_of,
             "actor": trigger.actor or trigger.provider,
             "message": f"{trigger.kind.value} {branch}" + (f"@{sha[:7]}" if sha else ""),
-            # the statement adds the app's policy (an operator's retry supersedes nothing)
-            "supersede": supersede,
-            "cancel_running": supersede,
-        }
-
-    def _params(self, app: App, trigger: Trigger) -> dict[str, Any]:
-        settings = self.store.settings
-        priority = trigger.priority if trigger.priority is not None else app.priority
-        branch = short_ref(trigger)
-        sha = trigger.commit_sha.lower() if trigger.commit_sha else None
-        params: dict[str, Any] = {
-            "app_id": app.id,
-            "app_name": app.name,
-            "provider": trigger.provider,
-            "trigger": trigger.kind.value,
-            "delivery_id": trigger.delivery_id,
-            "repo_url": app.repo_url,
-            "ref": trigger.ref,
-            "ref_type": trigger.ref_type.value,
-            "branch": branch,
-            "commit_sha": sha,
-            "commit_message": trigger.commit_message,
-            "commit_author": trigger.commit_author,
-            "pusher": trigger.pusher,
-            "pusher_email": trigger.pusher_email,
-            "priority": int(priority),
-            "max_attempts": app.max_attempts or settings.max_attempts,
-            "timeout_s": app.timeout_s or settings.build_timeout,
-            "retry_of": trigger.retry_of,
-            "actor": trigger.actor or trigger.provider,
-            "message": f"{trigger.kind.value} {branch}" + (f"@{sha[:7]}" if sha else ""),
-            # an operator's retry of an old commit must not push newer queued work aside
-            "supersede": app.supersede_policy is not SupersedePolicy.QUEUE
-            and trigger.ref_type is RefType.BRANCH
+            # an operator's retry of an old commit must not push newer work aside
+            "supersede": trigger.ref_type is RefType.BRANCH
             and trigger.kind is not TriggerKind.RETRY,
-            "cancel_running": app.supersede_policy is SupersedePolicy.CANCEL_RUNNING
-            and trigger.ref_type is RefType.BRANCH
-            and trigger.kind is not TriggerKind.RETRY,
+            "outbox_ok": outbox_ok,
         }
-        return params
 
     async def retry(self, job_id: int, *, actor: str) -> Job:
         """A new job for the same app and commit, linked to the finished one (retry_of)."""
-        async with self.store.connection() as conn:
-            row = await (
-                await conn.execute("SELECT * FROM jobs WHERE id = %s", (job_id,))
-            ).fetchone()
-        if row is None:
-            raise NotFound(f"no job #{job_id}; `deployq jobs` lists the jobs")
-        job = Job.model_validate(row)
+        job = await self.store.jobs.get(job_id)
         if not job.status.is_final:
             raise Conflict(
                 f"job #{job_id} is {job.status.value}; only a finished job can be retried"
@@ -310,3 +207,48 @@ class EnqueuePart(StorePart):
         )
         result = await self.enqueue(trigger)
         return result.jobs[0]
+
+
+def _no_app(name: str) -> NotFound:
+    return NotFound(f"no app named {name!r}; `deployq app list` shows the apps")
+
+
+def _candidates_of(
+    trigger: Trigger, by_name: dict[str, App], by_repo: dict[str, list[App]]
+) -> list[App]:
+    """The apps that may build ``trigger``: the one it names, or those of its repository."""
+    if trigger.app is not None:
+        app = by_name.get(trigger.app)
+        if app is None:
+            raise _no_app(trigger.app)
+        return [app]
+    return by_repo.get(trigger.repo, []) if trigger.repo is not None else []
+
+
+async def _enqueue_row(conn: Connection, params: dict[str, Any]) -> dict[str, Any]:
+    """``enqueue_job``'s row (NotFound when the app does not exist)."""
+    row = await (await conn.execute(sql("enqueue_job"), params)).fetchone()
+    if row is None:
+        raise _no_app(params["app_name"])
+    return row
+
+
+def _job(row: dict[str, Any], result: EnqueueResult) -> Job:
+    """The new job of an ``enqueue_job`` row; what it superseded goes into ``result``."""
+    result.superseded.extend(int(i) for i in row.pop("superseded_ids"))
+    result.cancel_requested.extend(int(i) for i in row.pop("cancel_ids"))
+    row.pop("app_found")
+    row.pop("notified")
+    return Job.model_validate(row)
+
+
+async def _existing_job(conn: Connection, app: App, trigger: Trigger) -> Job:
+    """The job a delivery seen before created for ``app``."""
+    row = await (
+        await conn.execute(
+            sql("job_by_delivery"),
+            {"provider": trigger.provider, "delivery_id": trigger.delivery_id, "app_id": app.id},
+        )
+    ).fetchone()
+    assert row is not None, "ON CONFLICT without a conflicting row"
+    return Job.model_validate(row)

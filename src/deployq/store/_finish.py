@@ -14,18 +14,15 @@ in its place in the answer and changes nothing for the others.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from collections.abc import Sequence
 from typing import Any
 
 from psycopg.types.json import Jsonb
 
 from deployq.backoff import backoff_s
 from deployq.db import Connection
-from deployq.durations import elapsed
 from deployq.errors import LostJob
 from deployq.models import Job, JobStatus, NotifyEvent
-from deployq.store._channels import CHANNEL_JOBS, dumps
 from deployq.store._job_common import (
     NOTIFY_VALUES,
     Lease,
@@ -33,93 +30,14 @@ from deployq.store._job_common import (
     StorePart,
     wants_notification,
 )
-
-# The fenced end of an attempt, its timeline row and its NOTIFY in one statement. A failure
-# with attempts left goes back to the queue after the backoff delay.
-_FINISH = """
-WITH cur AS (
-    SELECT id, (%(may_retry)s::boolean AND attempt < max_attempts) AS retry FROM jobs
-    WHERE id = %(id)s AND attempt = %(attempt)s AND status = 'running'
-    FOR UPDATE
-), u AS (
-    UPDATE jobs SET
-        status = CASE WHEN cur.retry THEN 'queued' ELSE %(status)s::text END,
-        run_after = CASE WHEN cur.retry THEN now() + %(delay)s::interval ELSE run_after END,
-        finished_at = CASE WHEN cur.retry THEN NULL ELSE now() END,
-        worker_id = CASE WHEN cur.retry THEN NULL ELSE worker_id END,
-        cancel_requested = cancel_requested AND NOT cur.retry,
-        cancel_force = cancel_force AND NOT cur.retry,
-        lease_expires_at = NULL,
-        error = %(error)s::text,
-        image_ref = coalesce(%(image_ref)s::text, image_ref),
-        image_digest = coalesce(%(image_digest)s::text, image_digest),
-        scan_summary = coalesce(%(scan)s::jsonb, scan_summary),
-        progress = CASE WHEN %(status)s::text = 'succeeded' THEN 100 ELSE progress END,
-        updated_at = now()
-    FROM cur WHERE jobs.id = cur.id
-    RETURNING jobs.*
-), e AS (
-    INSERT INTO job_events (job_id, kind, from_status, to_status, message, data)
-    SELECT id, CASE WHEN status = 'queued' THEN 'retry_scheduled' ELSE status END,
-           'running', status,
-           CASE WHEN status = 'queued' THEN %(retry_message)s::text ELSE %(message)s::text END,
-           jsonb_build_object('attempt', attempt, 'image_digest', %(image_digest)s::text)
-    FROM u
-)
-SELECT u.*, s.name AS server_name, pg_notify(%(channel)s, jsonb_build_object(
-    'id', u.id, 'app', u.app_name, 'status', u.status, 'kind', 'finished')::text) AS notified
-FROM u LEFT JOIN build_servers s ON s.id = u.server_id
-"""
+from deployq.store._queries import sql
 
 
-# _FINISH for many attempts in one statement: the same update, timeline row and NOTIFY per
-# job, the parameters as arrays (one per job, at the same index). Rows are locked in id order.
-_FINISH_MANY = """
-WITH i AS (
-    SELECT * FROM unnest(%(id)s::bigint[], %(attempt)s::integer[], %(status)s::text[],
-        %(may_retry)s::boolean[], %(delay)s::double precision[], %(error)s::text[],
-        %(image_ref)s::text[], %(image_digest)s::text[], %(scan)s::text[], %(message)s::text[],
-        %(retry_message)s::text[])
-        AS i(id, attempt, status, may_retry, delay, error, image_ref, image_digest, scan,
-             message, retry_message)
-), cur AS (
-    SELECT i.*, (i.may_retry AND jobs.attempt < jobs.max_attempts) AS retry
-    FROM jobs JOIN i ON jobs.id = i.id AND jobs.attempt = i.attempt
-    WHERE jobs.status = 'running'
-    ORDER BY jobs.id
-    FOR UPDATE OF jobs
-), u AS (
-    UPDATE jobs SET
-        status = CASE WHEN cur.retry THEN 'queued' ELSE cur.status END,
-        run_after = CASE WHEN cur.retry THEN now() + cur.delay * interval '1 second'
-                    ELSE run_after END,
-        finished_at = CASE WHEN cur.retry THEN NULL ELSE now() END,
-        worker_id = CASE WHEN cur.retry THEN NULL ELSE worker_id END,
-        cancel_requested = cancel_requested AND NOT cur.retry,
-        cancel_force = cancel_force AND NOT cur.retry,
-        lease_expires_at = NULL,
-        error = cur.error,
-        image_ref = coalesce(cur.image_ref, jobs.image_ref),
-        image_digest = coalesce(cur.image_digest, jobs.image_digest),
-        scan_summary = coalesce(cur.scan::jsonb, scan_summary),
-        progress = CASE WHEN cur.status = 'succeeded' THEN 100 ELSE progress END,
-        updated_at = now()
-    FROM cur WHERE jobs.id = cur.id
-    RETURNING jobs.*, cur.message AS _message, cur.retry_message AS _retry_message,
-        cur.image_digest AS _image_digest
-), e AS (
-    INSERT INTO job_events (job_id, kind, from_status, to_status, message, data)
-    SELECT id, CASE WHEN status = 'queued' THEN 'retry_scheduled' ELSE status END,
-           'running', status,
-           CASE WHEN status = 'queued' THEN _retry_message ELSE _message END,
-           jsonb_build_object('attempt', attempt, 'image_digest', _image_digest)
-    FROM u ORDER BY id
-)
-SELECT u.*, s.name AS server_name, pg_notify(%(channel)s, jsonb_build_object(
-    'id', u.id, 'app', u.app_name, 'status', u.status, 'kind', 'finished')::text) AS notified
-FROM u LEFT JOIN build_servers s ON s.id = u.server_id
-ORDER BY u.id
-"""
+def _finished(row: dict[str, Any]) -> Job:
+    """The job of a ``finish_jobs`` row (without the statement's own columns)."""
+    for extra in ("notified", "_message", "_retry_message", "_image_digest"):
+        row.pop(extra)
+    return Job.model_validate(row)
 
 
 def _lost(lease: Lease) -> LostJob:
@@ -134,7 +52,8 @@ def _event(outcome: Outcome) -> NotifyEvent | None:
 class FinishPart(StorePart):
     """``finish`` and ``finish_many`` of JobStore."""
 
-    def _finish_params(self, lease: Lease, outcome: Outcome) -> dict[str, Any]:
+    def _item(self, lease: Lease, outcome: Outcome) -> dict[str, Any]:
+        """One element of ``finish_jobs``' items."""
         settings = self.store.settings
         delay = backoff_s(
             lease.attempt,
@@ -148,15 +67,14 @@ class FinishPart(StorePart):
             "attempt": lease.attempt,
             "status": status.value,
             "may_retry": status is JobStatus.FAILED and outcome.retryable,
-            "delay": timedelta(seconds=delay),
+            "delay_s": delay,
             "error": outcome.error,
             "image_ref": outcome.image_ref,
             "image_digest": outcome.image_digest,
-            "scan": Jsonb(outcome.scan_summary) if outcome.scan_summary else None,
+            "scan": outcome.scan_summary or None,
             "message": outcome.error if status is not JobStatus.SUCCEEDED else None,
             "retry_message": f"attempt {lease.attempt} failed: {outcome.error}; "
-            f"retry in {elapsed(delay)}",
-            "channel": CHANNEL_JOBS,
+            f"retry in {delay:.0f}s",
         }
 
     async def finish(self, lease: Lease, outcome: Outcome) -> Job:
@@ -165,17 +83,16 @@ class FinishPart(StorePart):
         A retryable failure with attempts left is queued again with ``run_after`` after an
         exponential backoff with jitter; anything else is final.
         """
-        params = self._finish_params(lease, outcome)
+        params = {"items": Jsonb([self._item(lease, outcome)])}
         event = _event(outcome)
         async with self.store.connection() as conn:
             # one statement is atomic on its own: the transaction is only for outbox rows
             outbox = event is not None and wants_notification(lease.app, event)
             async with conn.transaction() if outbox else contextlib.nullcontext():
-                row = await (await conn.execute(_FINISH, params)).fetchone()
+                row = await (await conn.execute(sql("finish_jobs"), params)).fetchone()
                 if row is None:
                     raise _lost(lease)
-                row.pop("notified")
-                finished = Job.model_validate(row)
+                finished = _finished(row)
                 if outbox:
                     await self._outbox(conn, lease, outcome, finished)
         return finished
@@ -204,34 +121,17 @@ class FinishPart(StorePart):
                 rounds.append({lease.id: n})
         async with self.store.connection() as conn, conn.transaction():
             for round_ in rounds:
-                rows = await (
-                    await conn.execute(_FINISH_MANY, self._columns(items, round_.values()))
-                ).fetchall()
+                params = {"items": Jsonb([self._item(*items[n]) for n in round_.values()])}
+                rows = await (await conn.execute(sql("finish_jobs"), params)).fetchall()
                 for row in rows:
                     n = round_[int(row["id"])]
                     lease, outcome = items[n]
-                    for extra in ("notified", "_message", "_retry_message", "_image_digest"):
-                        row.pop(extra)
-                    finished = Job.model_validate(row)
+                    finished = _finished(row)
                     event = _event(outcome)
                     if event is not None and wants_notification(lease.app, event):
                         await self._outbox(conn, lease, outcome, finished)
                     answers[n] = finished
         return answers
-
-    def _columns(
-        self, items: Sequence[tuple[Lease, Outcome]], indexes: Iterable[int]
-    ) -> dict[str, Any]:
-        """The parameters of _FINISH_MANY: one array per parameter of _FINISH."""
-        columns: dict[str, list[Any]] = {}
-        for n in indexes:
-            params = self._finish_params(*items[n])
-            params["delay"] = params["delay"].total_seconds()
-            scan = items[n][1].scan_summary
-            params["scan"] = dumps(scan) if scan else None
-            for key, value in params.items():
-                columns.setdefault(key, []).append(value)
-        return {**columns, "channel": CHANNEL_JOBS}
 
     async def _outbox(
         self, conn: Connection, lease: Lease, outcome: Outcome, finished: Job

@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 from deployq.db import Connection
 from deployq.models import App, Job, JobStatus, NotifyEvent, RefType, Trigger
 from deployq.store._channels import CHANNEL_JOBS, dumps
+from deployq.store._queries import sql
 
 if TYPE_CHECKING:
     from deployq.store._store import Store
@@ -25,10 +26,6 @@ if TYPE_CHECKING:
 CLAIM_LOCK_KEY = 0x636C61696D
 #: how many queued jobs one claim looks at before giving up on this round
 CLAIM_SCAN_LIMIT = 200
-
-JOB_SELECT = (
-    "SELECT j.*, s.name AS server_name FROM jobs j LEFT JOIN build_servers s ON s.id = j.server_id"
-)
 
 NOTIFY_VALUES = frozenset(e.value for e in NotifyEvent)
 
@@ -139,9 +136,16 @@ async def add_event(
 ) -> None:
     """Append a row to the job's timeline (inside the caller's transaction)."""
     await conn.execute(
-        "INSERT INTO job_events (job_id, kind, from_status, to_status, actor, message, data) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (job_id, kind, from_status, to_status, actor, message, Jsonb(data) if data else None),
+        sql("job_event_add"),
+        {
+            "job_id": job_id,
+            "kind": kind,
+            "from_status": from_status,
+            "to_status": to_status,
+            "actor": actor,
+            "message": message,
+            "data": Jsonb(data) if data else None,
+        },
     )
 
 
@@ -151,4 +155,4 @@ async def notify_job(conn: Connection, job: Job | dict[str, Any], kind: str) -> 
         payload = {"id": job.id, "app": job.app_name, "status": job.status.value, "kind": kind}
     else:
         payload = {"id": job["id"], "app": job["app_name"], "status": job["status"], "kind": kind}
-    await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_JOBS, dumps(payload)))
+    await conn.execute(sql("notify"), {"channel": CHANNEL_JOBS, "payload": dumps(payload)})

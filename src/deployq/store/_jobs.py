@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 
 from deployq.errors import Conflict, LostJob, NotFound
 from deployq.models import Job, JobStatus, NotifyEvent, Priority, Step
-from deployq.store._channels import CHANNEL_CANCEL, CHANNEL_JOBS, dumps
+from deployq.store._channels import CHANNEL_CANCEL, dumps
 from deployq.store._claim import ClaimPart
 from deployq.store._enqueue import EnqueuePart
 from deployq.store._finish import FinishPart
@@ -39,6 +39,7 @@ from deployq.store._job_common import (
     notify_job,
 )
 from deployq.store._maintenance import MaintenancePart
+from deployq.store._queries import sql
 from deployq.store._queue_read import QueueReadPart
 from deployq.store._wait import WaitReasonPart
 
@@ -51,11 +52,6 @@ __all__ = [
     "add_event",
     "notify_job",
 ]
-
-_JOB_NOTIFY = (
-    "pg_notify(%(channel)s, jsonb_build_object('id', id, 'app', app_name, "
-    "'status', status, 'kind', %(kind)s::text)::text)"
-)
 
 
 class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart, MaintenancePart):
@@ -71,12 +67,13 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
         async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
-                    "UPDATE jobs SET lease_expires_at = now() + %s, updated_at = now() "
-                    "FROM unnest(%s::bigint[], %s::int[]) AS h(job_id, attempt) "
-                    "WHERE jobs.id = h.job_id AND jobs.attempt = h.attempt "
-                    "AND jobs.status = 'running' AND jobs.worker_id = %s "
-                    "RETURNING jobs.id, jobs.cancel_requested, jobs.cancel_force",
-                    (ttl, [h[0] for h in held], [h[1] for h in held], worker_id),
+                    sql("job_heartbeat"),
+                    {
+                        "ttl": ttl,
+                        "ids": [h[0] for h in held],
+                        "attempts": [h[1] for h in held],
+                        "worker_id": worker_id,
+                    },
                 )
             ).fetchall()
         renewed = {int(r["id"]) for r in rows}
@@ -93,32 +90,24 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
         fields: dict[str, Any] | None = None,
     ) -> None:
         """Record the current step and percent (fenced); raise LostJob if not ours."""
-        sets = ["step = %(step)s", "progress = %(progress)s", "updated_at = now()"]
         params: dict[str, Any] = {
             "step": str(step),
             "progress": max(0, min(100, progress)),
             "id": lease.id,
             "attempt": lease.attempt,
-            "channel": CHANNEL_JOBS,
-            "kind": "progress",
+            "set_step_durations": step_durations is not None,
+            "step_durations": Jsonb(step_durations) if step_durations is not None else None,
         }
-        if step_durations is not None:
-            sets.append("step_durations = %(durations)s")
-            params["durations"] = Jsonb(step_durations)
+        for name in WORKER_FIELDS:
+            params[f"set_{name}"] = False
+            params[name] = None
         for name, value in (fields or {}).items():
             if name not in WORKER_FIELDS:
                 raise ValueError(f"set_progress cannot set {name}")
-            sets.append(f"{name} = %({name})s")
+            params[f"set_{name}"] = True
             params[name] = Jsonb(value) if isinstance(value, dict) else value
         async with self.store.connection() as conn:
-            row = await (
-                await conn.execute(
-                    f"UPDATE jobs SET {', '.join(sets)} WHERE id = %(id)s "
-                    "AND attempt = %(attempt)s AND status = 'running' "
-                    f"RETURNING id, {_JOB_NOTIFY}",
-                    params,
-                )
-            ).fetchone()
+            row = await (await conn.execute(sql("job_progress"), params)).fetchone()
         if row is None:
             raise LostJob(f"job #{lease.id} attempt {lease.attempt} is no longer ours")
 
@@ -130,14 +119,12 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
         async with self.store.connection() as conn, conn.transaction():
             rows = await (
                 await conn.execute(
-                    "UPDATE jobs SET status = 'queued', lease_expires_at = NULL, "
-                    "worker_id = NULL, run_after = now(), updated_at = now(), "
-                    "max_attempts = max_attempts + 1 "
-                    "FROM unnest(%s::bigint[], %s::int[]) AS h(job_id, attempt) "
-                    "WHERE jobs.id = h.job_id AND jobs.attempt = h.attempt "
-                    "AND jobs.status = 'running' AND jobs.worker_id = %s "
-                    "RETURNING jobs.id, jobs.app_name, jobs.status",
-                    ([h[0] for h in held], [h[1] for h in held], worker_id),
+                    sql("jobs_release"),
+                    {
+                        "ids": [h[0] for h in held],
+                        "attempts": [h[1] for h in held],
+                        "worker_id": worker_id,
+                    },
                 )
             ).fetchall()
             for row in rows:
@@ -159,18 +146,15 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
         """Cancel a queued job at once; ask the worker of a running one to stop it (NOTIFY
         on CHANNEL_CANCEL; the heartbeat repeats the request in case the NOTIFY is lost)."""
         async with self.store.connection() as conn, conn.transaction():
-            row = await (
-                await conn.execute("SELECT * FROM jobs WHERE id = %s FOR UPDATE", (job_id,))
-            ).fetchone()
+            row = await (await conn.execute(sql("job_lock"), {"id": job_id})).fetchone()
             if row is None:
                 raise NotFound(f"no job #{job_id}; `deployq jobs` lists the jobs")
             job = Job.model_validate(row)
             if job.status is JobStatus.QUEUED:
                 row = await (
                     await conn.execute(
-                        "UPDATE jobs SET status = 'cancelled', finished_at = now(), "
-                        "updated_at = now(), error = %s WHERE id = %s RETURNING *",
-                        (f"cancelled by {actor} while queued", job_id),
+                        sql("job_cancel_queued"),
+                        {"id": job_id, "error": f"cancelled by {actor} while queued"},
                     )
                 ).fetchone()
                 assert row is not None
@@ -189,12 +173,7 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
                 return job
             if job.status is JobStatus.RUNNING:
                 row = await (
-                    await conn.execute(
-                        "UPDATE jobs SET cancel_requested = true, "
-                        "cancel_force = cancel_force OR %s, updated_at = now() "
-                        "WHERE id = %s RETURNING *",
-                        (force, job_id),
-                    )
+                    await conn.execute(sql("job_cancel_running"), {"id": job_id, "force": force})
                 ).fetchone()
                 assert row is not None
                 job = Job.model_validate(row)
@@ -206,8 +185,11 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
                     message="force cancel requested" if force else "cancel requested",
                 )
                 await conn.execute(
-                    "SELECT pg_notify(%s, %s)",
-                    (CHANNEL_CANCEL, dumps({"id": job_id, "force": force})),
+                    sql("notify"),
+                    {
+                        "channel": CHANNEL_CANCEL,
+                        "payload": dumps({"id": job_id, "force": force}),
+                    },
                 )
                 await notify_job(conn, job, "cancel_requested")
                 return job
@@ -218,9 +200,7 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
         async with self.store.connection() as conn, conn.transaction():
             row = await (
                 await conn.execute(
-                    "UPDATE jobs SET priority = %s, updated_at = now() WHERE id = %s "
-                    "AND status = 'queued' RETURNING *",
-                    (int(priority), job_id),
+                    sql("job_set_priority"), {"id": job_id, "priority": int(priority)}
                 )
             ).fetchone()
             if row is None:

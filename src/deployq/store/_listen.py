@@ -1,7 +1,7 @@
 """LISTEN on an autocommit connection of its own, reconnecting by itself.
 
 Never LISTEN on a pooled connection that also runs queries: waiting for notifications holds
-the connection, and queries would queue behind it (see BENCHMARKS.md).
+the connection, and queries would queue behind it (measured in bench/queue_bench.py).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from psycopg import sql
 
 from deployq.db import connect
 from deployq.errors import DatabaseUnavailable
+from deployq.store._queries import sql as named
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,9 @@ class Listener:
             try:
                 self._conn = await connect(self.dsn, autocommit=True)
                 for channel in self.channels:
-                    await self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+                    await self._conn.execute(
+                        sql.SQL(named("listen")).format(channel=sql.Identifier(channel))
+                    )
                 self.connected.set()
                 delay = RECONNECT_MIN_S
                 if self.on_connect is not None:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployq.errors import DeployqError
 from deployq.store._job_common import StorePart
+from deployq.store._queries import sql
 
 if TYPE_CHECKING:
     from deployq.store._store import Store
@@ -36,26 +37,6 @@ PRUNE_FIRST_DELAY_S = 60.0
 #: ``async def run(stop)``, as deployq.service.Component (the store does not import service)
 Component = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
-_PRUNE_BATCH = """
-WITH batch AS (
-    SELECT id FROM jobs
-    WHERE finished_at IS NOT NULL AND pruned_at IS NULL AND finished_at < now() - %(age)s
-    ORDER BY finished_at LIMIT %(batch)s
-    FOR UPDATE SKIP LOCKED
-), logs AS (
-    DELETE FROM job_logs WHERE job_id IN (SELECT id FROM batch) RETURNING 1
-), events AS (
-    DELETE FROM job_events WHERE job_id IN (SELECT id FROM batch) RETURNING 1
-), outbox AS (
-    DELETE FROM notifications WHERE job_id IN (SELECT id FROM batch)
-    AND status IN ('sent', 'failed') RETURNING 1
-), marked AS (
-    UPDATE jobs SET pruned_at = now() WHERE id IN (SELECT id FROM batch) RETURNING 1
-)
-SELECT (SELECT count(*) FROM marked) AS jobs, (SELECT count(*) FROM logs) AS log_lines,
-       (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM outbox) AS notifications
-"""
-
 
 class MaintenancePart(StorePart):
     """``prune`` of JobStore."""
@@ -70,7 +51,7 @@ class MaintenancePart(StorePart):
         params = {"age": timedelta(seconds=older_than_s), "batch": batch_size}
         while True:
             async with self.store.connection() as conn:
-                row = await (await conn.execute(_PRUNE_BATCH, params)).fetchone()
+                row = await (await conn.execute(sql("prune_batch"), params)).fetchone()
             assert row is not None
             for key in totals:
                 totals[key] += int(row[key])

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from deployq.store._queries import sql
+
 if TYPE_CHECKING:
     from deployq.store._store import Store
 
@@ -25,15 +27,8 @@ class MetricsStore:
     async def jobs(self) -> JobMetrics:
         """One snapshot, two queries on one connection."""
         async with self.store.connection() as conn:
-            rows = await (
-                await conn.execute("SELECT status, count(*) AS n FROM jobs GROUP BY status")
-            ).fetchall()
-            queue = await (
-                await conn.execute(
-                    "SELECT count(*) AS queued, count(*) FILTER (WHERE run_after <= now()) AS due "
-                    "FROM jobs WHERE status = 'queued'"
-                )
-            ).fetchone()
+            rows = await (await conn.execute(sql("metrics_by_status"))).fetchall()
+            queue = await (await conn.execute(sql("metrics_queue"))).fetchone()
         return JobMetrics(
             by_status={str(r["status"]): int(r["n"]) for r in rows},
             queued=int(queue["queued"]) if queue else 0,

@@ -10,7 +10,6 @@ recognise the rare resend.
 
 from __future__ import annotations
 
-import builtins
 import hashlib
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -23,6 +22,7 @@ from deployq.imageref import pull_reference
 from deployq.models import App, Job, JobStatus, Notification, NotifyEvent
 from deployq.redact import redact_urls
 from deployq.store._channels import CHANNEL_NOTIFICATIONS, dumps
+from deployq.store._queries import sql
 
 if TYPE_CHECKING:
     from deployq.store._store import Store
@@ -78,9 +78,7 @@ class NotificationStore:
         if job.app_id is None:
             return []
         if app is None or app.id != job.app_id:
-            row = await (
-                await conn.execute("SELECT * FROM apps WHERE id = %s", (job.app_id,))
-            ).fetchone()
+            row = await (await conn.execute(sql("app_get_by_id"), {"id": job.app_id})).fetchone()
             if row is None:
                 return []
             app = App.model_validate(row)
@@ -94,27 +92,22 @@ class NotificationStore:
         payload = await self._payload(conn, app, job, event, retry_scheduled)
         ids: list[int] = []
         for channel, target in targets:
-            created = await (
-                await conn.execute(
-                    "INSERT INTO notifications (job_id, event, channel, target, payload, "
-                    "max_attempts, idempotency_key) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-                    (
-                        job.id,
-                        event.value,
-                        channel,
-                        target,
-                        Jsonb(payload),
-                        self.store.settings.notify_max_attempts,
-                        idempotency_key(job, event, channel, target),
-                    ),
-                )
-            ).fetchone()
+            params = {
+                "job_id": job.id,
+                "event": event.value,
+                "channel": channel,
+                "target": target,
+                "payload": Jsonb(payload),
+                "max_attempts": self.store.settings.notify_max_attempts,
+                "key": idempotency_key(job, event, channel, target),
+            }
+            created = await (await conn.execute(sql("notification_add"), params)).fetchone()
             if created is not None:
                 ids.append(int(created["id"]))
         if ids:
+            payload_ids = dumps({"ids": ids})
             await conn.execute(
-                "SELECT pg_notify(%s, %s)", (CHANNEL_NOTIFICATIONS, dumps({"ids": ids}))
+                sql("notify"), {"channel": CHANNEL_NOTIFICATIONS, "payload": payload_ids}
             )
         return ids
 
@@ -125,11 +118,7 @@ class NotificationStore:
         log_tail: list[str] = []
         if event in _LOG_TAIL_EVENTS:
             rows = await (
-                await conn.execute(
-                    "SELECT line FROM (SELECT seq, line FROM job_logs WHERE job_id = %s "
-                    "ORDER BY seq DESC LIMIT %s) t ORDER BY seq",
-                    (job.id, LOG_TAIL_LINES),
-                )
+                await conn.execute(sql("log_tail"), {"job": job.id, "limit": LOG_TAIL_LINES})
             ).fetchall()
             log_tail = [str(r["line"]) for r in rows]
         status = JobStatus.FAILED.value if retry_scheduled else job.status.value
@@ -183,7 +172,7 @@ class NotificationStore:
 
     # -- the sender's side -----------------------------------------------------------------
 
-    async def claim_due(self, limit: int, *, stale_after_s: float) -> builtins.list[Notification]:
+    async def claim_due(self, limit: int, *, stale_after_s: float) -> list[Notification]:
         """Take up to ``limit`` due rows: mark them ``sending`` and count the attempt.
 
         Committed before anything is sent. A claimed row is due again ``stale_after_s``
@@ -194,35 +183,16 @@ class NotificationStore:
             return []
         stale = timedelta(seconds=stale_after_s)
         async with self.store.connection() as conn, conn.transaction():
-            await conn.execute(
-                "UPDATE notifications SET status = 'failed', last_error = "
-                "'the sender stopped during the last attempt (' || attempts || '/' || "
-                "max_attempts || '); it may or may not have been delivered' "
-                "WHERE status = 'sending' AND next_attempt_at <= now() "
-                "AND attempts >= max_attempts",
-            )
+            await conn.execute(sql("notification_give_up_crashed"))
             rows = await (
-                await conn.execute(
-                    "WITH due AS (SELECT id FROM notifications "
-                    "  WHERE status IN ('pending', 'sending') AND next_attempt_at <= now() "
-                    "  ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
-                    "UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1, "
-                    "attempt_started_at = now(), next_attempt_at = now() + %s "
-                    "FROM due WHERE n.id = due.id RETURNING n.*",
-                    (limit, stale),
-                )
+                await conn.execute(sql("notifications_claim_due"), {"limit": limit, "stale": stale})
             ).fetchall()
         return sorted((Notification.model_validate(r) for r in rows), key=lambda n: n.id)
 
     async def seconds_until_due(self) -> float | None:
         """How long until the next row is due (0 if one is), None when nothing waits."""
         async with self.store.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "SELECT extract(epoch FROM min(next_attempt_at) - now()) AS wait "
-                    "FROM notifications WHERE status IN ('pending', 'sending')"
-                )
-            ).fetchone()
+            row = await (await conn.execute(sql("notifications_next_due_in"))).fetchone()
         if row is None or row["wait"] is None:
             return None
         return max(0.0, float(row["wait"]))
@@ -230,11 +200,7 @@ class NotificationStore:
     async def mark_sent(self, notification_id: int) -> None:
         """Delivered (also when a resend of a row thought crashed got there first)."""
         async with self.store.connection() as conn:
-            await conn.execute(
-                "UPDATE notifications SET status = 'sent', sent_at = now(), last_error = NULL "
-                "WHERE id = %s AND status <> 'sent'",
-                (notification_id,),
-            )
+            await conn.execute(sql("notification_sent"), {"id": notification_id})
 
     async def mark_failed(
         self,
@@ -251,12 +217,14 @@ class NotificationStore:
         async with self.store.connection() as conn:
             row = await (
                 await conn.execute(
-                    "UPDATE notifications SET last_error = %s, "
-                    "status = CASE WHEN %s OR attempts >= max_attempts "
-                    "  THEN 'failed' ELSE 'pending' END, "
-                    "next_attempt_at = now() + %s "
-                    "WHERE id = %s AND attempts = %s AND status = 'sending' RETURNING status",
-                    (error, permanent, timedelta(seconds=retry_in_s), notification_id, attempt),
+                    sql("notification_failed"),
+                    {
+                        "id": notification_id,
+                        "attempt": attempt,
+                        "error": error,
+                        "permanent": permanent,
+                        "retry_in": timedelta(seconds=retry_in_s),
+                    },
                 )
             ).fetchone()
         return str(row["status"]) if row else "unchanged"
@@ -266,7 +234,7 @@ class NotificationStore:
     async def get(self, notification_id: int) -> Notification:
         async with self.store.connection() as conn:
             row = await (
-                await conn.execute("SELECT * FROM notifications WHERE id = %s", (notification_id,))
+                await conn.execute(sql("notification_get"), {"id": notification_id})
             ).fetchone()
         if row is None:
             raise NotFound(
@@ -274,38 +242,20 @@ class NotificationStore:
             )
         return Notification.model_validate(row)
 
-    async def list(
+    async def recent(
         self, *, failed_only: bool = False, job_id: int | None = None, limit: int = 100
-    ) -> builtins.list[Notification]:
+    ) -> list[Notification]:
         """Newest first."""
-        where = ["TRUE"]
-        params: builtins.list[Any] = []
-        if failed_only:
-            where.append("status = 'failed'")
-        if job_id is not None:
-            where.append("job_id = %s")
-            params.append(job_id)
-        params.append(limit)
+        params = {"failed_only": failed_only, "job_id": job_id, "limit": limit}
         async with self.store.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    f"SELECT * FROM notifications WHERE {' AND '.join(where)} "
-                    "ORDER BY id DESC LIMIT %s",
-                    params,
-                )
-            ).fetchall()
+            rows = await (await conn.execute(sql("notifications_recent"), params)).fetchall()
         return [Notification.model_validate(r) for r in rows]
 
     async def retry(self, notification_id: int) -> Notification:
         """Send a failed notification again, with a fresh count of attempts."""
         async with self.store.connection() as conn, conn.transaction():
             row = await (
-                await conn.execute(
-                    "UPDATE notifications SET status = 'pending', attempts = 0, "
-                    "next_attempt_at = now(), attempt_started_at = NULL "
-                    "WHERE id = %s AND status = 'failed' RETURNING *",
-                    (notification_id,),
-                )
+                await conn.execute(sql("notification_retry"), {"id": notification_id})
             ).fetchone()
             if row is None:
                 current = await self.get(notification_id)
@@ -314,7 +264,7 @@ class NotificationStore:
                     "only a failed one can be retried"
                 )
             await conn.execute(
-                "SELECT pg_notify(%s, %s)",
-                (CHANNEL_NOTIFICATIONS, dumps({"ids": [notification_id]})),
+                sql("notify"),
+                {"channel": CHANNEL_NOTIFICATIONS, "payload": dumps({"ids": [notification_id]})},
             )
         return Notification.model_validate(row)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from deployq.models import App
+from deployq.store._queries import sql
 
 if TYPE_CHECKING:
     from deployq.store._store import Store
@@ -19,14 +20,7 @@ class ReconcileStore:
     async def apps_due(self) -> list[App]:
         """Apps that opted in (reconcile_interval_s) and whose interval has passed."""
         async with self.store.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    "SELECT * FROM apps WHERE reconcile_interval_s IS NOT NULL AND "
-                    "(last_reconciled_at IS NULL OR "
-                    " last_reconciled_at + make_interval(secs => reconcile_interval_s) <= now()) "
-                    "ORDER BY name"
-                )
-            ).fetchall()
+            rows = await (await conn.execute(sql("reconcile_apps_due"))).fetchall()
         return [App.model_validate(r) for r in rows]
 
     async def commits_with_jobs(self, app_id: int, shas: list[str]) -> set[str]:
@@ -36,15 +30,11 @@ class ReconcileStore:
         async with self.store.connection() as conn:
             rows = await (
                 await conn.execute(
-                    "SELECT DISTINCT commit_sha FROM jobs "
-                    "WHERE app_id = %s AND commit_sha = ANY(%s)",
-                    (app_id, shas),
+                    sql("reconcile_commits_with_jobs"), {"app_id": app_id, "shas": shas}
                 )
             ).fetchall()
         return {str(r["commit_sha"]) for r in rows}
 
     async def mark_reconciled(self, app_id: int) -> None:
         async with self.store.connection() as conn:
-            await conn.execute(
-                "UPDATE apps SET last_reconciled_at = now() WHERE id = %s", (app_id,)
-            )
+            await conn.execute(sql("reconcile_mark"), {"app_id": app_id})

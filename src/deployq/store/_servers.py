@@ -6,20 +6,23 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
+from deployq.db import Connection
 from deployq.errors import Conflict, NotFound
 from deployq.models import BuildServer
 from deployq.store._channels import CHANNEL_SERVERS, dumps
+from deployq.store._queries import sql
 
 if TYPE_CHECKING:
     from deployq.store._store import Store
 
-_SELECT = (
-    "SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id "
-    "AND j.status = 'running') AS running FROM build_servers s"
-)
+
+def _no_server(name: str) -> NotFound:
+    return NotFound(f"no build server named {name!r}; `deployq server list` shows them")
 
 
 class ServerStore:
+    """``store.servers``: the build servers and their health."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
@@ -32,18 +35,19 @@ class ServerStore:
         arch: str = "amd64",
         labels: list[str] | None = None,
     ) -> BuildServer:
+        params = {
+            "name": name,
+            "docker_host": docker_host,
+            "capacity": capacity,
+            "arch": arch,
+            "labels": labels or [],
+        }
         async with self.store.connection() as conn:
             try:
-                row = await (
-                    await conn.execute(
-                        "INSERT INTO build_servers (name, docker_host, capacity, arch, labels) "
-                        "VALUES (%s, %s, %s, %s, %s) RETURNING *",
-                        (name, docker_host, capacity, arch, labels or []),
-                    )
-                ).fetchone()
+                row = await (await conn.execute(sql("server_add"), params)).fetchone()
             except psycopg.errors.UniqueViolation as exc:
                 raise Conflict(f"a build server named {name!r} exists already") from exc
-            await self._notify(conn, name)
+            await _notify(conn, name)
         assert row is not None
         return BuildServer.model_validate(row)
 
@@ -51,33 +55,27 @@ class ServerStore:
         self, docker_host: str, *, capacity: int, arch: str
     ) -> BuildServer | None:
         """Register the local engine as ``local`` when no server exists at all."""
+        params = {"docker_host": docker_host, "capacity": capacity, "arch": arch}
         async with self.store.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "INSERT INTO build_servers (name, docker_host, capacity, arch) "
-                    "SELECT 'local', %s, %s, %s "
-                    "WHERE NOT EXISTS (SELECT 1 FROM build_servers) "
-                    "ON CONFLICT (name) DO NOTHING RETURNING *",
-                    (docker_host, capacity, arch),
-                )
-            ).fetchone()
+            row = await (await conn.execute(sql("server_ensure_local"), params)).fetchone()
         return BuildServer.model_validate(row) if row else None
 
-    async def list(self) -> list[BuildServer]:
+    async def all(self) -> list[BuildServer]:
+        """Every server, by name, with its running jobs counted."""
         async with self.store.connection() as conn:
-            rows = await (await conn.execute(_SELECT + " ORDER BY s.name")).fetchall()
+            rows = await (await conn.execute(sql("servers_all"))).fetchall()
         return [BuildServer.model_validate(r) for r in rows]
 
     async def get(self, name: str) -> BuildServer:
         async with self.store.connection() as conn:
-            row = await (await conn.execute(_SELECT + " WHERE s.name = %s", (name,))).fetchone()
+            row = await (await conn.execute(sql("server_get"), {"name": name})).fetchone()
         if row is None:
-            raise NotFound(f"no build server named {name!r}; `deployq server list` shows them")
+            raise _no_server(name)
         return BuildServer.model_validate(row)
 
     async def get_by_id(self, server_id: int) -> BuildServer:
         async with self.store.connection() as conn:
-            row = await (await conn.execute(_SELECT + " WHERE s.id = %s", (server_id,))).fetchone()
+            row = await (await conn.execute(sql("server_get_by_id"), {"id": server_id})).fetchone()
         if row is None:
             raise NotFound(f"no build server with id {server_id}")
         return BuildServer.model_validate(row)
@@ -86,21 +84,21 @@ class ServerStore:
         """Drain: no new jobs go to the server; running ones finish."""
         async with self.store.connection() as conn:
             cur = await conn.execute(
-                "UPDATE build_servers SET draining = %s WHERE name = %s", (draining, name)
+                sql("server_set_draining"), {"name": name, "draining": draining}
             )
             if cur.rowcount == 0:
-                raise NotFound(f"no build server named {name!r}; `deployq server list` shows them")
-            await self._notify(conn, name)
+                raise _no_server(name)
+            await _notify(conn, name)
         return await self.get(name)
 
     async def set_capacity(self, name: str, capacity: int) -> BuildServer:
         async with self.store.connection() as conn:
             cur = await conn.execute(
-                "UPDATE build_servers SET capacity = %s WHERE name = %s", (capacity, name)
+                sql("server_set_capacity"), {"name": name, "capacity": capacity}
             )
             if cur.rowcount == 0:
-                raise NotFound(f"no build server named {name!r}")
-            await self._notify(conn, name)
+                raise _no_server(name)
+            await _notify(conn, name)
         return await self.get(name)
 
     async def record_health(
@@ -113,25 +111,25 @@ class ServerStore:
         free_disk_mb: int | None = None,
     ) -> None:
         """What the last probe of the engine found; unhealthy servers get no new jobs."""
+        params = {
+            "id": server_id,
+            "healthy": healthy,
+            "error": error,
+            "engine_version": engine_version,
+            "free_disk_mb": free_disk_mb,
+        }
         async with self.store.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "UPDATE build_servers SET healthy = %s, last_error = %s, "
-                    "engine_version = coalesce(%s, engine_version), "
-                    "free_disk_mb = coalesce(%s, free_disk_mb), last_heartbeat_at = now() "
-                    "WHERE id = %s RETURNING name, "
-                    "(healthy IS DISTINCT FROM %s) AS changed",
-                    (healthy, error, engine_version, free_disk_mb, server_id, healthy),
-                )
-            ).fetchone()
+            row = await (await conn.execute(sql("server_record_health"), params)).fetchone()
             if row is not None:
-                await self._notify(conn, str(row["name"]))
+                await _notify(conn, str(row["name"]))
 
     async def remove(self, name: str) -> None:
         async with self.store.connection() as conn:
-            cur = await conn.execute("DELETE FROM build_servers WHERE name = %s", (name,))
+            cur = await conn.execute(sql("server_remove"), {"name": name})
         if cur.rowcount == 0:
-            raise NotFound(f"no build server named {name!r}")
+            raise _no_server(name)
 
-    async def _notify(self, conn: psycopg.AsyncConnection[object], name: str) -> None:
-        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL_SERVERS, dumps({"name": name})))
+
+async def _notify(conn: Connection, name: str) -> None:
+    payload = dumps({"name": name})
+    await conn.execute(sql("notify"), {"channel": CHANNEL_SERVERS, "payload": payload})

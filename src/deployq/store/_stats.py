@@ -57,7 +57,7 @@ class StatsStore:
         """The window's figures, the queue now, and one row per app and day of the window."""
         async with self.store.connection() as conn:
             if until is None:
-                row = await (await conn.execute("SELECT now() AS now")).fetchone()
+                row = await (await conn.execute(sql("stats_now"))).fetchone()
                 assert row is not None
                 until = row["now"]
             assert until is not None

@@ -16,6 +16,7 @@ from deployq.store._jobs import JobStore
 from deployq.store._logs import LogStore
 from deployq.store._metrics import MetricsStore
 from deployq.store._notifications import NotificationStore
+from deployq.store._queries import sql
 from deployq.store._reconcile import ReconcileStore
 from deployq.store._servers import ServerStore
 from deployq.store._stats import StatsStore
@@ -82,7 +83,7 @@ class Store:
     async def ping(self) -> None:
         """Raise DatabaseUnavailable unless a query answers."""
         async with self.connection(timeout=self.settings.db_connect_timeout) as conn:
-            await conn.execute("SELECT 1")
+            await conn.execute(sql("ping"))
 
 
 def _session(settings: Settings) -> dict[str, str]:

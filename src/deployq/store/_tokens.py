@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from deployq.errors import NotFound
 from deployq.models import ApiToken, TokenScope
+from deployq.store._queries import sql
 
 if TYPE_CHECKING:
     from deployq.store._store import Store
@@ -20,20 +21,17 @@ def hash_token(token: str) -> str:
 
 
 class TokenStore:
+    """``store.tokens``: the API tokens."""
+
     def __init__(self, store: Store) -> None:
         self.store = store
 
     async def create(self, name: str, scope: TokenScope) -> tuple[ApiToken, str]:
         """A new token; the plain text is returned once and never stored."""
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        params = {"name": name, "hash": hash_token(token), "scope": scope.value}
         async with self.store.connection() as conn:
-            row = await (
-                await conn.execute(
-                    "INSERT INTO api_tokens (name, token_hash, scope) VALUES (%s, %s, %s) "
-                    "RETURNING *",
-                    (name, hash_token(token), scope.value),
-                )
-            ).fetchone()
+            row = await (await conn.execute(sql("token_create"), params)).fetchone()
         assert row is not None
         return ApiToken.model_validate(row), token
 
@@ -41,24 +39,18 @@ class TokenStore:
         """The live token with this text, or None (unknown or revoked)."""
         async with self.store.connection() as conn:
             row = await (
-                await conn.execute(
-                    "UPDATE api_tokens SET last_used_at = now() WHERE token_hash = %s "
-                    "AND revoked_at IS NULL RETURNING *",
-                    (hash_token(token),),
-                )
+                await conn.execute(sql("token_verify"), {"hash": hash_token(token)})
             ).fetchone()
         return ApiToken.model_validate(row) if row else None
 
-    async def list(self) -> list[ApiToken]:
+    async def all(self) -> list[ApiToken]:
+        """Every token, revoked ones included, oldest first."""
         async with self.store.connection() as conn:
-            rows = await (await conn.execute("SELECT * FROM api_tokens ORDER BY id")).fetchall()
+            rows = await (await conn.execute(sql("tokens_all"))).fetchall()
         return [ApiToken.model_validate(r) for r in rows]
 
     async def revoke(self, token_id: int) -> None:
         async with self.store.connection() as conn:
-            cur = await conn.execute(
-                "UPDATE api_tokens SET revoked_at = now() WHERE id = %s AND revoked_at IS NULL",
-                (token_id,),
-            )
+            cur = await conn.execute(sql("token_revoke"), {"id": token_id})
         if cur.rowcount == 0:
             raise NotFound(f"no live token with id {token_id}; `deployq token list` shows them")

@@ -12,25 +12,7 @@ from typing import Any
 
 from deployq.durations import elapsed
 from deployq.store._job_common import StorePart
-
-_QUEUED = """
-SELECT j.id, j.app_id, j.priority, j.run_after, j.attempt, j.wait_reason,
-       greatest(0, extract(epoch FROM j.run_after - now()))::float8 AS due_in_s,
-       a.concurrency, a.required_arch, a.required_labels,
-       (SELECT coalesce(array_agg(r.id ORDER BY r.id), '{}') FROM jobs r
-         WHERE r.app_id = j.app_id AND r.status = 'running') AS app_running,
-       (SELECT count(*) FROM jobs q WHERE q.status = 'queued' AND q.run_after <= now()
-         AND (q.priority > j.priority OR (q.priority = j.priority
-              AND (q.run_after, q.id) < (j.run_after, j.id)))) AS ahead
-FROM jobs j LEFT JOIN apps a ON a.id = j.app_id
-WHERE j.id = ANY(%s) AND j.status = 'queued'
-"""
-
-_SERVERS = """
-SELECT s.name, s.arch, s.labels, s.healthy, s.draining, s.capacity,
-       (SELECT count(*) FROM jobs r WHERE r.server_id = s.id AND r.status = 'running') AS running
-FROM build_servers s ORDER BY s.name
-"""
+from deployq.store._queries import sql
 
 
 class WaitReasonPart(StorePart):
@@ -41,10 +23,10 @@ class WaitReasonPart(StorePart):
         if not job_ids:
             return {}
         async with self.store.connection() as conn:
-            jobs = await (await conn.execute(_QUEUED, (list(job_ids),))).fetchall()
+            jobs = await (await conn.execute(sql("wait_jobs"), {"ids": list(job_ids)})).fetchall()
             if not jobs:
                 return {}
-            servers = await (await conn.execute(_SERVERS)).fetchall()
+            servers = await (await conn.execute(sql("wait_servers"))).fetchall()
         return {int(j["id"]): _reason(j, servers) for j in jobs}
 
     async def wait_reason(self, job_id: int) -> str | None:
@@ -56,10 +38,7 @@ class WaitReasonPart(StorePart):
         None clears it. Returns how many queued jobs changed."""
         async with self.store.connection() as conn:
             cur = await conn.execute(
-                "UPDATE jobs SET wait_reason = %s, updated_at = now() "
-                "WHERE id = ANY(%s) AND status = 'queued' "
-                "AND wait_reason IS DISTINCT FROM %s",
-                (reason, list(job_ids), reason),
+                sql("wait_reason_set"), {"reason": reason, "ids": list(job_ids)}
             )
         return cur.rowcount
 

@@ -139,7 +139,7 @@ def _json(data: Any, status: int = 200) -> web.Response:
 
 
 async def list_apps(request: web.Request) -> web.Response:
-    apps = await request.app[STATE_KEY].store.apps.list()
+    apps = await request.app[STATE_KEY].store.apps.all()
     return _json({"apps": [app_json(a) for a in apps]})
 
 
@@ -192,7 +192,7 @@ async def list_jobs(request: web.Request) -> web.Response:
             ) from None
     limit = _int_param(_one(query, "limit"), "limit", default=50, high=MAX_PAGE_SIZE)
     before = _int_param(_one(query, "before"), "before")
-    jobs = await store.jobs.list(
+    jobs = await store.jobs.recent(
         status=statuses, app=_one(query, "app") or None, before_id=before, limit=limit or 50
     )
     return _json({"jobs": [job_json(j) for j in jobs]})
@@ -209,10 +209,7 @@ async def get_job(request: web.Request) -> web.Response:
     if not job.status.is_final:
         estimate = (await store.estimates.for_jobs([job.id])).get(job.id)
         data["estimate"] = estimate.model_dump(mode="json") if estimate else None
-    data["events"] = [
-        {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in e.items()}
-        for e in await store.jobs.events(job.id)
-    ]
+    data["events"] = [e.model_dump(mode="json") for e in await store.jobs.events(job.id)]
     return _json(data)
 
 
@@ -275,7 +272,7 @@ async def build_stats(request: web.Request) -> web.Response:
 
 
 async def list_servers(request: web.Request) -> web.Response:
-    servers = await request.app[STATE_KEY].store.servers.list()
+    servers = await request.app[STATE_KEY].store.servers.all()
     return _json({"servers": [s.model_dump(mode="json") for s in servers]})
 
 
@@ -284,7 +281,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     limit = _int_param(_one(query, "limit"), "limit", default=50, high=MAX_PAGE_SIZE)
     before = _int_param(_one(query, "before"), "before")
     provider = _one(query, "provider") or None
-    deliveries = await request.app[STATE_KEY].store.deliveries.list(
+    deliveries = await request.app[STATE_KEY].store.deliveries.recent(
         limit=limit or 50, before_id=before, provider=provider
     )
     return _json({"deliveries": [d.model_dump(mode="json") for d in deliveries]})

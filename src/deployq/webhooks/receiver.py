@@ -251,7 +251,7 @@ async def _candidates(
                 return cached, True, True
         try:
             async with asyncio.timeout(DB_DEADLINE_S):
-                apps = await state.store.deliveries.matching_apps(identities)
+                apps = await state.store.apps.by_repos(identities)
             state.apps.remember(identities, apps)
             return [KnownApp(a.name, a.repo_identity, a.webhook_secret) for a in apps], True, False
         except DB_ERRORS:
@@ -282,7 +282,7 @@ async def deliver(
     """
     assert parsed.trigger is not None
     if repos is None:
-        apps = await state.store.deliveries.matching_apps(parsed.identities)
+        apps = await state.store.apps.by_repos(parsed.identities)
         repos = list(dict.fromkeys(a.repo_identity for a in apps))
     targets: list[dict[str, Any]] = (
         [{"app": name, "repo": None} for name in only_apps]

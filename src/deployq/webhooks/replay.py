@@ -119,7 +119,7 @@ async def replay_stored(state: WebState, delivery_row_id: int) -> Reply:
 
 async def load_app_cache(state: WebState) -> None:
     try:
-        state.apps.load(await state.store.apps.list())
+        state.apps.load(await state.store.apps.all())
     except DB_ERRORS as exc:
         log.warning("cannot load the apps for the webhook cache: %s", type(exc).__name__)
 

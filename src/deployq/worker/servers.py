@@ -122,7 +122,7 @@ class ServerMonitor:
     async def refresh(self, *, force: bool = False) -> None:
         """Probe the servers not probed for PROBE_INTERVAL_S (all of them with ``force``)."""
         async with self._lock:
-            servers = await self.store.servers.list()
+            servers = await self.store.servers.all()
             known = {s.id for s in servers}
             for gone in set(self.states) - known:
                 del self.states[gone]
@@ -186,7 +186,7 @@ class ServerMonitor:
 
     async def ensure_local(self, docker_host: str, capacity: int) -> BuildServer | None:
         """Register ``docker_host`` as `local` when no build server exists at all."""
-        if await self.store.servers.list():
+        if await self.store.servers.all():
             return None
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):

@@ -11,3 +11,10 @@ UNION ALL
 UNION ALL
 (SELECT j.*, s.name AS server_name FROM jobs j LEFT JOIN build_servers s ON s.id = j.server_id
   WHERE j.status NOT IN ('running', 'queued') ORDER BY j.id DESC LIMIT %(history)s);
+
+-- name: console_live
+SELECT
+    count(*) FILTER (WHERE status = 'queued') AS queued,
+    count(*) FILTER (WHERE status = 'running') AS running,
+    min(enqueued_at) FILTER (WHERE status = 'queued') AS oldest_queued_at
+FROM jobs WHERE status IN ('queued', 'running')

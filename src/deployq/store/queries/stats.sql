@@ -45,3 +45,7 @@ GROUP BY b.bound ORDER BY b.bound;
 -- name: stats_sums
 SELECT coalesce(sum(wait_s), 0) AS wait_sum, coalesce(sum(build_s), 0) AS build_sum
 FROM finished_builds;
+
+-- name: stats_now
+-- The database's clock: the window ends there when the caller gives no end.
+SELECT now() AS now

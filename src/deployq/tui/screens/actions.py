@@ -142,7 +142,7 @@ class JobActionsScreen(LiveScreen):
     async def action_deploy(self) -> None:
         if self.ctx.refuse_if_read_only():
             return
-        apps = await self.ctx.act(self.ctx.store.apps.list(), what="deploy")
+        apps = await self.ctx.act(self.ctx.store.apps.all(), what="deploy")
         if apps is None:
             return
         if not apps:

@@ -76,7 +76,7 @@ class DeliveriesScreen(LiveScreen):
 
     @work(exclusive=True, group="deliveries-load", exit_on_error=False)
     async def load(self) -> None:
-        rows = await self.ctx.attempt(self.ctx.store.deliveries.list(limit=DELIVERIES_SHOWN))
+        rows = await self.ctx.attempt(self.ctx.store.deliveries.recent(limit=DELIVERIES_SHOWN))
         if rows is None:
             return
         table = self.table

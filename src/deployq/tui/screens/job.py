@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from rich.text import Text
 from textual import on, work
@@ -12,7 +12,7 @@ from textual.widgets import Input, Static
 
 from deployq.durations import elapsed
 from deployq.logfollow import LogFollower
-from deployq.models import Estimate, Job, JobStatus, Release, Step
+from deployq.models import Estimate, Job, JobEvent, JobStatus, Release, Step
 from deployq.tui import format as fmt
 from deployq.tui.messages import ClockTick, JobsChanged, LogsAppended, Resync
 from deployq.tui.screens.actions import JobActionsScreen
@@ -48,7 +48,7 @@ class JobScreen(JobActionsScreen):
         super().__init__()
         self.job_id = job_id
         self.job: Job | None = None
-        self.events: list[dict[str, Any]] = []
+        self.events: list[JobEvent] = []
         self.seq = 0
         """Last log line shown."""
         self._follower: LogFollower[str] | None = None
@@ -278,10 +278,10 @@ class JobScreen(JobActionsScreen):
             else:
                 text.append(name, style="dim")
         for event in self.events[-EVENTS_SHOWN:]:
-            at = event["at"].astimezone(self.ctx.clock().tzinfo).strftime("%H:%M:%S")
-            who = f" by {event['actor']}" if event.get("actor") else ""
-            message = f": {fmt.one_line(event.get('message'), 60)}" if event.get("message") else ""
-            text.append(f"\n{at} {event['kind']}{who}{message}", style="dim")
+            at = event.at.astimezone(self.ctx.clock().tzinfo).strftime("%H:%M:%S")
+            who = f" by {event.actor}" if event.actor else ""
+            message = f": {fmt.one_line(event.message, 60)}" if event.message else ""
+            text.append(f"\n{at} {event.kind}{who}{message}", style="dim")
         return text
 
     # -- keys ------------------------------------------------------------------------------

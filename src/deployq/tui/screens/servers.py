@@ -86,7 +86,7 @@ class ServersScreen(LiveScreen):
 
     @work(exclusive=True, group="servers-load", exit_on_error=False)
     async def load(self) -> None:
-        servers = await self.ctx.attempt(self.ctx.store.servers.list())
+        servers = await self.ctx.attempt(self.ctx.store.servers.all())
         if servers is None:
             return
         self.servers = servers

@@ -1,0 +1,17 @@
+-- Jobs go to servers (store/_leases.py): the claim and the rescue of expired leases are the
+-- PL/pgSQL functions deployq_claim and deployq_rescue of sql/001_initial.sql.
+
+-- name: claim_jobs
+SELECT c.*, s.name AS server_name, to_jsonb(a) AS app_row
+FROM deployq_claim(%(worker_id)s, %(limit)s, %(ttl)s, %(server_ids)s, %(excluded_server_ids)s,
+                   %(scan_limit)s) AS c
+LEFT JOIN build_servers s ON s.id = c.server_id
+LEFT JOIN apps a ON a.id = c.app_id
+
+-- name: claim_lock
+-- The transaction advisory lock the claim and the rescue take turns on.
+SELECT pg_advisory_xact_lock(%(key)s)
+
+-- name: rescue_expired
+SELECT r.*, s.name AS server_name FROM deployq_rescue() AS r
+LEFT JOIN build_servers s ON s.id = r.server_id

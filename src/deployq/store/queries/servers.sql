@@ -1,0 +1,46 @@
+-- Build servers (store/_servers.py).
+
+-- name: server_add
+INSERT INTO build_servers (name, docker_host, capacity, arch, labels)
+VALUES (%(name)s, %(docker_host)s, %(capacity)s, %(arch)s, %(labels)s)
+RETURNING *, 0::bigint AS running
+
+-- name: server_ensure_local
+-- The local engine registered as "local" when no server exists at all.
+INSERT INTO build_servers (name, docker_host, capacity, arch)
+SELECT 'local', %(docker_host)s, %(capacity)s, %(arch)s
+WHERE NOT EXISTS (SELECT 1 FROM build_servers)
+ON CONFLICT (name) DO NOTHING
+RETURNING *, 0::bigint AS running
+
+-- name: servers_all
+SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id AND j.status = 'running')
+    AS running
+FROM build_servers s ORDER BY s.name
+
+-- name: server_get
+SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id AND j.status = 'running')
+    AS running
+FROM build_servers s WHERE s.name = %(name)s
+
+-- name: server_get_by_id
+SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id AND j.status = 'running')
+    AS running
+FROM build_servers s WHERE s.id = %(id)s
+
+-- name: server_set_draining
+UPDATE build_servers SET draining = %(draining)s WHERE name = %(name)s
+
+-- name: server_set_capacity
+UPDATE build_servers SET capacity = %(capacity)s WHERE name = %(name)s
+
+-- name: server_record_health
+-- What the last probe of the engine found; unhealthy servers get no new jobs.
+UPDATE build_servers SET healthy = %(healthy)s, last_error = %(error)s,
+    engine_version = coalesce(%(engine_version)s, engine_version),
+    free_disk_mb = coalesce(%(free_disk_mb)s, free_disk_mb), last_heartbeat_at = now()
+WHERE id = %(id)s
+RETURNING name
+
+-- name: server_remove
+DELETE FROM build_servers WHERE name = %(name)s
