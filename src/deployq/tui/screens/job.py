@@ -11,6 +11,7 @@ from textual.binding import Binding, BindingType
 from textual.widgets import Input, Static
 
 from deployq.durations import elapsed
+from deployq.imageref import pull_reference
 from deployq.logfollow import LogFollower
 from deployq.models import Estimate, Job, JobEvent, JobStatus, Release, Step
 from deployq.tui import format as fmt
@@ -232,10 +233,9 @@ class JobScreen(JobActionsScreen):
             head.append(
                 f"\nexpected: takes ~{elapsed(estimate.expected_duration_s)}{ends}", style="dim"
             )
-        if job.image_ref:
-            head.append(f"\nimage {job.image_ref}", style=fmt.GREEN)
-            if job.image_digest:
-                head.append(f"@{job.image_digest[:19]}", style=f"dim {fmt.GREEN}")
+        pull = pull_reference(job.image_ref, job.image_digest)
+        if pull:  # what was pushed, as docker pull takes it (nothing for a job that pushed none)
+            head.append(f"\nimage {pull}", style=fmt.GREEN)
         if self.releases:
             runs = ", ".join(
                 f"{r.target} #{r.job_id} {(r.commit_sha or '')[:7]} ({r.digest[:19]})"
