@@ -19,7 +19,9 @@ from typing import Any
 
 import aiosmtplib
 
-from deployq.builders import BuildKitBuilder, make_builder
+from deployq.builders import BuildKitBuilder, EngineTLS, make_builder
+from deployq.builders.engine import api_client
+from deployq.builders.tls import server_tls, tls_problem
 from deployq.config import DEFAULT_DOCKER_HOST, BuildBackend, Settings, SmtpTls, load_settings
 from deployq.db import connect, describe_dsn, resolve_dsn
 from deployq.db.migrate import pending_migrations
@@ -81,7 +83,7 @@ async def run_checks(
     checks = [Check("configuration", True, f"settings valid ({where})")]
     db_checks, servers = await _database_checks(settings)
     checks += db_checks
-    checks += await asyncio.gather(*(_check_engine(name, host) for name, host in servers))
+    checks += await asyncio.gather(*(_check_engine(*server) for server in servers))
     checks.append(await _check_buildkit_cli(settings))
     checks.append(await _check_registry_in_use(settings))
     checks.append(await check_smtp(settings))
@@ -93,10 +95,14 @@ async def run_checks(
 # -- database ---------------------------------------------------------------------------------
 
 
-async def _database_checks(settings: Settings) -> tuple[list[Check], list[tuple[str, str]]]:
-    """Database and migrations, plus the build servers to check (name, docker host)."""
+#: a build server doctor checks: name, docker host, TLS files (None without TLS)
+_Engine = tuple[str, str, EngineTLS | None]
+
+
+async def _database_checks(settings: Settings) -> tuple[list[Check], list[_Engine]]:
+    """Database and migrations, plus the build servers to check."""
     # with no server registered, the first worker registers this engine as `local`
-    local = [("(default)", settings.local_docker_host)]
+    local: list[_Engine] = [("(default)", settings.local_docker_host, None)]
     try:
         dsn = await asyncio.to_thread(resolve_dsn, settings)
         conn = await connect(dsn, timeout_s=settings.db_connect_timeout)
@@ -135,14 +141,14 @@ async def _database_checks(settings: Settings) -> tuple[list[Check], list[tuple[
     return checks, await _registered_servers(settings, dsn) or local
 
 
-async def _registered_servers(settings: Settings, dsn: str) -> list[tuple[str, str]]:
+async def _registered_servers(settings: Settings, dsn: str) -> list[_Engine]:
 
     try:
         store = await Store.open(settings, dsn, min_size=1)
     except DeployqError:
         return []
     try:
-        return [(s.name, s.docker_host) for s in await store.servers.all()]
+        return [(s.name, s.docker_host, server_tls(s)) for s in await store.servers.all()]
     finally:
         await store.close()
 
@@ -150,24 +156,24 @@ async def _registered_servers(settings: Settings, dsn: str) -> list[tuple[str, s
 # -- build servers ----------------------------------------------------------------------------
 
 
-def _engine_version(docker_host: str) -> dict[str, Any]:
+def _engine_version(docker_host: str, tls: EngineTLS | None) -> dict[str, Any]:
     import docker
     import requests
 
+    def failed(exc: BaseException) -> ConnectionError:
+        return ConnectionError(tls_problem(str(exc), tls) or _first_line(exc))
+
     try:
-        client = docker.APIClient(
-            base_url=docker_host,
-            version="auto",
-            timeout=int(CHECK_TIMEOUT_S),
-            use_ssh_client=docker_host.startswith("ssh://"),
-        )
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise ConnectionError(_first_line(exc)) from exc
+        client = api_client(docker_host, timeout=int(CHECK_TIMEOUT_S), tls=tls)
+    except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+        raise failed(exc) from exc
+    except DeployqError as exc:
+        raise ConnectionError(exc.message) from exc
     try:
         result: dict[str, Any] = client.version()
         return result
-    except (docker.errors.DockerException, requests.RequestException) as exc:
-        raise ConnectionError(_first_line(exc)) from exc
+    except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+        raise failed(exc) from exc
     finally:
         client.close()
 
@@ -177,11 +183,11 @@ def _parse_version(text: str) -> tuple[int, int]:
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
-async def _check_engine(name: str, docker_host: str) -> Check:
+async def _check_engine(name: str, docker_host: str, tls: EngineTLS | None = None) -> Check:
     label = f"engine {name}"
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S + 1):
-            version = await asyncio.to_thread(_engine_version, docker_host)
+            version = await asyncio.to_thread(_engine_version, docker_host, tls)
     except TimeoutError:
         reason = f"no answer within {setting(CHECK_TIMEOUT_S)}"
     except ConnectionError as exc:
@@ -197,6 +203,14 @@ async def _check_engine(name: str, docker_host: str) -> Check:
                 "upgrade Docker on that host",
             )
         return Check(label, True, f"{detail}, BuildKit-capable")
+    if reason.startswith("TLS: "):
+        return Check(
+            label,
+            False,
+            f"{docker_host} refused: {reason}",
+            f"remove the server (`deployq server rm {name}`) and add it again with the "
+            "right --tls-ca, --tls-cert and --tls-key",
+        )
     return Check(
         label,
         False,

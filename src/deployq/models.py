@@ -469,6 +469,10 @@ class BuildServer(Model):
     engine_version: str | None
     created_at: datetime
     running: int = 0
+    #: paths of the PEM files for mutual TLS to a tcp:// engine (all three or none)
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
 
 
 class DeployTarget(Model):

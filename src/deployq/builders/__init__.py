@@ -23,6 +23,7 @@ from deployq.builders.base import (
 from deployq.builders.buildkit import BuildKitBuilder
 from deployq.builders.detect import Detection, detect
 from deployq.builders.engine import EngineBuilder
+from deployq.builders.tls import EngineTLS
 from deployq.config import BuildBackend
 from deployq.errors import ConfigError
 
@@ -33,6 +34,7 @@ __all__ = [
     "Detection",
     "EngineBuilder",
     "EngineInfo",
+    "EngineTLS",
     "LogSink",
     "RegistryAuth",
     "detect",
@@ -49,25 +51,29 @@ CLI_PROBE_TIMEOUT_S = 10
 
 
 def make_builder(
-    docker_host: str, backend: BuildBackend, *, docker_cli: str | None = None
+    docker_host: str,
+    backend: BuildBackend,
+    *,
+    docker_cli: str | None = None,
+    tls: EngineTLS | None = None,
 ) -> Builder:
-    """A builder for the engine at ``docker_host``.
+    """A builder for the engine at ``docker_host`` (through mutual TLS with ``tls``).
 
     AUTO picks BuildKit when a docker CLI that can build with BuildKit exists, else the
     Engine API. ``docker_cli`` is Settings.docker_cli (None: search for one).
     """
     if backend is BuildBackend.ENGINE:
-        return EngineBuilder(docker_host)
+        return EngineBuilder(docker_host, tls=tls)
     cli = docker_cli if docker_cli is not None else find_buildkit_cli()
     if cli is not None and (docker_cli is None or _has_buildkit(cli)):
-        return BuildKitBuilder(docker_host, cli)
+        return BuildKitBuilder(docker_host, cli, tls=tls)
     if backend is BuildBackend.BUILDKIT:
         raise ConfigError(
             f"DEPLOYQ_BUILD_BACKEND=buildkit needs a docker CLI that builds with BuildKit "
             f"(found {cli or 'none'}): install docker's CLI with buildx, set "
             "DEPLOYQ_DOCKER_CLI, or use DEPLOYQ_BUILD_BACKEND=engine"
         )
-    return EngineBuilder(docker_host)
+    return EngineBuilder(docker_host, tls=tls)
 
 
 def find_buildkit_cli() -> str | None:

@@ -33,14 +33,23 @@ from deployq.builders.base import (
     normalize_arch,
 )
 from deployq.builders.process import ProcessResult, base_env, run_streaming
+from deployq.builders.tls import EngineTLS, tls_problem
 from deployq.errors import BuildError, EngineUnavailable, RegistryError
 from deployq.redact import Redactor
 
 #: environment of the CLI that must not leak in from ours
-_DROP_ENV = ("DOCKER_HOST", "DOCKER_CONTEXT", "DOCKER_CONFIG", "DOCKER_TLS_VERIFY")
+_DROP_ENV = (
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_CERT_PATH",
+)
 # BuildKit's gRPC dialer says "cannot connect", the CLI "Cannot connect"
 _UNREACHABLE = re.compile(
-    r"cannot connect to the Docker daemon|error during connect", re.IGNORECASE
+    r"cannot connect to the Docker daemon|error during connect|x509:|remote error: tls"
+    r"|HTTP request to an HTTPS server|Could not load X509 key pair",
+    re.IGNORECASE,
 )
 #: seconds to wait for ``docker info`` when pinging an engine
 PING_TIMEOUT_S = 20
@@ -67,9 +76,16 @@ class BuildKitBuilder:
 
     backend = "buildkit"
 
-    def __init__(self, docker_host: str, docker_cli: str = "/usr/bin/docker") -> None:
+    def __init__(
+        self,
+        docker_host: str,
+        docker_cli: str = "/usr/bin/docker",
+        *,
+        tls: EngineTLS | None = None,
+    ) -> None:
         self.docker_host = docker_host
         self.docker_cli = docker_cli
+        self.tls = tls
         self._config_root: Path | None = None
         self._cleanup: weakref.finalize[..., BuildKitBuilder] | None = None
         self._logins: dict[tuple[str, str], _Login] = {}
@@ -95,7 +111,14 @@ class BuildKitBuilder:
         env.update(extra or {})
         return base_env(env, drop=_DROP_ENV)
 
+    def _cli(self, *args: str) -> list[str]:
+        """argv of the docker CLI talking to this engine (with its TLS files, if any)."""
+        return [self.docker_cli, *(self.tls.cli_flags() if self.tls else []), *args]
+
     def _unavailable(self, result: ProcessResult) -> EngineUnavailable:
+        tls = tls_problem(result.last_lines(3), self.tls)
+        if tls is not None:
+            return EngineUnavailable(f"docker engine {self.docker_host} refused: {tls}")
         return EngineUnavailable(
             f"docker engine {self.docker_host} does not answer: {result.last_lines(2)} — "
             "start dockerd there, or fix the build server's --docker-host"
@@ -106,7 +129,7 @@ class BuildKitBuilder:
         try:
             result = await asyncio.wait_for(
                 run_streaming(
-                    [self.docker_cli, "info", "--format", "{{json .}}"],
+                    self._cli("info", "--format", "{{json .}}"),
                     env=self._env(),
                     on_line=lines.append,
                 ),
@@ -151,7 +174,7 @@ class BuildKitBuilder:
                 dockerfile = tmpdir / "Dockerfile"
                 dockerfile.write_text(req.dockerfile_text)
             iidfile = tmpdir / "iid"
-            argv = [self.docker_cli, "build", "--progress=plain", "--iidfile", str(iidfile)]
+            argv = self._cli("build", "--progress=plain", "--iidfile", str(iidfile))
             argv += ["--file", str(dockerfile)]
             if req.target:
                 argv += ["--target", req.target]
@@ -210,7 +233,7 @@ class BuildKitBuilder:
     ) -> ProcessResult:
         extra = {"DOCKER_CONFIG": login.config} if login is not None else {}
         return await run_streaming(
-            [self.docker_cli, "push", ref],
+            self._cli("push", ref),
             env=self._env(extra),
             on_line=log,
             redact=Redactor([auth.password if auth else None]),
@@ -259,14 +282,7 @@ class BuildKitBuilder:
         """``docker login --password-stdin`` into the DOCKER_CONFIG directory ``config``."""
         log(f"logging in to {auth.server} as {auth.username}")
         result = await run_streaming(
-            [
-                self.docker_cli,
-                "login",
-                "--username",
-                auth.username or "",
-                "--password-stdin",
-                auth.server,
-            ],
+            self._cli("login", "--username", auth.username or "", "--password-stdin", auth.server),
             env=self._env({"DOCKER_CONFIG": config}),
             on_line=lambda line: None,
             stdin_data=(auth.password or "").encode(),

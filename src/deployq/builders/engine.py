@@ -28,6 +28,7 @@ from deployq.builders.base import (
     normalize_arch,
     split_ref,
 )
+from deployq.builders.tls import EngineTLS, tls_problem
 from deployq.errors import BuildError, EngineUnavailable, RegistryError
 from deployq.redact import Redactor
 
@@ -67,29 +68,54 @@ class _Stream:
             response.close()
 
 
+class _APIClient(docker.APIClient):  # type: ignore[misc]
+    """An APIClient whose TLS verification uses the engine's CA even when the environment
+    names a CA bundle (``REQUESTS_CA_BUNDLE`` would otherwise replace it in requests)."""
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        settings: dict[str, Any] = super().merge_environment_settings(
+            url, proxies, stream, verify, cert
+        )
+        if self.verify not in (True, False, None):
+            settings["verify"] = self.verify
+        return settings
+
+
+def api_client(docker_host: str, *, timeout: int, tls: EngineTLS | None) -> docker.APIClient:
+    """A docker SDK client for ``docker_host`` (ssh:// through ssh, tcp:// with ``tls``)."""
+    return _APIClient(
+        base_url=docker_host,
+        version="auto",
+        timeout=timeout,
+        use_ssh_client=docker_host.startswith("ssh://"),
+        tls=tls.sdk_config() if tls else False,
+    )
+
+
 class EngineBuilder:
     """Builds and pushes through the Docker Engine API with the docker SDK."""
 
     backend = "engine"
 
-    def __init__(self, docker_host: str) -> None:
+    def __init__(self, docker_host: str, *, tls: EngineTLS | None = None) -> None:
         self.docker_host = docker_host
+        self.tls = tls
 
     def close(self) -> None:
         """Nothing to drop: each call passes its credentials to the engine and keeps none."""
 
     def _client(self, timeout: int = STREAM_TIMEOUT_S) -> docker.APIClient:
         try:
-            return docker.APIClient(
-                base_url=self.docker_host,
-                version="auto",
-                timeout=timeout,
-                use_ssh_client=self.docker_host.startswith("ssh://"),
-            )
-        except (docker.errors.DockerException, requests.RequestException) as exc:
+            return api_client(self.docker_host, timeout=timeout, tls=self.tls)
+        except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             raise self._unavailable(exc) from exc
 
     def _unavailable(self, exc: BaseException) -> EngineUnavailable:
+        tls = tls_problem(str(exc), self.tls)
+        if tls is not None:
+            return EngineUnavailable(f"docker engine {self.docker_host} refused: {tls}")
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return EngineUnavailable(
             f"docker engine {self.docker_host} does not answer: {reason} — "
@@ -101,7 +127,7 @@ class EngineBuilder:
             client = self._client(PING_TIMEOUT_S)
             try:
                 info = client.info()
-            except (docker.errors.DockerException, requests.RequestException) as exc:
+            except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
                 raise self._unavailable(exc) from exc
             finally:
                 client.close()

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import click
 
+from deployq.builders import EngineTLS, make_builder
 from deployq.cli.common import CliState, common_options, emit, table, with_store
+from deployq.durations import setting
+from deployq.errors import EngineUnavailable
 from deployq.models import BuildServer
 from deployq.store import Store
+
+#: how long `server add` waits for a TLS engine to answer
+CHECK_TIMEOUT_S = 20.0
 
 
 @click.group("server")
@@ -30,6 +38,9 @@ def server_group() -> None:
 )
 @click.option("--arch", default="amd64", show_default=True, help="CPU architecture (amd64, arm64).")
 @click.option("--label", "labels", multiple=True, help="Label apps can require (repeat).")
+@click.option("--tls-ca", help="CA certificate (PEM) that signed a tcp:// engine's certificate.")
+@click.option("--tls-cert", help="Client certificate (PEM) the tcp:// engine trusts.")
+@click.option("--tls-key", help="Private key (PEM) of --tls-cert.")
 @common_options
 @with_store
 async def server_add(
@@ -40,10 +51,25 @@ async def server_add(
     capacity: int,
     arch: str,
     labels: tuple[str, ...],
+    tls_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
 ) -> None:
-    """Register a build server."""
+    """Register a build server.
+
+    With --tls-* the engine must answer through mutual TLS before the server is added; the
+    three paths are stored and read on each worker host, which needs the files there too.
+    """
+    tls = EngineTLS.from_options(docker_host, tls_ca, tls_cert, tls_key)
+    if tls is not None:
+        await _check_tls_engine(store, docker_host, tls)
     server = await store.servers.add(
-        name, docker_host, capacity=capacity, arch=arch, labels=list(labels)
+        name,
+        docker_host,
+        capacity=capacity,
+        arch=arch,
+        labels=list(labels),
+        tls=(tls.ca, tls.cert, tls.key) if tls else None,
     )
     emit(
         state,
@@ -51,6 +77,22 @@ async def server_add(
         f"added build server {server.name} ({server.docker_host}, "
         f"capacity {server.capacity}, {server.arch})",
     )
+
+
+async def _check_tls_engine(store: Store, docker_host: str, tls: EngineTLS) -> None:
+    """Raise EngineUnavailable (one line) unless the engine answers through ``tls``."""
+    settings = store.settings
+    builder = await asyncio.to_thread(
+        make_builder, docker_host, settings.build_backend, docker_cli=settings.docker_cli, tls=tls
+    )
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S):
+            await builder.ping()
+    except TimeoutError:
+        raise EngineUnavailable(
+            f"docker engine {docker_host} did not answer within {setting(CHECK_TIMEOUT_S)}: "
+            "check that dockerd listens there with --tlsverify"
+        ) from None
 
 
 @server_group.command("list")

@@ -34,13 +34,19 @@ class ServerStore:
         capacity: int = 2,
         arch: str = "amd64",
         labels: list[str] | None = None,
+        tls: tuple[str, str, str] | None = None,
     ) -> BuildServer:
+        """``tls``: the paths of the CA, client certificate and client key of a tcp:// engine."""
+        ca, cert, key = tls or (None, None, None)
         params = {
             "name": name,
             "docker_host": docker_host,
             "capacity": capacity,
             "arch": arch,
             "labels": labels or [],
+            "tls_ca": ca,
+            "tls_cert": cert,
+            "tls_key": key,
         }
         async with self.store.connection() as conn:
             try:

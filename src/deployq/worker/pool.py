@@ -16,17 +16,15 @@ import os
 import random
 import secrets
 import socket
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from deployq.builders import Builder
 from deployq.durations import setting
 from deployq.errors import DeployqError
 from deployq.models import JobStatus
 from deployq.store import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_SERVERS, Lease, Listener, Notice
 from deployq.worker.runner import JobRunner, RunningJob
 from deployq.worker.sdnotify import SdNotifier
-from deployq.worker.servers import ServerMonitor
+from deployq.worker.servers import BuilderFactory, ServerMonitor
 from deployq.worker.targets import run_target_probes
 
 if TYPE_CHECKING:
@@ -53,7 +51,7 @@ class WorkerPool:
         concurrency: int | None = None,
         server_ids: list[int] | None = None,
         notifier: SdNotifier | None = None,
-        builder_factory: Callable[[str], Builder] | None = None,
+        builder_factory: BuilderFactory | None = None,
     ) -> None:
         self.store = store
         self.settings = store.settings

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deployq.builders import Builder, EngineInfo, make_builder
+from deployq.builders import Builder, EngineInfo, EngineTLS, make_builder
 from deployq.builders.base import normalize_arch
+from deployq.builders.tls import server_tls
 from deployq.durations import setting
 from deployq.errors import DeployqError
 from deployq.models import BuildServer
@@ -45,6 +46,10 @@ class ServerState:
     """why this worker sends no job there (engine down, low disk); None when usable"""
     info: EngineInfo | None
     probed_at: float
+
+
+#: makes the builder of one engine: (docker host, its TLS files or None)
+BuilderFactory = Callable[[str, EngineTLS | None], Builder]
 
 
 def free_mb(path: Path) -> int | None:
@@ -84,25 +89,26 @@ class ServerMonitor:
         self,
         store: Store,
         *,
-        builder_factory: Callable[[str], Builder] | None = None,
+        builder_factory: BuilderFactory | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = store.settings
         self._factory = builder_factory or (
-            lambda host: make_builder(
-                host, self.settings.build_backend, docker_cli=self.settings.docker_cli
+            lambda host, tls: make_builder(
+                host, self.settings.build_backend, docker_cli=self.settings.docker_cli, tls=tls
             )
         )
-        self._builders: dict[str, Builder] = {}
+        self._builders: dict[tuple[str, EngineTLS | None], Builder] = {}
         self.states: dict[int, ServerState] = {}
         self.on_change = on_change
         self._lock = asyncio.Lock()
 
     def builder(self, server: BuildServer) -> Builder:
-        builder = self._builders.get(server.docker_host)
+        key = (server.docker_host, server_tls(server))
+        builder = self._builders.get(key)
         if builder is None:
-            builder = self._builders[server.docker_host] = self._factory(server.docker_host)
+            builder = self._builders[key] = self._factory(*key)
         return builder
 
     def excluded_ids(self) -> list[int]:
@@ -190,7 +196,7 @@ class ServerMonitor:
             return None
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
-                arch = (await self._factory(docker_host).ping()).arch
+                arch = (await self._factory(docker_host, None).ping()).arch
         except (TimeoutError, DeployqError):
             arch = normalize_arch(platform.machine())
         server = await self.store.servers.ensure_local(docker_host, capacity=capacity, arch=arch)

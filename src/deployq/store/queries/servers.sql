@@ -1,8 +1,9 @@
 -- Build servers (store/_servers.py).
 
 -- name: server_add
-INSERT INTO build_servers (name, docker_host, capacity, arch, labels)
-VALUES (%(name)s, %(docker_host)s, %(capacity)s, %(arch)s, %(labels)s)
+INSERT INTO build_servers (name, docker_host, capacity, arch, labels, tls_ca, tls_cert, tls_key)
+VALUES (%(name)s, %(docker_host)s, %(capacity)s, %(arch)s, %(labels)s,
+        %(tls_ca)s, %(tls_cert)s, %(tls_key)s)
 RETURNING *, 0::bigint AS running
 
 -- name: server_ensure_local

@@ -1,0 +1,213 @@
+"""Remote build engines: a second dockerd reached over tcp:// with mutual TLS.
+
+The engine is a real dockerd started by the test (own data root, exec root, bridge) that
+listens on 127.0.0.1 with --tlsverify and certificates made here with openssl.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deployq.config import BuildBackend
+from deployq.doctor import run_checks
+from deployq.models import JobStatus
+from deployq.store import Store
+from deployq.testing.jobs import running_pool, wait_job
+from deployq.testing.services import (
+    LocalRegistry,
+    SecondEngine,
+    docker_cmd,
+    ensure_base_image,
+    make_ca,
+    make_client_cert,
+    start_second_dockerd,
+)
+from worker_support import add_app, deploy, log_text, registry_settings
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@dataclass(frozen=True)
+class Strangers:
+    """TLS files the engine must refuse: another CA, and a client cert and key from it."""
+
+    ca: Path
+    client_cert: Path
+    client_key: Path
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondEngine]:
+    with start_second_dockerd(tmp_path_factory.mktemp("engine-tls")) as second:
+        ensure_base_image(second.socket)
+        yield second
+
+
+@pytest.fixture(scope="module")
+def strangers(tmp_path_factory: pytest.TempPathFactory) -> Strangers:
+    directory = tmp_path_factory.mktemp("stranger-tls")
+    ca, ca_key = make_ca(directory, "stranger-ca")
+    cert, key = make_client_cert(directory, ca, ca_key, "stranger")
+    return Strangers(ca, cert, key)
+
+
+@pytest.fixture
+def cli(database_url: str, tmp_path: Path, registry: LocalRegistry) -> Cli:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
+    env.update(
+        {
+            "DEPLOYQ_DATABASE_URL": database_url,
+            "DEPLOYQ_DATA_DIR": str(tmp_path),
+            "DEPLOYQ_REGISTRY_URL": registry.url,
+        }
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "deployq", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    return run
+
+
+def tls_options(ca: Path, cert: Path, key: Path) -> list[str]:
+    return ["--tls-ca", str(ca), "--tls-cert", str(cert), "--tls-key", str(key)]
+
+
+def test_server_add_refuses_a_wrong_ca_or_client_key_in_one_line(
+    cli: Cli, engine: SecondEngine, strangers: Strangers
+) -> None:
+    good = engine.tls
+    cases = {
+        "the engine's certificate is not signed by the CA in": (
+            strangers.ca, good.client_cert, good.client_key,
+        ),
+        "the engine refused the client certificate": (
+            good.ca, strangers.client_cert, strangers.client_key,
+        ),
+        f"the client key {strangers.client_key} does not belong to the client certificate": (
+            good.ca, good.client_cert, strangers.client_key,
+        ),
+    }  # fmt: skip
+    for expected, files in cases.items():
+        refused = cli("server", "add", "remote", "--docker-host", engine.tcp, *tls_options(*files))
+        assert refused.returncode == 1, refused.stdout
+        line = refused.stderr.strip()
+        assert "\n" not in line, line
+        assert f"docker engine {engine.tcp} refused: TLS: {expected}" in line
+
+    plain = cli("server", "add", "remote", "--docker-host", engine.tcp, "--tls-ca", str(good.ca))
+    assert plain.returncode == 1
+    assert "needs all three of --tls-ca, --tls-cert and --tls-key" in plain.stderr
+    assert "no build servers yet" in cli("server", "list").stdout
+
+    added = cli(
+        "server", "add", "remote", "--docker-host", engine.tcp, "--label", "tls",
+        *tls_options(good.ca, good.client_cert, good.client_key),
+    )  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    [server] = json.loads(cli("server", "list", "--json").stdout)
+    assert server["docker_host"] == engine.tcp
+    assert (server["tls_ca"], server["tls_cert"], server["tls_key"]) == (
+        str(good.ca),
+        str(good.client_cert),
+        str(good.client_key),
+    )
+
+
+async def test_doctor_says_which_tls_file_is_wrong(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    engine: SecondEngine,
+    strangers: Strangers,
+) -> None:
+    settings = settings_factory(**registry_settings(registry, engine.socket))
+    store = await Store.open(settings, database_url, min_size=1)
+    good = engine.tls
+    try:
+        await store.servers.add(
+            "good", engine.tcp, tls=(str(good.ca), str(good.client_cert), str(good.client_key))
+        )
+        await store.servers.add(
+            "wrong-ca",
+            engine.tcp,
+            tls=(str(strangers.ca), str(good.client_cert), str(good.client_key)),
+        )
+        await store.servers.add(
+            "wrong-key",
+            engine.tcp,
+            tls=(str(good.ca), str(strangers.client_cert), str(strangers.client_key)),
+        )
+    finally:
+        await store.close()
+
+    checks = {c.name: c for c in await run_checks(settings=settings)}
+
+    assert checks["engine good"].ok, checks["engine good"].detail
+    wrong_ca = checks["engine wrong-ca"]
+    assert not wrong_ca.ok
+    assert wrong_ca.detail == (
+        f"{engine.tcp} refused: TLS: the engine's certificate is not signed by the CA in "
+        f"{strangers.ca}: give the CA that signed the daemon's --tlscert"
+    )
+    assert "deployq server rm wrong-ca" in wrong_ca.fix
+    wrong_key = checks["engine wrong-key"]
+    assert not wrong_key.ok
+    assert f"refused the client certificate {strangers.client_cert}" in wrong_key.detail
+
+
+@pytest.mark.parametrize("backend", [BuildBackend.BUILDKIT, BuildBackend.ENGINE])
+async def test_a_job_pinned_to_the_tls_engine_builds_and_pushes_there(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    docker_host: str,
+    engine: SecondEngine,
+    git_repo_factory: Any,
+    backend: BuildBackend,
+) -> None:
+    values = registry_settings(registry, docker_host, build_backend=backend)
+    store = await Store.open(settings_factory(**values), database_url, min_size=1)
+    good = engine.tls
+    try:
+        await store.servers.add(
+            "remote-tls",
+            engine.tcp,
+            labels=["tls"],
+            tls=(str(good.ca), str(good.client_cert), str(good.client_key)),
+        )
+        repo = git_repo_factory(
+            {"Dockerfile": "FROM deployq-test/base:latest\nRUN echo built-remotely > /built\n"}
+        )
+        app = await add_app(store, repo.url, required_labels=["tls"])
+        job_id = await deploy(store, app)
+        async with running_pool(store):
+            job = await wait_job(store, job_id, lambda j: j.status.is_final)
+        logs = await log_text(store, job_id)
+    finally:
+        await store.close()
+
+    assert job.status is JobStatus.SUCCEEDED, f"{job.error}\n{logs}"
+    assert job.server_name == "remote-tls"
+    assert job.image_digest is not None and job.image_digest.startswith("sha256:")
+    image = job.image_ref or ""
+    assert image, job
+    # built on the second engine: its image store has the image, the host's engine does not
+    assert docker_cmd(engine.socket, "image", "inspect", image, check=False).returncode == 0
+    assert docker_cmd(docker_host, "image", "inspect", image, check=False).returncode != 0
