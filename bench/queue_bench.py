@@ -13,7 +13,7 @@ database per queue. No-op jobs throughout:
 - latency: idle workers woken by LISTEN/NOTIFY; time from the enqueue call to the claim
   (deployq) or to the start of the task (peers), one job at a time.
 pgqueuer uses its asyncpg driver when asyncpg is installed (its psycopg driver shares the
-LISTEN connection with its queries, see shared/BENCHMARKS.md), with batch size and
+LISTEN connection with its queries), with batch size and
 entrypoint concurrency limit = concurrency; it acknowledges finished jobs in batches.
 Prints JSON, with deployq's rates as ratios to each peer's.
 Targets (issue 3): enqueue→claim p99 ≤ 25 ms; claim+finish ≥ the faster peer's rate.

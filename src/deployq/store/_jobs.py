@@ -1,6 +1,6 @@
 """The job queue as the worker and operators drive it: ``store.jobs``.
 
-Correctness rules (see DESIGN.md §1, §3):
+Correctness rules (docs/ARCHITECTURE.md, "The job model"):
 - enqueue is one transaction; a provider delivery id yields one job per app, even when the
   same delivery arrives twice at once (unique index + ON CONFLICT DO NOTHING).
 - claim runs under one transaction-scoped advisory lock, so server capacity and per-app

@@ -1,5 +1,6 @@
-"""The REST API, /api/v1 (DESIGN.md §6). Every route and its scope is in ROUTES, from which
-the router and the OpenAPI document's security requirements are built."""
+"""The REST API, /api/v1 (docs/ARCHITECTURE.md: how to add a route). Every route and its
+scope is in ROUTES, from which the router and the OpenAPI document's security requirements
+are built."""
 
 from __future__ import annotations
 
