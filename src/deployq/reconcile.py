@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from deployq.durations import setting
-from deployq.errors import CheckoutError, DeployqError
+from deployq.errors import CheckoutError, DeployqError, QueueFull
 from deployq.matching import glob_match
 from deployq.models import App, Trigger, TriggerKind
 from deployq.redact import redact_urls
@@ -116,17 +116,22 @@ async def reconcile_app(store: Store, app: App) -> ReconcileResult:
     for ref, sha in sorted(matching.items()):
         if sha in known:
             continue
-        enqueued = await store.jobs.enqueue(
-            Trigger(
-                kind=TriggerKind.RECONCILE,
-                provider=PROVIDER,
-                app=app.name,
-                ref=ref,
-                commit_sha=sha,
-                delivery_id=f"reconcile:{app.name}:{sha}",
-                actor=PROVIDER,
+        try:
+            enqueued = await store.jobs.enqueue(
+                Trigger(
+                    kind=TriggerKind.RECONCILE,
+                    provider=PROVIDER,
+                    app=app.name,
+                    ref=ref,
+                    commit_sha=sha,
+                    delivery_id=f"reconcile:{app.name}:{sha}",
+                    actor=PROVIDER,
+                )
             )
-        )
+        except QueueFull as exc:  # not marked reconciled: the next round tries again
+            result.error = exc.message
+            log.warning("reconcile %s: %s", app.name, exc.message)
+            return result
         known.add(sha)
         if enqueued.created:
             result.enqueued.extend(job.id for job in enqueued.jobs)

@@ -135,3 +135,25 @@ def test_the_reconcile_command(database_url: str, tmp_path: Path, git_repo_facto
     assert deployq("token", "revoke", str(created["id"])).returncode == 1
     deliveries = deployq("deliveries", "--json")
     assert deliveries.returncode == 0 and json.loads(deliveries.stdout) == []
+
+
+async def test_a_full_queue_stops_the_round_and_the_next_one_catches_up(
+    store: Store, git_repo_factory: Any
+) -> None:
+    repo = git_repo_factory({"Dockerfile": "FROM scratch\n"})
+    git(repo.path, "checkout", "--quiet", "-b", "feature/a")
+    repo.commit({"a.txt": "a"}, "a")
+    await add_app(store, repo.url, max_queued=1)
+
+    [full] = await reconcile(store, "web")
+    [queued] = await store.jobs.list()
+    await store.jobs.cancel(queued.id, actor="tester")  # room again
+    [caught_up] = await reconcile(store, "web")
+
+    assert full.error is not None and full.error.startswith("queue full: app web has 1")
+    assert len(full.enqueued) == 1
+    assert caught_up.error is None and len(caught_up.enqueued) == 1
+    assert {j.ref for j in await store.jobs.list()} == {
+        "refs/heads/main",
+        "refs/heads/feature/a",
+    }
