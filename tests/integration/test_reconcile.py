@@ -146,14 +146,14 @@ async def test_a_full_queue_stops_the_round_and_the_next_one_catches_up(
     await add_app(store, repo.url, max_queued=1)
 
     [full] = await reconcile(store, "web")
-    [queued] = await store.jobs.list()
+    [queued] = await store.jobs.recent()
     await store.jobs.cancel(queued.id, actor="tester")  # room again
     [caught_up] = await reconcile(store, "web")
 
     assert full.error is not None and full.error.startswith("queue full: app web has 1")
     assert len(full.enqueued) == 1
     assert caught_up.error is None and len(caught_up.enqueued) == 1
-    assert {j.ref for j in await store.jobs.list()} == {
+    assert {j.ref for j in await store.jobs.recent()} == {
         "refs/heads/main",
         "refs/heads/feature/a",
     }
