@@ -119,7 +119,7 @@ async def test_a_status_change_updates_the_row_in_place(store: Store) -> None:
         await store.jobs.cancel(job.id, actor="bob")
         await wait_until(
             app,
-            lambda: screen.table.get_cell(str(job.id), "status").plain == "cancelled",
+            lambda: str(screen.table.get_cell(str(job.id), "status")) == "cancelled",
             what="the cancelled status",
         )
         await pilot.pause()

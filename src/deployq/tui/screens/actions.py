@@ -13,12 +13,10 @@ from textual.binding import Binding, BindingType
 from deployq.errors import CheckoutError, InvalidInput
 from deployq.manual import default_branch, manual_trigger
 from deployq.models import AppSpec, Job, JobStatus, Priority
-from deployq.reconcile import ls_remote
 from deployq.redact import redact_urls
 from deployq.tui.screens.base import LiveScreen
 from deployq.tui.screens.confirm import ConfirmScreen
 from deployq.tui.screens.deploy import DeployRequest, DeployScreen, RefProblem
-from deployq.worker.checkout import git_env
 
 PRIO = Binding.Group("Prio", compact=True)
 #: how long the deploy dialog waits for `git ls-remote` to check a ref
@@ -158,6 +156,11 @@ class JobActionsScreen(LiveScreen):
     async def _check_ref(self, request: DeployRequest) -> RefProblem | None:
         """Refuse what would fail at checkout: a ref git would refuse, or one the repository
         does not have (``git ls-remote``)."""
+        # imported here: they bring the service's and the worker's libraries (aiohttp,
+        # docker), some 25 MB the console does not need until a deploy is checked
+        from deployq.reconcile import ls_remote
+        from deployq.worker.checkout import git_env
+
         app = await self.ctx.attempt(self.ctx.store.apps.get(request.app))
         if app is None:
             return ("error", f"cannot read app {request.app}: see the banner or the toast")

@@ -19,6 +19,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
+from textual.timer import Timer
 from textual.widgets import DataTable, Input, Static
 
 from deployq.durations import elapsed
@@ -41,6 +42,8 @@ ACTIVE_ROWS = 2_000
 HISTORY_ROWS = 500
 #: rows added per step on the first load (the first step fills the screen)
 FILL_CHUNK_ROWS = 200
+#: start estimates are recomputed at most this often (when jobs start, end or are queued)
+ESTIMATE_MIN_INTERVAL_S = 2.0
 
 SHOW = Binding.Group("Show", compact=True)
 
@@ -94,6 +97,7 @@ class QueueScreen(JobActionsScreen):
         self.estimates: dict[int, float] = {}
         """Queued job id -> seconds until it should start, as of ``_estimated_at``."""
         self._estimated_at = 0.0
+        self._estimate_timer: Timer | None = None
         self._early: dict[int, Job] = {}
         self.first_paint = asyncio.Event()
         """Set once the first screenful of rows is in the table."""
@@ -126,6 +130,7 @@ class QueueScreen(JobActionsScreen):
     def resync(self) -> None:
         self.load_jobs()
         self.load_stats()
+        self.load_estimates()
 
     @work(exclusive=True, group="queue-load", exit_on_error=False)
     async def load_jobs(self) -> None:
@@ -179,13 +184,32 @@ class QueueScreen(JobActionsScreen):
 
     @work(exclusive=True, group="queue-stats", exit_on_error=False)
     async def load_stats(self) -> None:
-        """The header figures and the start estimates of the queued jobs."""
-        now = self.ctx.clock()
-        stats = await self.ctx.attempt(self.ctx.store.console.header_stats(now))
+        """The header figures."""
+        stats = await self.ctx.attempt(self.ctx.store.console.header_stats(self.ctx.clock()))
         if stats is not None:
             self.stats = stats
             self._show_stats()
-        estimates = await self.ctx.attempt(self.ctx.store.console.start_estimates(now))
+
+    def _estimates_soon(self) -> None:
+        """Re-estimate now, or once ESTIMATE_MIN_INTERVAL_S has passed since the last time
+        (between two, the countdown runs on the clock: progress updates change nothing)."""
+        if self._estimate_timer is not None:
+            return
+        wait = ESTIMATE_MIN_INTERVAL_S - (time.monotonic() - self._estimated_at)
+        if wait <= 0:
+            self.load_estimates()
+        else:
+            self._estimate_timer = self.set_timer(wait, self._estimates_due)
+
+    def _estimates_due(self) -> None:
+        self._estimate_timer = None
+        self.load_estimates()
+
+    @work(exclusive=True, group="queue-estimates", exit_on_error=False)
+    async def load_estimates(self) -> None:
+        """When each queued job should start (``store.console.start_estimates``)."""
+        self._estimated_at = time.monotonic()
+        estimates = await self.ctx.attempt(self.ctx.store.console.start_estimates(self.ctx.clock()))
         if estimates is not None:
             self.estimates, self._estimated_at = estimates, time.monotonic()
             self._refresh_visible()
@@ -288,8 +312,7 @@ class QueueScreen(JobActionsScreen):
         for stale in [k for k in table.keys() if k not in wanted_keys]:
             table.drop(stale)
         fresh = not table.row_count
-        for job in wanted:
-            table.put(str(job.id), self.row_cells(job, now))
+        table.put_many({str(job.id): self.row_cells(job, now) for job in wanted})
         if not fresh:
             self._sort()
         self._restore(key, index)
@@ -322,12 +345,16 @@ class QueueScreen(JobActionsScreen):
             resort = resort or before is None or sort_key(before) != sort_key(job)
         if resort:
             self._number_queued()
+            self._estimates_soon()  # the queue or the running builds changed
+        rows: dict[str, Mapping[str, Any]] = {}
         for job in jobs:
             if not self.filter.matches(job):
                 table.drop(str(job.id))
                 continue
-            resort = table.put(str(job.id), self.row_cells(job, now)) or resort
-        resort = self._trim_history() or resort
+            rows[str(job.id)] = self.row_cells(job, now)
+        resort = table.put_many(rows) > 0 or resort
+        if resort:  # only a new or finished job can make the history too long
+            self._trim_history()
         if resort:
             self._sort()
             self._refresh_visible()
@@ -351,10 +378,12 @@ class QueueScreen(JobActionsScreen):
         now = self.ctx.clock()
         table = self.table
         top = int(table.scroll_offset.y)
+        rows: dict[str, Mapping[str, Any]] = {}
         for row in table.ordered_rows[top : top + table.size.height]:
             job = self.jobs.get(int(str(row.key.value)))
             if job is not None and not job.status.is_final:
-                table.put(str(job.id), self.row_cells(job, now))
+                rows[str(job.id)] = self.row_cells(job, now)
+        table.put_many(rows)
 
     def _scrolled(self, _value: float) -> None:
         self._refresh_visible()

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from rich.console import Console, ConsoleOptions, RenderResult
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.coordinate import Coordinate
@@ -26,15 +27,47 @@ from textual.widgets.data_table import CellDoesNotExist, ColumnKey, RowKey
 from deployq.tui.columns import Column, layout
 
 
+class Cell:
+    """One line of text in one style, cut with an ellipsis at its column's width.
+
+    A small object instead of a ``Text`` per cell (thousands of rows): the ``Text`` is made
+    when the cell is drawn, and only rows on screen are drawn. Never parsed as markup.
+    """
+
+    __slots__ = ("style", "text")
+
+    def __init__(self, text: str, style: str = "") -> None:
+        self.text = text
+        self.style = style
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Cell) and (self.text, self.style) == (other.text, other.style)
+
+    def __hash__(self) -> int:
+        return hash((self.text, self.style))
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"Cell({self.text!r}, {self.style!r})"
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        yield Text(self.text, style=self.style, overflow="ellipsis", no_wrap=True, end="")
+
+
 def cell(value: Any) -> Any:
-    """A cell that is cut with an ellipsis at its column's width (and never parsed as markup)."""
+    """What the table stores for ``value``: a Cell for text (one style), else the value."""
+    if isinstance(value, Cell):
+        return value
+    if isinstance(value, str):
+        return Cell(value)
     if isinstance(value, Text):
+        if not value.spans:
+            return Cell(value.plain, str(value.style or ""))
         if value.overflow != "ellipsis" or not value.no_wrap:
             value = value.copy()
             value.overflow, value.no_wrap = "ellipsis", True
-        return value
-    if isinstance(value, str):
-        return Text(value, overflow="ellipsis", no_wrap=True, end="")
     return value
 
 
@@ -93,19 +126,30 @@ class Table(DataTable[Any]):
             self.move_cursor(row=min(cursor, len(order) - 1), animate=False)
 
     def _add(self, key: str, cells: Mapping[str, Any]) -> None:
-        self.add_row(*(cell(cells[k]) for k in self.shown), key=key)
+        self.add_row(*(cells[k] for k in self.shown), key=key)
 
     def put(self, key: str, cells: Mapping[str, Any]) -> bool:
         """Add or update the row ``key``; True when it was added."""
-        old = self.cells.get(key)
-        self.cells[key] = cells
-        if old is None:
-            self._add(key, cells)
-            return True
-        for column in self.shown:
-            if old[column] != cells[column]:
-                self.set_cell(key, column, cells[column])
-        return False
+        return bool(self.put_many({key: cells}))
+
+    def put_many(self, rows: Mapping[str, Mapping[str, Any]]) -> int:
+        """Add or update these rows (the changed ones repainted together); the number added."""
+        added = 0
+        changed: dict[str, dict[str, Any]] = {}
+        for key, given in rows.items():
+            cells = {column: cell(value) for column, value in given.items()}  # shared by _data
+            old = self.cells.get(key)
+            self.cells[key] = cells
+            if old is None:
+                self._add(key, cells)
+                added += 1
+                continue
+            diff = {c: cells[c] for c in self.shown if old[c] != cells[c]}
+            if diff:
+                changed[key] = diff
+        if changed:
+            self._set_cells(changed)
+        return added
 
     def drop(self, key: str) -> None:
         if self.cells.pop(key, None) is not None:
@@ -122,19 +166,34 @@ class Table(DataTable[Any]):
 
     def set_cell(self, row_key: str, column_key: str, value: Any) -> None:
         """Set one cell and repaint its row only."""
-        row, column = RowKey(row_key), ColumnKey(column_key)
-        index = self._row_locations.get(row)
-        if index is None or column not in self._column_locations:
-            raise CellDoesNotExist(f"no cell at row {row_key!r}, column {column_key!r}")
-        self._data[row][column] = cell(value)
-        for key in [k for k in self._cell_render_cache.keys() if k[0] == row]:
+        self._set_cells({row_key: {column_key: value}})
+
+    def _set_cells(self, changes: Mapping[str, Mapping[str, Any]]) -> None:
+        """Set cells of some rows and drop the cached renders of those rows only, in one pass
+        over each cache (a pass costs milliseconds: one per row would add up every second)."""
+        rows: set[RowKey] = set()
+        indexes: set[int] = set()
+        for row_key, cells in changes.items():
+            row = RowKey(row_key)
+            index = self._row_locations.get(row)
+            if index is None:
+                raise CellDoesNotExist(f"no row {row_key!r}")
+            for column_key, value in cells.items():
+                column = ColumnKey(column_key)
+                if column not in self._column_locations:
+                    raise CellDoesNotExist(f"no column {column_key!r}")
+                self._data[row][column] = cell(value)
+            rows.add(row)
+            indexes.add(index)
+        for key in [k for k in self._cell_render_cache.keys() if k[0] in rows]:
             self._cell_render_cache.discard(key)
-        for row_cache_key in [k for k in self._row_render_cache.keys() if k[0] == row]:
+        for row_cache_key in [k for k in self._row_render_cache.keys() if k[0] in rows]:
             self._row_render_cache.discard(row_cache_key)
-        for renderable_key in [k for k in self._row_renderable_cache.keys() if k[1] == index]:
+        for renderable_key in [k for k in self._row_renderable_cache.keys() if k[1] in indexes]:
             self._row_renderable_cache.discard(renderable_key)
         self._line_cache.clear()
-        self.refresh_row(index)
+        for index in indexes:
+            self.refresh_row(index)
 
     def _update_dimensions(self, new_rows: Iterable[RowKey]) -> None:
         """Columns have computed widths and rows one line: nothing to measure (DataTable
