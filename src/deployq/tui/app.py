@@ -135,6 +135,7 @@ class DeployqApp(App[None]):
         self._last_stats = 0.0
         self._stats_timer: Timer | None = None
         self._console: Console | None = None
+        self._unhook: Callable[[], None] = lambda: None
 
     @property
     def store(self) -> Store:
@@ -171,8 +172,17 @@ class DeployqApp(App[None]):
         self._listen()
         self._flush_jobs()
         self.set_interval(1.0, self._tick)
+        self._unhook = self.store.health.on_reconnect(self._database_back)
+
+    async def _database_back(self) -> None:
+        """The pool answers again: reads that failed meanwhile (the views' reloads after the
+        live feed came back, say) are made again, and the banner goes once both are back."""
+        if self.listening.is_set():
+            self.console_context.set_problem(None)
+        self.resync_views()
 
     async def on_unmount(self) -> None:
+        self._unhook()
         if self._listener is not None:
             await self._listener.close()
         if self._store_factory is not None and self._store is not None:
