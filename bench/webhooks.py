@@ -38,7 +38,10 @@ import aiohttp
 import psycopg
 from _database import database
 
+from deployq.config import Settings
 from deployq.db.migrate import migrate
+from deployq.models import AppSpec, SupersedePolicy
+from deployq.store import Store
 from deployq.testing.services import free_port
 from deployq.webhooks.signatures import github_signature
 
@@ -313,15 +316,20 @@ def check_committed(dsn: str, job_ids: list[int]) -> dict[str, int]:
 
 async def bench(dsn: str, args: argparse.Namespace) -> dict[str, Any]:
     await migrate(dsn)
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(
-            "INSERT INTO apps (name, repo_url, repo_identity, webhook_secret, supersede_policy) "
-            "VALUES ('bench', 'https://github.com/octo-org/octo-repo.git', "
-            "'github.com/octo-org/octo-repo', %s, 'queue')",
-            (SECRET,),
-        )
     port = free_port()
     data_dir = Path(tempfile.mkdtemp(prefix="deployq-bench-webhooks-"))
+    store = await Store.open(Settings(database_url=dsn, data_dir=data_dir), dsn, min_size=1)
+    try:
+        await store.apps.add(
+            AppSpec(
+                name="bench",
+                repo_url="https://github.com/octo-org/octo-repo.git",
+                webhook_secret=SECRET,
+                supersede_policy=SupersedePolicy.QUEUE,
+            )
+        )
+    finally:
+        await store.close()
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
     env.update(
         DEPLOYQ_DATABASE_URL=dsn,

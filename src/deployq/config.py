@@ -70,6 +70,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(platformdirs.user_data_dir("deployq"))
     """Embedded database, workspaces, webhook spool."""
+    secret_key: SecretStr | None = None
+    """Fernet key(s) sealing the secrets in the database, comma-separated, newest first.
+    Unset: <data_dir>/secret.key, generated at first use (mode 0600). docs/secrets.md."""
 
     # -- web service ----------------------------------------------------------------------
     listen: str = "127.0.0.1:8080"
@@ -241,6 +244,10 @@ class Settings(BaseSettings):
     @property
     def workspaces_dir(self) -> Path:
         return self.data_dir / "workspaces"
+
+    @property
+    def secret_key_file(self) -> Path:
+        return self.data_dir / "secret.key"
 
     @property
     def spool_dir(self) -> Path:

@@ -95,6 +95,8 @@ def test_guide_roles_sql_gives_a_read_only_console_role(
             conn.execute("DELETE FROM apps")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("CREATE TABLE intruder (id int)")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):  # sealed, and not even that
+            conn.execute("SELECT sealed FROM app_secrets")
 
 
 def test_guide_dq_helper_runs_deployq_with_the_env_file(database_url: str, tmp_path: Path) -> None:

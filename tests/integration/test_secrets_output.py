@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from webhook_helpers import token
 
+from deployq.config import Settings
 from deployq.models import AppSpec, NotifyEvent, TokenScope, Trigger, TriggerKind
 from deployq.notify.render import render, webhook_text
 from deployq.store import Store
@@ -82,8 +83,8 @@ async def test_a_repository_url_with_credentials_is_refused_by_app_add(
 @pytest.mark.slow
 async def test_no_output_path_shows_a_configured_secret(
     store: Store,
+    settings: Settings,
     database_url: str,
-    tmp_path: Path,
     aiohttp_client: Any,
     secrets: dict[str, str],
 ) -> None:
@@ -120,10 +121,10 @@ async def test_no_output_path_shows_a_configured_secret(
         ("job", "show", str(job.id)),
         ("job", "show", str(job.id), "--json"),
     ):
-        result = deployq(database_url, tmp_path, *args)
+        result = deployq(database_url, settings.data_dir, *args)  # the store's key file
         assert result.returncode == 0, (args, result.stderr)
         assert_clean(" ".join(args), result.stdout + result.stderr, secrets)
-    listed = json.loads(deployq(database_url, tmp_path, "app", "list", "--json").stdout)
+    listed = json.loads(deployq(database_url, settings.data_dir, "app", "list", "--json").stdout)
     assert listed[0]["webhook_secret"] == "**********"
     assert listed[0]["build_secrets"] == {"NPM_TOKEN": "**********"}
 

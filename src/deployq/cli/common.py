@@ -109,9 +109,23 @@ async def open_store(settings: Settings, *, migrate_first: bool = True) -> Store
     from deployq.db import resolve_dsn
 
     dsn = await asyncio.to_thread(resolve_dsn, settings)
-    if migrate_first:
-        await migrate(dsn)
-    return await Store.open(settings, dsn)
+    applied = await migrate(dsn) if migrate_first else []
+    store = await Store.open(settings, dsn)
+    if applied:
+        await store.secrets.seal_plaintext()  # secrets an upgrade moved, right away
+    return store
+
+
+async def migrate_and_seal(settings: Settings, dsn: str) -> list[str]:
+    """``migrate``, then seal the secrets a migration moved (docs/secrets.md)."""
+    applied = await migrate(dsn)
+    if applied:
+        store = await Store.open(settings, dsn, min_size=1)
+        try:
+            await store.secrets.seal_plaintext()
+        finally:
+            await store.close()
+    return applied
 
 
 def with_store(

@@ -6,9 +6,8 @@ import asyncio
 
 import click
 
-from deployq.cli.common import CliState, common_options, emit, pass_state, run
+from deployq.cli.common import CliState, common_options, emit, migrate_and_seal, pass_state, run
 from deployq.db import resolve_dsn
-from deployq.db.migrate import migrate
 
 
 @click.command("migrate")
@@ -19,7 +18,7 @@ def migrate_cmd(state: CliState) -> None:
 
     async def main() -> list[str]:
         dsn = await asyncio.to_thread(resolve_dsn, state.settings)
-        return await migrate(dsn)
+        return await migrate_and_seal(state.settings, dsn)
 
     applied = run(main())
     emit(

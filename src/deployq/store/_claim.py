@@ -62,6 +62,8 @@ class ClaimPart(StorePart):
                 job = Job.model_validate(row)
                 if job.status is JobStatus.RUNNING and job.worker_id == worker_id:
                     app = App.model_validate(app_row) if app_row is not None else None
+                    if app is not None:
+                        app = (await self.store.secrets.attach(conn, [app]))[0]
                     leases.append(Lease(job, app))
                 elif job.status is JobStatus.FAILED:
                     failed.append(job)

@@ -18,6 +18,7 @@ from deployq.store._metrics import MetricsStore
 from deployq.store._notifications import NotificationStore
 from deployq.store._queries import sql
 from deployq.store._reconcile import ReconcileStore
+from deployq.store._secrets import SecretStore
 from deployq.store._servers import ServerStore
 from deployq.store._stats import StatsStore
 from deployq.store._tokens import TokenStore
@@ -32,6 +33,7 @@ class Store:
         self.settings = settings
         self.dsn = dsn
         self.db = Database(pool, dsn)
+        self.secrets = SecretStore(self)
         self.apps = AppStore(self)
         self.jobs = JobStore(self)
         self.logs = LogStore(self)
