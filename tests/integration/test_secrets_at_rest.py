@@ -98,7 +98,7 @@ async def test_a_dump_of_the_database_holds_no_secret(
     leaked = [v for v in (*secrets.values(), *other.values()) if v in dump]
     assert not leaked
     _assert_all(await store.apps.get("web"), other)
-    [api] = [a for a in await store.apps.list() if a.name == "api"]
+    [api] = [a for a in await store.apps.all() if a.name == "api"]
     _assert_all(api, secrets)
     key_file = settings.secret_key_file
     assert key_file.stat().st_mode & 0o777 == 0o600
