@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 SPEC_SECRET_FIELDS = ("webhook_secret", "notify_webhook_secret", "build_secrets")
 #: the DeploySettings fields that are secrets and never in ``apps.deploy``
 DEPLOY_SECRET_FIELDS = ("webhook_secret", "env")
-_PLAIN = "plain:"  # rows migration 007 moved, until sealed
+_PLAIN = "plain:"  # rows migration 008 moved, until sealed
 
 
 def secrets_of(spec: AppSpec) -> dict[str, Any]:
@@ -95,7 +95,7 @@ class SecretStore:
         return [with_secrets(a, found[a.id]) if a.id in found else a for a in apps]
 
     async def seal_plaintext(self) -> int:
-        """Seal the rows migration 007 moved out of ``apps``; how many were sealed."""
+        """Seal the rows migration 008 moved out of ``apps``; how many were sealed."""
         return await self._rewrite(only_plain=True)
 
     async def rotate(self) -> int:
