@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     """Comma-separated hosts (``host`` or ``host:port``) the git token is sent to; default:
     the host of the repository being fetched. Other hosts never see it."""
     git_ssh_key: Path | None = None
+    ssh_known_hosts: Path | None = None
+    """known_hosts file that ssh:// build servers' host keys are checked against (strictly:
+    an unknown or changed key refuses the engine)."""
+    ssh_key: Path | None = None
+    """Private key for ssh:// build servers; default: ssh's own (~/.ssh/id_*)."""
     docker_host: str | None = None
     """Engine of the `local` build server registered on first start; default: DOCKER_HOST
     or the local socket (see :attr:`local_docker_host`)."""

@@ -1,7 +1,8 @@
-"""Remote build engines: a second dockerd reached over tcp:// with mutual TLS.
+"""Remote build engines: a second dockerd reached over tcp:// with mutual TLS, and over ssh://.
 
 The engine is a real dockerd started by the test (own data root, exec root, bridge) that
-listens on 127.0.0.1 with --tlsverify and certificates made here with openssl.
+listens on 127.0.0.1 with --tlsverify and certificates made here with openssl; a loopback
+sshd started by the test runs `docker system dial-stdio` against its socket.
 """
 
 from __future__ import annotations
@@ -25,12 +26,15 @@ from deployq.testing.jobs import running_pool, wait_job
 from deployq.testing.services import (
     LocalRegistry,
     SecondEngine,
+    SshEngine,
     docker_cmd,
     ensure_base_image,
     make_ca,
     make_client_cert,
     start_second_dockerd,
+    start_sshd,
 )
+from deployq.worker.servers import ServerMonitor
 from worker_support import add_app, deploy, log_text, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -52,6 +56,14 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondEngine]:
     with start_second_dockerd(tmp_path_factory.mktemp("engine-tls")) as second:
         ensure_base_image(second.socket)
         yield second
+
+
+@pytest.fixture(scope="module")
+def ssh_engine(
+    engine: SecondEngine, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SshEngine]:
+    with start_sshd(tmp_path_factory.mktemp("sshd"), engine.socket) as sshd:
+        yield sshd
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +223,79 @@ async def test_a_job_pinned_to_the_tls_engine_builds_and_pushes_there(
     # built on the second engine: its image store has the image, the host's engine does not
     assert docker_cmd(engine.socket, "image", "inspect", image, check=False).returncode == 0
     assert docker_cmd(docker_host, "image", "inspect", image, check=False).returncode != 0
+
+
+async def test_a_job_pinned_to_the_ssh_engine_builds_and_pushes_there(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    docker_host: str,
+    engine: SecondEngine,
+    ssh_engine: SshEngine,
+    git_repo_factory: Any,
+) -> None:
+    values = registry_settings(
+        registry,
+        docker_host,
+        build_backend=BuildBackend.BUILDKIT,
+        ssh_known_hosts=ssh_engine.known_hosts,
+        ssh_key=ssh_engine.key,
+    )
+    store = await Store.open(settings_factory(**values), database_url, min_size=1)
+    try:
+        await store.servers.add("remote-ssh", ssh_engine.url, labels=["ssh"])
+        repo = git_repo_factory(
+            {"Dockerfile": "FROM deployq-test/base:latest\nRUN echo over-ssh > /built\n"}
+        )
+        app = await add_app(store, repo.url, required_labels=["ssh"])
+        job_id = await deploy(store, app)
+        async with running_pool(store):
+            job = await wait_job(store, job_id, lambda j: j.status.is_final)
+        logs = await log_text(store, job_id)
+    finally:
+        await store.close()
+
+    assert job.status is JobStatus.SUCCEEDED, f"{job.error}\n{logs}"
+    assert job.server_name == "remote-ssh"
+    assert job.image_digest is not None
+    image = job.image_ref or ""
+    assert docker_cmd(engine.socket, "image", "inspect", image, check=False).returncode == 0
+    assert docker_cmd(docker_host, "image", "inspect", image, check=False).returncode != 0
+
+
+async def test_an_unknown_ssh_host_key_is_refused_with_the_fix(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    docker_host: str,
+    ssh_engine: SshEngine,
+    tmp_path: Path,
+) -> None:
+    known_hosts = tmp_path / "known_hosts"  # exists, but does not know the sshd's key
+    known_hosts.write_text("")
+    values = registry_settings(
+        registry,
+        docker_host,
+        build_backend=BuildBackend.BUILDKIT,
+        ssh_known_hosts=known_hosts,
+        ssh_key=ssh_engine.key,
+    )
+    store = await Store.open(settings_factory(**values), database_url, min_size=1)
+    try:
+        server = await store.servers.add("stranger-ssh", ssh_engine.url)
+        monitor = ServerMonitor(store)
+        await monitor.refresh(force=True)
+        state = monitor.states[server.id]
+        row = await store.servers.get("stranger-ssh")
+    finally:
+        await store.close()
+
+    assert not state.healthy
+    expected = (
+        f"docker engine {ssh_engine.url} refused: ssh: the host key of 127.0.0.1 is not the "
+        f"one in {known_hosts} (unknown or changed): check its fingerprint, then add it "
+        f"(`ssh-keyscan -p {ssh_engine.port} 127.0.0.1 >> {known_hosts}`) or set "
+        "DEPLOYQ_SSH_KNOWN_HOSTS"
+    )
+    assert state.reason == expected
+    assert not row.healthy and row.last_error == expected

@@ -23,6 +23,7 @@ from deployq.builders.base import (
 from deployq.builders.buildkit import BuildKitBuilder
 from deployq.builders.detect import Detection, detect
 from deployq.builders.engine import EngineBuilder
+from deployq.builders.sshconf import SshWrapper
 from deployq.builders.tls import EngineTLS
 from deployq.config import BuildBackend
 from deployq.errors import ConfigError
@@ -37,6 +38,7 @@ __all__ = [
     "EngineTLS",
     "LogSink",
     "RegistryAuth",
+    "SshWrapper",
     "detect",
     "find_buildkit_cli",
     "make_builder",
@@ -56,8 +58,10 @@ def make_builder(
     *,
     docker_cli: str | None = None,
     tls: EngineTLS | None = None,
+    ssh: SshWrapper | None = None,
 ) -> Builder:
-    """A builder for the engine at ``docker_host`` (through mutual TLS with ``tls``).
+    """A builder for the engine at ``docker_host`` (through mutual TLS with ``tls``; ssh://
+    through the ssh of ``ssh`` with the BuildKit backend).
 
     AUTO picks BuildKit when a docker CLI that can build with BuildKit exists, else the
     Engine API. ``docker_cli`` is Settings.docker_cli (None: search for one).
@@ -66,7 +70,7 @@ def make_builder(
         return EngineBuilder(docker_host, tls=tls)
     cli = docker_cli if docker_cli is not None else find_buildkit_cli()
     if cli is not None and (docker_cli is None or _has_buildkit(cli)):
-        return BuildKitBuilder(docker_host, cli, tls=tls)
+        return BuildKitBuilder(docker_host, cli, tls=tls, ssh=ssh)
     if backend is BuildBackend.BUILDKIT:
         raise ConfigError(
             f"DEPLOYQ_BUILD_BACKEND=buildkit needs a docker CLI that builds with BuildKit "

@@ -33,6 +33,7 @@ from deployq.builders.base import (
     normalize_arch,
 )
 from deployq.builders.process import ProcessResult, base_env, run_streaming
+from deployq.builders.sshconf import SshWrapper, ssh_problem
 from deployq.builders.tls import EngineTLS, tls_problem
 from deployq.errors import BuildError, EngineUnavailable, RegistryError
 from deployq.redact import Redactor
@@ -48,7 +49,7 @@ _DROP_ENV = (
 # BuildKit's gRPC dialer says "cannot connect", the CLI "Cannot connect"
 _UNREACHABLE = re.compile(
     r"cannot connect to the Docker daemon|error during connect|x509:|remote error: tls"
-    r"|HTTP request to an HTTPS server|Could not load X509 key pair",
+    r"|HTTP request to an HTTPS server|Could not load X509 key pair|Host key verification failed",
     re.IGNORECASE,
 )
 #: seconds to wait for ``docker info`` when pinging an engine
@@ -82,10 +83,13 @@ class BuildKitBuilder:
         docker_cli: str = "/usr/bin/docker",
         *,
         tls: EngineTLS | None = None,
+        ssh: SshWrapper | None = None,
     ) -> None:
         self.docker_host = docker_host
         self.docker_cli = docker_cli
         self.tls = tls
+        #: the ssh the CLI's ssh:// transport runs (strict host key checking)
+        self.ssh = ssh if docker_host.startswith("ssh://") else None
         self._config_root: Path | None = None
         self._cleanup: weakref.finalize[..., BuildKitBuilder] | None = None
         self._logins: dict[tuple[str, str], _Login] = {}
@@ -109,16 +113,18 @@ class BuildKitBuilder:
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {"DOCKER_HOST": self.docker_host, "DOCKER_BUILDKIT": "1"}
         env.update(extra or {})
-        return base_env(env, drop=_DROP_ENV)
+        merged = base_env(env, drop=_DROP_ENV)
+        return self.ssh.env(merged) if self.ssh else merged
 
     def _cli(self, *args: str) -> list[str]:
         """argv of the docker CLI talking to this engine (with its TLS files, if any)."""
         return [self.docker_cli, *(self.tls.cli_flags() if self.tls else []), *args]
 
     def _unavailable(self, result: ProcessResult) -> EngineUnavailable:
-        tls = tls_problem(result.last_lines(3), self.tls)
-        if tls is not None:
-            return EngineUnavailable(f"docker engine {self.docker_host} refused: {tls}")
+        text = result.last_lines(3)
+        problem = tls_problem(text, self.tls) or ssh_problem(text, self.docker_host, self.ssh)
+        if problem is not None:
+            return EngineUnavailable(f"docker engine {self.docker_host} refused: {problem}")
         return EngineUnavailable(
             f"docker engine {self.docker_host} does not answer: {result.last_lines(2)} — "
             "start dockerd there, or fix the build server's --docker-host"

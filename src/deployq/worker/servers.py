@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deployq.builders import Builder, EngineInfo, EngineTLS, make_builder
+from deployq.builders import Builder, EngineInfo, EngineTLS, SshWrapper, make_builder
 from deployq.builders.base import normalize_arch
 from deployq.builders.tls import server_tls
 from deployq.durations import setting
@@ -94,15 +94,26 @@ class ServerMonitor:
     ) -> None:
         self.store = store
         self.settings = store.settings
-        self._factory = builder_factory or (
-            lambda host, tls: make_builder(
-                host, self.settings.build_backend, docker_cli=self.settings.docker_cli, tls=tls
-            )
-        )
+        self._factory = builder_factory or self._make_builder
+        self._ssh: SshWrapper | None = None
         self._builders: dict[tuple[str, EngineTLS | None], Builder] = {}
         self.states: dict[int, ServerState] = {}
         self.on_change = on_change
         self._lock = asyncio.Lock()
+
+    def _make_builder(self, docker_host: str, tls: EngineTLS | None) -> Builder:
+        ssh = None
+        if docker_host.startswith("ssh://"):
+            if self._ssh is None:
+                self._ssh = SshWrapper(self.settings.ssh_known_hosts, self.settings.ssh_key)
+            ssh = self._ssh
+        return make_builder(
+            docker_host,
+            self.settings.build_backend,
+            docker_cli=self.settings.docker_cli,
+            tls=tls,
+            ssh=ssh,
+        )
 
     def builder(self, server: BuildServer) -> Builder:
         key = (server.docker_host, server_tls(server))
