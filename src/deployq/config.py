@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     """Global secret for GitHub webhooks, used when an app has none of its own."""
     gitlab_webhook_token: SecretStr | None = None
     """Global token for GitLab webhooks, used when an app has none of its own."""
+    github_api_url: str = "https://api.github.com"
+    """GitHub's REST API, for commit statuses; GitHub Enterprise: https://HOST/api/v3."""
+    gitlab_url: str | None = None
+    """GitLab's base URL, for commit statuses; unset: https://<the repository's host>."""
     webhook_max_body_bytes: int = Field(25 * 1024 * 1024, ge=1024)
     """Largest request body accepted (413 beyond it, counted while it streams)."""
     body_memory_bytes: int = Field(64 * 1024 * 1024, ge=1024)

@@ -111,10 +111,18 @@ class NotifyError(DeployqError):
 
     code = "notify"
 
-    def __init__(self, message: str | None = None, *, permanent: bool = False) -> None:
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        permanent: bool = False,
+        retry_after_s: float | None = None,
+    ) -> None:
         super().__init__(message)
         #: retrying cannot help (a refused recipient, no SMTP server configured)
         self.permanent = permanent
+        #: the receiver said when to try again (a rate limit); None: the usual backoff
+        self.retry_after_s = retry_after_s
 
 
 class PipelineError(DeployqError):
