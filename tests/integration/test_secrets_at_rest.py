@@ -15,6 +15,7 @@ import pgserver
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+from queue_helpers import claim_one, enqueue
 from webhook_helpers import GITHUB_REPO_URL, payload, post_github
 
 from deployq.cli.common import migrate_and_seal
@@ -148,6 +149,11 @@ async def test_rotate_key_keeps_every_secret_usable_while_deployq_runs(
     assert sealed_rows and not any(row in before for row in sealed_rows)
     # this process still held the old key: it reads the key file again and goes on
     _assert_all(await store.apps.get("web"), secrets)
+    # a worker claiming the app's job gets every secret for the build and the deploy
+    await store.servers.add("local", "unix:///var/run/docker.sock", capacity=1)
+    await enqueue(store, "web")
+    lease = await claim_one(store)
+    _assert_all(lease.app, secrets)
     # and a fresh process verifies a GitHub delivery signed with the app's secret
     fresh = await Store.open(settings, min_size=1)
     try:
