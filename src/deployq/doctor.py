@@ -19,7 +19,13 @@ from typing import Any
 
 import aiosmtplib
 
-from deployq.builders import BuildKitBuilder, EngineTLS, make_builder
+from deployq.builders import (
+    DEBIAN_DOCKER_CLI,
+    BuildKitBuilder,
+    EngineTLS,
+    SshWrapper,
+    make_builder,
+)
 from deployq.builders.engine import api_client
 from deployq.builders.tls import server_tls, tls_problem
 from deployq.config import DEFAULT_DOCKER_HOST, BuildBackend, Settings, SmtpTls, load_settings
@@ -83,7 +89,7 @@ async def run_checks(
     checks = [Check("configuration", True, f"settings valid ({where})")]
     db_checks, servers = await _database_checks(settings)
     checks += db_checks
-    checks += await asyncio.gather(*(_check_engine(*server) for server in servers))
+    checks += await asyncio.gather(*(_check_engine(settings, *server) for server in servers))
     checks.append(await _check_buildkit_cli(settings))
     checks.append(await _check_registry_in_use(settings))
     checks.append(await check_smtp(settings))
@@ -183,8 +189,36 @@ def _parse_version(text: str) -> tuple[int, int]:
     return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
 
-async def _check_engine(name: str, docker_host: str, tls: EngineTLS | None = None) -> Check:
+async def _check_ssh_engine(settings: Settings, name: str, docker_host: str) -> Check:
+    """The way workers reach ssh:// engines: the docker CLI through the strict ssh wrapper."""
+    wrapper = SshWrapper(settings.ssh_known_hosts, settings.ssh_key)
+    cli = settings.docker_cli or shutil.which("docker") or DEBIAN_DOCKER_CLI
+    try:
+        info = await BuildKitBuilder(docker_host, cli, ssh=wrapper).ping()
+    except DeployqError as exc:
+        return Check(
+            f"engine {name}",
+            False,
+            exc.message,
+            "check DEPLOYQ_SSH_KNOWN_HOSTS and DEPLOYQ_SSH_KEY, that the remote user may use "
+            "docker there, or correct the server's --docker-host",
+        )
+    finally:
+        wrapper.close()
+    return Check(
+        f"engine {name}",
+        True,
+        f"{docker_host}: Docker {info.version} ({info.arch}), host key checked against "
+        f"{wrapper.known_hosts}",
+    )
+
+
+async def _check_engine(
+    settings: Settings, name: str, docker_host: str, tls: EngineTLS | None = None
+) -> Check:
     label = f"engine {name}"
+    if docker_host.startswith("ssh://"):
+        return await _check_ssh_engine(settings, name, docker_host)
     try:
         async with asyncio.timeout(CHECK_TIMEOUT_S + 1):
             version = await asyncio.to_thread(_engine_version, docker_host, tls)

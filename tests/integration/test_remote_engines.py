@@ -299,3 +299,34 @@ async def test_an_unknown_ssh_host_key_is_refused_with_the_fix(
     )
     assert state.reason == expected
     assert not row.healthy and row.last_error == expected
+
+
+async def test_doctor_checks_ssh_engines_with_the_workers_host_key_rule(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    ssh_engine: SshEngine,
+    tmp_path: Path,
+) -> None:
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text("")
+    base = registry_settings(registry, "unix:///var/run/docker.sock", ssh_key=ssh_engine.key)
+    trusting = settings_factory(**base, ssh_known_hosts=ssh_engine.known_hosts)
+    store = await Store.open(trusting, database_url, min_size=1)
+    try:
+        await store.servers.add("over-ssh", ssh_engine.url)
+    finally:
+        await store.close()
+
+    good = {c.name: c for c in await run_checks(settings=trusting)}["engine over-ssh"]
+    assert good.ok, good.detail
+    assert f"host key checked against {ssh_engine.known_hosts}" in good.detail
+
+    strict = settings_factory(**base, ssh_known_hosts=known_hosts)
+    refused = {c.name: c for c in await run_checks(settings=strict)}["engine over-ssh"]
+    assert not refused.ok
+    assert refused.detail.startswith(
+        f"docker engine {ssh_engine.url} refused: ssh: the host key of 127.0.0.1 is not the "
+        f"one in {known_hosts}"
+    )
+    assert "DEPLOYQ_SSH_KNOWN_HOSTS" in refused.fix
