@@ -22,7 +22,9 @@ from deployq.store import FeedEvent, Store
     type=click.Choice([s.value for s in JobStatus]),
     help="Only events leaving a job in this status (repeat).",
 )
-@click.option("--after", type=int, help="Start after this event id (resume a previous watch).")
+@click.option(
+    "--after", type=int, help="Start after this event id (resume a watch; 0: every event kept)."
+)
 @common_options
 @with_store
 async def watch_cmd(
