@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -330,3 +331,41 @@ async def test_doctor_checks_ssh_engines_with_the_workers_host_key_rule(
         f"one in {known_hosts}"
     )
     assert "DEPLOYQ_SSH_KNOWN_HOSTS" in refused.fix
+
+
+async def test_free_disk_arch_and_version_are_probed_over_tls_and_ssh_alike(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    engine: SecondEngine,
+    ssh_engine: SshEngine,
+) -> None:
+    values = registry_settings(
+        registry,
+        "unix:///var/run/docker.sock",
+        build_backend=BuildBackend.BUILDKIT,
+        ssh_known_hosts=ssh_engine.known_hosts,
+        ssh_key=ssh_engine.key,
+        base_image_static="deployq-test/base:latest",  # has df; loaded into the engine
+    )
+    store = await Store.open(settings_factory(**values), database_url, min_size=1)
+    good = engine.tls
+    try:
+        over_tls = await store.servers.add(
+            "disk-tls", engine.tcp, tls=(str(good.ca), str(good.client_cert), str(good.client_key))
+        )
+        over_ssh = await store.servers.add("disk-ssh", ssh_engine.url)
+        monitor = ServerMonitor(store)
+        await monitor.refresh(force=True)
+    finally:
+        await store.close()
+
+    free_here = shutil.disk_usage(engine.root).free // (1024 * 1024)
+    for server in (over_tls, over_ssh):
+        info = monitor.states[server.id].info
+        assert info is not None, monitor.states[server.id].reason
+        assert info.version.startswith("20.10") and info.arch == "amd64"
+        assert info.data_root == str(engine.root / "data")
+        assert info.free_disk_mb is not None
+        # the same file system measured two ways; other tests write to it meanwhile
+        assert abs(info.free_disk_mb - free_here) < max(1024, free_here // 20)

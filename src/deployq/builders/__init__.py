@@ -59,9 +59,11 @@ def make_builder(
     docker_cli: str | None = None,
     tls: EngineTLS | None = None,
     ssh: SshWrapper | None = None,
+    disk_probe_image: str | None = None,
 ) -> Builder:
     """A builder for the engine at ``docker_host`` (through mutual TLS with ``tls``; ssh://
-    through the ssh of ``ssh`` with the BuildKit backend).
+    through the ssh of ``ssh`` with the BuildKit backend, which also measures a remote
+    engine's free disk with ``df`` in a container of ``disk_probe_image``).
 
     AUTO picks BuildKit when a docker CLI that can build with BuildKit exists, else the
     Engine API. ``docker_cli`` is Settings.docker_cli (None: search for one).
@@ -70,7 +72,9 @@ def make_builder(
         return EngineBuilder(docker_host, tls=tls)
     cli = docker_cli if docker_cli is not None else find_buildkit_cli()
     if cli is not None and (docker_cli is None or _has_buildkit(cli)):
-        return BuildKitBuilder(docker_host, cli, tls=tls, ssh=ssh)
+        return BuildKitBuilder(
+            docker_host, cli, tls=tls, ssh=ssh, disk_probe_image=disk_probe_image
+        )
     if backend is BuildBackend.BUILDKIT:
         raise ConfigError(
             f"DEPLOYQ_BUILD_BACKEND=buildkit needs a docker CLI that builds with BuildKit "

@@ -135,6 +135,14 @@ def local_free_disk_mb(docker_host: str, data_root: str | None) -> int | None:
         return None
 
 
+def df_free_mb(output: str) -> int | None:
+    """Available MB from the last line of ``df -Pk`` output (None when it is not that)."""
+    lines = [line.split() for line in output.splitlines() if line.strip()]
+    if len(lines) < 2 or len(lines[-1]) < 4 or not lines[-1][3].isdigit():
+        return None
+    return int(lines[-1][3]) // 1024
+
+
 def split_ref(ref: str) -> tuple[str, str]:
     """``host:5000/a/b:tag`` -> (``host:5000/a/b``, ``tag``); a missing tag is ``latest``."""
     if "@" in ref:

@@ -20,6 +20,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from deployq.builders.base import (
     EngineInfo,
     LogSink,
     RegistryAuth,
+    df_free_mb,
     local_free_disk_mb,
     normalize_arch,
 )
@@ -54,6 +56,10 @@ _UNREACHABLE = re.compile(
 )
 #: seconds to wait for ``docker info`` when pinging an engine
 PING_TIMEOUT_S = 20
+#: how often the free disk of a remote engine is measured (it runs a container)
+DISK_PROBE_INTERVAL_S = 300.0
+#: how long that container may take (within the worker's probe timeout)
+DISK_PROBE_TIMEOUT_S = 5.0
 _DIGEST = re.compile(r"digest: (sha256:[0-9a-f]{64})")
 #: what ``docker push`` says when the registry refuses the stored credentials
 _AUTH_REFUSED = re.compile(
@@ -84,12 +90,16 @@ class BuildKitBuilder:
         *,
         tls: EngineTLS | None = None,
         ssh: SshWrapper | None = None,
+        disk_probe_image: str | None = None,
     ) -> None:
         self.docker_host = docker_host
         self.docker_cli = docker_cli
         self.tls = tls
         #: the ssh the CLI's ssh:// transport runs (strict host key checking)
         self.ssh = ssh if docker_host.startswith("ssh://") else None
+        #: image with ``df`` that measures a remote engine's free disk (None: not measured)
+        self.disk_probe_image = disk_probe_image
+        self._disk: tuple[float, int | None] | None = None
         self._config_root: Path | None = None
         self._cleanup: weakref.finalize[..., BuildKitBuilder] | None = None
         self._logins: dict[tuple[str, str], _Login] = {}
@@ -160,9 +170,36 @@ class BuildKitBuilder:
             version=str(info.get("ServerVersion", "")),
             arch=normalize_arch(str(info.get("Architecture", ""))),
             buildkit=True,
-            free_disk_mb=local_free_disk_mb(self.docker_host, data_root),
+            free_disk_mb=await self._free_disk_mb(data_root),
             data_root=data_root,
         )
+
+    async def _free_disk_mb(self, data_root: str | None) -> int | None:
+        """Free disk of the engine's data root: measured here for a unix:// engine, else by
+        ``df`` in a throwaway container on the engine (every DISK_PROBE_INTERVAL_S)."""
+        if self.docker_host.startswith("unix://") or not data_root:
+            return local_free_disk_mb(self.docker_host, data_root)
+        if self.disk_probe_image is None:
+            return None
+        if self._disk is not None and time.monotonic() - self._disk[0] < DISK_PROBE_INTERVAL_S:
+            return self._disk[1]
+        lines: list[str] = []
+        argv = self._cli(
+            "run", "--rm", "--pull=never", "--network", "none",
+            "--volume", f"{data_root}:/data-root:ro",
+            self.disk_probe_image, "df", "-Pk", "/data-root",
+        )  # fmt: skip
+        free: int | None = None
+        try:  # never pulls, and is bounded: an engine without the image reports no figure
+            result = await asyncio.wait_for(
+                run_streaming(argv, env=self._env(), on_line=lines.append), DISK_PROBE_TIMEOUT_S
+            )
+        except TimeoutError:
+            pass
+        else:
+            free = df_free_mb("\n".join(lines)) if result.returncode == 0 else None
+        self._disk = (time.monotonic(), free)
+        return free
 
     async def build(
         self, req: BuildRequest, log: LogSink, *, auth: RegistryAuth | None = None

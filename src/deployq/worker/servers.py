@@ -113,6 +113,7 @@ class ServerMonitor:
             docker_cli=self.settings.docker_cli,
             tls=tls,
             ssh=ssh,
+            disk_probe_image=self.settings.base_image_static,
         )
 
     def builder(self, server: BuildServer) -> Builder:
