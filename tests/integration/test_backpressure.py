@@ -111,7 +111,8 @@ async def test_the_cli_says_the_queue_is_full_in_one_line(
     await add_app(store, branches=["*"], max_queued=1)
     await enqueue(store, "web", branch="a")
 
-    code, out, err = await Cli(database_url, tmp_path)("deploy", "web", "--ref", "b")
+    # the data directory of the test's settings: its key opens the app's webhook secret
+    code, out, err = await Cli(database_url, tmp_path / "data")("deploy", "web", "--ref", "b")
 
     assert code == 1 and out == ""
     assert err.startswith("error: queue full: app web has 1 queued jobs")
