@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: job notices that cannot free a slot or add work: no reason to try a claim
-_QUIET_KINDS = frozenset({"progress", "claimed", "cancel_requested"})
+_QUIET_KINDS = frozenset({"progress", "claimed", "cancel_requested", "waiting"})
 #: poll jitter, as a fraction of poll_interval either way
 POLL_JITTER = 0.2
 #: errors of the database that a loop survives (it logs and tries again)

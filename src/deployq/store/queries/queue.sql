@@ -47,14 +47,28 @@ SELECT s.name, s.arch, s.labels, s.healthy, s.draining, s.capacity,
 FROM build_servers s ORDER BY s.name
 
 -- name: wait_reason_set
--- A worker's view of why these queued jobs cannot start; NULL clears it.
-UPDATE jobs SET wait_reason = %(reason)s, updated_at = now()
-WHERE id = ANY(%(ids)s) AND status = 'queued' AND wait_reason IS DISTINCT FROM %(reason)s
+-- A worker's view of why these queued jobs cannot start; NULL clears it. Each job whose
+-- reason changed is announced (kind "waiting": it frees no slot, so workers ignore it).
+WITH changed AS (
+    UPDATE jobs SET wait_reason = %(reason)s, updated_at = now()
+    WHERE id = ANY(%(ids)s) AND status = 'queued' AND wait_reason IS DISTINCT FROM %(reason)s
+    RETURNING id, app_name, status
+)
+SELECT id, pg_notify('deployq_jobs', jsonb_build_object('id', id, 'app', app_name,
+    'status', status, 'kind', 'waiting')::text)
+FROM changed
 
 -- name: wait_reason_set_due
 -- Why the due queued jobs are not being started (e.g. low disk); NULL clears it.
-UPDATE jobs SET wait_reason = %(reason)s, updated_at = now()
-WHERE status = 'queued' AND run_after <= now() AND wait_reason IS DISTINCT FROM %(reason)s
+-- Announced like wait_reason_set.
+WITH changed AS (
+    UPDATE jobs SET wait_reason = %(reason)s, updated_at = now()
+    WHERE status = 'queued' AND run_after <= now() AND wait_reason IS DISTINCT FROM %(reason)s
+    RETURNING id, app_name, status
+)
+SELECT id, pg_notify('deployq_jobs', jsonb_build_object('id', id, 'app', app_name,
+    'status', status, 'kind', 'waiting')::text)
+FROM changed
 
 -- name: next_due_in
 -- Seconds until the earliest queued job with a future run_after becomes due.
