@@ -161,7 +161,8 @@ def reconcile_component(store: Store) -> Component:
             try:
                 await reconcile(store, only_due=True)
             except DeployqError as exc:
-                log.warning("reconciliation failed: %s", exc.message)
+                if store.health.up:  # an outage is logged once, by deployq.db.health
+                    log.warning("reconciliation failed: %s", exc.message)
             except OSError as exc:
                 log.warning("reconciliation failed: %s", exc)
             with contextlib.suppress(TimeoutError):

@@ -1,7 +1,7 @@
 """Run a command, stream its output line by line, and kill it when the awaiting task is cancelled.
 
 Each command runs in its own process group (a new session), so a cancel kills the command and
-everything it started — and nothing else.
+everything it started — and nothing else; and it dies with the worker (builders.orphans).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from deployq.builders.orphans import die_with_parent_preexec
 
 #: how long a cancelled command gets after SIGTERM before SIGKILL
 TERM_GRACE_S = 2.0
@@ -64,6 +66,7 @@ async def run_streaming(
         env=dict(env),
         cwd=cwd,
         start_new_session=True,
+        preexec_fn=die_with_parent_preexec(),  # no orphan outlives a killed worker
         limit=LINE_LIMIT_BYTES,
     )
     result = ProcessResult(returncode=-1)

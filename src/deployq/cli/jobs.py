@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from deployq.attempts import JobTimes, job_times
 from deployq.cli.common import CliState, common_options, emit, table, to_jsonable, with_store
 from deployq.durations import elapsed, parse_duration, setting
 from deployq.errors import DeployqError, InvalidInput
@@ -169,8 +170,14 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
     reason = await store.jobs.wait_reason(job_id)
     position = await store.jobs.queue_position(job_id)
     estimate = (await store.estimates.for_jobs([job_id])).get(job_id)
+    times = job_times(job, events)
     data = {
         "job": job,
+        "total_s": times.total_s,
+        "attempts": [
+            {"attempt": a.attempt, "seconds": a.seconds, "outcome": a.outcome}
+            for a in times.attempts
+        ],
         "image": job.image_ref if pull else None,
         "digest": job.image_digest if pull else None,
         "pull": pull,
@@ -194,7 +201,7 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
             ("image", pull),
             ("error", _indent(job.error)),
             ("enqueued", job.enqueued_at.isoformat(timespec="seconds")),
-            ("duration", elapsed(job.duration_s) if job.duration_s is not None else None),
+            ("duration", _durations(times)),
             ("retry of", f"#{job.retry_of}" if job.retry_of else None),
             ("waiting", reason),
         ]
@@ -339,3 +346,17 @@ def register(main: click.Group) -> None:
     for command in (deploy_cmd, jobs_cmd, job_group, logs_cmd, cancel_cmd, retry_cmd):
         main.add_command(command)
     main.add_command(prune_cmd)
+
+
+def _durations(times: JobTimes) -> str | None:
+    """``1m22s (attempt 1: 1m10s failed, attempt 2: 6s succeeded)``: first claim to end."""
+    if times.total_s is None:
+        return None
+    if len(times.attempts) <= 1:
+        return elapsed(times.total_s)
+    parts = [
+        f"attempt {a.attempt}: "
+        + (f"{elapsed(a.seconds)} {a.outcome}" if a.seconds is not None else "running")
+        for a in times.attempts
+    ]
+    return f"{elapsed(times.total_s)} ({', '.join(parts)})"

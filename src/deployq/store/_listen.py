@@ -23,7 +23,8 @@ from deployq.store._queries import sql as named
 log = logging.getLogger(__name__)
 
 RECONNECT_MIN_S = 0.5
-RECONNECT_MAX_S = 10.0
+#: at most this long between attempts, so LISTEN is back soon after the database
+RECONNECT_MAX_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class Listener:
                     return
                 self.connected.clear()
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                log.warning("LISTEN connection lost (%s); reconnecting in %.1fs", reason, delay)
+                if delay == RECONNECT_MIN_S:  # the first failure since it last worked
+                    log.warning("LISTEN connection lost (%s); reconnecting", reason)
                 if self.on_disconnect is not None:
                     await self.on_disconnect(reason)
                 await asyncio.sleep(delay)

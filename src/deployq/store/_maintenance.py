@@ -78,7 +78,8 @@ def prune_component(
                 if counts["jobs"]:
                     log.info("pruned logs and events of %(jobs)d finished jobs", counts)
             except DeployqError as exc:
-                log.warning("prune failed (will try again): %s", exc)
+                if store.health.up:  # an outage is logged once, by deployq.db.health
+                    log.warning("prune failed (will try again): %s", exc)
             delay = interval_s * random.uniform(0.9, 1.1)
 
     return run
@@ -99,7 +100,8 @@ def rescuer_component(store: Store, *, interval_s: float | None = None) -> Compo
                 if rescued:
                     log.warning("took back %d jobs whose worker stopped answering", len(rescued))
             except DeployqError as exc:
-                log.warning("rescue failed (will try again): %s", exc)
+                if store.health.up:  # an outage is logged once, by deployq.db.health
+                    log.warning("rescue failed (will try again): %s", exc)
 
     return run
 

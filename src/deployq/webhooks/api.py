@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiMapping
 
+from deployq.attempts import job_times
 from deployq.durations import parse_duration
 from deployq.logfollow import LogWaker
 from deployq.manual import manual_trigger
@@ -210,7 +211,13 @@ async def get_job(request: web.Request) -> web.Response:
     if not job.status.is_final:
         estimate = (await store.estimates.for_jobs([job.id])).get(job.id)
         data["estimate"] = estimate.model_dump(mode="json") if estimate else None
-    data["events"] = [e.model_dump(mode="json") for e in await store.jobs.events(job.id)]
+    events = await store.jobs.events(job.id)
+    data["events"] = [e.model_dump(mode="json") for e in events]
+    times = job_times(job, events)
+    data["total_s"] = times.total_s
+    data["attempts"] = [
+        {"attempt": a.attempt, "seconds": a.seconds, "outcome": a.outcome} for a in times.attempts
+    ]
     return _json(data)
 
 

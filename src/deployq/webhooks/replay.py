@@ -45,6 +45,9 @@ async def replay_spooled(state: WebState, record: SpoolRecord) -> None:
         return
     if parsed.trigger is None:
         return
+    # the apps known for the repository (the receiver verified it against them), so that
+    # nothing is awaited before the delivery joins its batch and arrival order is kept
+    known = state.apps.lookup(parsed.identities)
     try:
         reply = await deliver(
             state,
@@ -55,6 +58,7 @@ async def replay_spooled(state: WebState, record: SpoolRecord) -> None:
             body=record.body,
             spooled=True,
             received_at=record.received_at,
+            repos=list(dict.fromkeys(a.identity for a in known)) if known else None,
             only_apps=record.apps,
         )
     except NotFound as exc:  # its app was removed while the delivery waited

@@ -23,6 +23,7 @@ from deployq.errors import DeployqError
 from deployq.models import JobStatus
 from deployq.store import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_SERVERS, Lease, Listener, Notice
 from deployq.worker.runner import JobRunner, RunningJob
+from deployq.worker.scratch import Scratch
 from deployq.worker.sdnotify import SdNotifier
 from deployq.worker.servers import BuilderFactory, ServerMonitor
 from deployq.worker.targets import run_target_probes
@@ -83,6 +84,15 @@ class WorkerPool:
     async def run(self, stop: asyncio.Event) -> None:
         """Register, claim and build until ``stop``; then shut down gracefully."""
         self._stopping = False  # run again by the supervisor after a failure
+        scratch = Scratch(self.settings.data_dir / "scratch", self.worker_id)
+        await asyncio.to_thread(scratch.open)
+        self.runner.workspaces = scratch.workspaces
+        try:
+            await self._run(stop)
+        finally:
+            await asyncio.to_thread(scratch.close)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         host = socket.gethostname()
         await self.store.workers.register(
             self.worker_id, host=host, pid=os.getpid(), concurrency=self.concurrency

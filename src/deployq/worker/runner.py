@@ -115,6 +115,8 @@ class JobRunner:
         self.on_lost = on_lost
         #: finishes of this worker's jobs go out in group commits
         self.finisher = Finisher(store)
+        #: where workspaces go: the worker's scratch directory (deployq.worker.scratch)
+        self.workspaces = self.settings.workspaces_dir
 
     async def run(self, running: RunningJob) -> None:
         """Run the job to its end and record it (or, lost or stopped, record nothing)."""
@@ -133,7 +135,7 @@ class JobRunner:
             f"{job.app_name} {job.ref}{f' @ {job.short_sha}' if job.commit_sha else ''} "
             f"on {running.server.name} ({running.server.docker_host}) by worker {self.worker_id}"
         )
-        workspace = self.settings.workspaces_dir / f"job-{job.id}-{job.attempt}"
+        workspace = self.workspaces / f"job-{job.id}-{job.attempt}"
         outcome: Outcome | None = None
         try:
             outcome = await self._execute(running, workspace)

@@ -227,4 +227,5 @@ class ServerMonitor:
             try:
                 await self.refresh()
             except DeployqError as exc:
-                log.warning("probing the build servers failed: %s", exc)
+                if self.store.health.up:  # an outage is logged once, by deployq.db.health
+                    log.warning("probing the build servers failed: %s", exc)

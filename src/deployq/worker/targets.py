@@ -64,7 +64,8 @@ async def run_target_probes(store: Store, stop: asyncio.Event) -> None:
         try:
             await probe_targets(store)
         except DeployqError as exc:
-            log.warning("probing the deploy targets failed: %s", exc)
+            if store.health.up:  # an outage is logged once, by deployq.db.health
+                log.warning("probing the deploy targets failed: %s", exc)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(TARGET_PROBE_INTERVAL_S):
                 await stop.wait()
