@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deployq.builders.orphans import die_with_parent_preexec
+from deployq.builders.orphans import dying_with_parent
 
 #: how long a cancelled command gets after SIGTERM before SIGKILL
 TERM_GRACE_S = 2.0
@@ -59,14 +59,13 @@ async def run_streaming(
     propagates, so the caller knows the command is gone when the cancel returns.
     """
     proc = await asyncio.create_subprocess_exec(
-        *argv,
+        *dying_with_parent(argv),  # no orphan outlives a killed worker
         stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=dict(env),
         cwd=cwd,
         start_new_session=True,
-        preexec_fn=die_with_parent_preexec(),  # no orphan outlives a killed worker
         limit=LINE_LIMIT_BYTES,
     )
     result = ProcessResult(returncode=-1)

@@ -210,6 +210,7 @@ class WorkerPool:
         server_id = lease.job.server_id
         state = self.monitor.states.get(server_id) if server_id is not None else None
         server = state.server if state else await self.store.servers.get_by_id(server_id or 0)
+        await self.monitor.prepare(server)  # runner.run uses monitor.builder(server)
         running = RunningJob(lease, server)
         self.jobs[lease.id] = running
         running.task = asyncio.create_task(self._run_job(running), name=f"job-{lease.id}")

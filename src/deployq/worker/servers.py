@@ -116,7 +116,18 @@ class ServerMonitor:
             disk_probe_image=self.settings.base_image_static,
         )
 
+    async def prepare(self, server: BuildServer) -> Builder:
+        """The server's builder, made in a thread: making one probes the docker CLI and may
+        ask the engine its API version, which must not block the event loop."""
+        key = (server.docker_host, server_tls(server))
+        builder = self._builders.get(key)
+        if builder is None:
+            made = await asyncio.to_thread(self._factory, *key)
+            builder = self._builders.setdefault(key, made)
+        return builder
+
     def builder(self, server: BuildServer) -> Builder:
+        """The server's builder (made by ``prepare``, or here when it was not)."""
         key = (server.docker_host, server_tls(server))
         builder = self._builders.get(key)
         if builder is None:
@@ -163,7 +174,7 @@ class ServerMonitor:
         info: EngineInfo | None = None
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
-                info = await self.builder(server).ping()
+                info = await (await self.prepare(server)).ping()
         except TimeoutError:
             error: str | None = (
                 f"docker engine {server.docker_host} did not answer within "
@@ -208,7 +219,8 @@ class ServerMonitor:
             return None
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
-                arch = (await self._factory(docker_host, None).ping()).arch
+                builder = await asyncio.to_thread(self._factory, docker_host, None)  # it probes
+                arch = (await builder.ping()).arch
         except (TimeoutError, DeployqError):
             arch = normalize_arch(platform.machine())
         server = await self.store.servers.ensure_local(docker_host, capacity=capacity, arch=arch)
