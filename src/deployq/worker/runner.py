@@ -252,7 +252,17 @@ class JobRunner:
                 and outcome is not None
                 and outcome.status is not JobStatus.SUCCEEDED
             )
-            if keep:
-                log.info("job #%s: workspace kept in %s", lease.id, workspace)
+            if keep:  # out of the worker's scratch, which goes when the worker does
+                kept = self.settings.workspaces_dir / workspace.name
+                await asyncio.to_thread(_move, workspace, kept)
+                log.info("job #%s: workspace kept in %s", lease.id, kept)
             else:
                 await asyncio.to_thread(shutil.rmtree, workspace, ignore_errors=True)
+
+
+def _move(source: Path, dest: Path) -> None:
+    if source == dest or not source.exists():
+        return
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.move(source, dest)
