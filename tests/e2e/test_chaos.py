@@ -40,20 +40,26 @@ FINAL = ("succeeded", "failed", "cancelled", "timed_out", "superseded")
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
 
 
-def _start_postgres(pgdata: Path) -> str:
-    """Start (or restart) the embedded server of ``pgdata``; its DSN."""
+def _start_postgres(pgdata: Path, attempts: int = 3) -> str:
+    """Start (or restart) the embedded server of ``pgdata``; its DSN. pgserver gives pg_ctl
+    10 s, which crash recovery after kill -9 can pass on a loaded machine: try again."""
     code = (
         "import pgserver,sys; "
         "s = pgserver.get_server(sys.argv[1], cleanup_mode=None); print(s.get_uri('postgres'))"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(pgdata)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    return out.stdout.strip().splitlines()[-1]
+    for attempt in range(1, attempts + 1):
+        out = subprocess.run(
+            [sys.executable, "-c", code, str(pgdata)], capture_output=True, text=True, timeout=120
+        )
+        if out.returncode == 0:
+            return out.stdout.strip().splitlines()[-1]
+        if attempt == attempts:
+            log = pgdata / "log"
+            raise AssertionError(
+                f"PostgreSQL did not start: {out.stderr[-2000:]}\n"
+                f"{log.read_text(errors='replace')[-2000:] if log.exists() else ''}"
+            )
+    raise AssertionError("unreachable")
 
 
 def _postmaster(pgdata: Path) -> int:
@@ -78,6 +84,8 @@ def _alive(pid: int) -> bool:
 
 async def _stop_postgres(pgdata: Path, how: signal.Signals) -> None:
     """SIGQUIT: immediate shutdown; SIGKILL: the postmaster dies, its backends follow."""
+    if not (pgdata / "postmaster.pid").exists():
+        return
     pid = _postmaster(pgdata)
     family = [pid, *_children(pid)]
     os.kill(pid, how)
