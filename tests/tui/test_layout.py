@@ -50,6 +50,8 @@ async def _settle(app: DeployqApp, pilot: Pilot[Any]) -> None:
     for screen in app.screen_stack:
         if isinstance(screen, LiveScreen):
             await screen.loaded.wait()
+        if isinstance(screen, QueueScreen):
+            await screen.estimated.wait()
     await pilot.pause()
     await pilot.pause()
 

@@ -19,6 +19,7 @@ from deployq.store import Store
 from deployq.tui import DeployqApp
 from deployq.tui.screens.base import LiveScreen
 from deployq.tui.screens.job import JobScreen
+from deployq.tui.screens.queue import QueueScreen
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
 
@@ -38,6 +39,8 @@ async def _settle(pilot: Pilot[Any]) -> None:
     for screen in app.screen_stack:
         if isinstance(screen, LiveScreen):
             await screen.loaded.wait()
+        if isinstance(screen, QueueScreen):
+            await screen.estimated.wait()
     await pilot.pause()
 
 

@@ -101,6 +101,9 @@ class QueueScreen(JobActionsScreen):
         self._early: dict[int, Job] = {}
         self.first_paint = asyncio.Event()
         """Set once the first screenful of rows is in the table."""
+        self.estimated = asyncio.Event()
+        """Set once the first start estimates were read (after the rows: a first paint does
+        not wait for them)."""
         self.rows_applied = asyncio.Event()
         """Set once the next batch of job changes is in the table (then replaced)."""
 
@@ -128,9 +131,8 @@ class QueueScreen(JobActionsScreen):
 
     @on(Resync)
     def resync(self) -> None:
-        self.load_jobs()
+        self.load_jobs()  # the estimates follow the rows (they are not needed for a first paint)
         self.load_stats()
-        self.load_estimates()
 
     @work(exclusive=True, group="queue-load", exit_on_error=False)
     async def load_jobs(self) -> None:
@@ -155,6 +157,7 @@ class QueueScreen(JobActionsScreen):
         self.jobs = {job.id: job for job in jobs}
         await self._fill()
         self.loaded.set()
+        self.load_estimates()
         early, self._early = self._early, {}
         if early:
             self.apply_jobs(list(early.values()))
@@ -213,6 +216,7 @@ class QueueScreen(JobActionsScreen):
         if estimates is not None:
             self.estimates, self._estimated_at = estimates, time.monotonic()
             self._refresh_visible()
+        self.estimated.set()
 
     def _show_stats(self) -> None:
         stats = self.stats
