@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -81,6 +82,45 @@ class CommitStatus:
     @property
     def context(self) -> str:
         return f"deployq/{self.app}"
+
+
+_PHASES = {
+    "queued": Phase.QUEUED,
+    "started": Phase.STARTED,
+    "succeeded": Phase.SUCCEEDED,
+    "failed": Phase.FAILED,
+    "timed_out": Phase.ERRORED,
+    "cancelled": Phase.CANCELLED,
+}
+
+
+def commit_status(target: str, event: str, payload: dict[str, Any]) -> CommitStatus:
+    """The status a notification of the outbox stands for: ``target`` is ``KIND:HOST/PROJECT``
+    (store.notifications.forge_target), ``payload`` the notification's (notify.render)."""
+    kind, _, identity = target.partition(":")
+    job: dict[str, Any] = payload["job"]
+    phase = _PHASES[event]
+    if phase is Phase.FAILED and job.get("retry_scheduled"):
+        phase = Phase.QUEUED  # attempt N failed, N+1 is queued: not the end yet
+    description = {
+        Phase.QUEUED: f"job {job['id']} queued",
+        Phase.STARTED: f"job {job['id']} building",
+        Phase.SUCCEEDED: f"job {job['id']} succeeded",
+        Phase.FAILED: f"job {job['id']} failed: {job.get('error') or 'see the log'}",
+        Phase.ERRORED: f"job {job['id']} {event.replace('_', ' ')}",
+        Phase.CANCELLED: f"job {job['id']} cancelled",
+    }[phase]
+    if job.get("retry_scheduled"):
+        description = f"job {job['id']} attempt {job['attempt']} failed; retrying"
+    return CommitStatus(
+        forge=Forge(kind),
+        project=identity.split("/", 1)[1],
+        sha=str(job["commit_sha"]),
+        phase=phase,
+        app=str(payload["app"]["name"]),
+        target_url=str(job["url"]),
+        description=description,
+    )
 
 
 def status_request(

@@ -280,6 +280,8 @@ class AppSpec(Model):
     notify_pusher: bool = False
     notify_webhook_url: str | None = None
     notify_webhook_secret: str | None = None
+    forge_token: str | None = None
+    """GitHub/GitLab token: each job's commit statuses are sent with it (docs/forge-status.md)."""
     reconcile_interval_s: float | None = Field(None, gt=0)
     deploy: DeploySettings | None = None
     """Where and how the image runs after verify; None: build and push only."""
@@ -334,6 +336,8 @@ class AppSpec(Model):
 class App(AppSpec):
     id: int
     repo_identity: str
+    forge_status: bool = False
+    """Whether jobs report commit statuses (the app has a forge token; readable without it)."""
     created_at: datetime
     updated_at: datetime
 

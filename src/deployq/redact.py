@@ -91,7 +91,7 @@ def scrub_url(text: str, url: str) -> str:
 
 
 #: the fields of an app that hold secrets
-SECRET_FIELDS = ("webhook_secret", "notify_webhook_secret", "build_secrets")
+SECRET_FIELDS = ("webhook_secret", "notify_webhook_secret", "build_secrets", "forge_token")
 
 
 def url_credentials(url: str) -> str | None:

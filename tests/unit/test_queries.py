@@ -85,7 +85,9 @@ def test_enqueue_cancels_running_jobs_only_in_interruptible_steps() -> None:
 def test_app_statements_write_every_field_of_an_app_spec(name: str) -> None:
     params = set(re.findall(r"%\((\w+)\)s", store_queries.QUERIES[name]))
     # the secrets are not columns of apps: they live sealed in app_secrets
-    assert params == {*AppSpec.model_fields, "repo_identity"} - set(SPEC_SECRET_FIELDS)
+    # (forge_status: whether the sealed forge token is set)
+    expected = {*AppSpec.model_fields, "repo_identity", "forge_status"} - set(SPEC_SECRET_FIELDS)
+    assert params == expected
 
 
 def test_progress_can_set_every_worker_field() -> None:

@@ -68,6 +68,10 @@ def app_group() -> None:
 @click.option("--notify-webhook", "notify_webhook_url", help="POST events here (Slack-compatible).")
 @click.option("--notify-webhook-secret", help="HMAC secret for the outgoing webhook.")
 @click.option("--webhook-secret", help="Secret of this app's GitHub/GitLab webhook.")
+@click.option(
+    "--forge-token",
+    help="GitHub/GitLab token: every job reports commit statuses with it (stored encrypted).",
+)
 @click.option("--tags/--no-tags", "build_tags", default=False, help="Build tag pushes.")
 @click.option("--prs/--no-prs", "build_prs", default=False, help="Build pull/merge requests.")
 @click.option(

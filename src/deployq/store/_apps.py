@@ -26,6 +26,7 @@ def _params(spec: AppSpec) -> dict[str, Any]:
         if data[name] is not None:
             data[name] = Jsonb(data[name])
     data["repo_identity"] = repo_identity(spec.repo_url)
+    data["forge_status"] = spec.forge_token is not None
     return data
 
 

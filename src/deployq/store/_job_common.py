@@ -99,7 +99,7 @@ def wants_notification(app: App | None, event: NotifyEvent) -> bool:
     if app is None:
         return True
     has_target = bool(app.notify_emails or app.notify_pusher or app.notify_webhook_url)
-    return has_target and event in app.notify_events
+    return app.forge_status or (has_target and event in app.notify_events)
 
 
 class StorePart:

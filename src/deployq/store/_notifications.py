@@ -27,6 +27,9 @@ from deployq.store._queries import sql
 if TYPE_CHECKING:
     from deployq.store._store import Store
 
+#: a commit status waits out a forge outage (the backoff caps each wait at
+#: notify_retry_max_delay); only a refusal (401, 404, 422) ends it
+FORGE_MAX_ATTEMPTS = 1000
 #: log lines kept in the payload of a failure notification
 LOG_TAIL_LINES = 20
 #: events whose notification carries the end of the build log
@@ -51,6 +54,19 @@ def recipients(app: App, job: Job) -> list[str]:
             seen.add(address.lower())
             out.append(address)
     return out
+
+
+def forge_target(app: App, job: Job) -> str | None:
+    """``github:HOST/OWNER/NAME`` or ``gitlab:HOST/GROUP/NAME`` for an app that reports commit
+    statuses, when the job has a commit and the forge is known (by the webhook that made the
+    job, else by the host: github.com, or a host with "gitlab" in its name)."""
+    if not app.forge_status or not job.commit_sha:
+        return None
+    host = app.repo_identity.split("/", 1)[0]
+    kind = job.provider if job.provider in ("github", "gitlab") else None
+    if kind is None:
+        kind = "github" if host == "github.com" else "gitlab" if "gitlab" in host else None
+    return None if kind is None else f"{kind}:{app.repo_identity}"
 
 
 class NotificationStore:
@@ -82,11 +98,14 @@ class NotificationStore:
             if row is None:
                 return []
             app = App.model_validate(row)
-        if event not in app.notify_events:
-            return []
-        targets = [("email", address) for address in recipients(app, job)]
-        if app.notify_webhook_url:
-            targets.append(("webhook", app.notify_webhook_url))
+        targets: list[tuple[str, str]] = []
+        if event in app.notify_events:
+            targets += [("email", address) for address in recipients(app, job)]
+            if app.notify_webhook_url:
+                targets.append(("webhook", app.notify_webhook_url))
+        forge = forge_target(app, job)
+        if forge is not None:
+            targets.append(("forge", forge))
         if not targets:
             return []
         payload = await self._payload(conn, app, job, event, retry_scheduled)
@@ -98,7 +117,11 @@ class NotificationStore:
                 "channel": channel,
                 "target": target,
                 "payload": Jsonb(payload),
-                "max_attempts": self.store.settings.notify_max_attempts,
+                "max_attempts": (
+                    FORGE_MAX_ATTEMPTS
+                    if channel == "forge"
+                    else self.store.settings.notify_max_attempts
+                ),
                 "key": idempotency_key(job, event, channel, target),
             }
             created = await (await conn.execute(sql("notification_add"), params)).fetchone()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from deployq.store._store import Store
 
 #: the AppSpec fields that are secrets and never columns of ``apps``
-SPEC_SECRET_FIELDS = ("webhook_secret", "notify_webhook_secret", "build_secrets")
+SPEC_SECRET_FIELDS = ("webhook_secret", "notify_webhook_secret", "build_secrets", "forge_token")
 #: the DeploySettings fields that are secrets and never in ``apps.deploy``
 DEPLOY_SECRET_FIELDS = ("webhook_secret", "env")
 _PLAIN = "plain:"  # rows migration 008 moved, until sealed

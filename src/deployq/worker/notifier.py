@@ -17,7 +17,8 @@ import aiohttp
 
 from deployq.backoff import backoff_s
 from deployq.errors import DeployqError, NotFound, NotifyError
-from deployq.models import Notification
+from deployq.forge_status import Forge, commit_status, post_status
+from deployq.models import App, Notification
 from deployq.notify.email import build_email, send_email
 from deployq.notify.webhook import post_webhook, webhook_body
 from deployq.store import CHANNEL_NOTIFICATIONS, Listener, Store
@@ -133,6 +134,9 @@ class Notifier:
             await send_email(self.settings, message)
             return
         assert self._session is not None
+        if notification.channel == "forge":
+            await self._send_status(notification)
+            return
         await post_webhook(
             self._session,
             notification.target,
@@ -142,6 +146,39 @@ class Notifier:
             secret=await self._webhook_secret(payload),
             timeout_s=self.settings.notify_webhook_timeout,
         )
+
+    async def _send_status(self, notification: Notification) -> None:
+        assert self._session is not None
+        status = commit_status(notification.target, notification.event, notification.payload)
+        app = await self._app(notification.payload, "the forge token")
+        if app.forge_token is None:
+            raise NotifyError("the app has no forge token any more", permanent=True)
+        if status.forge is Forge.GITHUB:
+            base = self.settings.github_api_url
+        else:
+            base = (
+                self.settings.gitlab_url
+                or f"https://{notification.target.split(':', 1)[1].split('/', 1)[0]}"
+            )
+        await post_status(
+            self._session,
+            status,
+            api_base=base,
+            token=app.forge_token,
+            timeout_s=self.settings.notify_webhook_timeout,
+        )
+
+    async def _app(self, payload: dict[str, object], what: str) -> App:
+        app = payload.get("app")
+        app_id = app.get("id") if isinstance(app, dict) else None
+        if not isinstance(app_id, int):
+            raise NotifyError(
+                f"the notification names no app, whose {what} it needs", permanent=True
+            )
+        try:
+            return await self.store.apps.get_by_id(app_id)
+        except NotFound as exc:
+            raise NotifyError(f"the app was removed, and with it {what}", permanent=True) from exc
 
     async def _webhook_secret(self, payload: dict[str, object]) -> str | None:
         app = payload.get("app")
@@ -161,7 +198,7 @@ class Notifier:
             await self.store.notifications.mark_sent(notification.id)
             log.info("%s sent (attempt %d)", label, notification.attempts)
             return
-        delay = backoff_s(
+        delay = error.retry_after_s or backoff_s(  # a rate limit says when
             notification.attempts,
             self.settings.notify_retry_base_delay,
             BACKOFF_FACTOR,

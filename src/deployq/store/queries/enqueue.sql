@@ -14,8 +14,8 @@
 -- written into the statement rather than passed: each parameter costs a conversion per job.
 WITH a AS (
     SELECT id, name, repo_url, priority, max_attempts, timeout_s, supersede_policy,
-        'queued' = ANY(notify_events) AND (cardinality(notify_emails) > 0
-            OR notify_pusher OR notify_webhook_url IS NOT NULL) AS outbox
+        forge_status OR ('queued' = ANY(notify_events) AND (cardinality(notify_emails) > 0
+            OR notify_pusher OR notify_webhook_url IS NOT NULL)) AS outbox
     FROM apps WHERE name = %(app_name)s
 ), j AS (
     INSERT INTO jobs (app_id, app_name, provider, trigger, delivery_id, repo_url, ref, ref_type,

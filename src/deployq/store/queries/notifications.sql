@@ -19,10 +19,15 @@ WHERE status = 'sending' AND next_attempt_at <= now() AND attempts >= max_attemp
 
 -- name: notifications_claim_due
 -- Due rows marked sending with the attempt counted, before anything is sent; a claimed row
--- is due again %(stale)s later unless marked sent or failed first.
+-- is due again %(stale)s later unless marked sent or failed first. A job's commit statuses
+-- (channel forge) go one at a time, in order: none while an earlier one is unsent.
 WITH due AS (
-    SELECT id FROM notifications
+    SELECT id FROM notifications n
     WHERE status IN ('pending', 'sending') AND next_attempt_at <= now()
+      AND NOT (channel = 'forge' AND EXISTS (
+          SELECT 1 FROM notifications e
+          WHERE e.job_id = n.job_id AND e.channel = 'forge' AND e.id < n.id
+            AND e.status IN ('pending', 'sending')))
     ORDER BY next_attempt_at, id LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 )
 UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1,
@@ -30,8 +35,13 @@ UPDATE notifications n SET status = 'sending', attempts = n.attempts + 1,
 FROM due WHERE n.id = due.id RETURNING n.*
 
 -- name: notifications_next_due_in
+-- (a commit status behind an earlier one is not due: that one's end wakes the notifier)
 SELECT extract(epoch FROM min(next_attempt_at) - now()) AS wait
-FROM notifications WHERE status IN ('pending', 'sending')
+FROM notifications n WHERE status IN ('pending', 'sending')
+  AND NOT (channel = 'forge' AND EXISTS (
+      SELECT 1 FROM notifications e
+      WHERE e.job_id = n.job_id AND e.channel = 'forge' AND e.id < n.id
+        AND e.status IN ('pending', 'sending')))
 
 -- name: notification_sent
 UPDATE notifications SET status = 'sent', sent_at = now(), last_error = NULL
