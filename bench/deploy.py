@@ -143,7 +143,7 @@ async def main(deploys: int, strategy: str) -> dict[str, Any]:
             for n in range(deploys + 1):  # the first deploy has nothing to replace: not counted
                 version = f"v{n + 1}"
                 commit(repo, page(base, version), version)
-                result = await store.jobs.enqueue(
+                result = await store.queue.enqueue(
                     Trigger(kind=TriggerKind.MANUAL, app=app, ref="refs/heads/main")
                 )
                 job = await wait_job(

@@ -120,7 +120,7 @@ async def wait_final(store: Store, job_id: int) -> Job:
 async def deployq_round(store: Store, app: str) -> tuple[float, Job]:
     # LISTEN first, so the finished NOTIFY cannot slip by before we wait for it
     started = time.perf_counter()
-    result = await store.jobs.enqueue(
+    result = await store.queue.enqueue(
         Trigger(kind=TriggerKind.MANUAL, app=app, ref="refs/heads/main")
     )
     job = await wait_final(store, result.jobs[0].id)

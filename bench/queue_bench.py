@@ -110,20 +110,20 @@ async def deployq_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
 
         async def enqueue_all() -> None:
             for _ in range(jobs):
-                await store.jobs.enqueue(TRIGGER)
+                await store.queue.enqueue(TRIGGER)
 
         out: dict[str, Any] = {"enqueue_per_s": await timed_rate(jobs, enqueue_all)}
         await drain_deployq(store)  # the enqueued jobs, not timed: the queue starts empty
         for workers in CONCURRENCY:
             for _ in range(jobs):
-                await store.jobs.enqueue(TRIGGER)
+                await store.queue.enqueue(TRIGGER)
             out[f"drain_c{workers}_per_s"] = await timed_rate(
                 jobs,
                 lambda w=workers: drain_deployq(store, w),  # type: ignore[misc]
             )
         for workers in CONCURRENCY[1:]:
             for _ in range(jobs):
-                await store.jobs.enqueue(TRIGGER)
+                await store.queue.enqueue(TRIGGER)
             out[f"drain_{workers}_separate_claimers_per_s"] = await timed_rate(
                 jobs,
                 lambda w=workers: drain_separately(store, w),  # type: ignore[misc]
@@ -149,7 +149,7 @@ async def drain_deployq(store: Store, slots: int = 4) -> None:
     while True:
         freed.clear()
         free = slots - len(running)
-        leases = await store.jobs.claim("pool", limit=free) if free > 0 else []
+        leases = await store.leases.claim("pool", limit=free) if free > 0 else []
         for lease in leases:
             task = asyncio.create_task(finisher.finish(lease, SUCCESS))
             running.add(task)
@@ -164,9 +164,9 @@ async def drain_separately(store: Store, workers: int) -> None:
     """``workers`` independent claimers, one job at a time each (many one-slot workers)."""
 
     async def worker(name: str) -> None:
-        while leases := await store.jobs.claim(name, limit=1):
+        while leases := await store.leases.claim(name, limit=1):
             for lease in leases:
-                await store.jobs.finish(lease, SUCCESS)
+                await store.leases.finish(lease, SUCCESS)
 
     await asyncio.gather(*(worker(f"w{i}") for i in range(workers)))
 
@@ -177,9 +177,9 @@ async def deployq_latency(store: Store, samples: int) -> dict[str, float]:
     listener = Listener(store.dsn, [CHANNEL_JOBS])
 
     async def on_enqueued() -> None:
-        for lease in await store.jobs.claim("idle", limit=1):
+        for lease in await store.leases.claim("idle", limit=1):
             claimed.put_nowait(time.perf_counter())
-            await store.jobs.finish(lease, SUCCESS)
+            await store.leases.finish(lease, SUCCESS)
 
     async def listen() -> None:
         pending: set[asyncio.Task[None]] = set()
@@ -195,7 +195,7 @@ async def deployq_latency(store: Store, samples: int) -> dict[str, float]:
     try:
         for _ in range(samples):
             start = time.perf_counter()
-            await store.jobs.enqueue(TRIGGER)
+            await store.queue.enqueue(TRIGGER)
             latencies.append(await asyncio.wait_for(claimed.get(), 10) - start)
             await asyncio.sleep(SAMPLE_GAP_S)
     finally:

@@ -38,7 +38,7 @@ async def add_app(store: Store, repo_url: str, **spec: Any) -> str:
 
 
 async def deploy(store: Store, app: str, ref: str = "refs/heads/main") -> int:
-    result = await store.jobs.enqueue(Trigger(kind=TriggerKind.MANUAL, app=app, ref=ref))
+    result = await store.queue.enqueue(Trigger(kind=TriggerKind.MANUAL, app=app, ref=ref))
     return result.jobs[0].id
 
 

@@ -117,7 +117,7 @@ async def reconcile_app(store: Store, app: App) -> ReconcileResult:
         if sha in known:
             continue
         try:
-            enqueued = await store.jobs.enqueue(
+            enqueued = await store.queue.enqueue(
                 Trigger(
                     kind=TriggerKind.RECONCILE,
                     provider=PROVIDER,

@@ -47,13 +47,13 @@ def push(
 
 
 async def enqueue(store: Store, app: str, **kwargs: Any) -> int:
-    result = await store.jobs.enqueue(push(app, **kwargs))
+    result = await store.queue.enqueue(push(app, **kwargs))
     assert len(result.jobs) == 1
     return result.jobs[0].id
 
 
 async def claim_one(store: Store, worker: str = "w1") -> Lease:
-    leases = await store.jobs.claim(worker, limit=1)
+    leases = await store.leases.claim(worker, limit=1)
     assert len(leases) == 1, "expected a job to claim"
     return leases[0]
 

@@ -28,7 +28,7 @@ async def client(store: Store, aiohttp_client: Any) -> Client:
 
 
 async def manual_job(store: Store, app: str = "web") -> int:
-    result = await store.jobs.enqueue(
+    result = await store.queue.enqueue(
         Trigger(kind=TriggerKind.MANUAL, app=app, ref="refs/heads/main", actor="test")
     )
     return result.jobs[0].id

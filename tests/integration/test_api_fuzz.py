@@ -26,7 +26,7 @@ async def test_no_input_makes_the_service_fail(
     store: Store, aiohttp_server: Any, tmp_path: Path
 ) -> None:
     await add_app(store)
-    await store.jobs.enqueue(
+    await store.queue.enqueue(
         Trigger(kind=TriggerKind.MANUAL, app="web", ref="refs/heads/main", actor="fuzz")
     )
     _, admin = await store.tokens.create("fuzz", TokenScope.ADMIN)

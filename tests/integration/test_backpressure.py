@@ -67,7 +67,7 @@ async def test_a_refused_webhook_is_503_recorded_and_accepted_once_the_queue_dra
     assert record.reason is not None and record.reason.startswith("queue full: app web has 1")
     assert (await store.deliveries.get(record.id)).body is not None  # kept: replayable
 
-    await store.jobs.finish(await claim_one(store), SUCCESS)  # the queue drains
+    await store.leases.finish(await claim_one(store), SUCCESS)  # the queue drains
     status, reply = await post_github(client, "push", _push("main"), delivery="d-full")
 
     assert status == 202 and reply["result"] == "accepted"

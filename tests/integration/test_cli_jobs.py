@@ -112,7 +112,7 @@ async def test_job_show_of_a_failed_build_shows_its_error_once_and_no_image(
     await enqueue(store, "web")
     lease = await claim_one(store)
     error = "build failed on local: docker build failed (exit 1):\n#7 ERROR: exit code: 1"
-    await store.jobs.finish(
+    await store.leases.finish(
         lease, Outcome(JobStatus.FAILED, error=error, image_ref="127.0.0.1:5000/t/web:abc1234")
     )
 
@@ -177,7 +177,7 @@ async def test_logs_follow_prints_new_lines_until_the_job_ends(store: Store, cli
     assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"step 1/3\n"
     await store.logs.append(lease.id, ["step 2/3", "step 3/3"], attempt=lease.attempt)
     assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"step 2/3\n"
-    await store.jobs.finish(lease, SUCCESS)
+    await store.leases.finish(lease, SUCCESS)
 
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0
@@ -196,7 +196,7 @@ async def test_logs_follow_exits_1_with_the_error_when_the_job_fails(
     await store.logs.append(lease.id, ["building"], attempt=lease.attempt)
     assert proc.stdout is not None
     assert await asyncio.wait_for(proc.stdout.readline(), 30) == b"building\n"
-    await store.jobs.finish(lease, FAILURE)
+    await store.leases.finish(lease, FAILURE)
 
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
@@ -222,7 +222,7 @@ async def test_stats_and_prune(store: Store, cli: Cli) -> None:
     await enqueue(store, "web")
     lease = await claim_one(store)
     await store.logs.append(lease.id, ["x"], attempt=lease.attempt)
-    done = await store.jobs.finish(lease, SUCCESS)
+    done = await store.leases.finish(lease, SUCCESS)
     await enqueue(store, "web", branch="dev")
 
     stats = await cli.json("stats")

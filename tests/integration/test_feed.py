@@ -121,12 +121,12 @@ async def test_a_client_sees_a_job_go_through_its_states_steps_and_progress_in_o
     job_id = await enqueue(store, "web")
     lease = await claim_one(store)
     if lease.id != job_id:  # "other" came first: finish it, take ours
-        await store.jobs.finish(lease, SUCCESS)
+        await store.leases.finish(lease, SUCCESS)
         lease = await claim_one(store)
-    await store.jobs.set_progress(lease, step=Step.CHECKOUT, progress=0)
-    await store.jobs.set_progress(lease, step=Step.BUILD, progress=15)
-    await store.jobs.set_progress(lease, step=Step.BUILD, progress=50)
-    await store.jobs.finish(lease, SUCCESS)
+    await store.leases.set_progress(lease, step=Step.CHECKOUT, progress=0)
+    await store.leases.set_progress(lease, step=Step.BUILD, progress=15)
+    await store.leases.set_progress(lease, step=Step.BUILD, progress=50)
+    await store.leases.finish(lease, SUCCESS)
     events = await read_until(sse(resp), is_job(job_id, "succeeded"))
 
     shown = [(e["data"]["kind"], e["data"]["status"], e["data"].get("step")) for e in events]
@@ -152,8 +152,8 @@ async def test_reconnecting_with_last_event_id_misses_nothing(store: Store, clie
 
     one = await enqueue(store, "web", branch="one")
     lease = await claim_one(store)
-    await store.jobs.set_progress(lease, step=Step.BUILD, progress=15)
-    await store.jobs.finish(lease, SUCCESS)
+    await store.leases.set_progress(lease, step=Step.BUILD, progress=15)
+    await store.leases.finish(lease, SUCCESS)
     before = await read_until(sse(first), is_job(one, "succeeded"))
     first.close()
     # while the client is away
@@ -229,7 +229,7 @@ async def test_a_client_that_stops_reading_is_dropped_while_another_keeps_receiv
         reading = asyncio.create_task(read_until(fast, all_enqueued))
         ids: list[int] = []
         for batch in range(jobs // 200):
-            results = await store.jobs.enqueue_many(
+            results = await store.queue.enqueue_many(
                 [push("web", branch=f"b{batch}-{n}") for n in range(200)]
             )
             ids += [r.jobs[0].id for r in results]
@@ -300,10 +300,10 @@ async def test_deployq_watch_prints_the_feed_of_an_app(
         job_id = await enqueue(store, "web")
         lease = await claim_one(store)
         while lease.id != job_id:
-            await store.jobs.finish(lease, SUCCESS)
+            await store.leases.finish(lease, SUCCESS)
             lease = await claim_one(store)
-        await store.jobs.set_progress(lease, step=Step.BUILD, progress=15)
-        await store.jobs.finish(lease, SUCCESS)
+        await store.leases.set_progress(lease, step=Step.BUILD, progress=15)
+        await store.leases.finish(lease, SUCCESS)
         lines: list[str] = []
         assert text.stdout is not None
         async with asyncio.timeout(READ_TIMEOUT_S):
@@ -337,7 +337,7 @@ async def test_server_changes_are_in_the_feed_and_pruned_by_age(
     events = await read_until(sse(resp), lambda e: e["data"].get("message") == "local draining")
     async with store.pool.connection() as conn:
         await conn.execute("UPDATE job_events SET at = now() - interval '40 days'")
-    pruned = await store.jobs.prune(30 * 86400)
+    pruned = await store.retention.prune(30 * 86400)
 
     assert [e["data"]["message"] for e in events] == [
         "local added",

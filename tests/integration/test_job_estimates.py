@@ -28,7 +28,7 @@ async def _history(store: Store, app: str, durations: list[float], outcome: Outc
         job_id = await enqueue(store, app)
         lease = await claim_one(store)
         assert lease.id == job_id
-        await store.jobs.finish(lease, outcome)
+        await store.leases.finish(lease, outcome)
         ended = len(durations) - n  # minutes ago: the last one is the newest
         async with store.pool.connection() as conn:
             await conn.execute(

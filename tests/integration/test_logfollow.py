@@ -28,7 +28,7 @@ async def collect(follower: LogFollower[LogLine], into: list[LogLine]) -> None:
 async def test_a_finished_job_is_read_in_batches_and_the_follower_ends(store: Store) -> None:
     lease = await running_job(store)
     await store.logs.append(lease.id, [f"line {n}" for n in range(1, 8)])
-    await store.jobs.finish(lease, SUCCESS)
+    await store.leases.finish(lease, SUCCESS)
     follower = LogFollower.lines(store, lease.id, after=2, batch=2)
 
     batches = [[line.line for line in lines] async for lines in follower]
@@ -40,7 +40,7 @@ async def test_a_finished_job_is_read_in_batches_and_the_follower_ends(store: St
 async def test_a_view_that_keeps_few_lines_skips_to_the_last_ones(store: Store) -> None:
     lease = await running_job(store)
     last = await store.logs.append(lease.id, [f"line {n}" for n in range(1, 101)])
-    await store.jobs.finish(lease, SUCCESS)
+    await store.leases.finish(lease, SUCCESS)
     follower = LogFollower.text(store, lease.id, keep_last=10)
     follower.wake(last)
 
@@ -58,7 +58,7 @@ async def test_the_waker_delivers_new_lines_and_the_end_without_polling(store: S
             task = asyncio.create_task(collect(follower, seen))
             await store.logs.append(lease.id, ["cloning", "building"])
             await store.logs.append(lease.id, ["pushed"])
-            await store.jobs.finish(lease, SUCCESS)
+            await store.leases.finish(lease, SUCCESS)
             async with asyncio.timeout(10):
                 await task
     finally:

@@ -118,12 +118,12 @@ async def test_a_hung_smtp_server_does_not_delay_the_build(notify_store: StoreFa
     await add_notifying_app(store, notify_emails=["team@example.test"])
     try:
         async with running_notifier(store):
-            await store.jobs.enqueue(push())
-            [lease] = await store.jobs.claim("w", limit=1)  # writes the "started" e-mail
+            await store.queue.enqueue(push())
+            [lease] = await store.leases.claim("w", limit=1)  # writes the "started" e-mail
             async with asyncio.timeout(10):
                 await connected.wait()  # ... which the notifier is now stuck sending
             started = time.monotonic()
-            await store.jobs.finish(lease, SUCCESS)
+            await store.leases.finish(lease, SUCCESS)
             finish_s = time.monotonic() - started
             rows = {n.event: n for n in await store.notifications.recent(job_id=lease.id)}
     finally:

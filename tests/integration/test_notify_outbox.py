@@ -46,7 +46,7 @@ async def test_queued_and_cancelled_when_asked(notify_store: StoreFactory) -> No
     await add_notifying_app(
         store, notify_emails=["team@example.test"], notify_events=["queued", "cancelled"]
     )
-    [job] = (await store.jobs.enqueue(push())).jobs
+    [job] = (await store.queue.enqueue(push())).jobs
     await store.jobs.cancel(job.id, actor="ops")
 
     rows = await store.notifications.recent(job_id=job.id)
@@ -118,8 +118,8 @@ async def test_given_up_after_max_attempts_with_the_last_error(
 ) -> None:
     store = await notify_store(notify_max_attempts=2)
     await add_notifying_app(store, notify_emails=["team@example.test"], notify_events=["started"])
-    await store.jobs.enqueue(push())
-    await store.jobs.claim("w", limit=1)
+    await store.queue.enqueue(push())
+    await store.leases.claim("w", limit=1)
 
     for attempt, error in ((1, "connection refused"), (2, "451 try later")):
         [row] = await store.notifications.claim_due(10, stale_after_s=60)
@@ -137,8 +137,8 @@ async def test_a_crashed_send_is_due_again_and_a_crashed_last_one_gives_up(
 ) -> None:
     store = await notify_store(notify_max_attempts=2)
     await add_notifying_app(store, notify_emails=["team@example.test"], notify_events=["started"])
-    await store.jobs.enqueue(push())
-    await store.jobs.claim("w", limit=1)
+    await store.queue.enqueue(push())
+    await store.leases.claim("w", limit=1)
 
     async def crash_long_ago(notification_id: int) -> None:
         """The sender died mid-send an hour ago (nothing was marked since)."""
@@ -166,8 +166,8 @@ async def test_a_crashed_send_is_due_again_and_a_crashed_last_one_gives_up(
 async def test_retry_resets_a_failed_one_only(notify_store: StoreFactory) -> None:
     store = await notify_store(notify_max_attempts=1)
     await add_notifying_app(store, notify_emails=["team@example.test"], notify_events=["started"])
-    await store.jobs.enqueue(push())
-    await store.jobs.claim("w", limit=1)
+    await store.queue.enqueue(push())
+    await store.leases.claim("w", limit=1)
     [row] = await store.notifications.claim_due(10, stale_after_s=60)
     await store.notifications.mark_failed(row.id, 1, "refused", retry_in_s=0)
 
@@ -193,8 +193,8 @@ def deployq(*args: str, database_url: str, data_dir: Path) -> subprocess.Complet
 
 async def _failed_notification(store: Store) -> int:
     await add_notifying_app(store, notify_emails=["team@example.test"], notify_events=["started"])
-    await store.jobs.enqueue(push())
-    await store.jobs.claim("w", limit=1)
+    await store.queue.enqueue(push())
+    await store.leases.claim("w", limit=1)
     [row] = await store.notifications.claim_due(10, stale_after_s=60)
     await store.notifications.mark_failed(
         row.id, row.attempts, "550 no such user", retry_in_s=0, permanent=True

@@ -31,7 +31,7 @@ async def test_claim_takes_priority_first_then_oldest(store: Store) -> None:
     first = await enqueue(store, "b")
     urgent = await enqueue(store, "c", priority=Priority.CRITICAL)
 
-    leases = await store.jobs.claim("w1", limit=3)
+    leases = await store.leases.claim("w1", limit=3)
 
     assert [lease.id for lease in leases] == [urgent, first, low]
     assert {lease.job.status for lease in leases} == {JobStatus.RUNNING}
@@ -48,11 +48,11 @@ async def test_claim_never_exceeds_capacity_or_app_concurrency(store: Store) -> 
         await enqueue(store, "serial")
         await enqueue(store, "wide")
 
-    leases = await store.jobs.claim("w1", limit=10)
+    leases = await store.leases.claim("w1", limit=10)
 
     assert len(leases) == 2
     assert sorted(lease.job.app_name for lease in leases) == ["serial", "wide"]
-    assert await store.jobs.claim("w2", limit=10) == []
+    assert await store.leases.claim("w2", limit=10) == []
 
 
 async def test_claim_respects_arch_labels_draining_and_health(store: Store) -> None:
@@ -62,8 +62,8 @@ async def test_claim_respects_arch_labels_draining_and_health(store: Store) -> N
     job = await enqueue(store, "armapp")
     await store.servers.set_draining("arm", True)
 
-    assert await store.jobs.claim("w1", limit=1) == []
-    assert await store.jobs.wait_reason(job) == "server arm draining"
+    assert await store.leases.claim("w1", limit=1) == []
+    assert await store.waits.reason(job) == "server arm draining"
 
     await store.servers.set_draining("arm", False)
     lease = await claim_one(store)
@@ -75,9 +75,9 @@ async def test_finish_succeeded_records_the_image(store: Store) -> None:
     await add_app(store, "web")
     await enqueue(store, "web")
     lease = await claim_one(store)
-    await store.jobs.set_progress(lease, step=Step.BUILD, progress=40)
+    await store.leases.set_progress(lease, step=Step.BUILD, progress=40)
 
-    done = await store.jobs.finish(lease, SUCCESS)
+    done = await store.leases.finish(lease, SUCCESS)
 
     assert done.status is JobStatus.SUCCEEDED
     assert done.progress == 100
@@ -98,15 +98,15 @@ async def test_failure_with_attempts_left_is_queued_with_backoff(
         await enqueue(store, "web")
         lease = await claim_one(store)
 
-        retried = await store.jobs.finish(lease, FAILURE)
+        retried = await store.leases.finish(lease, FAILURE)
 
         assert retried.status is JobStatus.QUEUED
         assert retried.error == FAILURE.error
         assert retried.worker_id is None and retried.finished_at is None
         delay = (retried.run_after - retried.updated_at).total_seconds()
         assert 5 <= delay <= 10  # equal jitter: half to all of base·2^0
-        assert await store.jobs.claim("w1", limit=1) == []  # not due yet
-        reason = await store.jobs.wait_reason(retried.id)
+        assert await store.leases.claim("w1", limit=1) == []  # not due yet
+        reason = await store.waits.reason(retried.id)
         assert reason is not None and reason.startswith("retry in ")
         events = await store.jobs.events(retried.id)
         assert events[-1].kind == "retry_scheduled"
@@ -120,7 +120,7 @@ async def test_failure_on_the_last_attempt_is_final(store: Store) -> None:
     await enqueue(store, "web")
     lease = await claim_one(store)
 
-    done = await store.jobs.finish(lease, FAILURE)
+    done = await store.leases.finish(lease, FAILURE)
 
     assert done.status is JobStatus.FAILED
     assert done.attempt == done.max_attempts == 1
@@ -132,7 +132,7 @@ async def test_non_retryable_failure_is_final_at_once(store: Store) -> None:
     await enqueue(store, "web")
     lease = await claim_one(store)
 
-    done = await store.jobs.finish(
+    done = await store.leases.finish(
         lease, Outcome(JobStatus.FAILED, error="no Dockerfile", retryable=False)
     )
 
@@ -149,17 +149,17 @@ async def test_writes_of_a_worker_that_lost_its_lease_are_rejected(store: Store)
             "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
             (lost.id,),
         )
-    assert await store.jobs.rescue_expired() == [lost.id]
+    assert await store.leases.rescue_expired() == [lost.id]
     again = await claim_one(store, "alive")
     assert again.id == lost.id and again.attempt == 2
 
-    beat = await store.jobs.heartbeat("dead", [(lost.id, lost.attempt)])
+    beat = await store.leases.heartbeat("dead", [(lost.id, lost.attempt)])
     assert beat.lost == {lost.id} and not beat.renewed
     with pytest.raises(LostJob):
-        await store.jobs.set_progress(lost, step=Step.BUILD, progress=50)
+        await store.leases.set_progress(lost, step=Step.BUILD, progress=50)
     with pytest.raises(LostJob):
-        await store.jobs.finish(lost, SUCCESS)
-    done = await store.jobs.finish(again, SUCCESS)
+        await store.leases.finish(lost, SUCCESS)
+    done = await store.leases.finish(again, SUCCESS)
     assert done.status is JobStatus.SUCCEEDED
     rescued = [e for e in await store.jobs.events(done.id) if e.kind == "rescued"]
     assert len(rescued) == 1 and "lease of worker dead expired" in (rescued[0].message or "")
@@ -176,7 +176,7 @@ async def test_an_expired_lease_on_the_last_attempt_fails_the_job(store: Store) 
             (lease.id,),
         )
 
-    assert await store.jobs.claim("alive", limit=1) == []  # the claim rescued it, as failed
+    assert await store.leases.claim("alive", limit=1) == []  # the claim rescued it, as failed
 
     job = await store.jobs.get(lease.id)
     assert job.status is JobStatus.FAILED
@@ -189,7 +189,7 @@ async def test_release_requeues_at_once_without_spending_an_attempt(store: Store
     await enqueue(store, "web")
     lease = await claim_one(store, "stopping")
 
-    assert await store.jobs.release("stopping", [(lease.id, lease.attempt)], "shutdown") == [
+    assert await store.leases.release("stopping", [(lease.id, lease.attempt)], "shutdown") == [
         lease.id
     ]
 
@@ -207,7 +207,7 @@ async def test_heartbeat_renews_and_reports_cancel_requests(store: Store) -> Non
     lease = await claim_one(store)
     await store.jobs.cancel(lease.id, actor="ops", force=True)
 
-    beat = await store.jobs.heartbeat("w1", [(lease.id, lease.attempt)])
+    beat = await store.leases.heartbeat("w1", [(lease.id, lease.attempt)])
 
     assert beat.renewed == {lease.id}
     assert beat.cancel == {lease.id: True}
@@ -247,7 +247,7 @@ async def test_cancel_running_is_sent_to_the_worker_by_notify(
     await listener.close()
     assert notice.payload == {"id": lease.id, "force": False}
     assert job.status is JobStatus.RUNNING and job.cancel_requested
-    done = await store.jobs.finish(lease, Outcome(JobStatus.CANCELLED, error="cancelled"))
+    done = await store.leases.finish(lease, Outcome(JobStatus.CANCELLED, error="cancelled"))
     assert done.status is JobStatus.CANCELLED
 
 
@@ -256,7 +256,7 @@ async def test_retry_creates_a_new_job_linked_to_the_old_one(store: Store) -> No
     await add_app(store, "web", max_attempts=1)
     await enqueue(store, "web")
     lease = await claim_one(store)
-    failed = await store.jobs.finish(lease, FAILURE)
+    failed = await store.leases.finish(lease, FAILURE)
     with pytest.raises(Conflict):
         await store.jobs.retry(await enqueue(store, "web", branch="other"), actor="ops")
 
@@ -272,7 +272,7 @@ async def test_supersede_replaces_older_queued_jobs_of_the_branch(store: Store) 
     older = await enqueue(store, "web")
     other_branch = await enqueue(store, "web", branch="dev")
 
-    result = await store.jobs.enqueue(push("web"))
+    result = await store.queue.enqueue(push("web"))
 
     assert result.superseded == [older]
     old = await store.jobs.get(older)
@@ -283,7 +283,7 @@ async def test_supersede_replaces_older_queued_jobs_of_the_branch(store: Store) 
 async def test_queue_policy_builds_every_push(store: Store) -> None:
     await add_app(store, "web", supersede_policy="queue")
     older = await enqueue(store, "web")
-    result = await store.jobs.enqueue(push("web"))
+    result = await store.queue.enqueue(push("web"))
     assert result.superseded == []
     assert (await store.jobs.get(older)).status is JobStatus.QUEUED
 
@@ -295,13 +295,13 @@ async def test_cancel_running_policy_stops_an_interruptible_build(
     await add_app(store, "web", supersede_policy="cancel-running")
     await enqueue(store, "web")
     building = await claim_one(store)
-    await store.jobs.set_progress(building, step=Step.BUILD, progress=30)
+    await store.leases.set_progress(building, step=Step.BUILD, progress=30)
     listener = Listener(database_url, [CHANNEL_CANCEL])
     notices = aiter(listener)
     first = asyncio.ensure_future(anext(notices))
     await asyncio.wait_for(listener.connected.wait(), 10)
 
-    result = await store.jobs.enqueue(push("web"))
+    result = await store.queue.enqueue(push("web"))
 
     notice = await asyncio.wait_for(first, 10)
     await listener.close()
@@ -314,9 +314,9 @@ async def test_cancel_running_policy_leaves_a_push_in_progress_alone(store: Stor
     await add_app(store, "web", supersede_policy="cancel-running")
     await enqueue(store, "web")
     pushing = await claim_one(store)
-    await store.jobs.set_progress(pushing, step=Step.PUSH, progress=85)
+    await store.leases.set_progress(pushing, step=Step.PUSH, progress=85)
 
-    result = await store.jobs.enqueue(push("web"))
+    result = await store.queue.enqueue(push("web"))
 
     assert result.cancel_requested == []
     assert not (await store.jobs.get(pushing.id)).cancel_requested
@@ -329,7 +329,7 @@ async def test_fifty_concurrent_deliveries_of_one_id_make_one_job(
     trigger = push("web", delivery="d-1", kind=TriggerKind.WEBHOOK)
     many = await Store.open(settings, database_url, min_size=10)
     try:
-        results = await asyncio.gather(*(many.jobs.enqueue(trigger) for _ in range(50)))
+        results = await asyncio.gather(*(many.queue.enqueue(trigger) for _ in range(50)))
     finally:
         await many.close()
 
@@ -351,9 +351,9 @@ async def test_wait_reasons_say_why_each_job_waits(store: Store) -> None:
     serial = await enqueue(store, "web", branch="b2")
     full = await enqueue(store, "api")
     arm = await enqueue(store, "arm")
-    await store.jobs.set_wait_reason([full], "low disk on local (512 MB free)")
+    await store.waits.set_reason([full], "low disk on local (512 MB free)")
 
-    reasons = await store.jobs.wait_reasons([running, serial, full, arm])
+    reasons = await store.waits.reasons([running, serial, full, arm])
 
     assert reasons == {
         serial: f"app serialised behind #{running}",
@@ -361,7 +361,7 @@ async def test_wait_reasons_say_why_each_job_waits(store: Store) -> None:
         arm: "no healthy server with arch arm64",
     }
     await store.servers.set_capacity("local", 2)
-    assert await store.jobs.wait_reason(full) == "low disk on local (512 MB free)"
+    assert await store.waits.reason(full) == "low disk on local (512 MB free)"
 
 
 async def test_queue_position_and_estimated_start(store: Store) -> None:
@@ -387,9 +387,9 @@ async def test_stats_count_the_queue_and_the_last_day(store: Store) -> None:
     await add_app(store, "api")
     for _ in range(2):
         await enqueue(store, "web", branch=f"b{_}")
-    lease_ok, lease_bad = await store.jobs.claim("w1", limit=2)
-    await store.jobs.finish(lease_ok, SUCCESS)
-    await store.jobs.finish(lease_bad, FAILURE)
+    lease_ok, lease_bad = await store.leases.claim("w1", limit=2)
+    await store.leases.finish(lease_ok, SUCCESS)
+    await store.leases.finish(lease_bad, FAILURE)
     await enqueue(store, "api", priority=Priority.HIGH)
     await enqueue(store, "web")
 
@@ -411,21 +411,21 @@ async def test_prune_deletes_logs_and_events_of_old_finished_jobs(store: Store) 
     await enqueue(store, "web")
     old = await claim_one(store)
     await store.logs.append(old.id, ["step 1", "step 2"], attempt=old.attempt)
-    await store.jobs.finish(old, SUCCESS)
+    await store.leases.finish(old, SUCCESS)
     recent_id = await enqueue(store, "web", branch="dev")
     async with store.pool.connection() as conn:
         await conn.execute(
             "UPDATE jobs SET finished_at = now() - %s WHERE id = %s", (timedelta(days=40), old.id)
         )
 
-    counts = await store.jobs.prune(30 * 86400, batch_size=1)
+    counts = await store.retention.prune(30 * 86400, batch_size=1)
 
     assert counts == {"jobs": 1, "log_lines": 2, "events": 3, "notifications": 0}
     assert await store.logs.read(old.id) == []
     assert await store.jobs.events(old.id) == []
     assert (await store.jobs.get(old.id)).status is JobStatus.SUCCEEDED  # the row stays
     assert await store.jobs.events(recent_id) != []
-    assert (await store.jobs.prune(30 * 86400))["jobs"] == 0
+    assert (await store.retention.prune(30 * 86400))["jobs"] == 0
 
 
 async def test_list_filters_and_pages(store: Store) -> None:
@@ -434,7 +434,7 @@ async def test_list_filters_and_pages(store: Store) -> None:
     await add_app(store, "api")
     ids = [await enqueue(store, "web") for _ in range(3)]
     api = await enqueue(store, "api")
-    await store.jobs.claim("w1", limit=1)  # takes ids[0]
+    await store.leases.claim("w1", limit=1)  # takes ids[0]
 
     assert [j.id for j in await store.jobs.recent(app="web", limit=2)] == [ids[2], ids[1]]
     assert [j.id for j in await store.jobs.recent(app="web", before_id=ids[1])] == [ids[0]]

@@ -71,7 +71,7 @@ async def claimer(
     try:
         while not stop.is_set():
             wake.clear()
-            leases = await store.jobs.claim(name, limit=2)
+            leases = await store.leases.claim(name, limit=2)
             for lease in leases:
                 assert lease.job.server_name is not None
                 tracker.start(lease.id, lease.job.app_name, lease.job.server_name)
@@ -79,7 +79,7 @@ async def claimer(
                 await asyncio.sleep(random.random() / 1000)  # the "build"
                 assert lease.job.server_name is not None
                 tracker.stop(lease.job.app_name, lease.job.server_name)
-                await store.jobs.finish(lease, SUCCESS)
+                await store.leases.finish(lease, SUCCESS)
             if not leases:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), POLL_S)
@@ -176,13 +176,13 @@ async def test_a_killed_claimers_job_is_rescued_once_and_its_late_finish_rejecte
         }:
             pass
         rescued_after = time.monotonic() - killed_at
-        [again] = await alive.jobs.claim("alive", limit=1)
-        done = await alive.jobs.finish(again, SUCCESS)
+        [again] = await alive.leases.claim("alive", limit=1)
+        done = await alive.leases.finish(again, SUCCESS)
 
         late = await Store.open(settings, database_url, min_size=1)
         try:
             with pytest.raises(LostJob):
-                await late.jobs.finish(lease, SUCCESS)
+                await late.leases.finish(lease, SUCCESS)
         finally:
             await late.close()
     finally:

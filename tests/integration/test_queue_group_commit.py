@@ -20,8 +20,8 @@ async def _claimed(store: Store, n: int) -> list[Lease]:
     await add_server(store, "local", capacity=n)
     await add_app(store, "web", concurrency=n, supersede_policy="queue")
     for _ in range(n):
-        await store.jobs.enqueue(push("web"))
-    leases = await store.jobs.claim("w1", limit=n)
+        await store.queue.enqueue(push("web"))
+    leases = await store.leases.claim("w1", limit=n)
     assert len(leases) == n
     return leases
 
@@ -42,7 +42,7 @@ async def _lose(store: Store, lease: Lease) -> Lease:
             "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
             (lease.id,),
         )
-    assert await store.jobs.rescue_expired() == [lease.id]
+    assert await store.leases.rescue_expired() == [lease.id]
     again = await claim_one(store, "w2")
     assert again.id == lease.id and again.attempt == lease.attempt + 1
     return again
@@ -128,10 +128,10 @@ async def test_finish_many_retries_with_backoff_and_writes_outbox_rows(
         supersede_policy="queue",
     )
     for _ in range(2):
-        await store.jobs.enqueue(notify_push())
-    failing, passing = await store.jobs.claim("w1", limit=2)
+        await store.queue.enqueue(notify_push())
+    failing, passing = await store.leases.claim("w1", limit=2)
 
-    retried, done = await store.jobs.finish_many(
+    retried, done = await store.leases.finish_many(
         [(failing, Outcome(JobStatus.FAILED, error="exit 1")), (passing, SUCCESS)]
     )
 
@@ -151,7 +151,7 @@ async def test_finish_many_retries_with_backoff_and_writes_outbox_rows(
 async def test_the_same_lease_twice_in_a_batch_finishes_once(store: Store) -> None:
     [lease] = await _claimed(store, 1)
 
-    first, second = await store.jobs.finish_many([(lease, SUCCESS), (lease, FAILURE)])
+    first, second = await store.leases.finish_many([(lease, SUCCESS), (lease, FAILURE)])
 
     assert isinstance(first, Job) and first.status is JobStatus.SUCCEEDED
     assert isinstance(second, LostJob)
@@ -161,7 +161,7 @@ async def test_a_stale_and_a_current_lease_of_one_job_in_a_batch(store: Store) -
     [stale] = await _claimed(store, 1)
     current = await _lose(store, stale)
 
-    lost, done = await store.jobs.finish_many([(stale, SUCCESS), (current, SUCCESS)])
+    lost, done = await store.leases.finish_many([(stale, SUCCESS), (current, SUCCESS)])
 
     assert isinstance(lost, LostJob)
     assert isinstance(done, Job) and done.status is JobStatus.SUCCEEDED and done.attempt == 2
@@ -190,9 +190,9 @@ async def test_named_enqueue_takes_the_apps_defaults_in_one_statement(store: Sto
     await add_app(store, "tuned", priority=Priority.HIGH, max_attempts=5, timeout_s=60)
     await add_app(store, "plain")
 
-    [tuned] = (await store.jobs.enqueue(push("tuned"))).jobs
-    [urgent] = (await store.jobs.enqueue(push("tuned", priority=Priority.CRITICAL))).jobs
-    [plain] = (await store.jobs.enqueue(push("plain"))).jobs
+    [tuned] = (await store.queue.enqueue(push("tuned"))).jobs
+    [urgent] = (await store.queue.enqueue(push("tuned", priority=Priority.CRITICAL))).jobs
+    [plain] = (await store.queue.enqueue(push("plain"))).jobs
 
     assert (tuned.priority, tuned.max_attempts, tuned.timeout_s) == (Priority.HIGH, 5, 60)
     assert urgent.priority is Priority.CRITICAL
@@ -200,14 +200,14 @@ async def test_named_enqueue_takes_the_apps_defaults_in_one_statement(store: Sto
     assert plain.timeout_s == store.settings.build_timeout
     assert plain.repo_url == "https://example.invalid/team/plain.git"
     with pytest.raises(NotFound, match="no app named 'ghost'"):
-        await store.jobs.enqueue(push("ghost"))
+        await store.queue.enqueue(push("ghost"))
 
 
 async def test_named_enqueue_of_a_delivery_seen_before_returns_its_job(store: Store) -> None:
     await add_app(store, "web")
 
-    first = await store.jobs.enqueue(push("web", delivery="d-1"))
-    again = await store.jobs.enqueue(push("web", delivery="d-1"))
+    first = await store.queue.enqueue(push("web", delivery="d-1"))
+    again = await store.queue.enqueue(push("web", delivery="d-1"))
 
     assert first.created and not again.created
     assert [j.id for j in again.jobs] == [j.id for j in first.jobs]

@@ -94,12 +94,12 @@ class QueueMachine(RuleBasedStateMachine):
 
     @rule(target=jobs, app=st.sampled_from(sorted(CONCURRENCY)), branch=st.sampled_from("ab"))
     def enqueue(self, app: str, branch: str) -> int:
-        result = self.run(self.store.jobs.enqueue(push(app, branch=branch)))
+        result = self.run(self.store.queue.enqueue(push(app, branch=branch)))
         return result.jobs[0].id
 
     @rule(target=leases, worker=st.sampled_from(["w1", "w2"]), limit=st.integers(1, 3))
     def claim(self, worker: str, limit: int) -> Any:
-        got = self.run(self.store.jobs.claim(worker, limit=limit))
+        got = self.run(self.store.leases.claim(worker, limit=limit))
         assert len(got) <= limit
         for lease in got:
             assert lease.job.status is JobStatus.RUNNING and lease.job.worker_id == worker
@@ -109,7 +109,7 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(lease=leases)
     def heartbeat(self, lease: Lease) -> None:
         worker = str(lease.job.worker_id)
-        result = self.run(self.store.jobs.heartbeat(worker, [(lease.id, lease.attempt)]))
+        result = self.run(self.store.leases.heartbeat(worker, [(lease.id, lease.attempt)]))
         ours = self.current.get(lease.id) == (lease.attempt, worker)
         assert (lease.id in result.renewed) == ours
         assert (lease.id in result.lost) == (not ours)
@@ -119,9 +119,9 @@ class QueueMachine(RuleBasedStateMachine):
         ours = self.current.get(lease.id) == (lease.attempt, lease.job.worker_id)
         if not ours:
             with pytest.raises(LostJob):
-                self.run(self.store.jobs.finish(lease, outcome))
+                self.run(self.store.leases.finish(lease, outcome))
             return
-        done = self.run(self.store.jobs.finish(lease, outcome))
+        done = self.run(self.store.leases.finish(lease, outcome))
         del self.current[lease.id]
         retried = (
             outcome.status is JobStatus.FAILED
@@ -165,7 +165,7 @@ class QueueMachine(RuleBasedStateMachine):
                     "WHERE id = %s AND attempt = %s AND status = 'running'",
                     (lease.id, lease.attempt),
                 )
-            return await self.store.jobs.rescue_expired()
+            return await self.store.leases.rescue_expired()
 
         rescued = self.run(go())
         ours = self.current.get(lease.id) == (lease.attempt, lease.job.worker_id)
@@ -179,7 +179,7 @@ class QueueMachine(RuleBasedStateMachine):
     @rule(lease=leases)
     def release(self, lease: Lease) -> None:
         worker = str(lease.job.worker_id)
-        released = self.run(self.store.jobs.release(worker, [(lease.id, lease.attempt)], "stop"))
+        released = self.run(self.store.leases.release(worker, [(lease.id, lease.attempt)], "stop"))
         ours = self.current.get(lease.id) == (lease.attempt, worker)
         assert released == ([lease.id] if ours else [])
         if ours:

@@ -33,7 +33,7 @@ async def test_heads_without_a_job_are_enqueued_once(store: Store, git_repo_fact
     repo.commit({"x.txt": "x"}, "not a matching branch")
     await add_app(store, repo.url)
     # main was delivered by its webhook already
-    await store.jobs.enqueue(
+    await store.queue.enqueue(
         Trigger(
             kind=TriggerKind.WEBHOOK,
             provider="github",

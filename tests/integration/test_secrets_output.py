@@ -106,7 +106,7 @@ async def test_no_output_path_shows_a_configured_secret(
     )
     await store.apps.add(legacy)
     [job] = (
-        await store.jobs.enqueue(
+        await store.queue.enqueue(
             Trigger(kind=TriggerKind.MANUAL, app="web", ref="refs/heads/main", actor="ops")
         )
     ).jobs

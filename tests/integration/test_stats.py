@@ -44,7 +44,7 @@ async def _finished_jobs(store: Store, ended_at: datetime) -> None:
     for app, outcome, wait_s, build_s in FINISHED:
         await enqueue(store, app)
         lease = await claim_one(store)
-        await store.jobs.finish(lease, outcome)
+        await store.leases.finish(lease, outcome)
         started = ended_at - timedelta(seconds=build_s)
         async with store.pool.connection() as conn:
             await conn.execute(
@@ -100,7 +100,7 @@ async def test_stats_summary_covers_the_window_all_apps_or_one(store: Store) -> 
     ended_at = datetime.now(UTC) - timedelta(minutes=5)
     await _finished_jobs(store, ended_at)
     old = await enqueue(store, "web")
-    await store.jobs.finish(await claim_one(store), SUCCESS)
+    await store.leases.finish(await claim_one(store), SUCCESS)
     async with store.pool.connection() as conn:  # ended 3 days ago: outside a 1-day window
         await conn.execute(
             "UPDATE jobs SET enqueued_at = now() - interval '3 days 1 minute', "
@@ -126,7 +126,7 @@ async def test_active_builds_shows_the_wait_so_far_server_step_and_progress(
     await add_app(store, "web")
     running = await enqueue(store, "web")
     lease = await claim_one(store)
-    await store.jobs.set_progress(lease, step=Step.BUILD, progress=40)
+    await store.leases.set_progress(lease, step=Step.BUILD, progress=40)
     queued = await enqueue(store, "web", branch="dev")
     async with store.pool.connection() as conn:
         await conn.execute(
@@ -166,7 +166,7 @@ async def test_a_rollback_builds_nothing_so_it_is_not_in_the_statistics(store: S
     ended_at = datetime.now(UTC) - timedelta(minutes=5)
     await _finished_jobs(store, ended_at)
     rollback = await enqueue(store, "web", branch="rollback")
-    await store.jobs.finish(await claim_one(store), SUCCESS)
+    await store.leases.finish(await claim_one(store), SUCCESS)
     async with store.pool.connection() as conn:
         await conn.execute(
             "UPDATE jobs SET deploy_only = true, started_at = finished_at - interval '1 hour' "

@@ -81,7 +81,7 @@ def state(store: Store) -> WebState:
 
 async def test_enqueue_many_is_one_transaction_with_one_by_one_results(store: Store) -> None:
     await add_app(store)  # supersede policy: a newer push to main supersedes a queued one
-    first, second, again = await store.jobs.enqueue_many(
+    first, second, again = await store.queue.enqueue_many(
         [trigger(1, "d-1"), trigger(2, "d-2"), trigger(1, "d-1")]
     )
     assert first.created and second.created
@@ -97,7 +97,7 @@ async def test_enqueue_many_is_one_transaction_with_one_by_one_results(store: St
 async def test_enqueue_many_rolls_everything_back_when_one_trigger_fails(store: Store) -> None:
     await add_app(store)
     with pytest.raises(NotFound, match="no app named 'gone'"):
-        await store.jobs.enqueue_many([trigger(1, "d-1"), trigger(2, "d-2", app="gone")])
+        await store.queue.enqueue_many([trigger(1, "d-1"), trigger(2, "d-2", app="gone")])
     assert await store.jobs.recent() == []
 
 

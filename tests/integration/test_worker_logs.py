@@ -17,7 +17,7 @@ async def claimed(store: Store) -> Lease:
     await store.servers.add("builder", "unix:///var/run/docker.sock", capacity=1)
     app = await add_app(store, "https://git.example.com/team/app.git")
     await deploy(store, app)
-    (lease,) = await store.jobs.claim("test-worker", limit=1)
+    (lease,) = await store.leases.claim("test-worker", limit=1)
     return lease
 
 
@@ -74,7 +74,7 @@ async def test_lines_of_an_attempt_that_is_no_longer_ours_are_dropped(store: Sto
     logs = LogBuffer(store, lease.id, lease.attempt, on_lost=lost.set)
     logs.write("before")
     await logs.flush()
-    finished = await store.jobs.finish(lease, Outcome(JobStatus.SUCCEEDED))
+    finished = await store.leases.finish(lease, Outcome(JobStatus.SUCCEEDED))
     assert finished.status is JobStatus.SUCCEEDED
     logs.write("after the job ended")
     await logs.flush()

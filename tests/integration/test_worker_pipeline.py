@@ -36,7 +36,7 @@ async def open_store(
 
 
 async def run_one(store: Store, app: str, **trigger: Any) -> Any:
-    result = await store.jobs.enqueue(
+    result = await store.queue.enqueue(
         Trigger(kind=TriggerKind.MANUAL, app=app, ref=trigger.pop("ref", "refs/heads/main"),
                 **trigger)
     )  # fmt: skip

@@ -33,7 +33,7 @@ async def _queue(app: DeployqApp) -> QueueScreen:
 
 async def test_cancel_asks_then_cancels_as_the_operator(store: Store) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _queue(app)
@@ -56,7 +56,7 @@ async def test_cancel_asks_then_cancels_as_the_operator(store: Store) -> None:
 
 async def test_priority_keys_raise_and_lower_a_queued_job(store: Store) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _queue(app)
@@ -78,7 +78,7 @@ async def test_priority_keys_raise_and_lower_a_queued_job(store: Store) -> None:
 
 async def test_retry_queues_a_new_attempt_of_a_finished_job(store: Store) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web"))).jobs[0]
     await store.jobs.cancel(job.id, actor="bob")
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -123,7 +123,7 @@ async def test_the_deploy_dialog_starts_on_the_app_and_refuses_a_ref_the_repo_la
 
 async def test_read_only_console_refuses_every_action(store: Store) -> None:
     await add_app(store, "web")
-    queued = (await store.jobs.enqueue(manual("web", "refs/heads/a"))).jobs[0]
+    queued = (await store.queue.enqueue(manual("web", "refs/heads/a"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR, read_only=True)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _queue(app)

@@ -33,7 +33,7 @@ async def test_keys_are_remapped_from_settings(settings_factory: Any, database_u
     )
     try:
         await add_app(store, "web")
-        await store.jobs.enqueue(manual("web"))
+        await store.queue.enqueue(manual("web"))
         app = DeployqApp(store, user=OPERATOR)
         async with app.run_test(size=(120, 40)) as pilot:
             await _queue(app)
@@ -91,7 +91,7 @@ async def test_a_lost_database_shows_a_banner_and_the_console_recovers(
     store: Store, pg_server_dsn: str, database_url: str
 ) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _queue(app)

@@ -44,7 +44,7 @@ async def test_a_cancel_confirmed_while_the_database_is_down_says_it_failed(
     store: Store, pg_server_dsn: str, database_url: str
 ) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(80, 24)) as pilot:
         await _queue(app)
@@ -71,7 +71,7 @@ async def test_a_cancel_confirmed_while_the_database_is_down_says_it_failed(
 
 async def test_a_read_only_console_says_so_and_refuses_every_verb_aloud(store: Store) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR, read_only=True)
     async with app.run_test(size=(80, 24)) as pilot:
         await _queue(app)

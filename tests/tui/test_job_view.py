@@ -25,7 +25,7 @@ async def _open_job(app: DeployqApp, pilot: object) -> JobScreen:
 
 async def test_the_log_follows_appended_lines_and_pauses_when_scrolled_up(store: Store) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web"))).jobs[0]
     await store.logs.append(job.id, [f"early {n}" for n in range(5)])
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)) as pilot:
@@ -58,7 +58,7 @@ async def test_the_log_follows_appended_lines_and_pauses_when_scrolled_up(store:
 
 async def test_search_finds_a_line_in_the_log(store: Store) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web"))).jobs[0]
     lines = [f"line {n}" for n in range(300)]
     lines[20] = "npm ERR! needle missing"
     await store.logs.append(job.id, lines)
@@ -77,7 +77,7 @@ async def test_search_finds_a_line_in_the_log(store: Store) -> None:
 
 async def test_job_view_shows_the_job_and_goes_back_with_escape(store: Store) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web", "refs/heads/feature-y"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web", "refs/heads/feature-y"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open_job(app, pilot)
@@ -92,7 +92,7 @@ async def test_a_log_to_watch_a_build_in_wrap_paused_marker_first_error_cache_mi
     store: Store,
 ) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web"))).jobs[0]
     long_line = "RUN pip install " + " ".join(f"package-{n}" for n in range(40))
     lines = ["#1 load build definition", "#5 importing cache manifest from reg.local/web:main"]
     lines += ["#5 ERROR: reg.local/web:main: not found", long_line]
@@ -133,7 +133,7 @@ async def test_a_job_of_a_deployed_app_shows_the_deploy_step_and_what_runs_now(
     store: Store,
 ) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web", commit_sha="abcdef1" + "0" * 33))).jobs[0]
+    job = (await store.queue.enqueue(manual("web", commit_sha="abcdef1" + "0" * 33))).jobs[0]
     await store.deploy.record_release(
         job,
         target="prod1",
@@ -155,17 +155,17 @@ async def test_a_job_of_a_deployed_app_shows_the_deploy_step_and_what_runs_now(
 async def test_job_view_says_how_long_a_job_should_take_and_when(store: Store) -> None:
     await store.servers.add("local", "unix:///var/run/docker.sock", capacity=1)
     await add_app(store, "web")
-    done = (await store.jobs.enqueue(manual("web"))).jobs[0]
-    [lease] = await store.jobs.claim("w1", limit=1)
-    await store.jobs.finish(lease, Outcome(JobStatus.SUCCEEDED))
+    done = (await store.queue.enqueue(manual("web"))).jobs[0]
+    [lease] = await store.leases.claim("w1", limit=1)
+    await store.leases.finish(lease, Outcome(JobStatus.SUCCEEDED))
     async with store.pool.connection() as conn:  # its one successful build took 90 s
         await conn.execute(
             "UPDATE jobs SET started_at = finished_at - interval '90 seconds' WHERE id = %s",
             (done.id,),
         )
-    running = (await store.jobs.enqueue(manual("web", "refs/heads/a"))).jobs[0]
-    await store.jobs.claim("w1", limit=1)
-    queued = (await store.jobs.enqueue(manual("web", "refs/heads/b"))).jobs[0]
+    running = (await store.queue.enqueue(manual("web", "refs/heads/a"))).jobs[0]
+    await store.leases.claim("w1", limit=1)
+    queued = (await store.queue.enqueue(manual("web", "refs/heads/b"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open_job(app, pilot)  # running jobs come first

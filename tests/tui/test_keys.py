@@ -42,7 +42,7 @@ async def test_ctrl_p_opens_the_palette_and_runs_a_command(store: Store) -> None
 async def test_home_end_and_g_G_move_to_the_first_and_last_row(store: Store) -> None:
     await add_app(store, "web", concurrency=50)
     for n in range(30):
-        await store.jobs.enqueue(manual("web", ref=f"refs/heads/b{n}"))
+        await store.queue.enqueue(manual("web", ref=f"refs/heads/b{n}"))
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = await _queue(app)

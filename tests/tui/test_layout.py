@@ -211,7 +211,7 @@ async def test_columns_fit_80_and_widen_at_120(store: Store, database_url: str) 
         AppSpec(name="storefront-web", repo_url="https://example.invalid/shop/storefront-web.git")
     )
     long_ref = "refs/heads/feature/a-very-long-branch-name-for-the-login-page"
-    job = (await store.jobs.enqueue(manual("storefront-web", long_ref))).jobs[0]
+    job = (await store.queue.enqueue(manual("storefront-web", long_ref))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen

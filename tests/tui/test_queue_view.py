@@ -16,9 +16,9 @@ from deployq.tui.screens.queue import QueueScreen
 
 async def test_queued_jobs_are_listed_in_claim_order_with_their_place(store: Store) -> None:
     await add_app(store, "web", concurrency=10)
-    a = (await store.jobs.enqueue(manual("web", "refs/heads/a"))).jobs[0]
-    b = (await store.jobs.enqueue(manual("web", "refs/heads/b"))).jobs[0]
-    c = (await store.jobs.enqueue(manual("web", "refs/heads/c", priority=Priority.HIGH))).jobs[0]
+    a = (await store.queue.enqueue(manual("web", "refs/heads/a"))).jobs[0]
+    b = (await store.queue.enqueue(manual("web", "refs/heads/b"))).jobs[0]
+    c = (await store.queue.enqueue(manual("web", "refs/heads/c", priority=Priority.HIGH))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
@@ -49,9 +49,9 @@ async def test_the_estimated_start_waits_for_a_running_build_of_the_same_app(
 ) -> None:
     await add_app(store, "web")
     await store.servers.add("builder-1", "unix:///var/run/docker.sock", capacity=4)
-    done = (await store.jobs.enqueue(manual("web", "refs/heads/done"))).jobs[0]
-    running = (await store.jobs.enqueue(manual("web", "refs/heads/running"))).jobs[0]
-    waiting = (await store.jobs.enqueue(manual("web", "refs/heads/waiting"))).jobs[0]
+    done = (await store.queue.enqueue(manual("web", "refs/heads/done"))).jobs[0]
+    running = (await store.queue.enqueue(manual("web", "refs/heads/running"))).jobs[0]
+    waiting = (await store.queue.enqueue(manual("web", "refs/heads/waiting"))).jobs[0]
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute(
             "UPDATE jobs SET status = 'succeeded', started_at = %s, finished_at = %s WHERE id = %s",
@@ -88,7 +88,7 @@ async def test_a_job_enqueued_elsewhere_appears_without_a_key_press(
     store: Store, settings: Settings, database_url: str
 ) -> None:
     await add_app(store, "web")
-    old = (await store.jobs.enqueue(manual("web", "refs/heads/old"))).jobs[0]
+    old = (await store.queue.enqueue(manual("web", "refs/heads/old"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)):
         screen = app.screen
@@ -97,7 +97,7 @@ async def test_a_job_enqueued_elsewhere_appears_without_a_key_press(
         await app.listening.wait()
         other = await Store.open(settings, database_url, min_size=1)
         try:
-            new = (await other.jobs.enqueue(manual("web", "refs/heads/new"))).jobs[0]
+            new = (await other.queue.enqueue(manual("web", "refs/heads/new"))).jobs[0]
         finally:
             await other.close()
         await wait_until(app, lambda: str(new.id) in screen.table.rows, what="the new row")
@@ -107,7 +107,7 @@ async def test_a_job_enqueued_elsewhere_appears_without_a_key_press(
 
 async def test_a_status_change_updates_the_row_in_place(store: Store) -> None:
     await add_app(store, "web")
-    job = (await store.jobs.enqueue(manual("web"))).jobs[0]
+    job = (await store.queue.enqueue(manual("web"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
@@ -130,8 +130,8 @@ async def test_a_status_change_updates_the_row_in_place(store: Store) -> None:
 async def test_the_filter_narrows_the_table(store: Store) -> None:
     await add_app(store, "web")
     await add_app(store, "api")
-    web = (await store.jobs.enqueue(manual("web", "refs/heads/main"))).jobs[0]
-    api = (await store.jobs.enqueue(manual("api", "refs/heads/feature-x"))).jobs[0]
+    web = (await store.queue.enqueue(manual("web", "refs/heads/main"))).jobs[0]
+    api = (await store.queue.enqueue(manual("api", "refs/heads/feature-x"))).jobs[0]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(120, 40)) as pilot:
         screen = app.screen
@@ -156,7 +156,7 @@ async def test_the_filter_narrows_the_table(store: Store) -> None:
 
 async def test_cancelling_keeps_the_cursor_at_its_place_for_the_next_job(store: Store) -> None:
     await add_app(store, "web", concurrency=10)
-    jobs = [(await store.jobs.enqueue(manual("web", f"refs/heads/{n}"))).jobs[0] for n in "abc"]
+    jobs = [(await store.queue.enqueue(manual("web", f"refs/heads/{n}"))).jobs[0] for n in "abc"]
     app = DeployqApp(store, user=OPERATOR)
     async with app.run_test(size=(80, 24)) as pilot:
         screen = app.screen

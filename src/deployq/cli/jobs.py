@@ -68,7 +68,7 @@ async def deploy_cmd(
     trigger = manual_trigger(
         await store.apps.get(app), actor=user, ref=ref, commit=sha, priority=priority
     )
-    result = await store.jobs.enqueue(trigger)
+    result = await store.queue.enqueue(trigger)
     job = result.jobs[0]
     position = await store.jobs.queue_position(job.id)
     text = f"queued job #{job.id} for {job.app_name} ({job.branch}"
@@ -119,7 +119,7 @@ async def jobs_cmd(
         limit=limit,
         before_id=before_id,
     )
-    reasons = await store.jobs.wait_reasons([j.id for j in jobs if j.status is JobStatus.QUEUED])
+    reasons = await store.waits.reasons([j.id for j in jobs if j.status is JobStatus.QUEUED])
     data = [{**to_jsonable(j), "wait_reason": reasons.get(j.id)} for j in jobs]
 
     def text() -> str:
@@ -167,7 +167,7 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
         click.echo(pull)
         return
     events = await store.jobs.events(job_id)
-    reason = await store.jobs.wait_reason(job_id)
+    reason = await store.waits.reason(job_id)
     position = await store.jobs.queue_position(job_id)
     estimate = (await store.estimates.for_jobs([job_id])).get(job_id)
     times = job_times(job, events)
@@ -332,7 +332,7 @@ async def prune_cmd(state: CliState, store: Store, older_than: str | None) -> No
         age = parse_duration(older_than) if older_than else store.settings.retention
     except ValueError as exc:
         raise InvalidInput(f"--older-than {older_than!r}: {exc}") from exc
-    counts = await store.jobs.prune(age)
+    counts = await store.retention.prune(age)
     emit(
         state,
         counts,

@@ -89,7 +89,7 @@ class DeliveryStore:
         then the records with the commit)."""
         async with self.store.connection() as conn:
             async with conn.pipeline(), conn.transaction():
-                results = await self.store.jobs.enqueue_many(triggers, conn=conn)
+                results = await self.store.queue.enqueue_many(triggers, conn=conn)
                 cursor = await self._insert(conn, records_for(results))
             # leaving the pipeline waited for the commit
             return results, await _ids(cursor)

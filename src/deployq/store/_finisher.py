@@ -1,9 +1,9 @@
 """Group commit of finished attempts: ``await finisher.finish(lease, outcome)``.
 
 The finishes that arrive while the previous write is in flight are written together, in one
-transaction (``store.jobs.finish_many``); a lone finish goes out at once as
-``store.jobs.finish`` (see deployq.store._group_commit). Each caller gets exactly what
-``store.jobs.finish`` would give it, once committed: the finished Job, or LostJob for its job
+transaction (``store.leases.finish_many``); a lone finish goes out at once as
+``store.leases.finish`` (see deployq.store._group_commit). Each caller gets exactly what
+``store.leases.finish`` would give it, once committed: the finished Job, or LostJob for its job
 alone.
 """
 
@@ -31,7 +31,7 @@ class Finisher(GroupCommit[Finish, Job]):
         self.store = store
 
     async def finish(self, lease: Lease, outcome: Outcome) -> Job:
-        """``store.jobs.finish(lease, outcome)`` as part of a group commit: the finished
+        """``store.leases.finish(lease, outcome)`` as part of a group commit: the finished
         job once committed; LostJob when the job is no longer ours; the database's error."""
         return await self.submit((lease, outcome))
 
@@ -43,10 +43,10 @@ class Finisher(GroupCommit[Finish, Job]):
                 raise
             except Exception as exc:  # its own error (LostJob...): nothing else to retry
                 return [exc]
-        return list(await self.store.jobs.finish_many(items))
+        return list(await self.store.leases.finish_many(items))
 
     async def write_one(self, item: Finish) -> Job:
-        return await self.store.jobs.finish(*item)
+        return await self.store.leases.finish(*item)
 
     @property
     def transactions(self) -> int:

@@ -1,10 +1,9 @@
-"""What every part of the job queue shares: result types, events, NOTIFY, backoff.
+"""What the objects of the job queue share: result types, timeline events, NOTIFY.
 
-The queue is split by responsibility: ``enqueue`` (triggers become jobs), ``claim`` (jobs
-go to servers, expired leases come back), ``jobs`` (the running attempt and operator
-actions), ``queue_read`` (what clients see: lists, positions, wait reasons, statistics) and
-``maintenance`` (retention and the periodic rescuer). ``JobStore`` in ``jobs`` joins them,
-so callers use ``store.jobs.<method>`` whatever module holds the method.
+The queue is split by responsibility, one object each: ``store.queue`` (triggers become
+jobs, ``_queue``), ``store.leases`` (the worker's side: claim, heartbeat, finish, rescue,
+``_leases``), ``store.jobs`` (reads and operator actions, ``_jobs``), ``store.waits`` (why
+jobs wait, ``_waits``) and ``store.retention`` (prune, ``_retention``).
 """
 
 from __future__ import annotations
@@ -103,7 +102,7 @@ def wants_notification(app: App | None, event: NotifyEvent) -> bool:
 
 
 class StorePart:
-    """Base of the JobStore parts: they all reach PostgreSQL through the Store's pool."""
+    """Base of the queue's objects: they reach PostgreSQL through the Store's connections."""
 
     def __init__(self, store: Store) -> None:
         self.store = store

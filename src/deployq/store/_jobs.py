@@ -1,144 +1,125 @@
-"""The job queue as the worker and operators drive it: ``store.jobs``.
+"""Jobs as clients see and steer them: ``store.jobs``.
 
-Correctness rules (docs/ARCHITECTURE.md, "The job model"):
-- enqueue is one transaction; a provider delivery id yields one job per app, even when the
-  same delivery arrives twice at once (unique index + ON CONFLICT DO NOTHING).
-- claim runs under one transaction-scoped advisory lock, so server capacity and per-app
-  concurrency are counted consistently across every worker on every host.
-- every write by a worker is fenced on (id, attempt, status='running'): a worker whose lease
-  was taken over changes nothing and learns it has lost the job (LostJob).
-
-This module holds the running attempt (heartbeat, progress, release) and operator
-actions (cancel, priority); ``JobStore`` also carries the other parts of the queue, so every
-caller writes ``store.jobs.<method>``: enqueue/retry (``enqueue``), claim/rescue_expired
-(``claim``), finish/finish_many (``finish``; group commits: ``finisher.Finisher``),
-get/list/events/stats/queue_position(s) (``queue_read``), wait_reason(s) (``wait``) and
-prune (``maintenance``).
+Reads (one job, recent jobs, the timeline, statistics, queue positions) are computed here so
+the CLI, the console and the REST API show the same figures; operator actions (cancel,
+priority, retry) write the timeline and NOTIFY like every change of a job.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from psycopg.types.json import Jsonb
-
-from deployq.errors import Conflict, LostJob, NotFound
-from deployq.models import Job, JobStatus, NotifyEvent, Priority, Step
+from deployq.errors import Conflict, NotFound
+from deployq.models import (
+    Job,
+    JobEvent,
+    JobStatus,
+    NotifyEvent,
+    Priority,
+    QueuePosition,
+    QueueStats,
+    Trigger,
+    TriggerKind,
+)
 from deployq.store._channels import CHANNEL_CANCEL, dumps
-from deployq.store._claim import ClaimPart
-from deployq.store._enqueue import EnqueuePart
-from deployq.store._finish import FinishPart
 from deployq.store._job_common import (
-    WORKER_FIELDS,
-    EnqueueResult,
-    HeartbeatResult,
-    Lease,
-    Outcome,
+    StorePart,
     add_event,
     notify_job,
 )
-from deployq.store._maintenance import MaintenancePart
 from deployq.store._queries import sql
-from deployq.store._queue_read import QueueReadPart
-from deployq.store._wait import WaitReasonPart
 
-__all__ = [
-    "EnqueueResult",
-    "HeartbeatResult",
-    "JobStore",
-    "Lease",
-    "Outcome",
-    "add_event",
-    "notify_job",
-]
+#: how far back finished jobs count for the statistics and the estimates
+RECENT_WINDOW = timedelta(hours=24)
 
 
-class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart, MaintenancePart):
-    """Everything about jobs; see the module docstring for where each part lives."""
+class Jobs(StorePart):
+    """``store.jobs``: reads, cancel, priority, retry, timeline."""
 
-    # -- while running ---------------------------------------------------------------------
-
-    async def heartbeat(self, worker_id: str, held: list[tuple[int, int]]) -> HeartbeatResult:
-        """Renew the leases of (job id, attempt) pairs in one statement; report lost ones."""
-        if not held:
-            return HeartbeatResult(set(), set(), {})
-        ttl = timedelta(seconds=self.store.settings.lease_ttl)
+    async def get(self, job_id: int) -> Job:
+        """One job; NotFound when there is none."""
         async with self.store.connection() as conn:
-            rows = await (
-                await conn.execute(
-                    sql("job_heartbeat"),
-                    {
-                        "ttl": ttl,
-                        "ids": [h[0] for h in held],
-                        "attempts": [h[1] for h in held],
-                        "worker_id": worker_id,
-                    },
-                )
-            ).fetchall()
-        renewed = {int(r["id"]) for r in rows}
-        cancel = {int(r["id"]): bool(r["cancel_force"]) for r in rows if r["cancel_requested"]}
-        return HeartbeatResult(renewed, {h[0] for h in held} - renewed, cancel)
-
-    async def set_progress(
-        self,
-        lease: Lease,
-        *,
-        step: Step | str,
-        progress: int,
-        step_durations: dict[str, float] | None = None,
-        fields: dict[str, Any] | None = None,
-    ) -> None:
-        """Record the current step and percent (fenced); raise LostJob if not ours."""
-        params: dict[str, Any] = {
-            "step": str(step),
-            "progress": max(0, min(100, progress)),
-            "id": lease.id,
-            "attempt": lease.attempt,
-            "set_step_durations": step_durations is not None,
-            "step_durations": Jsonb(step_durations) if step_durations is not None else None,
-        }
-        for name in WORKER_FIELDS:
-            params[f"set_{name}"] = False
-            params[name] = None
-        for name, value in (fields or {}).items():
-            if name not in WORKER_FIELDS:
-                raise ValueError(f"set_progress cannot set {name}")
-            params[f"set_{name}"] = True
-            params[name] = Jsonb(value) if isinstance(value, dict) else value
-        async with self.store.connection() as conn:
-            row = await (await conn.execute(sql("job_progress"), params)).fetchone()
+            row = await (await conn.execute(sql("job_get"), {"id": job_id})).fetchone()
         if row is None:
-            raise LostJob(f"job #{lease.id} attempt {lease.attempt} is no longer ours")
+            raise NotFound(f"no job #{job_id}; `deployq jobs` lists the jobs")
+        return Job.model_validate(row)
 
-    async def release(self, worker_id: str, held: list[tuple[int, int]], reason: str) -> list[int]:
-        """Put this worker's running jobs back in the queue now (hard shutdown); the
-        interrupted attempt does not count against max_attempts."""
-        if not held:
-            return []
-        async with self.store.connection() as conn, conn.transaction():
-            rows = await (
-                await conn.execute(
-                    sql("jobs_release"),
-                    {
-                        "ids": [h[0] for h in held],
-                        "attempts": [h[1] for h in held],
-                        "worker_id": worker_id,
-                    },
-                )
-            ).fetchall()
-            for row in rows:
-                await add_event(
-                    conn,
-                    int(row["id"]),
-                    "released",
-                    from_status="running",
-                    to_status="queued",
-                    actor=worker_id,
-                    message=reason,
-                )
-                await notify_job(conn, row, "released")
-        return [int(r["id"]) for r in rows]
+    async def recent(
+        self,
+        *,
+        status: list[JobStatus] | None = None,
+        app: str | None = None,
+        server: str | None = None,
+        since: datetime | None = None,
+        since_id: int | None = None,
+        before_id: int | None = None,
+        limit: int = 50,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Newest first, filtered. Page with ``before_id`` (the last id of the previous
+        page) or ``offset``; ``since`` keeps jobs enqueued at or after that moment."""
+        params = {
+            "statuses": [s.value for s in status] if status else None,
+            "app": app or None,
+            "server": server or None,
+            "since": since,
+            "since_id": since_id,
+            "before_id": before_id,
+            "limit": limit,
+            "offset": offset,
+        }
+        async with self.store.connection() as conn:
+            rows = await (await conn.execute(sql("jobs_recent"), params)).fetchall()
+        return [Job.model_validate(r) for r in rows]
+
+    async def events(self, job_id: int) -> list[JobEvent]:
+        """The job's timeline, oldest first."""
+        async with self.store.connection() as conn:
+            rows = await (await conn.execute(sql("job_events"), {"job_id": job_id})).fetchall()
+        return [JobEvent.model_validate(r) for r in rows]
+
+    # -- statistics ------------------------------------------------------------------------
+
+    async def stats(self) -> QueueStats:
+        """Queue depth by priority, running jobs, server load, the last 24 h in numbers."""
+        async with self.store.connection() as conn:
+            row = await (
+                await conn.execute(sql("queue_stats"), {"window": RECENT_WINDOW})
+            ).fetchone()
+        assert row is not None
+        by_priority = {p.name.lower(): 0 for p in Priority}
+        for key, n in row["queued_by_priority"].items():
+            by_priority[Priority(int(key)).name.lower()] = int(n)
+        finished = {k: int(v) for k, v in row["finished"].items()}
+        succeeded = finished.get("succeeded", 0)
+        judged = succeeded + finished.get("failed", 0) + finished.get("timed_out", 0)
+        return QueueStats(
+            queued=sum(by_priority.values()),
+            queued_by_priority=by_priority,
+            running=int(row["running"]),
+            servers=row["servers"],
+            succeeded_24h=succeeded,
+            failed_24h=finished.get("failed", 0),
+            cancelled_24h=finished.get("cancelled", 0),
+            timed_out_24h=finished.get("timed_out", 0),
+            superseded_24h=finished.get("superseded", 0),
+            success_rate_24h=round(succeeded / judged, 4) if judged else None,
+            mean_duration_s=_float(row["mean_duration_s"]),
+            p95_duration_s=_float(row["p95_duration_s"]),
+            oldest_queued_age_s=_float(row["oldest_queued_age_s"]),
+        )
+
+    # -- queue position and estimated start ------------------------------------------------
+
+    async def queue_position(self, job_id: int) -> QueuePosition | None:
+        """Where a queued job stands and when it should start; None unless it is queued."""
+        return (await self.queue_positions([job_id])).get(job_id)
+
+    async def queue_positions(self, job_ids: list[int]) -> dict[int, QueuePosition]:
+        """``queue_position`` for many jobs at once (the ones not queued are left out); the
+        estimates are ``store.estimates``'."""
+        return await self.store.estimates.queue_positions(list(job_ids))
 
     # -- operator actions ------------------------------------------------------------------
 
@@ -221,3 +202,34 @@ class JobStore(EnqueuePart, ClaimPart, FinishPart, QueueReadPart, WaitReasonPart
         """Append a row to a job's timeline (e.g. the worker's step changes)."""
         async with self.store.connection() as conn:
             await add_event(conn, job_id, kind, actor=actor, message=message)
+
+    async def retry(self, job_id: int, *, actor: str) -> Job:
+        """A new job for the same app and commit, linked to the finished one (retry_of)."""
+        job = await self.get(job_id)
+        if not job.status.is_final:
+            raise Conflict(
+                f"job #{job_id} is {job.status.value}; only a finished job can be retried"
+            )
+        if job.app_id is None:
+            raise Conflict(f"the app of job #{job_id} was removed; it cannot be retried")
+        trigger = Trigger(
+            kind=TriggerKind.RETRY,
+            provider="manual",
+            app=job.app_name,
+            ref=job.ref,
+            ref_type=job.ref_type,
+            commit_sha=job.commit_sha,
+            commit_message=job.commit_message,
+            commit_author=job.commit_author,
+            pusher=job.pusher,
+            pusher_email=job.pusher_email,
+            priority=job.priority,
+            actor=actor,
+            retry_of=job.id,
+        )
+        result = await self.store.queue.enqueue(trigger)
+        return result.jobs[0]
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else round(float(value), 3)

@@ -12,21 +12,25 @@ from deployq.store._deliveries import DeliveryStore
 from deployq.store._deploy import DeployStore
 from deployq.store._estimates import EstimateStore
 from deployq.store._feed import FeedStore
-from deployq.store._jobs import JobStore
+from deployq.store._jobs import Jobs
+from deployq.store._leases import Leases
 from deployq.store._logs import LogStore
 from deployq.store._metrics import MetricsStore
 from deployq.store._notifications import NotificationStore
 from deployq.store._queries import sql
+from deployq.store._queue import Queue
 from deployq.store._reconcile import ReconcileStore
+from deployq.store._retention import Retention
 from deployq.store._secrets import SecretStore
 from deployq.store._servers import ServerStore
 from deployq.store._stats import StatsStore
 from deployq.store._tokens import TokenStore
+from deployq.store._waits import Waits
 from deployq.store._workers import WorkerStore
 
 
 class Store:
-    """Everything deployq keeps in PostgreSQL, grouped by area: ``store.jobs.claim(...)``."""
+    """Everything deployq keeps in PostgreSQL, grouped by area: ``store.leases.claim(...)``."""
 
     def __init__(self, pool: Pool, settings: Settings, dsn: str) -> None:
         self.pool = pool
@@ -35,7 +39,11 @@ class Store:
         self.db = Database(pool, dsn)
         self.secrets = SecretStore(self)
         self.apps = AppStore(self)
-        self.jobs = JobStore(self)
+        self.queue = Queue(self)
+        self.leases = Leases(self)
+        self.jobs = Jobs(self)
+        self.waits = Waits(self)
+        self.retention = Retention(self)
         self.logs = LogStore(self)
         self.servers = ServerStore(self)
         self.tokens = TokenStore(self)

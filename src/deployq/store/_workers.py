@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 class WorkerStore:
-    """Rows of the ``workers`` table, plus small queue reads the worker pool schedules by."""
+    """``store.workers``: rows of the ``workers`` table."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -32,17 +32,3 @@ class WorkerStore:
     async def unregister(self, worker_id: str) -> None:
         async with self.store.connection() as conn:
             await conn.execute(sql("worker_unregister"), {"id": worker_id})
-
-    async def seconds_to_next_due(self) -> float | None:
-        """Seconds until the earliest queued job with a future run_after becomes due."""
-        async with self.store.connection() as conn:
-            row = await (await conn.execute(sql("next_due_in"))).fetchone()
-        if row is None or row["wait"] is None:
-            return None
-        return max(0.0, float(row["wait"]))
-
-    async def set_wait_reason(self, reason: str | None) -> int:
-        """Say why due queued jobs are not being started (e.g. low disk); None clears it."""
-        async with self.store.connection() as conn:
-            cur = await conn.execute(sql("wait_reason_set_due"), {"reason": reason})
-        return cur.rowcount

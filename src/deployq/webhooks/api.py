@@ -172,7 +172,7 @@ async def create_deployment(request: web.Request) -> web.Response:
         commit=commit,
         priority=priority,
     )
-    result = await store.jobs.enqueue(trigger)
+    result = await store.queue.enqueue(trigger)
     return _json({"jobs": [job_json(j) for j in result.jobs]}, status=202)
 
 
@@ -206,7 +206,7 @@ async def get_job(request: web.Request) -> web.Response:
     job = await store.jobs.get(_path_id(request))
     data = job_json(job)
     if job.status is JobStatus.QUEUED:
-        data["wait_reason"] = await store.jobs.wait_reason(job.id) or job.wait_reason
+        data["wait_reason"] = await store.waits.reason(job.id) or job.wait_reason
         position = await store.jobs.queue_position(job.id)
         data["queue_position"] = position.model_dump(mode="json") if position else None
     if not job.status.is_final:

@@ -3,7 +3,7 @@
 Each delivery that reaches the database costs a commit, and commits that carry a NOTIFY
 serialise on PostgreSQL's notify queue lock: one commit per delivery caps the receiver well
 below what the database can insert. The batcher collects the deliveries that arrive while a
-batch is being written and writes them together: their jobs (``store.jobs.enqueue_many``)
+batch is being written and writes them together: their jobs (``store.queue.enqueue_many``)
 and their webhook_deliveries rows in ONE transaction. A lone delivery is written at once
 (no timer); under load a batch is whatever arrived during the previous commit, up to
 max_batch (the mechanism is deployq.store.GroupCommit).
@@ -96,7 +96,7 @@ class DeliveryBatcher(GroupCommit[Delivery, Any]):
     async def write_one(self, item: Delivery) -> Any:
         """The path without batching: the delivery's triggers with ``enqueue`` (a commit
         each), then its record; a failure only fails this delivery."""
-        results = [await self.store.jobs.enqueue(t) for t in item.triggers]
+        results = [await self.store.queue.enqueue(t) for t in item.triggers]
         outcome, record = item.build(results)
         try:  # its jobs are committed: losing the record beats failing the answer
             async with asyncio.timeout(RECORD_DEADLINE_S):

@@ -3,7 +3,7 @@
 Each step records itself on the job (current step, percent, durations) so every client sees
 where a build is; each failure says what failed and where, in the job's error and its log.
 The pipeline knows nothing of leases or heartbeats: the pool runs it in a task of its own,
-cancels that task to interrupt a step, and turns what it returns into ``store.jobs.finish``.
+cancels that task to interrupt a step, and turns what it returns into ``store.leases.finish``.
 """
 
 from __future__ import annotations
@@ -419,7 +419,7 @@ class Pipeline:
         latest), never holds up the step itself."""
         await self._settle()
         self._progress = asyncio.create_task(
-            self.store.jobs.set_progress(
+            self.store.leases.set_progress(
                 self.lease,
                 step=step,
                 progress=percent,

@@ -175,7 +175,7 @@ class WorkerPool:
                 if await self._claim_once() and self.free_slots:
                     continue  # took a full batch: there may be more
                 if self.free_slots:
-                    due = await self.store.workers.seconds_to_next_due()
+                    due = await self.store.waits.seconds_to_next_due()
                     if due is not None:
                         delay = min(delay, due + 0.05)
             except _TRANSIENT as exc:
@@ -194,8 +194,8 @@ class WorkerPool:
         reason = self.monitor.wait_reason()
         if reason != self._wait_reason:
             self._wait_reason = reason
-            await self.store.workers.set_wait_reason(reason)
-        leases = await self.store.jobs.claim(
+            await self.store.waits.set_due_reason(reason)
+        leases = await self.store.leases.claim(
             self.worker_id,
             limit=free,
             server_ids=self.server_ids,
@@ -259,7 +259,7 @@ class WorkerPool:
         """Renew every lease in one statement; stop lost jobs, cancel requested ones."""
         held = [r.held for r in self.jobs.values() if not r.lost]
         try:
-            result = await self.store.jobs.heartbeat(self.worker_id, held)
+            result = await self.store.leases.heartbeat(self.worker_id, held)
             await self.store.workers.heartbeat(self.worker_id)
         except _TRANSIENT as exc:
             if self.store.health.up:  # while it is down, the reconnect renews the leases
@@ -301,7 +301,7 @@ class WorkerPool:
             f"(shutdown grace {setting(grace)}): queued again"
         )
         try:
-            released = await self.store.jobs.release(self.worker_id, held, reason)
+            released = await self.store.leases.release(self.worker_id, held, reason)
         except _TRANSIENT as exc:
             log.error("releasing %d job(s) failed: %s; their leases will expire", len(held), exc)
         else:

@@ -201,7 +201,7 @@ class JobActionsScreen(LiveScreen):
             self.notify(f"{request.app} not queued: {exc.message}", severity="error")
             return
         result = await self.ctx.act(
-            self.ctx.store.jobs.enqueue(trigger), what=f"deploy {request.app}"
+            self.ctx.store.queue.enqueue(trigger), what=f"deploy {request.app}"
         )
         if result is None:
             return

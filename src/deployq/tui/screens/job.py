@@ -171,7 +171,7 @@ class JobScreen(JobActionsScreen):
             self.estimate = (found or {}).get(self.job_id)
         if self.job is not None and self.job.status is JobStatus.QUEUED:
             position = await self.ctx.attempt(store.jobs.queue_position(self.job_id))
-            reason = await self.ctx.attempt(store.jobs.wait_reason(self.job_id))
+            reason = await self.ctx.attempt(store.waits.reason(self.job_id))
             parts = []
             if position is not None:
                 parts.append(f"position {position.position} ({position.ahead} ahead)")

@@ -1,4 +1,4 @@
-"""Triggers become jobs: app matching, delivery dedupe, supersede, operator retries."""
+"""Triggers become jobs (``store.queue``): app matching, delivery dedupe, supersede."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from deployq.db import Connection
-from deployq.errors import Conflict, NotFound
+from deployq.errors import NotFound
 from deployq.matching import skip_reason
 from deployq.models import (
     App,
@@ -27,8 +27,8 @@ def skip_reason_is_none(trigger: Trigger) -> bool:
     return trigger.kind in (TriggerKind.MANUAL, TriggerKind.RETRY)
 
 
-class EnqueuePart(StorePart):
-    """``enqueue`` and ``retry`` of JobStore."""
+class Queue(StorePart):
+    """``store.queue``: ``enqueue`` and ``enqueue_many``."""
 
     async def enqueue(self, trigger: Trigger) -> EnqueueResult:
         """Turn a trigger into jobs, one per matching app, in one transaction.
@@ -180,33 +180,6 @@ class EnqueuePart(StorePart):
             and trigger.kind is not TriggerKind.RETRY,
             "outbox_ok": outbox_ok,
         }
-
-    async def retry(self, job_id: int, *, actor: str) -> Job:
-        """A new job for the same app and commit, linked to the finished one (retry_of)."""
-        job = await self.store.jobs.get(job_id)
-        if not job.status.is_final:
-            raise Conflict(
-                f"job #{job_id} is {job.status.value}; only a finished job can be retried"
-            )
-        if job.app_id is None:
-            raise Conflict(f"the app of job #{job_id} was removed; it cannot be retried")
-        trigger = Trigger(
-            kind=TriggerKind.RETRY,
-            provider="manual",
-            app=job.app_name,
-            ref=job.ref,
-            ref_type=job.ref_type,
-            commit_sha=job.commit_sha,
-            commit_message=job.commit_message,
-            commit_author=job.commit_author,
-            pusher=job.pusher,
-            pusher_email=job.pusher_email,
-            priority=job.priority,
-            actor=actor,
-            retry_of=job.id,
-        )
-        result = await self.enqueue(trigger)
-        return result.jobs[0]
 
 
 def _no_app(name: str) -> NotFound:

@@ -1,4 +1,4 @@
-"""Retention (prune) and the periodic loops the worker side runs: pruner and rescuer.
+"""Retention (``store.retention``): prune, and the pruner loop the worker side runs.
 
 Retention keeps the ``jobs`` rows (the history: who built what, when, with which result
 and digest stay queryable forever, and they are small) and deletes, for jobs finished
@@ -38,8 +38,8 @@ PRUNE_FIRST_DELAY_S = 60.0
 Component = Callable[[asyncio.Event], Coroutine[Any, Any, None]]
 
 
-class MaintenancePart(StorePart):
-    """``prune`` of JobStore."""
+class Retention(StorePart):
+    """``store.retention``: ``prune``."""
 
     async def prune(
         self, older_than_s: float, *, batch_size: int = PRUNE_BATCH_JOBS
@@ -72,9 +72,9 @@ def prune_component(
 
     async def run(stop: asyncio.Event) -> None:
         delay = first_delay_s
-        while not await _wait(stop, delay):
+        while not await wait_or_stop(stop, delay):
             try:
-                counts = await store.jobs.prune(store.settings.retention)
+                counts = await store.retention.prune(store.settings.retention)
                 if counts["jobs"]:
                     log.info("pruned logs and events of %(jobs)d finished jobs", counts)
             except DeployqError as exc:
@@ -85,28 +85,7 @@ def prune_component(
     return run
 
 
-def rescuer_component(store: Store, *, interval_s: float | None = None) -> Component:
-    """A loop that takes back jobs with expired leases every lease TTL / 2 until stopped.
-
-    The claim rescues as well; this loop bounds the delay when no worker is claiming
-    (e.g. every worker is busy), so a dead worker's jobs are back within two lease TTLs.
-    """
-
-    async def run(stop: asyncio.Event) -> None:
-        every = interval_s or store.settings.lease_ttl / 2
-        while not await _wait(stop, every * random.uniform(0.8, 1.0)):
-            try:
-                rescued = await store.jobs.rescue_expired()
-                if rescued:
-                    log.warning("took back %d jobs whose worker stopped answering", len(rescued))
-            except DeployqError as exc:
-                if store.health.up:  # an outage is logged once, by deployq.db.health
-                    log.warning("rescue failed (will try again): %s", exc)
-
-    return run
-
-
-async def _wait(stop: asyncio.Event, seconds: float) -> bool:
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     """Sleep up to ``seconds``; True as soon as ``stop`` is set."""
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)

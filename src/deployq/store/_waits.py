@@ -15,10 +15,10 @@ from deployq.store._job_common import StorePart
 from deployq.store._queries import sql
 
 
-class WaitReasonPart(StorePart):
-    """``wait_reason``, ``wait_reasons`` and ``set_wait_reason`` of JobStore."""
+class Waits(StorePart):
+    """``store.waits``: why queued jobs wait, and when the next one is due."""
 
-    async def wait_reasons(self, job_ids: builtins.list[int]) -> dict[int, str]:
+    async def reasons(self, job_ids: builtins.list[int]) -> dict[int, str]:
         """job id -> why it waits, for the queued ones among ``job_ids``."""
         if not job_ids:
             return {}
@@ -29,17 +29,31 @@ class WaitReasonPart(StorePart):
             servers = await (await conn.execute(sql("wait_servers"))).fetchall()
         return {int(j["id"]): _reason(j, servers) for j in jobs}
 
-    async def wait_reason(self, job_id: int) -> str | None:
+    async def reason(self, job_id: int) -> str | None:
         """Why this job waits; None unless it is queued."""
-        return (await self.wait_reasons([job_id])).get(job_id)
+        return (await self.reasons([job_id])).get(job_id)
 
-    async def set_wait_reason(self, job_ids: builtins.list[int], reason: str | None) -> int:
+    async def set_reason(self, job_ids: builtins.list[int], reason: str | None) -> int:
         """Record why queued jobs cannot start (a worker's view, e.g. "low disk on local");
         None clears it. Returns how many queued jobs changed."""
         async with self.store.connection() as conn:
             cur = await conn.execute(
                 sql("wait_reason_set"), {"reason": reason, "ids": list(job_ids)}
             )
+        return cur.rowcount
+
+    async def seconds_to_next_due(self) -> float | None:
+        """Seconds until the earliest queued job with a future run_after becomes due."""
+        async with self.store.connection() as conn:
+            row = await (await conn.execute(sql("next_due_in"))).fetchone()
+        if row is None or row["wait"] is None:
+            return None
+        return max(0.0, float(row["wait"]))
+
+    async def set_due_reason(self, reason: str | None) -> int:
+        """Say why due queued jobs are not being started (e.g. low disk); None clears it."""
+        async with self.store.connection() as conn:
+            cur = await conn.execute(sql("wait_reason_set_due"), {"reason": reason})
         return cur.rowcount
 
 

@@ -1,0 +1,348 @@
+"""The worker's side of the queue: ``store.leases``.
+
+Jobs go to servers (``claim``, one PL/pgSQL call under the claim lock, see
+queries/claim.sql), the running attempt renews its lease (``heartbeat``), records its step
+(``set_progress``) and ends (``finish``, ``finish_many``: one statement for any number of
+jobs, the group commit of ``Finisher``); ``release`` gives jobs back at a hard shutdown;
+``rescue_expired`` and the rescuer loop take back the jobs of workers that died.
+
+Every write of a worker is fenced on (id, attempt, status='running'): a worker whose lease
+was taken over changes nothing and learns it lost the job (LostJob). A retryable failure
+with attempts left goes back to the queue after an exponential backoff with jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from psycopg.types.json import Jsonb
+
+from deployq.backoff import backoff_s
+from deployq.db import Connection
+from deployq.errors import DeployqError, LostJob
+from deployq.models import App, Job, JobStatus, NotifyEvent, Step
+from deployq.store._job_common import (
+    CLAIM_LOCK_KEY,
+    CLAIM_SCAN_LIMIT,
+    NOTIFY_VALUES,
+    WORKER_FIELDS,
+    HeartbeatResult,
+    Lease,
+    Outcome,
+    StorePart,
+    add_event,
+    notify_job,
+    wants_notification,
+)
+from deployq.store._queries import sql
+from deployq.store._retention import Component, wait_or_stop
+
+if TYPE_CHECKING:
+    from deployq.store._store import Store
+
+log = logging.getLogger(__name__)
+
+
+def _finished(row: dict[str, Any]) -> Job:
+    """The job of a ``finish_jobs`` row (without the statement's own columns)."""
+    for extra in ("notified", "_message", "_retry_message", "_image_digest"):
+        row.pop(extra)
+    return Job.model_validate(row)
+
+
+def _lost(lease: Lease) -> LostJob:
+    return LostJob(f"job #{lease.id} attempt {lease.attempt} is no longer ours")
+
+
+def _event(outcome: Outcome) -> NotifyEvent | None:
+    value = outcome.status.value
+    return NotifyEvent(value) if value in NOTIFY_VALUES else None
+
+
+class Leases(StorePart):
+    """``store.leases``: claim, heartbeat, progress, finish, release, rescue."""
+
+    async def claim(
+        self,
+        worker_id: str,
+        *,
+        limit: int,
+        server_ids: list[int] | None = None,
+        excluded_server_ids: list[int] | None = None,
+    ) -> list[Lease]:
+        """Take up to ``limit`` due jobs, each on a server with a free slot.
+
+        Priority DESC, then run_after/enqueued_at ASC. Never more running jobs on a server
+        than its capacity, nor for an app than its concurrency, across every worker. Expired
+        leases are rescued first, in the same transaction, so a dead worker's jobs come back
+        on the next claim (the worker's fallback poll claims even when nothing is enqueued).
+        """
+        ttl = timedelta(seconds=self.store.settings.lease_ttl)
+        async with self.store.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    sql("claim_jobs"),
+                    {
+                        "worker_id": worker_id,
+                        "limit": max(0, limit),
+                        "ttl": ttl,
+                        "server_ids": server_ids,
+                        "excluded_server_ids": excluded_server_ids or [],
+                        "scan_limit": CLAIM_SCAN_LIMIT,
+                    },
+                )
+            ).fetchall()
+            leases: list[Lease] = []
+            failed: list[Job] = []
+            for row in rows:
+                app_row = row.pop("app_row")
+                job = Job.model_validate(row)
+                if job.status is JobStatus.RUNNING and job.worker_id == worker_id:
+                    app = App.model_validate(app_row) if app_row is not None else None
+                    if app is not None:
+                        app = (await self.store.secrets.attach(conn, [app]))[0]
+                    leases.append(Lease(job, app))
+                elif job.status is JobStatus.FAILED:
+                    failed.append(job)
+            if failed:
+                await self._notify_rescued_failures(conn, failed)
+            started = [
+                lease
+                for lease in leases
+                if lease.app and wants_notification(lease.app, NotifyEvent.STARTED)
+            ]
+            if started:
+                # Written right after the claim commits, so the claim stays one statement
+                # (the lock is held for its duration). Should the worker die in between, the
+                # job is rescued and its next attempt writes its own "started" rows.
+                async with conn.transaction():
+                    for lease in started:
+                        await self.store.notifications.create_for_job(
+                            conn, lease.job, NotifyEvent.STARTED, app=lease.app
+                        )
+        return leases
+
+    async def rescue_expired(self) -> list[int]:
+        """Take back jobs whose lease expired (their worker died). Returns their ids.
+
+        For a periodic rescuer; any number may run, the claim lock makes them take turns.
+        """
+        async with self.store.connection() as conn:
+            async with conn.transaction():
+                await conn.execute(sql("claim_lock"), {"key": CLAIM_LOCK_KEY})
+                rows = await (await conn.execute(sql("rescue_expired"))).fetchall()
+            failed = [Job.model_validate(r) for r in rows if r["status"] == JobStatus.FAILED]
+            if failed:
+                await self._notify_rescued_failures(conn, failed)
+        return [int(r["id"]) for r in rows]
+
+    async def _notify_rescued_failures(self, conn: Connection, jobs: list[Job]) -> None:
+        # The outbox rows of a job failed by the rescue are written right after it, in a
+        # transaction of their own: keeping the claim one statement matters more than this
+        # (rare) pair being atomic.
+        async with conn.transaction():
+            for job in jobs:
+                await self.store.notifications.create_for_job(conn, job, NotifyEvent.FAILED)
+
+    async def heartbeat(self, worker_id: str, held: list[tuple[int, int]]) -> HeartbeatResult:
+        """Renew the leases of (job id, attempt) pairs in one statement; report lost ones."""
+        if not held:
+            return HeartbeatResult(set(), set(), {})
+        ttl = timedelta(seconds=self.store.settings.lease_ttl)
+        async with self.store.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    sql("job_heartbeat"),
+                    {
+                        "ttl": ttl,
+                        "ids": [h[0] for h in held],
+                        "attempts": [h[1] for h in held],
+                        "worker_id": worker_id,
+                    },
+                )
+            ).fetchall()
+        renewed = {int(r["id"]) for r in rows}
+        cancel = {int(r["id"]): bool(r["cancel_force"]) for r in rows if r["cancel_requested"]}
+        return HeartbeatResult(renewed, {h[0] for h in held} - renewed, cancel)
+
+    async def set_progress(
+        self,
+        lease: Lease,
+        *,
+        step: Step | str,
+        progress: int,
+        step_durations: dict[str, float] | None = None,
+        fields: dict[str, Any] | None = None,
+    ) -> None:
+        """Record the current step and percent (fenced); raise LostJob if not ours."""
+        params: dict[str, Any] = {
+            "step": str(step),
+            "progress": max(0, min(100, progress)),
+            "id": lease.id,
+            "attempt": lease.attempt,
+            "set_step_durations": step_durations is not None,
+            "step_durations": Jsonb(step_durations) if step_durations is not None else None,
+        }
+        for name in WORKER_FIELDS:
+            params[f"set_{name}"] = False
+            params[name] = None
+        for name, value in (fields or {}).items():
+            if name not in WORKER_FIELDS:
+                raise ValueError(f"set_progress cannot set {name}")
+            params[f"set_{name}"] = True
+            params[name] = Jsonb(value) if isinstance(value, dict) else value
+        async with self.store.connection() as conn:
+            row = await (await conn.execute(sql("job_progress"), params)).fetchone()
+        if row is None:
+            raise LostJob(f"job #{lease.id} attempt {lease.attempt} is no longer ours")
+
+    async def release(self, worker_id: str, held: list[tuple[int, int]], reason: str) -> list[int]:
+        """Put this worker's running jobs back in the queue now (hard shutdown); the
+        interrupted attempt does not count against max_attempts."""
+        if not held:
+            return []
+        async with self.store.connection() as conn, conn.transaction():
+            rows = await (
+                await conn.execute(
+                    sql("jobs_release"),
+                    {
+                        "ids": [h[0] for h in held],
+                        "attempts": [h[1] for h in held],
+                        "worker_id": worker_id,
+                    },
+                )
+            ).fetchall()
+            for row in rows:
+                await add_event(
+                    conn,
+                    int(row["id"]),
+                    "released",
+                    from_status="running",
+                    to_status="queued",
+                    actor=worker_id,
+                    message=reason,
+                )
+                await notify_job(conn, row, "released")
+        return [int(r["id"]) for r in rows]
+
+    def _item(self, lease: Lease, outcome: Outcome) -> dict[str, Any]:
+        """One element of ``finish_jobs``' items."""
+        settings = self.store.settings
+        delay = backoff_s(
+            lease.attempt,
+            settings.retry_base_delay,
+            settings.retry_factor,
+            settings.retry_max_delay,
+        )
+        status = outcome.status
+        return {
+            "id": lease.id,
+            "attempt": lease.attempt,
+            "status": status.value,
+            "may_retry": status is JobStatus.FAILED and outcome.retryable,
+            "delay_s": delay,
+            "error": outcome.error,
+            "image_ref": outcome.image_ref,
+            "image_digest": outcome.image_digest,
+            "scan": outcome.scan_summary or None,
+            "message": outcome.error if status is not JobStatus.SUCCEEDED else None,
+            "retry_message": f"attempt {lease.attempt} failed: {outcome.error}; "
+            f"retry in {delay:.0f}s",
+        }
+
+    async def finish(self, lease: Lease, outcome: Outcome) -> Job:
+        """End an attempt (fenced: LostJob when it is no longer ours).
+
+        A retryable failure with attempts left is queued again with ``run_after`` after an
+        exponential backoff with jitter; anything else is final.
+        """
+        params = {"items": Jsonb([self._item(lease, outcome)])}
+        event = _event(outcome)
+        async with self.store.connection() as conn:
+            # one statement is atomic on its own: the transaction is only for outbox rows
+            outbox = event is not None and wants_notification(lease.app, event)
+            async with conn.transaction() if outbox else contextlib.nullcontext():
+                row = await (await conn.execute(sql("finish_jobs"), params)).fetchone()
+                if row is None:
+                    raise _lost(lease)
+                finished = _finished(row)
+                if outbox:
+                    await self._outbox(conn, lease, outcome, finished)
+        return finished
+
+    async def finish_many(self, items: Sequence[tuple[Lease, Outcome]]) -> list[Job | LostJob]:
+        """``finish`` for several attempts in ONE transaction; answers in the same order.
+
+        A job no longer ours is a LostJob in its place (nothing written for it; the others
+        are finished all the same). Any other error (the database, a deadlock) rolls the
+        whole batch back and is raised: nothing was written, callers may finish the jobs one
+        by one. One statement for all the jobs; it locks their rows in id order (two batches
+        touching the same rows cannot deadlock on each other).
+        """
+        if not items:
+            return []
+        answers: list[Job | LostJob] = [_lost(lease) for lease, _ in items]
+        # a job finished twice in the batch (a stale lease and the current one, say): its
+        # finishes go in rounds, in order, so each meets the job as it would one after the other
+        rounds: list[dict[int, int]] = []  # job id -> index in items, per round
+        for n, (lease, _) in enumerate(items):
+            for round_ in rounds:
+                if lease.id not in round_:
+                    round_[lease.id] = n
+                    break
+            else:
+                rounds.append({lease.id: n})
+        async with self.store.connection() as conn, conn.transaction():
+            for round_ in rounds:
+                params = {"items": Jsonb([self._item(*items[n]) for n in round_.values()])}
+                rows = await (await conn.execute(sql("finish_jobs"), params)).fetchall()
+                for row in rows:
+                    n = round_[int(row["id"])]
+                    lease, outcome = items[n]
+                    finished = _finished(row)
+                    event = _event(outcome)
+                    if event is not None and wants_notification(lease.app, event):
+                        await self._outbox(conn, lease, outcome, finished)
+                    answers[n] = finished
+        return answers
+
+    async def _outbox(
+        self, conn: Connection, lease: Lease, outcome: Outcome, finished: Job
+    ) -> None:
+        event = _event(outcome)
+        if event is None:
+            return
+        await self.store.notifications.create_for_job(
+            conn,
+            finished,
+            event,
+            retry_scheduled=finished.status is JobStatus.QUEUED,
+            app=lease.app,
+        )
+
+
+def rescuer_component(store: Store, *, interval_s: float | None = None) -> Component:
+    """A loop that takes back jobs with expired leases every lease TTL / 2 until stopped.
+
+    The claim rescues as well; this loop bounds the delay when no worker is claiming
+    (e.g. every worker is busy), so a dead worker's jobs are back within two lease TTLs.
+    """
+
+    async def run(stop: asyncio.Event) -> None:
+        every = interval_s or store.settings.lease_ttl / 2
+        while not await wait_or_stop(stop, every * random.uniform(0.8, 1.0)):
+            try:
+                rescued = await store.leases.rescue_expired()
+                if rescued:
+                    log.warning("took back %d jobs whose worker stopped answering", len(rescued))
+            except DeployqError as exc:
+                if store.health.up:  # an outage is logged once, by deployq.db.health
+                    log.warning("rescue failed (will try again): %s", exc)
+
+    return run
