@@ -17,14 +17,14 @@ async def test_the_total_time_counts_every_attempt_not_only_the_last(store_facto
     await add_app(store, "web")
     job_id = await enqueue(store, "web")
 
-    [first] = await store.jobs.claim("w1", limit=1)
+    [first] = await store.leases.claim("w1", limit=1)
     await asyncio.sleep(0.3)  # the first attempt takes a measurable time
-    await store.jobs.finish(first, FAILURE)
+    await store.leases.finish(first, FAILURE)
     for _ in range(200):  # run_after passes by the clock: there is no event to wait for
-        if leases := await store.jobs.claim("w1", limit=1):
+        if leases := await store.leases.claim("w1", limit=1):
             break
         await asyncio.sleep(0.05)
-    await store.jobs.finish(leases[0], SUCCESS)
+    await store.leases.finish(leases[0], SUCCESS)
 
     job = await store.jobs.get(job_id)
     times = job_times(job, await store.jobs.events(job_id))
