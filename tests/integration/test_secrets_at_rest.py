@@ -32,7 +32,7 @@ PG_DUMP = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
 
 
 def _secrets() -> dict[str, str]:
-    kinds = ("webhook", "build", "notify", "deploy_webhook", "deploy_env")
+    kinds = ("webhook", "build", "notify", "deploy_webhook", "deploy_env", "forge")
     return {kind: f"{kind}-{uuid.uuid4().hex}" for kind in kinds}
 
 
@@ -44,6 +44,7 @@ def _spec(name: str, secrets: dict[str, str]) -> AppSpec:
         build_secrets={"NPM_TOKEN": secrets["build"]},
         notify_webhook_url="https://chat.example.com/hook",
         notify_webhook_secret=secrets["notify"],
+        forge_token=secrets["forge"],
         deploy=DeploySettings(
             webhook_url="https://deploy.example.com/hook",
             webhook_secret=secrets["deploy_webhook"],
@@ -56,6 +57,7 @@ def _assert_all(app: Any, secrets: dict[str, str]) -> None:
     assert app.webhook_secret == secrets["webhook"]
     assert app.build_secrets == {"NPM_TOKEN": secrets["build"]}
     assert app.notify_webhook_secret == secrets["notify"]
+    assert app.forge_token == secrets.get("forge")
     assert app.deploy.webhook_secret == secrets["deploy_webhook"]
     assert app.deploy.env == {"DATABASE_PASSWORD": secrets["deploy_env"]}
 
@@ -199,6 +201,7 @@ async def test_the_upgrade_moves_plaintext_secrets_out_of_apps_and_seals_them(
     try:
         await migrate(dsn, old_dir)
         secrets = _secrets()
+        del secrets["forge"]  # forge tokens came after
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO apps (name, repo_url, repo_identity, webhook_secret, build_secrets,"

@@ -31,7 +31,7 @@ def _secret(kind: str) -> str:
 def secrets() -> dict[str, str]:
     return {
         name: _secret(name)
-        for name in ("url_password", "webhook", "build", "notify", "notify_url_password")
+        for name in ("url_password", "webhook", "build", "notify", "notify_url_password", "forge")
     }
 
 
@@ -97,6 +97,7 @@ async def test_no_output_path_shows_a_configured_secret(
             "webhook_secret": secrets["webhook"],
             "build_secrets": {"NPM_TOKEN": secrets["build"]},
             "notify_webhook_secret": secrets["notify"],
+            "forge_token": secrets["forge"],
             "notify_webhook_url": (
                 f"https://hook:{secrets['notify_url_password']}@chat.example.com/hook"
             ),
