@@ -9,10 +9,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from deployq.builders.plan.overrides import check_command, check_version
 from deployq.errors import PlanError
 from deployq.redact import redact_urls, url_credentials
-from deployq.validation import APP_NAME_RE, APP_NAME_RULE
+from deployq.validation import APP_NAME_RE, APP_NAME_RULE, check_command, check_version
 
 
 class JobStatus(StrEnum):

@@ -11,14 +11,13 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any
 
-from deployq.builders.plan import versions
 from deployq.builders.plan.repo import Repo
 from deployq.errors import PlanError
+from deployq.validation import check_command, check_version
 
 REPO_CONFIG = "deployq.toml"
 PROVIDERS = ("php", "go", "ruby", "python", "node", "static")
 #: longest command line accepted (a Dockerfile RUN line, not a script)
-MAX_COMMAND_CHARS = 2000
 _PROCFILE_WEB = re.compile(r"^web\s*:\s*(.+)$")
 
 
@@ -34,32 +33,6 @@ class Overrides:
     port: int | None = None
     #: where the values came from, for the plan's reasons and error messages
     source: str = "the app"
-
-
-def check_command(value: str, where: str) -> str:
-    """A command line: one line of printable text (it lands in a Dockerfile RUN or CMD)."""
-    text = value.strip()
-    if not text:
-        raise PlanError(f"{where} is empty: give a command or leave it out")
-    if len(text) > MAX_COMMAND_CHARS:
-        raise PlanError(f"{where} is longer than {MAX_COMMAND_CHARS} characters: use a script")
-    if any(ord(c) < 32 and c != "\t" for c in text):
-        raise PlanError(
-            f"{where} must be one line without control characters: put several steps in a "
-            "script and call it, or join them with &&"
-        )
-    return text
-
-
-def check_version(value: str, where: str) -> str:
-    """A language version: it becomes part of an image name, so only version characters."""
-    text = value.strip()
-    if not versions.SAFE_VERSION.match(text):
-        raise PlanError(
-            f"{where} {text!r} is not a version: digits first, then digits, letters, '.', '-' "
-            "or '+' (e.g. 3.12 or 22)"
-        )
-    return text
 
 
 def app_overrides(

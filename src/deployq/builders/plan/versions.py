@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 
 from deployq.errors import PlanError
+from deployq.validation import SAFE_VERSION
 
 _NUMBER = re.compile(r"(\d+)(?:\.(\d+|[x*]))?(?:\.(\d+|[x*]))?")
 _CLAUSE = re.compile(r"(\^|~>|~=|~|>=|<=|==|!=|>|<|=)?\s*v?(\d+(?:\.(?:\d+|[x*])){0,2})")
 #: what may stand in an image tag; anything else in a version is refused
-SAFE_VERSION = re.compile(r"^[0-9][0-9A-Za-z._+-]{0,31}$")
 
 
 @dataclass(frozen=True)
