@@ -161,6 +161,10 @@ class Pool:
                     await self._raw.check()
             return
         self.health.mark_down(reason or first_reason)
+        # the old pool would only retry (and log) on its backoff: a fresh one replaces it
+        old, self._raw = self._raw, None
+        if old is not None:
+            asyncio.get_running_loop().create_task(old.close(timeout=1.0))
         while not self._closed:
             await asyncio.sleep(PROBE_INTERVAL_S)
             if await self._answers() is not None:

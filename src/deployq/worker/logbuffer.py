@@ -139,12 +139,13 @@ class LogBuffer:
             except LostJob:
                 self._mark_lost()
             except (DeployqError, OSError) as exc:
-                log.warning(
-                    "job #%s: storing %d log lines failed (%s); retrying",
-                    self.job_id,
-                    len(lines),
-                    exc,
-                )
+                if self.store.health.up:  # an outage is logged once, by deployq.db.health
+                    log.warning(
+                        "job #%s: storing %d log lines failed (%s); retrying",
+                        self.job_id,
+                        len(lines),
+                        exc,
+                    )
                 with self._lock:
                     self._pending[:0] = lines
 
