@@ -38,7 +38,7 @@ def store(database_url):
     return database_url
 
 def test_pure():
-    assert True
+    assert sorted("tier") == ["e", "i", "r", "t"]
 
 def test_sneaky(store):
     assert store
