@@ -188,6 +188,11 @@ class Settings(BaseSettings):
 
     # -- operations -----------------------------------------------------------------------
     retention: Seconds = 30 * 86400.0
+    """Finished jobs' logs, events and sent notifications are deleted after this (the job
+    rows stay)."""
+    delivery_body_retention: Seconds = 14 * 86400.0
+    """Webhook delivery bodies (kept for replay, up to 25 MiB each) are dropped after this;
+    the delivery's row stays."""
     log_level: str = "INFO"
     tui_keys: dict[str, str] = Field(default_factory=dict)
     """Key remapping for the console: binding id -> keys, e.g. {"cancel": "x"}."""

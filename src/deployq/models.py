@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from deployq.errors import PlanError
 from deployq.redact import redact_urls, url_credentials
+from deployq.sizes import format_bytes
 from deployq.validation import APP_NAME_RE, APP_NAME_RULE, check_command, check_version
 
 
@@ -533,6 +534,19 @@ class WebhookDelivery(Model):
     reason: str | None
     replay_of: int | None = None
     spooled: bool = False
+    body_bytes: int | None = None
+    """Size of the body kept for replay (verified deliveries), also once it was pruned."""
+    body_pruned_at: datetime | None = None
+    """When retention dropped the body (DEPLOYQ_DELIVERY_BODY_RETENTION); the row stays."""
+
+    @property
+    def body_state(self) -> str:
+        """``body 1.2 KiB``, ``body pruned 2026-12-01`` or ``no body`` (not verified)."""
+        if self.body_pruned_at is not None:
+            return f"body pruned {self.body_pruned_at:%Y-%m-%d}"
+        if self.body_bytes is not None:
+            return f"body {format_bytes(self.body_bytes)}"
+        return "no body"
 
 
 class Notification(Model):

@@ -238,11 +238,17 @@ async def test_stats_and_prune(store: Store, cli: Cli) -> None:
         await conn.execute(
             "UPDATE jobs SET finished_at = now() - %s WHERE id = %s", (timedelta(days=31), done.id)
         )
+    code, out, _ = await cli("prune", "--older-than", "30d", "--dry-run")
+    assert code == 0 and out.startswith("would prune 1 jobs finished over 30d ago: 1 log lines")
+    assert "would prune the bodies of 0 webhook deliveries received over 14d ago (0 B)" in out
+    assert len(await store.logs.read(done.id)) == 1  # a dry run deletes nothing
     assert await cli.json("prune", "--older-than", "30d") == {
         "jobs": 1,
         "log_lines": 1,
         "events": 3,
         "notifications": 0,
+        "bodies": {"deliveries": 0, "bytes": 0},
+        "dry_run": False,
     }
     assert (await store.jobs.get(done.id)).status is JobStatus.SUCCEEDED
     code, out, err = await cli("logs", str(done.id))
@@ -250,3 +256,5 @@ async def test_stats_and_prune(store: Store, cli: Cli) -> None:
     assert err.strip() == f"the log of job #{done.id} was deleted by retention (prune)"
     code, _, err = await cli("prune", "--older-than", "soon")
     assert code == 1 and err.startswith("error: --older-than 'soon'")
+    code, _, err = await cli("prune", "--bodies-older-than", "-3d")
+    assert code == 1 and err.startswith("error: --bodies-older-than '-3d'")

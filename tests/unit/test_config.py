@@ -59,3 +59,12 @@ def test_listen_must_be_host_port(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEPLOYQ_LISTEN", "8080")
     with pytest.raises(ConfigError, match=r"DEPLOYQ_LISTEN='8080': .*HOST:PORT"):
         load_settings()
+
+
+def test_delivery_body_retention_is_a_duration(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().delivery_body_retention == 14 * 86400
+    monkeypatch.setenv("DEPLOYQ_DELIVERY_BODY_RETENTION", "36h")
+    assert load_settings().delivery_body_retention == 36 * 3600
+    monkeypatch.setenv("DEPLOYQ_DELIVERY_BODY_RETENTION", "a fortnight")
+    with pytest.raises(ConfigError, match="DEPLOYQ_DELIVERY_BODY_RETENTION='a fortnight'"):
+        load_settings()

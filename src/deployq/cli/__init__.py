@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "deployq.cli.doctor",
     "deployq.cli.tui",
     "deployq.cli.jobs",
+    "deployq.cli.prune",
     "deployq.cli.stats",
     "deployq.cli.watch",
     "deployq.cli.tokens",

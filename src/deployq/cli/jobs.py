@@ -1,4 +1,4 @@
-"""deployq deploy | jobs | job show | logs | cancel | retry | prune: the queue."""
+"""deployq deploy | jobs | job show | logs | cancel | retry: the queue."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import click
 
 from deployq.attempts import JobTimes, job_times
 from deployq.cli.common import CliState, common_options, emit, table, to_jsonable, with_store
-from deployq.durations import elapsed, parse_duration, setting
+from deployq.durations import elapsed
 from deployq.errors import DeployqError, InvalidInput
 from deployq.imageref import pull_reference
 from deployq.logfollow import LogWaker
@@ -318,34 +318,9 @@ async def retry_cmd(state: CliState, store: Store, job_id: int) -> None:
     emit(state, job, f"queued job #{job.id} (retry of #{job_id})")
 
 
-@click.command("prune")
-@click.option(
-    "--older-than",
-    "older_than",
-    help="Age of finished jobs to prune: 30d, 12h, seconds (default DEPLOYQ_RETENTION).",
-)
-@common_options
-@with_store
-async def prune_cmd(state: CliState, store: Store, older_than: str | None) -> None:
-    """Delete logs, events and sent notifications of old finished jobs (job rows stay)."""
-    try:
-        age = parse_duration(older_than) if older_than else store.settings.retention
-    except ValueError as exc:
-        raise InvalidInput(f"--older-than {older_than!r}: {exc}") from exc
-    counts = await store.retention.prune(age)
-    emit(
-        state,
-        counts,
-        f"pruned {counts['jobs']} jobs finished over {setting(age)} ago: "
-        f"{counts['log_lines']} log lines, {counts['events']} events, "
-        f"{counts['notifications']} notifications",
-    )
-
-
 def register(main: click.Group) -> None:
     for command in (deploy_cmd, jobs_cmd, job_group, logs_cmd, cancel_cmd, retry_cmd):
         main.add_command(command)
-    main.add_command(prune_cmd)
 
 
 def _durations(times: JobTimes) -> str | None:

@@ -58,7 +58,8 @@ async def deliveries_cmd(state: CliState, store: Store, limit: int) -> None:
                     d.ref or "",
                     f"{d.result} {d.status_code}" + (" (spooled)" if d.spooled else ""),
                     ",".join(f"#{j}" for j in d.job_ids),
-                    (d.reason or "")[:60],
+                    (d.reason or "")[:60]
+                    + (f" ({d.body_state})" if d.body_pruned_at is not None else ""),
                 ]
                 for d in rows
             ],

@@ -110,12 +110,16 @@ class FeedStore:
             cursor = event.cursor
         return FeedPage(events, cursor, held_back=False)
 
-    async def prune_server_events(self, older_than_s: float) -> int:
-        """Delete server events older than ``older_than_s``; returns how many."""
+    async def prune_server_events(self, older_than_s: float, *, dry_run: bool = False) -> int:
+        """Delete server events older than ``older_than_s``; returns how many (``dry_run``:
+        counts them, deleting nothing)."""
+        params = {"age": timedelta(seconds=older_than_s)}
         async with self.store.connection() as conn:
-            cur = await conn.execute(
-                sql("feed_prune_server_events"), {"age": timedelta(seconds=older_than_s)}
-            )
+            if dry_run:
+                cur = await conn.execute(sql("feed_count_old_server_events"), params)
+                row = await cur.fetchone()
+                return int(row["n"]) if row else 0
+            cur = await conn.execute(sql("feed_prune_server_events"), params)
         return cur.rowcount
 
 

@@ -301,6 +301,7 @@ async def get_delivery(request: web.Request) -> web.Response:
     data = stored.delivery.model_dump(mode="json")
     data["headers"] = stored.headers
     data["replayable"] = stored.body is not None
+    data["body"] = stored.delivery.body_state  # e.g. "body pruned 2026-12-01"
     return _json(data)
 
 

@@ -389,7 +389,8 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "/api/v1/deliveries/{id}": {
                     "get": _op(
-                        "One delivery with its kept headers",
+                        "One delivery with its kept headers; `body` says whether its body "
+                        "is kept for replay or was pruned (and when)",
                         {"200": _json(_OBJECT), **_errors(404)},
                         parameters=[_id_param("delivery id (the row id)")],
                     )
@@ -397,7 +398,7 @@ def openapi_document() -> dict[str, Any]:
                 "/api/v1/deliveries/{id}/replay": {
                     "post": _op(
                         "Process a recorded, verified delivery again "
-                        "(jobs dedupe on its delivery id)",
+                        "(jobs dedupe on its delivery id); 409 once its body was pruned",
                         {"200": _json(_OBJECT), "202": _json(_OBJECT), **_errors(404, 409)},
                         parameters=[_id_param("delivery id (the row id)")],
                     )

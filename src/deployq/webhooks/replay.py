@@ -92,6 +92,12 @@ async def replay_stored(state: WebState, delivery_row_id: int) -> Reply:
     stored = await state.store.deliveries.get(delivery_row_id)
     delivery = stored.delivery
     provider = PROVIDERS.get(delivery.provider)
+    if delivery.body_pruned_at is not None:
+        raise Conflict(
+            f"delivery #{delivery_row_id}'s body was pruned {delivery.body_pruned_at:%Y-%m-%d} "
+            "(older than DEPLOYQ_DELIVERY_BODY_RETENTION), so it cannot be replayed; ask the "
+            "forge to redeliver it, or `deployq deploy APP --ref REF` to build the push"
+        )
     if stored.body is None or provider is None or delivery.event is None:
         raise Conflict(
             f"delivery #{delivery_row_id} was not verified when it was received, so it was "

@@ -23,3 +23,7 @@ SELECT tx, id FROM job_events WHERE id = %(id)s;
 -- name: feed_prune_server_events
 -- Server events older than the retention (job events go with their job's prune).
 DELETE FROM job_events WHERE job_id IS NULL AND at < now() - %(age)s;
+
+-- name: feed_count_old_server_events
+-- What feed_prune_server_events would delete (prune --dry-run).
+SELECT count(*) AS n FROM job_events WHERE job_id IS NULL AND at < now() - %(age)s;

@@ -21,3 +21,38 @@ WITH batch AS (
 )
 SELECT (SELECT count(*) FROM marked) AS jobs, (SELECT count(*) FROM logs) AS log_lines,
        (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM outbox) AS notifications
+
+-- name: prune_count
+-- What prune_batch would delete (prune --dry-run), all batches together.
+WITH old AS (
+    SELECT id FROM jobs
+    WHERE finished_at IS NOT NULL AND pruned_at IS NULL AND finished_at < now() - %(age)s
+)
+SELECT (SELECT count(*) FROM old) AS jobs,
+       (SELECT count(*) FROM job_logs WHERE job_id IN (SELECT id FROM old)) AS log_lines,
+       (SELECT count(*) FROM job_events WHERE job_id IN (SELECT id FROM old)) AS events,
+       (SELECT count(*) FROM notifications WHERE job_id IN (SELECT id FROM old)
+           AND status IN ('sent', 'failed')) AS notifications
+
+-- name: prune_bodies_batch
+-- One batch of webhook delivery bodies older than the body retention: the body goes, the row
+-- stays with the body's size and when it went. SKIP LOCKED, as prune_batch.
+WITH batch AS (
+    SELECT id FROM webhook_deliveries
+    WHERE body IS NOT NULL AND received_at < now() - %(age)s
+    ORDER BY received_at LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), pruned AS (
+    UPDATE webhook_deliveries d
+       SET body_bytes = coalesce(d.body_bytes, octet_length(d.body)), body = NULL,
+           body_pruned_at = now()
+      FROM batch WHERE d.id = batch.id
+    RETURNING d.body_bytes
+)
+SELECT count(*) AS deliveries, coalesce(sum(body_bytes), 0)::bigint AS bytes FROM pruned
+
+-- name: prune_bodies_count
+-- What prune_bodies_batch would do (prune --dry-run), all batches together.
+SELECT count(*) AS deliveries,
+       coalesce(sum(coalesce(body_bytes, octet_length(body))), 0)::bigint AS bytes
+FROM webhook_deliveries WHERE body IS NOT NULL AND received_at < now() - %(age)s

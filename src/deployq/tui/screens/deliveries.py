@@ -130,6 +130,7 @@ class DeliveriesScreen(LiveScreen):
                 (f"{d.provider} {d.event or ''} {d.delivery_id or ''}  ", "bold"),
                 (d.result, RESULT_STYLE.get(d.result, "")),
                 f" ({d.status_code})  {why}",
+                (f"  {d.body_state}" if d.body_pruned_at is not None else "", fmt.GREY),
             )
         )
 
