@@ -111,6 +111,15 @@ class Settings(BaseSettings):
     harbor_scan: bool = False
     harbor_url: str | None = None
     """Base URL of Harbor's REST API when it is not registry_url's host (default: the same)."""
+    harbor_scan_poll: Seconds = 5.0
+    """First look at a requested scan after this; then doubling, at most a minute apart."""
+    harbor_scan_deadline: Seconds = 3600.0
+    """No scan result this long after the request: it is recorded unavailable."""
+    harbor_scan_wait: Seconds = 600.0
+    """How long a job whose app has a scan policy waits for the scan (docs/harbor.md)."""
+    harbor_admin_username: str | None = None
+    """Harbor login of ``deployq harbor robot create`` (default: the registry login)."""
+    harbor_admin_password: SecretStr | None = None
 
     # -- builds ---------------------------------------------------------------------------
     worker_concurrency: int = Field(4, ge=1, le=256)

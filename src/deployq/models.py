@@ -161,6 +161,22 @@ class PortSpec(Model):
         return cls(ip=ip, host_port=host, container_port=container, proto=match["proto"] or "tcp")
 
 
+class ScanAction(StrEnum):
+    """What an app's scan policy does to a job whose image has too many criticals."""
+
+    FAIL = "fail"
+    BLOCK_DEPLOY = "block-deploy"
+
+
+class ScanPolicy(Model):
+    """``app add --scan-policy ACTION --max-critical N`` (docs/harbor.md): a job of the app
+    waits for its image's scan; more than ``max_critical`` critical vulnerabilities fail it
+    or keep it from deploying."""
+
+    action: ScanAction
+    max_critical: int = Field(0, ge=0)
+
+
 class DeploySettings(Model):
     """How an app runs once built (``deployq app add --deploy-target ...``).
 
@@ -291,6 +307,12 @@ class AppSpec(Model):
     start_cmd: str | None = None
     runtime_version: str | None = None
     """Language version of zero-config builds, e.g. ``3.12`` or ``22``."""
+    scan_policy: ScanPolicy | None = None
+    """What the vulnerability scan's result does to the job; None: it is only recorded."""
+    registry_username: str | None = None
+    """The app's own registry login (e.g. a Harbor robot); default DEPLOYQ_REGISTRY_USERNAME."""
+    registry_password: str | None = None
+    """Its password (sealed in app_secrets, docs/secrets.md)."""
 
     @field_validator("install_cmd", "build_cmd", "start_cmd")
     @classmethod
@@ -449,6 +471,21 @@ class JobEvent(Model):
     actor: str | None
     message: str | None
     data: dict[str, Any] | None
+
+
+class JobScan(Model):
+    """A scan the background collector looks after (``store.scans.claim_due``)."""
+
+    job_id: int
+    app_id: int | None
+    project: str
+    repository: str
+    """Inside the project: ``team/web`` of ``deployq/team/web``."""
+    digest: str
+    state: str
+    polls: int
+    deadline_at: datetime
+    overdue: bool
 
 
 class LogLine(Model):

@@ -91,7 +91,13 @@ def scrub_url(text: str, url: str) -> str:
 
 
 #: the fields of an app that hold secrets
-SECRET_FIELDS = ("webhook_secret", "notify_webhook_secret", "build_secrets", "forge_token")
+SECRET_FIELDS = (
+    "webhook_secret",
+    "notify_webhook_secret",
+    "build_secrets",
+    "forge_token",
+    "registry_password",
+)
 
 
 def url_credentials(url: str) -> str | None:

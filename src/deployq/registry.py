@@ -4,7 +4,8 @@
 manifests; it speaks both the Basic and the token (``Bearer realm=...``) authentication flows,
 the latter being Harbor's. Used as ``async with`` it keeps one HTTP session (connections and
 tokens) for all its calls.
-:class:`HarborClient` creates projects and runs vulnerability scans through /api/v2.0.
+:class:`HarborClient` creates projects and robot accounts, requests vulnerability scans and
+reads their results through /api/v2.0.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ from urllib.parse import quote
 import aiohttp
 
 from deployq.config import Settings
-from deployq.durations import setting
 from deployq.errors import RegistryError
+from deployq.models import App
+from deployq.scans import HARBOR_PENDING, SEVERITIES, ScanState, unavailable
 
 #: seconds for one HTTP request to the registry
 REQUEST_TIMEOUT_S = 30.0
@@ -42,7 +44,22 @@ MANIFEST_ACCEPT = ", ".join(
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 #: largest manifest read back to tag it (registries refuse more than 4 MiB anyway)
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-_SEVERITIES = ("critical", "high", "medium", "low", "negligible", "unknown")
+
+
+def registry_login(settings: Settings, app: App | None = None) -> tuple[str | None, str | None]:
+    """``(username, password)`` for the registry: the app's own login when it has one (e.g.
+    a robot of ``deployq harbor robot create --app``), else DEPLOYQ_REGISTRY_USERNAME's."""
+    if app is not None and app.registry_username:
+        return app.registry_username, app.registry_password
+    password = settings.registry_password
+    return settings.registry_username, password.get_secret_value() if password else None
+
+
+def harbor_api_url(settings: Settings) -> str:
+    """Where Harbor's REST API answers: DEPLOYQ_HARBOR_URL, else the registry's host."""
+    return normalize_url(
+        settings.harbor_url or settings.registry_url, insecure=settings.registry_insecure
+    )
 
 
 def basic_auth(username: str, password: str | None) -> str:
@@ -87,14 +104,16 @@ class RegistryClient:
         self._held: aiohttp.ClientSession | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, timeout_s: float = REQUEST_TIMEOUT_S) -> Self:
-        """The client of DEPLOYQ_REGISTRY_URL with deployq's credentials: the one the worker
-        tags and verifies with, and ``deployq doctor`` logs in with."""
-        password = settings.registry_password
+    def from_settings(
+        cls, settings: Settings, app: App | None = None, *, timeout_s: float = REQUEST_TIMEOUT_S
+    ) -> Self:
+        """The client of DEPLOYQ_REGISTRY_URL with deployq's credentials (or ``app``'s own):
+        the one the worker tags and verifies with, and ``deployq doctor`` logs in with."""
+        username, password = registry_login(settings, app)
         return cls(
             settings.registry_url,
-            settings.registry_username,
-            password.get_secret_value() if password is not None else None,
+            username,
+            password,
             settings.registry_insecure,
             timeout_s=timeout_s,
         )
@@ -306,12 +325,25 @@ class RegistryClient:
 
 
 class HarborClient:
-    """Harbor's REST API (/api/v2.0): projects and vulnerability scans."""
+    """Harbor's REST API (/api/v2.0): projects, vulnerability scans, robot accounts."""
 
-    def __init__(self, base_url: str, username: str | None, password: str | None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        username: str | None,
+        password: str | None,
+        *,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+    ) -> None:
         self.url = normalize_url(base_url)
         self.username = username
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
         self._headers = {"Authorization": basic_auth(username, password)} if username else {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, app: App | None = None) -> Self:
+        """Harbor's API with the registry login deployq pushes ``app``'s images with."""
+        return cls(harbor_api_url(settings), *registry_login(settings, app))
 
     async def _call(
         self, method: str, path: str, *, body: Any = None, ok: tuple[int, ...] = (200,)
@@ -319,23 +351,25 @@ class HarborClient:
         url = f"{self.url}/api/v2.0{path}"
         try:
             async with (
-                aiohttp.ClientSession(timeout=_timeout(), headers=self._headers) as session,
+                aiohttp.ClientSession(timeout=self._timeout, headers=self._headers) as session,
                 session.request(method, url, json=body) as resp,
             ):
                 answer = _parse(await resp.text())
                 if resp.status not in ok:
-                    raise RegistryError(
-                        f"Harbor {method} {path} answered HTTP {resp.status}: "
+                    raise HarborError(
+                        f"Harbor {method} {path.split('?')[0]} answered HTTP {resp.status}: "
                         f"{_harbor_message(answer)}"
                         + (
-                            " — check the robot account's permissions"
+                            f" — check the permissions of {self.username!r}"
                             if resp.status in (401, 403)
                             else ""
-                        )
+                        ),
+                        status=resp.status,
                     )
                 return resp.status, answer
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise RegistryError(f"Harbor at {self.url} is unreachable: {exc}") from exc
+            reason = "timed out" if isinstance(exc, TimeoutError) else str(exc)
+            raise HarborError(f"Harbor at {self.url} is unreachable: {reason}") from exc
 
     async def ensure_project(self, name: str) -> bool:
         """Create project ``name`` unless it exists; True when it was created."""
@@ -356,12 +390,30 @@ class HarborClient:
         return f"/projects/{quote(project)}/repositories/{repo}/artifacts/{digest}"
 
     async def scan(self, project: str, repository: str, digest: str) -> None:
-        """Ask Harbor to scan an artifact (answers at once; the scan runs in Harbor)."""
-        await self._call(
-            "POST", self._artifact_path(project, repository, digest) + "/scan", ok=(202,)
-        )
+        """Ask Harbor to scan an artifact (answers at once; the scan runs in Harbor).
+        HarborError says why it cannot: no scanner (HTTP 412), no such artifact (404), ..."""
+        try:
+            await self._call(
+                "POST", self._artifact_path(project, repository, digest) + "/scan", ok=(202,)
+            )
+        except HarborError as exc:
+            if exc.status == 412:  # PRECONDITION: no scanner, or a disabled one
+                raise HarborError(
+                    f"Harbor cannot scan images of project {project}: {exc.message} (an "
+                    "administrator adds one under Interrogation Services)",
+                    status=412,
+                ) from exc
+            raise
 
-    async def scan_summary(
+    async def scan_overview(self, project: str, repository: str, digest: str) -> dict[str, Any]:
+        """One look at the artifact's scan: a summary (``deployq.scans``) whose state is
+        ``running`` (not finished), ``done`` (with the counts) or ``unavailable`` (the scan
+        ended without a report)."""
+        path = self._artifact_path(project, repository, digest) + "?with_scan_overview=true"
+        _, artifact = await self._call("GET", path)
+        return summarize(artifact if isinstance(artifact, dict) else {})
+
+    async def wait_for_scan(
         self,
         project: str,
         repository: str,
@@ -370,31 +422,91 @@ class HarborClient:
         *,
         poll_interval_s: float = SCAN_POLL_INTERVAL_S,
     ) -> dict[str, Any]:
-        """Wait for the scan to end; ``{"critical": n, ..., "total": n, "status": ...}``."""
-        path = self._artifact_path(project, repository, digest) + "?with_scan_overview=true"
+        """Look until the scan is final or ``timeout_s`` passed; the last summary (still
+        ``running`` when the time ran out)."""
         deadline = time.monotonic() + timeout_s
         while True:
-            _, artifact = await self._call("GET", path)
-            summary = _summarize(artifact or {})
-            if summary["status"] not in ("Pending", "Running", "Scheduled", "NotScanned"):
+            summary = await self.scan_overview(project, repository, digest)
+            if summary["state"] != ScanState.RUNNING.value or time.monotonic() >= deadline:
                 return summary
-            if time.monotonic() >= deadline:
-                raise RegistryError(
-                    f"Harbor's scan of {project}/{repository}@{digest[:19]} did not finish "
-                    f"within {setting(timeout_s)} (status {summary['status']})"
-                )
-            await asyncio.sleep(poll_interval_s)
+            await asyncio.sleep(min(poll_interval_s, max(0.0, deadline - time.monotonic())))
+
+    async def create_robot(
+        self, project: str, name: str, *, description: str, duration_days: int = -1
+    ) -> tuple[str, str]:
+        """A project robot account that may push and pull the project's repositories, and
+        nothing else; ``(full name, secret)``. Harbor shows the secret this once."""
+        body = {
+            "name": name,
+            "description": description,
+            "duration": duration_days,
+            "level": "project",
+            "disable": False,
+            "permissions": [
+                {
+                    "kind": "project",
+                    "namespace": project,
+                    "access": [
+                        {"resource": "repository", "action": "push"},
+                        {"resource": "repository", "action": "pull"},
+                    ],
+                }
+            ],
+        }
+        try:
+            _, answer = await self._call("POST", "/robots", body=body, ok=(201,))
+        except HarborError as exc:
+            raise HarborError(_robot_refusal(exc, project, name), status=exc.status) from exc
+        if not isinstance(answer, dict) or not answer.get("name") or not answer.get("secret"):
+            raise HarborError("Harbor created the robot account but returned no name or secret")
+        return str(answer["name"]), str(answer["secret"])
 
 
-def _summarize(artifact: dict[str, Any]) -> dict[str, Any]:
+class HarborError(RegistryError):
+    """Harbor's API refused or failed a call; ``status`` is its HTTP status (None: no answer)."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _robot_refusal(exc: HarborError, project: str, name: str) -> str:
+    if exc.status == 401:
+        return (
+            "Harbor refused the login (HTTP 401): set DEPLOYQ_HARBOR_ADMIN_USERNAME and "
+            "DEPLOYQ_HARBOR_ADMIN_PASSWORD to a project or system administrator of Harbor"
+        )
+    if exc.status == 403:
+        return (
+            f"Harbor does not let this login create robot accounts in project {project} "
+            "(HTTP 403): set DEPLOYQ_HARBOR_ADMIN_USERNAME to a project administrator"
+        )
+    if exc.status == 409:
+        return (
+            f"a robot account named {name!r} exists already in project {project} (HTTP 409): "
+            "choose another --name, or delete the old one in Harbor"
+        )
+    if exc.status == 404 or (exc.status == 400 and "project" in exc.message.lower()):
+        return f"Harbor has no project {project} (HTTP {exc.status}): create it first"
+    return exc.message
+
+
+def summarize(artifact: dict[str, Any]) -> dict[str, Any]:
+    """An artifact of ``?with_scan_overview=true`` as a scan summary (``deployq.scans``)."""
     overview: dict[str, Any] = artifact.get("scan_overview") or {}
     report: dict[str, Any] = next(iter(overview.values()), {}) if overview else {}
-    counts = (report.get("summary") or {}).get("summary") or {}
-    result: dict[str, Any] = {s: int(counts.get(s.capitalize(), 0)) for s in _SEVERITIES}
-    result["total"] = int((report.get("summary") or {}).get("total", sum(result.values())))
-    result["fixable"] = int((report.get("summary") or {}).get("fixable", 0))
+    status = str(report.get("scan_status") or "NotScanned")
+    if status in HARBOR_PENDING:
+        return {"state": ScanState.RUNNING.value, "status": status}
+    if status != "Success":
+        return unavailable(f"Harbor's scan ended with status {status}")
+    totals = report.get("summary") or {}
+    counts = totals.get("summary") or {}
+    result: dict[str, Any] = {"state": ScanState.DONE.value, "status": status}
+    result |= {s: int(counts.get(s.capitalize(), 0)) for s in SEVERITIES}
+    result["total"] = int(totals.get("total", sum(result[s] for s in SEVERITIES)))
+    result["fixable"] = int(totals.get("fixable", 0))
     result["severity"] = report.get("severity")
-    result["status"] = report.get("scan_status", "NotScanned")
     return result
 
 
@@ -409,7 +521,3 @@ def _harbor_message(body: Any) -> str:
     if isinstance(body, dict) and isinstance(body.get("errors"), list) and body["errors"]:
         return str(body["errors"][0].get("message", ""))
     return "no details"
-
-
-def _timeout() -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)

@@ -85,10 +85,12 @@ def worker_components(store: Store) -> list[Component]:
     from deployq.store import prune_component, rescuer_component
     from deployq.worker.notifier import Notifier
     from deployq.worker.pool import WorkerPool
+    from deployq.worker.scans import ScanCollector
 
     return [
         WorkerPool(store).run,
         Notifier(store).run,
+        ScanCollector(store).run,
         rescuer_component(store),
         reconcile_component(store),
         prune_component(store),

@@ -16,7 +16,7 @@ import pytest
 from deployq.builders import BuildKitBuilder
 from deployq.builders.base import BuildRequest, RegistryAuth
 from deployq.errors import RegistryError
-from deployq.registry import HarborClient, RegistryClient
+from deployq.registry import HarborClient, HarborError, RegistryClient
 from deployq.testing.services import DOCKER, LocalRegistry, docker_cmd, free_port
 from fixtures.harbor_fake import FakeHarbor
 
@@ -172,10 +172,13 @@ async def test_harbor_scan_summary_counts_by_severity(
     harbor = HarborClient(url, fake.username, fake.password)
 
     await harbor.scan("deployq", "team/app", DIGEST)
-    summary = await harbor.scan_summary(
+    first = await harbor.scan_overview("deployq", "team/app", DIGEST)
+    summary = await harbor.wait_for_scan(
         "deployq", "team/app", DIGEST, timeout_s=10, poll_interval_s=0.01
     )
 
+    assert first == {"state": "running", "status": "Running"}
+    assert summary["state"] == "done"
     assert summary["status"] == "Success"
     assert (summary["critical"], summary["high"], summary["medium"], summary["low"]) == (1, 2, 0, 4)
     assert summary["total"] == 7
@@ -188,9 +191,24 @@ async def test_harbor_errors_are_clear(harbor_fake: tuple[FakeHarbor, str]) -> N
     fake.add_artifact("deployq", "app", DIGEST, {})
     harbor = HarborClient(url, fake.username, fake.password)
 
-    with pytest.raises(RegistryError, match="check the robot account's permissions"):
+    with pytest.raises(RegistryError, match=r"HTTP 401: .* check the permissions of .robot"):
         await HarborClient(url, fake.username, "wrong").ensure_project("x")
-    with pytest.raises(RegistryError, match="HTTP 404: artifact not found"):
+    with pytest.raises(HarborError, match="HTTP 404: artifact not found") as missing:
         await harbor.scan("deployq", "app", "sha256:" + "00" * 32)
-    with pytest.raises(RegistryError, match="did not finish within 0s"):
-        await harbor.scan_summary("deployq", "app", DIGEST, timeout_s=0)
+    assert missing.value.status == 404
+    await harbor.scan("deployq", "app", DIGEST)
+    # the time is up: the last look, still running
+    running = await harbor.wait_for_scan("deployq", "app", DIGEST, timeout_s=0)
+    assert running["state"] == "running"
+
+
+async def test_harbor_without_a_scanner_says_so(harbor_fake: tuple[FakeHarbor, str]) -> None:
+    fake, url = harbor_fake
+    fake.scanner = False
+    fake.add_artifact("deployq", "app", DIGEST, {})
+    harbor = HarborClient(url, fake.username, fake.password)
+
+    with pytest.raises(HarborError, match="cannot scan images of project deployq") as caught:
+        await harbor.scan("deployq", "app", DIGEST)
+    assert caught.value.status == 412
+    assert "no available scanner for project" in caught.value.message

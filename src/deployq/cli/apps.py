@@ -16,7 +16,14 @@ from deployq.cli.deploy_options import OPTION_FIELDS, deploy_options, pop_deploy
 from deployq.embedded_registry import with_registry
 from deployq.errors import InvalidInput
 from deployq.imageref import check_registry, parse_repository
-from deployq.models import AppSpec, NotifyEvent, Priority, SupersedePolicy
+from deployq.models import (
+    AppSpec,
+    NotifyEvent,
+    Priority,
+    ScanAction,
+    ScanPolicy,
+    SupersedePolicy,
+)
 from deployq.redact import public_app, redact_urls
 from deployq.repos import absolute_clone_url
 from deployq.store import Store
@@ -100,6 +107,17 @@ def app_group() -> None:
     type=DURATION,
     help="How often to check with `git ls-remote` for missed pushes: 5m, 1h (default off).",
 )
+@click.option(
+    "--scan-policy",
+    type=click.Choice([a.value for a in ScanAction]),
+    help="Wait for Harbor's scan of each image, and fail the job or skip its deploy when it "
+    "finds more than --max-critical critical vulnerabilities (docs/harbor.md).",
+)
+@click.option(
+    "--max-critical",
+    type=click.IntRange(min=0),
+    help="Critical vulnerabilities the scan policy lets through (default 0).",
+)
 @deploy_options
 @build_plan_options
 @click.option("--replace", is_flag=True, help="Update the app if it exists.")
@@ -131,6 +149,7 @@ async def app_add(
         del options["notify_events"]
     if options["image"] is not None:
         options["image"] = parse_repository(options["image"]).name
+    options["scan_policy"] = _scan_policy(options.pop("scan_policy"), options.pop("max_critical"))
     try:
         spec = AppSpec(name=name, **options)
     except ValidationError as exc:
@@ -147,13 +166,26 @@ async def app_add(
         raise InvalidInput(
             f"app {name} not added: " + "; ".join(found) + " (--no-check adds it anyway)"
         )
-    if replace and name in {a.name for a in await store.apps.all()}:
+    existing = {a.name: a for a in await store.apps.all()} if replace else {}
+    if name in existing:
+        # the registry login of `deployq harbor robot create --app` has no option: kept
+        old = existing[name]
+        login = {"registry_username": old.registry_username}
+        spec = spec.model_copy(update=login | {"registry_password": old.registry_password})
         app = await store.apps.update(spec)
         verb = "updated"
     else:
         app = await store.apps.add(spec)
         verb = "added"
     emit(state, app, f"{verb} app {app.name} ({app.repo_identity})")
+
+
+def _scan_policy(action: str | None, max_critical: int | None) -> ScanPolicy | None:
+    if action is None:
+        if max_critical is not None:
+            raise InvalidInput("--max-critical needs --scan-policy fail or block-deploy")
+        return None
+    return ScanPolicy(action=ScanAction(action), max_critical=max_critical or 0)
 
 
 @app_group.command("list")

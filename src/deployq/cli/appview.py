@@ -81,6 +81,11 @@ def _default(name: str) -> Any:
 
 
 def _value(app: App, name: str, deploy_fields: dict[str, str]) -> Any:
+    if name in ("scan_policy", "max_critical"):  # two options, one field
+        policy = app.scan_policy
+        if policy is None:
+            return None
+        return policy.action if name == "scan_policy" else policy.max_critical
     if name in type(app).model_fields:
         return getattr(app, name)
     if app.deploy is not None and name in deploy_fields:

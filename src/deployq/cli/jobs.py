@@ -17,6 +17,7 @@ from deployq.imageref import pull_reference
 from deployq.logfollow import LogWaker
 from deployq.manual import manual_trigger
 from deployq.models import Estimate, Job, JobStatus, Priority
+from deployq.scans import scan_text
 from deployq.store import Store
 
 
@@ -199,6 +200,7 @@ async def job_show(state: CliState, store: Store, job_id: int, pull_ref: bool) -
             ("attempt", f"{job.attempt}/{job.max_attempts}"),
             ("server", job.server_name),
             ("image", pull),
+            ("scan", scan_text(job.scan_summary)),
             ("error", _indent(job.error)),
             ("enqueued", job.enqueued_at.isoformat(timespec="seconds")),
             ("duration", _durations(times)),

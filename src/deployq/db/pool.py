@@ -56,13 +56,6 @@ def _lost_server(exc: BaseException) -> bool:
     return sqlstate is None or sqlstate.startswith(("08", "57P"))
 
 
-def _server_of(conn: psycopg.AsyncConnection[Any]) -> str:
-    """``host:port`` of the server ``conn`` reached (of several in the DSN: the one libpq
-    chose)."""
-    host, port = conn.info.host, conn.info.port
-    return host if host.startswith("/") else f"{host}:{port}"
-
-
 def _reason(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -90,10 +83,6 @@ class Pool:
         self._raw: RawPool | None = None
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
-        #: ``host:port`` of the server the last probe reached (after a failover: the new one)
-        self._answered_by: str | None = None
-        #: ``host:port`` of the server the inner pool's connections go to
-        self.server: str | None = None
 
     def _new_raw(self) -> RawPool:
         return AsyncConnectionPool(
@@ -122,8 +111,6 @@ class Pool:
                 raise unavailable(self.dsn, direct) from exc
             raise unavailable(self.dsn, exc) from exc
         self._raw = raw
-        async with raw.connection() as first:
-            self.server = _server_of(first)
 
     def connection(self, timeout: float | None = None) -> _PooledConnection:
         return _PooledConnection(self, timeout)
@@ -158,7 +145,6 @@ class Pool:
                 )
                 try:
                     await conn.execute(sql("probe"))
-                    self._answered_by = _server_of(conn)
                 finally:
                     await conn.close()
         except (psycopg.Error, OSError) as exc:
@@ -169,14 +155,6 @@ class Pool:
 
     async def _watch(self, first_reason: str) -> None:
         reason = await self._answers()
-        if reason is None and self._answered_by != self.server:
-            # the database moved (a promoted standby) before we noticed: every connection
-            # of the inner pool is to the old server, a fresh pool replaces it
-            before = self.server or "?"
-            if await self._replace_raw():
-                await self.health.moved(before, self.server or "?")
-                return
-            reason = "the new server did not take connections"
         if reason is None:  # one broken connection, not an outage: drop the broken ones
             if self._raw is not None:
                 with contextlib.suppress(Exception):
@@ -192,7 +170,7 @@ class Pool:
             if await self._answers() is not None:
                 continue
             if await self._replace_raw():
-                await self.health.mark_up(self._answered_by)
+                await self.health.mark_up()
                 return
 
     async def _replace_raw(self) -> bool:
@@ -204,7 +182,6 @@ class Pool:
             await raw.close()
             return False
         old, self._raw = self._raw, raw
-        self.server = self._answered_by
         if old is not None:  # connections still out are closed when they come back
             asyncio.get_running_loop().create_task(old.close(timeout=1.0))
         return True

@@ -16,7 +16,7 @@ from deployq.store._secrets import SPEC_SECRET_FIELDS, public_data
 if TYPE_CHECKING:
     from deployq.store._store import Store
 
-_JSON_FIELDS = {"build_args", "deploy"}
+_JSON_FIELDS = {"build_args", "deploy", "scan_policy"}
 
 
 def _params(spec: AppSpec) -> dict[str, Any]:

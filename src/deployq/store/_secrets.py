@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from deployq.store._store import Store
 
 #: the AppSpec fields that are secrets and never columns of ``apps``
-SPEC_SECRET_FIELDS = ("webhook_secret", "notify_webhook_secret", "build_secrets", "forge_token")
+SPEC_SECRET_FIELDS = (
+    "webhook_secret",
+    "notify_webhook_secret",
+    "build_secrets",
+    "forge_token",
+    "registry_password",
+)
 #: the DeploySettings fields that are secrets and never in ``apps.deploy``
 DEPLOY_SECRET_FIELDS = ("webhook_secret", "env")
 _PLAIN = "plain:"  # rows migration 008 moved, until sealed
@@ -91,12 +97,8 @@ class SecretStore:
         rows = await (
             await conn.execute(sql("secrets_of_apps"), {"ids": [a.id for a in apps]})
         ).fetchall()
-        sealed = {int(r["app_id"]): r["sealed"] for r in rows}
-        return [self.opened(a, sealed[a.id]) if a.id in sealed else a for a in apps]
-
-    def opened(self, app: App, sealed: str) -> App:
-        """``app`` with the secrets of its ``app_secrets`` row (read by the caller's query)."""
-        return with_secrets(app, self._open(sealed))
+        found = {int(r["app_id"]): self._open(r["sealed"]) for r in rows}
+        return [with_secrets(a, found[a.id]) if a.id in found else a for a in apps]
 
     async def seal_plaintext(self) -> int:
         """Seal the rows migration 008 moved out of ``apps``; how many were sealed."""

@@ -21,6 +21,7 @@ from deployq.store._queries import sql
 from deployq.store._queue import Queue
 from deployq.store._reconcile import ReconcileStore
 from deployq.store._retention import Retention
+from deployq.store._scans import ScanStore
 from deployq.store._secrets import SecretStore
 from deployq.store._servers import ServerStore
 from deployq.store._stats import StatsStore
@@ -57,6 +58,7 @@ class Store:
         self.stats = StatsStore(self)
         self.feed = FeedStore(self)
         self.estimates = EstimateStore(self)
+        self.scans = ScanStore(self)
 
     @classmethod
     async def open(

@@ -121,6 +121,7 @@ def app_json(app: App) -> dict[str, Any]:
     data.pop("webhook_secret", None)
     data.pop("notify_webhook_secret", None)
     data.pop("forge_token", None)
+    data.pop("registry_password", None)
     data["has_webhook_secret"] = app.webhook_secret is not None
     data["build_secrets"] = sorted(app.build_secrets)
     data["repo_url"] = redact_urls(app.repo_url)

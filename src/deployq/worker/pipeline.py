@@ -20,9 +20,9 @@ from typing import TYPE_CHECKING, Any
 from deployq.builders import Builder, BuildRequest, RegistryAuth, detect
 from deployq.builders.detect import BaseImages
 from deployq.builders.plan import app_overrides
+from deployq.durations import setting
 from deployq.errors import (
     ConfigError,
-    DatabaseUnavailable,
     DeployError,
     DeployqError,
     EngineUnavailable,
@@ -31,8 +31,14 @@ from deployq.errors import (
     RegistryError,
 )
 from deployq.imageref import ImageRef, qualify
-from deployq.models import STEP_START_PERCENT, App, BuildServer, JobStatus, Step
-from deployq.registry import HarborClient, RegistryClient, normalize_url
+from deployq.models import STEP_START_PERCENT, App, BuildServer, JobStatus, ScanAction, Step
+from deployq.registry import (
+    SCAN_POLL_INTERVAL_S,
+    HarborClient,
+    RegistryClient,
+    registry_login,
+)
+from deployq.scans import ScanState, Verdict, judge, requested, scan_text, state_of, unavailable
 from deployq.store import Lease, Outcome
 from deployq.worker.checkout import checkout
 from deployq.worker.deploy import Deployer, Image
@@ -49,8 +55,9 @@ MAX_TAG_CHARS = 128
 #: why a failure is final, in its error: "(not retried: …)"
 NOT_RETRIED_SAME = "another attempt would fail the same way"
 NOT_RETRIED_CONFIG = "a configuration problem; fix it, then deploy again"
-#: how long the verify step waits for Harbor's vulnerability scan
-HARBOR_SCAN_TIMEOUT_S = 600.0
+NOT_RETRIED_SCAN = (
+    "the image's scan will not change; fix the vulnerabilities or the app's --scan-policy"
+)
 
 
 def docker_tag(name: str) -> str:
@@ -240,11 +247,7 @@ class Pipeline:
         dockerfile_text = self._detect()
 
         await self._enter(Step.BUILD)
-        auth = RegistryAuth(
-            names.registry,
-            self.settings.registry_username,
-            _secret(self.settings.registry_password),
-        )
+        auth = RegistryAuth(names.registry, *registry_login(self.settings, self.app))
         request = BuildRequest(
             workspace=self.workspace,
             context=self.app.context,
@@ -285,21 +288,18 @@ class Pipeline:
 
             await self._enter(Step.VERIFY, image_digest=digest)
             await self._verify(names, digest, registry)
-        scan = None
-        if self.settings.harbor_api and self.settings.harbor_scan:
-            scan = await self._scan(names, digest)
-        if self.deploys:
+        verdict = await self._scan(names, digest)
+        if verdict is not None and verdict.action is ScanAction.FAIL:
+            return self._failed(verdict.message, retryable=False, why=NOT_RETRIED_SCAN)
+        if self.deploys and verdict is not None and verdict.action is ScanAction.BLOCK_DEPLOY:
+            self.logs.write(f"==> {verdict.message}")
+        elif self.deploys:
             await self._enter(Step.DEPLOY)
             await self._deploy(Image(self.image_ref or "", digest, commit.sha))
         self._close_step()
         await self._record(self.step or Step.VERIFY, 100)
         await self._settle()
-        return Outcome(
-            JobStatus.SUCCEEDED,
-            image_ref=self.image_ref,
-            image_digest=digest,
-            scan_summary=scan,
-        )
+        return Outcome(JobStatus.SUCCEEDED, image_ref=self.image_ref, image_digest=digest)
 
     async def _deploy_only(self) -> Outcome:
         """A rollback: deploy the image an earlier job pushed, without building."""
@@ -329,11 +329,9 @@ class Pipeline:
 
     async def _deploy(self, image: Image) -> None:
         auth = None
-        if self.settings.registry_username:
-            auth = {
-                "username": self.settings.registry_username,
-                "password": _secret(self.settings.registry_password) or "",
-            }
+        username, password = registry_login(self.settings, self.app)
+        if username:
+            auth = {"username": username, "password": password or ""}
         self.deployer = Deployer(
             self.store, self.app, self.lease.job, self.logs.write, registry_auth=auth
         )
@@ -374,7 +372,7 @@ class Pipeline:
         return detection.dockerfile_text
 
     def _registry(self) -> RegistryClient:
-        return RegistryClient.from_settings(self.settings)
+        return RegistryClient.from_settings(self.settings, self.app)
 
     async def _verify(self, names: ImageNames, digest: str, registry: RegistryClient) -> None:
         seen = await registry.manifest_digest(names.repository, names.tags[0])
@@ -386,23 +384,73 @@ class Pipeline:
         self.logs.write(f"==> verified: the registry serves {digest}")
 
     def _harbor(self) -> HarborClient:
-        return HarborClient(
-            normalize_url(
-                self.settings.harbor_url or self.settings.registry_url,
-                insecure=self.settings.registry_insecure,
-            ),
-            self.settings.registry_username,
-            _secret(self.settings.registry_password),
-        )
+        return HarborClient.from_settings(self.settings, self.app)
 
-    async def _scan(self, names: ImageNames, digest: str) -> dict[str, Any]:
-        harbor = self._harbor()
+    @property
+    def scanning(self) -> bool:
+        return self.settings.harbor_api and self.settings.harbor_scan
+
+    async def _scan(self, names: ImageNames, digest: str) -> Verdict | None:
+        """Ask Harbor to scan the pushed image and record it on the job; the background
+        collector (worker.scans) attaches the result later. Only an app with a scan policy
+        waits for the result here, and gets the policy's verdict. A scan that cannot be had
+        is recorded as unavailable, with the reason: it never fails the build."""
+        policy = self.app.scan_policy
+        if policy is not None and policy.action is ScanAction.BLOCK_DEPLOY and not self.deploys:
+            policy = None  # nothing to block: the scan is only recorded
+        if not self.scanning and policy is None:
+            return None
         project, _, repository = names.repository.partition("/")
-        self.logs.write(f"==> vulnerability scan of {names.repository}@{digest[:19]} in Harbor")
-        await harbor.scan(project, repository, digest)
-        summary = await harbor.scan_summary(project, repository, digest, HARBOR_SCAN_TIMEOUT_S)
-        found = ", ".join(f"{k} {v}" for k, v in summary.items() if k != "status" and v)
-        self.logs.write(f"==> scan {summary.get('status')}: {found or 'no vulnerabilities'}")
+        if not self.scanning:
+            summary = unavailable("scanning is off (DEPLOYQ_HARBOR_API, DEPLOYQ_HARBOR_SCAN)")
+        else:
+            summary = await self._request_scan(project, repository, digest)
+            if policy is not None and state_of(summary) is ScanState.REQUESTED:
+                summary = await self._wait_for_scan(project, repository, digest)
+        verdict = judge(policy, summary) if policy is not None else None
+        if verdict is not None:
+            summary["policy"] = verdict.message
+        await self.store.scans.record(
+            self.lease,
+            project=project,
+            repository=repository,
+            digest=digest,
+            summary=summary,
+            first_poll_s=self.settings.harbor_scan_poll,
+            deadline_s=self.settings.harbor_scan_deadline,
+        )
+        self.logs.write(f"==> {scan_text(summary)}")
+        if verdict is not None and verdict.action is None:
+            self.logs.write(f"==> {verdict.message}")
+        return verdict
+
+    async def _request_scan(self, project: str, repository: str, digest: str) -> dict[str, Any]:
+        self.logs.write(f"==> vulnerability scan of {project}/{repository}@{digest[:19]} requested")
+        try:
+            await self._harbor().scan(project, repository, digest)
+        except RegistryError as exc:
+            return unavailable(exc.message)
+        return requested()
+
+    async def _wait_for_scan(self, project: str, repository: str, digest: str) -> dict[str, Any]:
+        """The one wait for a scan in a job: its app's policy needs the result."""
+        wait = self.settings.harbor_scan_wait
+        self.logs.write(
+            f"==> waiting up to {setting(wait)} for the scan: the app's scan policy needs it"
+        )
+        try:
+            summary = await self._harbor().wait_for_scan(
+                project,
+                repository,
+                digest,
+                wait,
+                poll_interval_s=min(self.settings.harbor_scan_poll, SCAN_POLL_INTERVAL_S),
+            )
+        except RegistryError as exc:  # the collector keeps looking
+            self.logs.write(f"WARNING: cannot read the scan: {exc.message}")
+            return {"state": ScanState.RUNNING.value}
+        if not state_of(summary) or not ScanState(summary["state"]).is_final:
+            self.logs.write(f"WARNING: no scan result within {setting(wait)}")
         return summary
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -420,30 +468,14 @@ class Pipeline:
         latest), never holds up the step itself."""
         await self._settle()
         self._progress = asyncio.create_task(
-            self._write_progress(step, percent, dict(self.durations), fields)
+            self.store.leases.set_progress(
+                self.lease,
+                step=step,
+                progress=percent,
+                step_durations=dict(self.durations),
+                fields=fields,
+            )
         )
-
-    async def _write_progress(
-        self,
-        step: Step,
-        percent: int,
-        durations: dict[str, float],
-        fields: dict[str, Any] | None,
-    ) -> None:
-        """Progress is for the eyes: while the database is away the build goes on (the next
-        write, or the finish, carries the state); a lease taken over (LostJob) still stops it.
-        """
-        try:
-            await self.store.leases.set_progress(
-                self.lease, step=step, progress=percent, step_durations=durations, fields=fields
-            )
-        except DatabaseUnavailable as exc:
-            log.info(
-                "job #%s: step %s not recorded, the build goes on: %s",
-                self.lease.id,
-                step.value,
-                exc,
-            )
 
     async def _settle(self) -> None:
         """Wait for the latest progress write; raise what it raised (LostJob)."""

@@ -2,15 +2,11 @@
 -- PL/pgSQL functions deployq_claim and deployq_rescue of sql/001_initial.sql.
 
 -- name: claim_jobs
--- The claimed (and rescued) jobs with their server's name, their app and its sealed secrets
--- (store/_secrets.py opens them): the worker needs nothing else, so a claim is one round trip.
--- Claiming takes the owner role, the one role that reads app_secrets.
-SELECT c.*, s.name AS server_name, to_jsonb(a) AS app_row, sec.sealed AS app_sealed
+SELECT c.*, s.name AS server_name, to_jsonb(a) AS app_row
 FROM deployq_claim(%(worker_id)s, %(limit)s, %(ttl)s, %(server_ids)s, %(excluded_server_ids)s,
                    %(scan_limit)s) AS c
 LEFT JOIN build_servers s ON s.id = c.server_id
 LEFT JOIN apps a ON a.id = c.app_id
-LEFT JOIN app_secrets sec ON sec.app_id = c.app_id
 
 -- name: claim_lock
 -- The transaction advisory lock the claim and the rescue take turns on.

@@ -14,6 +14,7 @@ from deployq.durations import elapsed
 from deployq.imageref import pull_reference
 from deployq.logfollow import LogFollower
 from deployq.models import Estimate, Job, JobEvent, JobStatus, Release, Step
+from deployq.scans import ScanState, scan_text, state_of
 from deployq.tui import format as fmt
 from deployq.tui.messages import ClockTick, JobsChanged, LogsAppended, Resync
 from deployq.tui.screens.actions import JobActionsScreen
@@ -236,6 +237,12 @@ class JobScreen(JobActionsScreen):
         pull = pull_reference(job.image_ref, job.image_digest)
         if pull:  # what was pushed, as docker pull takes it (nothing for a job that pushed none)
             head.append(f"\nimage {pull}", style=fmt.GREEN)
+        scan = scan_text(job.scan_summary)
+        if scan:  # Harbor's vulnerability scan (docs/harbor.md), attached when it arrives
+            clean = state_of(job.scan_summary) is ScanState.DONE and not (
+                job.scan_summary or {}
+            ).get("critical")
+            head.append(f"\nscan: {scan}", style=fmt.GREEN if clean else fmt.YELLOW)
         if self.releases:
             runs = ", ".join(
                 f"{r.target} #{r.job_id} {(r.commit_sha or '')[:7]} ({r.digest[:19]})"
