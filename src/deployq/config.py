@@ -29,6 +29,8 @@ from deployq.errors import ConfigError
 _IMAGE_TEMPLATE = re.compile(r"^(?:[A-Za-z0-9._/:@-]|\{version\})+$")
 
 ENV_PREFIX = "DEPLOYQ_"
+#: what DEPLOYQ_HOST_ID may be (deployq.hostid)
+HOST_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 #: the local engine's socket: where the docker CLI looks when DOCKER_HOST is unset
 DEFAULT_DOCKER_HOST = "unix:///var/run/docker.sock"
 
@@ -70,6 +72,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(platformdirs.user_data_dir("deployq"))
     """Embedded database, workspaces, webhook spool."""
+    host_id: str | None = Field(None, pattern=HOST_ID_PATTERN)
+    """This host's id: its unix:// build servers are claimed only by its workers, and each
+    host's view of a server's health is kept apart. Unset: <data_dir>/host-id, made once from
+    the host name and /etc/machine-id. Set it to run several "hosts" on one machine."""
     secret_key: SecretStr | None = None
     """Fernet key(s) sealing the secrets in the database, comma-separated, newest first.
     Unset: <data_dir>/secret.key, generated at first use (mode 0600). docs/secrets.md."""

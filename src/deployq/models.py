@@ -514,6 +514,24 @@ class BuildServer(Model):
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    #: the host whose workers alone build here (a unix:// engine); None: any host
+    host_id: str | None = None
+
+
+class Worker(Model):
+    """A running worker process (``deployq workers``)."""
+
+    id: str
+    host: str
+    """the host name it runs on"""
+    host_id: str | None
+    """its host's stable id (deployq.hostid): which unix:// servers it builds on"""
+    pid: int
+    concurrency: int
+    started_at: datetime
+    heartbeat_at: datetime
+    stopping: bool
+    running: int = 0
 
 
 class DeployTarget(Model):

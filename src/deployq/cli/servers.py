@@ -1,4 +1,5 @@
-"""deployq server add | list | drain | undrain | rm: the Docker engines builds run on."""
+"""deployq server add | list | drain | undrain | rm: the Docker engines builds run on;
+deployq workers: the worker processes and their hosts."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from deployq.builders import EngineTLS, make_builder
 from deployq.cli.common import CliState, common_options, emit, table, with_store
 from deployq.durations import setting
 from deployq.errors import EngineUnavailable
-from deployq.models import BuildServer
+from deployq.hostid import host_id, is_host_local
+from deployq.models import BuildServer, Worker
 from deployq.store import Store
 
 #: how long `server add` waits for a TLS engine to answer
@@ -57,12 +59,14 @@ async def server_add(
 ) -> None:
     """Register a build server.
 
-    With --tls-* the engine must answer through mutual TLS before the server is added; the
-    three paths are stored and read on each worker host, which needs the files there too.
+    A unix:// engine belongs to this host: only workers on this host build there. With
+    --tls-* the engine must answer through mutual TLS before the server is added; the three
+    paths are stored and read on each worker host, which needs the files there too.
     """
     tls = EngineTLS.from_options(docker_host, tls_ca, tls_cert, tls_key)
     if tls is not None:
         await _check_tls_engine(store, docker_host, tls)
+    owner = host_id(store.settings) if is_host_local(docker_host) else None
     server = await store.servers.add(
         name,
         docker_host,
@@ -70,12 +74,14 @@ async def server_add(
         arch=arch,
         labels=list(labels),
         tls=(tls.ca, tls.cert, tls.key) if tls else None,
+        host_id=owner,
     )
+    where = f"; only workers on host {owner} build there" if owner else ""
     emit(
         state,
         server,
         f"added build server {server.name} ({server.docker_host}, "
-        f"capacity {server.capacity}, {server.arch})",
+        f"capacity {server.capacity}, {server.arch}){where}",
     )
 
 
@@ -117,11 +123,22 @@ def _table(servers: list[BuildServer]) -> str:
             "or add one with `deployq server add NAME --docker-host URL`"
         )
     return table(
-        ["NAME", "DOCKER HOST", "ARCH", "LABELS", "RUNNING", "STATE", "ENGINE", "LAST ERROR"],
+        [
+            "NAME",
+            "DOCKER HOST",
+            "HOST",
+            "ARCH",
+            "LABELS",
+            "RUNNING",
+            "STATE",
+            "ENGINE",
+            "LAST ERROR",
+        ],
         [
             [
                 s.name,
                 s.docker_host,
+                s.host_id or "any",
                 s.arch,
                 ",".join(s.labels),
                 f"{s.running}/{s.capacity}",
@@ -168,5 +185,36 @@ async def server_rm(state: CliState, store: Store, name: str, yes: bool) -> None
     emit(state, {"removed": name}, f"removed build server {name}")
 
 
+@click.command("workers")
+@common_options
+@with_store
+async def workers_cmd(state: CliState, store: Store) -> None:
+    """List the worker processes: their host id (which unix:// servers they build on), load
+    and last heartbeat."""
+    workers = await store.workers.all()
+    emit(state, workers, lambda: _workers_table(workers))
+
+
+def _workers_table(workers: list[Worker]) -> str:
+    if not workers:
+        return "no workers running: start one with `deployq worker` (or `deployq up`)"
+    return table(
+        ["HOST ID", "WORKER", "PID", "RUNNING", "STARTED", "HEARTBEAT", "STATE"],
+        [
+            [
+                w.host_id or "",
+                w.id,
+                w.pid,
+                f"{w.running}/{w.concurrency}",
+                w.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S"),
+                w.heartbeat_at.astimezone().strftime("%H:%M:%S"),
+                "stopping" if w.stopping else "claiming",
+            ]
+            for w in workers
+        ],
+    )
+
+
 def register(main: click.Group) -> None:
     main.add_command(server_group)
+    main.add_command(workers_cmd)

@@ -75,8 +75,12 @@ class Leases(StorePart):
         limit: int,
         server_ids: list[int] | None = None,
         excluded_server_ids: list[int] | None = None,
+        host_id: str | None = None,
     ) -> list[Lease]:
         """Take up to ``limit`` due jobs, each on a server with a free slot.
+
+        ``host_id``: the worker's host (deployq.hostid); servers another host owns (its
+        ``unix://`` engine) are never given to this worker, nor are any owned ones without it.
 
         Priority DESC, then run_after/enqueued_at ASC. Never more running jobs on a server
         than its capacity, nor for an app than its concurrency, across every worker. Expired
@@ -94,6 +98,7 @@ class Leases(StorePart):
                         "ttl": ttl,
                         "server_ids": server_ids,
                         "excluded_server_ids": excluded_server_ids or [],
+                        "host_id": host_id,
                         "scan_limit": CLAIM_SCAN_LIMIT,
                     },
                 )

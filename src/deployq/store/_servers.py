@@ -35,8 +35,10 @@ class ServerStore:
         arch: str = "amd64",
         labels: list[str] | None = None,
         tls: tuple[str, str, str] | None = None,
+        host_id: str | None = None,
     ) -> BuildServer:
-        """``tls``: the paths of the CA, client certificate and client key of a tcp:// engine."""
+        """``tls``: the paths of the CA, client certificate and client key of a tcp:// engine;
+        ``host_id``: the host whose workers alone may build there (its unix:// engine)."""
         ca, cert, key = tls or (None, None, None)
         params = {
             "name": name,
@@ -47,6 +49,7 @@ class ServerStore:
             "tls_ca": ca,
             "tls_cert": cert,
             "tls_key": key,
+            "host_id": host_id,
         }
         async with self.store.connection() as conn:
             try:
@@ -58,10 +61,15 @@ class ServerStore:
         return BuildServer.model_validate(row)
 
     async def ensure_local(
-        self, docker_host: str, *, capacity: int, arch: str
+        self, docker_host: str, *, capacity: int, arch: str, host_id: str | None = None
     ) -> BuildServer | None:
         """Register the local engine as ``local`` when no server exists at all."""
-        params = {"docker_host": docker_host, "capacity": capacity, "arch": arch}
+        params = {
+            "docker_host": docker_host,
+            "capacity": capacity,
+            "arch": arch,
+            "host_id": host_id,
+        }
         async with self.store.connection() as conn:
             row = await (await conn.execute(sql("server_ensure_local"), params)).fetchone()
         return BuildServer.model_validate(row) if row else None

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from deployq.durations import setting
 from deployq.errors import DeployqError
+from deployq.hostid import host_id
 from deployq.models import JobStatus
 from deployq.store import CHANNEL_CANCEL, CHANNEL_JOBS, CHANNEL_SERVERS, Lease, Listener, Notice
 from deployq.worker.runner import JobRunner, RunningJob
@@ -59,11 +60,16 @@ class WorkerPool:
         self.worker_id = worker_id or (
             f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         )
+        #: this host's stable id: the claim gives this worker only its own host's unix://
+        #: servers (and the shared ones)
+        self.host_id = host_id(self.settings)
         self.concurrency = concurrency or self.settings.worker_concurrency
         self.server_ids = server_ids
         self.sd = notifier or SdNotifier.from_environ()
         self.jobs: dict[int, RunningJob] = {}
-        self.monitor = ServerMonitor(store, builder_factory=builder_factory, on_change=self.wake)
+        self.monitor = ServerMonitor(
+            store, host_id=self.host_id, builder_factory=builder_factory, on_change=self.wake
+        )
         self.runner = JobRunner(store, self.monitor, self.worker_id, on_lost=self._lose)
         #: set once the pool claims (tests and `deployq up` wait on it)
         self.claiming = asyncio.Event()
@@ -95,7 +101,11 @@ class WorkerPool:
     async def _run(self, stop: asyncio.Event) -> None:
         host = socket.gethostname()
         await self.store.workers.register(
-            self.worker_id, host=host, pid=os.getpid(), concurrency=self.concurrency
+            self.worker_id,
+            host=host,
+            host_id=self.host_id,
+            pid=os.getpid(),
+            concurrency=self.concurrency,
         )
         background_stop = asyncio.Event()
         background: list[asyncio.Task[None]] = []
@@ -118,7 +128,12 @@ class WorkerPool:
                 asyncio.create_task(self._watchdog(background_stop), name="worker-watchdog"),
                 asyncio.create_task(self._relay(stop), name="worker-stop"),
             ]
-            log.info("worker %s claiming (concurrency %d)", self.worker_id, self.concurrency)
+            log.info(
+                "worker %s claiming (host id %s, concurrency %d)",
+                self.worker_id,
+                self.host_id,
+                self.concurrency,
+            )
             self.sd.ready()
             self._status()
             self.claiming.set()
@@ -200,6 +215,7 @@ class WorkerPool:
             limit=free,
             server_ids=self.server_ids,
             excluded_server_ids=self.monitor.excluded_ids(),
+            host_id=self.host_id,
         )
         for lease in leases:
             if lease.job.status is JobStatus.RUNNING and lease.job.worker_id == self.worker_id:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deployq import hostid
 from deployq.builders import Builder, EngineInfo, EngineTLS, SshWrapper, make_builder
 from deployq.builders.base import normalize_arch
 from deployq.builders.tls import server_tls
@@ -89,11 +90,14 @@ class ServerMonitor:
         self,
         store: Store,
         *,
+        host_id: str | None = None,
         builder_factory: BuilderFactory | None = None,
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = store.settings
+        #: the host this worker runs on (deployq.hostid)
+        self.host_id = host_id or hostid.host_id(self.settings)
         self._factory = builder_factory or self._make_builder
         self._ssh: SshWrapper | None = None
         self._builders: dict[tuple[str, EngineTLS | None], Builder] = {}
@@ -223,7 +227,10 @@ class ServerMonitor:
                 arch = (await builder.ping()).arch
         except (TimeoutError, DeployqError):
             arch = normalize_arch(platform.machine())
-        server = await self.store.servers.ensure_local(docker_host, capacity=capacity, arch=arch)
+        owner = self.host_id if hostid.is_host_local(docker_host) else None
+        server = await self.store.servers.ensure_local(
+            docker_host, capacity=capacity, arch=arch, host_id=owner
+        )
         if server is not None:
             log.info("registered the local docker engine %s as build server `local`", docker_host)
         return server

@@ -2,8 +2,14 @@
 -- PL/pgSQL functions deployq_claim and deployq_rescue of sql/001_initial.sql.
 
 -- name: claim_jobs
+-- The servers owned by another host (unix:// engines, sql/012_server_hosts.sql) are excluded
+-- with the ones the worker excludes itself: they are not this worker's to build on.
 SELECT c.*, s.name AS server_name, to_jsonb(a) AS app_row
-FROM deployq_claim(%(worker_id)s, %(limit)s, %(ttl)s, %(server_ids)s, %(excluded_server_ids)s,
+FROM deployq_claim(%(worker_id)s, %(limit)s, %(ttl)s, %(server_ids)s,
+                   %(excluded_server_ids)s::bigint[] || ARRAY(
+                       SELECT o.id FROM build_servers o
+                        WHERE o.host_id IS NOT NULL
+                          AND o.host_id IS DISTINCT FROM %(host_id)s::text),
                    %(scan_limit)s) AS c
 LEFT JOIN build_servers s ON s.id = c.server_id
 LEFT JOIN apps a ON a.id = c.app_id

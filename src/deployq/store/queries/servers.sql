@@ -1,15 +1,17 @@
 -- Build servers (store/_servers.py).
 
 -- name: server_add
-INSERT INTO build_servers (name, docker_host, capacity, arch, labels, tls_ca, tls_cert, tls_key)
+INSERT INTO build_servers (name, docker_host, capacity, arch, labels, tls_ca, tls_cert, tls_key,
+                           host_id)
 VALUES (%(name)s, %(docker_host)s, %(capacity)s, %(arch)s, %(labels)s,
-        %(tls_ca)s, %(tls_cert)s, %(tls_key)s)
+        %(tls_ca)s, %(tls_cert)s, %(tls_key)s, %(host_id)s)
 RETURNING *, 0::bigint AS running
 
 -- name: server_ensure_local
--- The local engine registered as "local" when no server exists at all.
-INSERT INTO build_servers (name, docker_host, capacity, arch)
-SELECT 'local', %(docker_host)s, %(capacity)s, %(arch)s
+-- The local engine registered as "local" when no server exists at all (owned by this host
+-- when it is a unix:// socket).
+INSERT INTO build_servers (name, docker_host, capacity, arch, host_id)
+SELECT 'local', %(docker_host)s, %(capacity)s, %(arch)s, %(host_id)s
 WHERE NOT EXISTS (SELECT 1 FROM build_servers)
 ON CONFLICT (name) DO NOTHING
 RETURNING *, 0::bigint AS running
