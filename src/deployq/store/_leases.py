@@ -106,12 +106,12 @@ class Leases(StorePart):
             leases: list[Lease] = []
             failed: list[Job] = []
             for row in rows:
-                app_row = row.pop("app_row")
+                app_row, sealed = row.pop("app_row"), row.pop("app_sealed")
                 job = Job.model_validate(row)
                 if job.status is JobStatus.RUNNING and job.worker_id == worker_id:
                     app = App.model_validate(app_row) if app_row is not None else None
-                    if app is not None:
-                        app = (await self.store.secrets.attach(conn, [app]))[0]
+                    if app is not None and sealed is not None:
+                        app = self.store.secrets.opened(app, sealed)
                     leases.append(Lease(job, app))
                 elif job.status is JobStatus.FAILED:
                     failed.append(job)

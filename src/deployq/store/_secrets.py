@@ -97,8 +97,12 @@ class SecretStore:
         rows = await (
             await conn.execute(sql("secrets_of_apps"), {"ids": [a.id for a in apps]})
         ).fetchall()
-        found = {int(r["app_id"]): self._open(r["sealed"]) for r in rows}
-        return [with_secrets(a, found[a.id]) if a.id in found else a for a in apps]
+        sealed = {int(r["app_id"]): r["sealed"] for r in rows}
+        return [self.opened(a, sealed[a.id]) if a.id in sealed else a for a in apps]
+
+    def opened(self, app: App, sealed: str) -> App:
+        """``app`` with the secrets of its ``app_secrets`` row (read by the caller's query)."""
+        return with_secrets(app, self._open(sealed))
 
     async def seal_plaintext(self) -> int:
         """Seal the rows migration 008 moved out of ``apps``; how many were sealed."""
