@@ -10,7 +10,7 @@ import pytest
 
 from deployq.config import Settings
 from deployq.errors import Conflict, LostJob, NotFound
-from deployq.models import JobStatus, Priority, Step, TriggerKind
+from deployq.models import JobStatus, Priority, Step, SupersedePolicy, TriggerKind
 from deployq.store import CHANNEL_CANCEL, Listener, Outcome, Store
 from integration.queue_helpers import (
     FAILURE,
@@ -163,6 +163,31 @@ async def test_writes_of_a_worker_that_lost_its_lease_are_rejected(store: Store)
     assert done.status is JobStatus.SUCCEEDED
     rescued = [e for e in await store.jobs.events(done.id) if e.kind == "rescued"]
     assert len(rescued) == 1 and "lease of worker dead expired" in (rescued[0].message or "")
+
+
+@pytest.mark.parametrize("how", ["rescued", "released"])
+async def test_a_job_taken_back_keeps_its_place_in_its_apps_queue(store: Store, how: str) -> None:
+    """Per-app order across a rescue or a release: the job taken back runs before the app's
+    later jobs, not after them (run_after is left as it was)."""
+    await add_server(store, "local", capacity=4)
+    await add_app(store, "web", supersede_policy=SupersedePolicy.QUEUE)
+    first = await enqueue(store, "web")
+    lease = await claim_one(store, "dead")
+    assert lease.id == first
+    later = [await enqueue(store, "web") for _ in range(2)]
+    if how == "rescued":
+        async with store.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE jobs SET lease_expires_at = now() - interval '1 second' WHERE id = %s",
+                (first,),
+            )
+        assert await store.leases.rescue_expired() == [first]
+    else:
+        assert await store.leases.release("dead", [(first, lease.attempt)], "shutdown") == [first]
+    again = await claim_one(store, "alive")
+    assert (again.id, again.attempt) == (first, 2)
+    await store.leases.finish(again, SUCCESS)
+    assert [(await claim_one(store, "alive")).id] == later[:1]
 
 
 async def test_an_expired_lease_on_the_last_attempt_fails_the_job(store: Store) -> None:

@@ -65,9 +65,10 @@ RETURNING id, pg_notify('deployq_jobs', jsonb_build_object('id', id, 'app', app_
 
 -- name: jobs_release
 -- A worker's running jobs back in the queue now (hard shutdown); the interrupted attempt
--- does not count against max_attempts.
+-- does not count against max_attempts. run_after stays: each keeps its place in its app's
+-- queue, ahead of the app's later jobs.
 UPDATE jobs SET status = 'queued', lease_expires_at = NULL, worker_id = NULL,
-    run_after = now(), updated_at = now(), max_attempts = max_attempts + 1
+    updated_at = now(), max_attempts = max_attempts + 1
 FROM unnest(%(ids)s::bigint[], %(attempts)s::int[]) AS h(job_id, attempt)
 WHERE jobs.id = h.job_id AND jobs.attempt = h.attempt
   AND jobs.status = 'running' AND jobs.worker_id = %(worker_id)s
