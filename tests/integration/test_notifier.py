@@ -239,3 +239,37 @@ async def test_webhook_errors_never_show_the_url_token() -> None:
     assert caught.value.message.startswith("cannot connect to the webhook http://127.0.0.1:")
     assert "Connection refused" in caught.value.message
     assert "SeCrEtToKeN" not in caught.value.message
+
+
+async def test_the_succeeded_email_has_the_scan_result_when_it_arrived_else_pending(
+    notify_store: StoreFactory, smtp_server: Any
+) -> None:
+    store = await notify_store(**smtp_server.settings())
+    await add_notifying_app(store, notify_emails=["team@example.test"], notify_events=["succeeded"])
+    subjects: dict[int, bool] = {}
+    for collected in (True, False):
+        await store.queue.enqueue(push())
+        [lease] = await store.leases.claim("w", limit=1)
+        await store.scans.record(
+            lease,
+            project="acme",
+            repository="myapp",
+            digest="sha256:" + "ab" * 32,
+            summary={"state": "requested"},
+            first_poll_s=60,
+            deadline_s=3600,
+        )
+        job = await store.leases.finish(lease, SUCCESS)
+        if collected:  # the collector attached the result before the e-mail went out
+            await store.scans.finish(job.id, {"state": "done", "critical": 1, "high": 2})
+        subjects[job.id] = collected
+
+    async with running_notifier(store):
+        received = await smtp_server.mailbox.wait_for(2)
+
+    texts: dict[bool, str] = {}
+    for mail in received:
+        body = mail.message.get_body(preferencelist=("plain",))
+        texts[subjects[int(mail.message["X-Deployq-Job"])]] = body.get_content()
+    assert "Scan:      critical 1, high 2" in texts[True]
+    assert "Scan:      scan pending" in texts[False]

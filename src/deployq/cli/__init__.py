@@ -33,6 +33,7 @@ COMMAND_MODULES = (
     "deployq.cli.reconcile",
     "deployq.cli.deploy",
     "deployq.cli.registry",
+    "deployq.cli.harbor",
     "deployq.cli.plan",
     "deployq.cli.secrets",
 )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import aiohttp
 
@@ -21,6 +22,7 @@ from deployq.forge_status import Forge, commit_status, post_status
 from deployq.models import App, Notification
 from deployq.notify.email import build_email, send_email
 from deployq.notify.webhook import post_webhook, webhook_body
+from deployq.scans import scan_text
 from deployq.store import CHANNEL_NOTIFICATIONS, Listener, Store
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,7 @@ class Notifier:
     async def _send(self, notification: Notification) -> None:
         payload = notification.payload
         if notification.channel == "email":
+            payload = await self._with_scan(payload)
             message = build_email(
                 payload,
                 sender=self.settings.smtp_from,
@@ -146,6 +149,20 @@ class Notifier:
             secret=await self._webhook_secret(payload),
             timeout_s=self.settings.notify_webhook_timeout,
         )
+
+    async def _with_scan(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The payload with the job's vulnerability scan as it is now (docs/harbor.md): the
+        result when the collector attached it before this send, else ``scan pending``."""
+        job = payload.get("job")
+        job_id = job.get("id") if isinstance(job, dict) else None
+        if not isinstance(job_id, int):
+            return payload
+        try:
+            summary = (await self.store.jobs.get(job_id)).scan_summary
+        except NotFound:
+            return payload
+        text = scan_text(summary)
+        return {**payload, "scan": text} if text else payload
 
     async def _send_status(self, notification: Notification) -> None:
         assert self._session is not None
