@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     harbor_admin_username: str | None = None
     """Harbor login of ``deployq harbor robot create`` (default: the registry login)."""
     harbor_admin_password: SecretStr | None = None
+    registry_keep_tags: int = Field(10, ge=1, le=100_000)
+    """`deployq prune` keeps this many image tags (<sha7>) per branch of each app; older ones
+    are deleted from the registry, never one a release runs or keeps for rollback."""
 
     # -- builds ---------------------------------------------------------------------------
     worker_concurrency: int = Field(4, ge=1, le=256)

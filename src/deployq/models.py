@@ -604,6 +604,23 @@ class WebhookDelivery(Model):
         return "no body"
 
 
+class PushedImage(Model):
+    """An image a build of the app pushed (registry tag retention): tags ``<sha7>`` and
+    ``<branch>`` of ``image_ref``'s repository."""
+
+    job_id: int
+    branch: str
+    commit_sha: str
+    image_ref: str
+
+
+class ImageInUse(Model):
+    """An image a target runs, a kept release, or a queued/running job needs: never deleted."""
+
+    digest: str
+    image_ref: str | None = None
+
+
 class Notification(Model):
     id: int
     job_id: int

@@ -42,6 +42,9 @@ MANIFEST_ACCEPT = ", ".join(
     ]
 )
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
+_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?next"?')
+#: tags asked for per page of /tags/list
+TAGS_PAGE = 500
 #: largest manifest read back to tag it (registries refuse more than 4 MiB anyway)
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
@@ -227,6 +230,58 @@ class RegistryClient:
                 f"not {source}: retry the job"
             )
         return digest
+
+    async def tags(self, repository: str) -> list[str]:
+        """Every tag of ``repository`` (``GET /v2/<name>/tags/list``, page by page along the
+        ``Link: <...>; rel="next"`` header); [] when the repository does not exist."""
+        repository = repository.strip("/")
+        path: str | None = f"/v2/{repository}/tags/list?n={TAGS_PAGE}"
+        found: list[str] = []
+        async with self._session() as session:
+            while path is not None:
+                answer = await self._request(
+                    session, "GET", path, scope=f"repository:{repository}:pull", read_body=True
+                )
+                if answer.status == 404:
+                    return found
+                self._check(answer, "GET", path)
+                try:
+                    page = json.loads(answer.body or b"{}")
+                except ValueError as exc:
+                    raise RegistryError(
+                        f"registry {self.url} answered GET {path} with no JSON: {exc}"
+                    ) from exc
+                found += [str(t) for t in (page.get("tags") or [])]
+                path = _next_page(answer.headers.get("Link", ""), self.url)
+        return found
+
+    async def delete_manifest(self, repository: str, digest: str) -> bool:
+        """``DELETE /v2/<name>/manifests/<digest>``: the manifest and every tag naming it go
+        (the registry's garbage collection frees the layers later). False when it was gone
+        already. A registry that does not allow deletes (HTTP 405) raises RegistryError
+        saying how to allow them."""
+        repository = repository.strip("/")
+        path = f"/v2/{repository}/manifests/{digest}"
+        async with self._session() as session:
+            answer = await self._request(
+                session, "DELETE", path, scope=f"repository:{repository}:delete"
+            )
+        if answer.status == 404:
+            return False
+        if answer.status == 405:
+            raise RegistryError(
+                f"registry {self.url} does not allow deleting images (HTTP 405 UNSUPPORTED "
+                f"for DELETE {path}): enable deletes (docker-registry: "
+                "REGISTRY_STORAGE_DELETE_ENABLED=true, or storage: delete: enabled: true in "
+                "its config.yml; Harbor: give the robot account delete rights)"
+            )
+        if answer.status == 403:
+            raise RegistryError(
+                f"registry {self.url} denied DELETE {path} to user {self.username!r} "
+                "(HTTP 403): give the account delete rights on the repository"
+            )
+        self._check(answer, "DELETE", path)
+        return True
 
     def _check(self, answer: _Answer, method: str, path: str) -> None:
         """Raise RegistryError for a refused or failed request."""
@@ -489,6 +544,19 @@ def _robot_refusal(exc: HarborError, project: str, name: str) -> str:
     if exc.status == 404 or (exc.status == 400 and "project" in exc.message.lower()):
         return f"Harbor has no project {project} (HTTP {exc.status}): create it first"
     return exc.message
+
+
+def _next_page(link: str, base_url: str) -> str | None:
+    """The path of the ``rel="next"`` page of a ``Link`` header, or None (last page).
+    distribution sends a path (``</v2/x/tags/list?last=a&n=100>; rel="next"``); an absolute
+    URL on the same registry is taken too, any other host is not followed."""
+    match = _NEXT_LINK.search(link)
+    if match is None:
+        return None
+    target = match.group(1)
+    if target.startswith(base_url + "/"):
+        target = target[len(base_url) :]
+    return target if target.startswith("/v2/") else None
 
 
 def summarize(artifact: dict[str, Any]) -> dict[str, Any]:

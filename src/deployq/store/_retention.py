@@ -22,6 +22,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from deployq.errors import DeployqError
+from deployq.models import ImageInUse, PushedImage
 from deployq.store._job_common import StorePart
 from deployq.store._queries import sql
 
@@ -95,6 +96,20 @@ class Retention(StorePart):
             totals["bytes"] += int(row["bytes"])
             if int(row["deliveries"]) < batch_size:
                 return totals
+
+    async def pushed_images(self, app_id: int) -> list[PushedImage]:
+        """The images the app's builds pushed, newest job first (registry tag retention)."""
+        async with self.store.connection() as conn:
+            rows = await (await conn.execute(sql("pushed_images"), {"app_id": app_id})).fetchall()
+        return [PushedImage.model_validate(r) for r in rows]
+
+    async def images_in_use(self, app_name: str, *, keep_releases: int) -> list[ImageInUse]:
+        """What runs on the app's targets, the ``keep_releases`` releases before it on each
+        target, and what its queued or running jobs will deploy: never to be deleted."""
+        params = {"app_name": app_name, "keep": keep_releases}
+        async with self.store.connection() as conn:
+            rows = await (await conn.execute(sql("images_in_use"), params)).fetchall()
+        return [ImageInUse.model_validate(r) for r in rows]
 
 
 def prune_component(

@@ -56,3 +56,24 @@ SELECT count(*) AS deliveries, coalesce(sum(body_bytes), 0)::bigint AS bytes FRO
 SELECT count(*) AS deliveries,
        coalesce(sum(coalesce(body_bytes, octet_length(body))), 0)::bigint AS bytes
 FROM webhook_deliveries WHERE body IS NOT NULL AND received_at < now() - %(age)s
+
+-- name: pushed_images
+-- The images an app's builds pushed (or set out to push), newest job first: registry tag
+-- retention maps each tag to the branch whose build pushed it. Rollbacks push nothing.
+SELECT id AS job_id, branch, commit_sha, image_ref FROM jobs
+WHERE app_id = %(app_id)s AND NOT deploy_only AND image_ref IS NOT NULL
+  AND commit_sha IS NOT NULL
+ORDER BY id DESC
+
+-- name: images_in_use
+-- The images registry tag retention must never delete: what each target of the app runs
+-- now, the %(keep)s releases before it per target (kept for rollback), and the images of the
+-- app's queued and running jobs (a rollback waiting to deploy one).
+SELECT digest, image_ref FROM (
+    SELECT digest, image_ref, replaced_at,
+           row_number() OVER (PARTITION BY target ORDER BY started_at DESC, id DESC) AS n
+    FROM releases WHERE app_name = %(app_name)s
+) r WHERE replaced_at IS NULL OR n <= %(keep)s + 1
+UNION
+SELECT image_digest, image_ref FROM jobs
+WHERE app_name = %(app_name)s AND status IN ('queued', 'running') AND image_digest IS NOT NULL

@@ -1,0 +1,225 @@
+"""Registry tag retention (``deployq prune``): per app, the newest N image tags of each branch
+stay in the registry, older ones are deleted through the registry API. docs/retention.md.
+
+A build pushes ``<sha7>`` and ``<branch>`` (``worker.pipeline.image_names``). Per branch the
+``<sha7>`` tags are ranked by the newest job that pushed them; the first N stay, and every
+``<branch>`` tag stays (it names the branch's newest image). Never deleted:
+
+- a tag no job of the app pushed (other tools' tags, build cache tags ``cache-*``);
+- an image a target runs, one of the ``keep_releases`` releases before it (rollback), or one a
+  queued or running job will deploy (``store.retention.images_in_use``);
+- an image another kept tag names: the registry deletes a manifest by digest, and every tag
+  naming that digest goes with it.
+
+:func:`plan_tags` decides (pure); :func:`prune_app_tags` reads the registry and the store,
+and deletes unless it is a dry run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from deployq.config import Settings
+from deployq.errors import DeployqError, RegistryError
+from deployq.imageref import ImageRef, InvalidImageRef, parse, same_host
+from deployq.models import App, PushedImage
+from deployq.registry import RegistryClient
+from deployq.store import Store
+from deployq.worker.pipeline import docker_tag, image_target
+
+#: releases kept per target for rollback when the app has no deploy settings
+DEFAULT_KEEP_RELEASES = 3
+
+
+@dataclass
+class TagPlan:
+    """What retention does with a repository's tags: ``keep`` tag -> why, ``delete`` digest ->
+    the tags naming it, ``spared`` tag -> why a tag beyond N stays anyway."""
+
+    keep: dict[str, str] = field(default_factory=dict)
+    delete: dict[str, list[str]] = field(default_factory=dict)
+    spared: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def deleted_tags(self) -> list[str]:
+        return sorted(t for tags in self.delete.values() for t in tags)
+
+
+def plan_tags(
+    tags: Mapping[str, str],
+    pushed: Sequence[PushedImage],
+    *,
+    keep: int,
+    in_use_digests: set[str],
+    in_use_tags: set[str],
+) -> TagPlan:
+    """Decide, for the repository's ``tags`` (tag -> digest), what goes.
+
+    ``pushed``: the app's builds into this repository, newest first; ``keep``: ``<sha7>`` tags
+    kept per branch; ``in_use_*``: images that must stay (digests, and tags by name)."""
+    plan = TagPlan()
+    branch_tags = {docker_tag(p.branch) for p in pushed}
+    ranked: dict[str, list[str]] = {}  # branch -> its sha7 tags present, newest first
+    for image in pushed:
+        sha7 = image.commit_sha[:7]
+        mine = ranked.setdefault(image.branch, [])
+        if sha7 in tags and sha7 not in mine:
+            mine.append(sha7)
+    ours = {t for mine in ranked.values() for t in mine}
+    for branch, mine in ranked.items():
+        for sha7 in mine[:keep]:
+            plan.keep.setdefault(sha7, f"one of the newest {keep} of {branch}")
+    for tag in tags:
+        if tag in plan.keep:
+            continue
+        if tag in branch_tags:
+            plan.keep[tag] = "a branch's newest image"
+        elif tag not in ours:
+            plan.keep[tag] = "not pushed by deployq"
+        elif tag in in_use_tags:
+            plan.keep[tag] = "a release runs it or is kept for rollback"
+    candidates = [t for t in tags if t not in plan.keep]
+    kept_digests = {tags[t]: t for t in plan.keep}
+    for tag in sorted(candidates):
+        digest = tags[tag]
+        if digest in in_use_digests:
+            plan.spared[tag] = "its image runs on a target or is kept for rollback"
+        elif digest in kept_digests:
+            plan.spared[tag] = f"its image is also tagged {kept_digests[digest]}, which stays"
+        else:
+            plan.delete.setdefault(digest, []).append(tag)
+    return plan
+
+
+@dataclass
+class AppTags:
+    """The outcome for one app (``prune --json``'s ``registry`` entries). ``tags``: how many
+    the repository has (None: not looked at, ``note`` says why)."""
+
+    app: str
+    repository: str = ""
+    tags: int | None = None
+    deleted: list[str] = field(default_factory=list)
+    spared: dict[str, str] = field(default_factory=dict)
+    note: str | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "app": self.app,
+            "repository": self.repository,
+            "tags": self.tags,
+            "deleted": self.deleted,
+            "spared": self.spared,
+            "note": self.note,
+            "error": self.error,
+        }
+
+
+#: the settings naming the registry in use, made when first needed (the embedded registry is
+#: started only when an app has pushed images)
+RegistrySettings = Callable[[], Awaitable[Settings]]
+
+
+async def prune_tags(
+    store: Store,
+    apps: Sequence[App],
+    registry_settings: RegistrySettings,
+    *,
+    keep: int,
+    dry_run: bool,
+) -> list[AppTags]:
+    """:func:`prune_app_tags` for each app that pushed images; an app that fails is
+    reported, the others go on."""
+    results: list[AppTags] = []
+    settings: Settings | None = None
+    for app in apps:
+        result = AppTags(app.name)
+        results.append(result)
+        try:
+            pushed = await store.retention.pushed_images(app.id)
+            if not pushed:
+                result.note = "no build pushed an image yet"
+                continue
+            settings = settings or await registry_settings()
+            # the login the app's images are pushed with (its own, or deployq's)
+            async with RegistryClient.from_settings(settings, app) as registry:
+                await prune_app_tags(
+                    store, registry, settings, app, pushed, result, keep=keep, dry_run=dry_run
+                )
+        except DeployqError as exc:
+            result.error = exc.message
+    return results
+
+
+async def prune_app_tags(
+    store: Store,
+    registry: RegistryClient,
+    settings: Settings,
+    app: App,
+    pushed: Sequence[PushedImage],
+    result: AppTags,
+    *,
+    keep: int,
+    dry_run: bool,
+) -> None:
+    """Plan the app's tags, then (unless ``dry_run``) delete what the plan names, checking
+    just before that no kept tag has come to name a doomed image meanwhile (a new push).
+    ``pushed``: ``store.retention.pushed_images(app.id)``."""
+    target = image_target(app, settings)
+    result.repository = target.name
+    if target.domain is None or not same_host(target.domain, registry.host):
+        raise RegistryError(
+            f"the image {target.name} is not on the registry {registry.url}: its tags are left "
+            "alone"
+        )
+    tags = await _digests(registry, target.path, await registry.tags(target.path))
+    result.tags = len(tags)
+    keep_releases = app.deploy.keep_releases if app.deploy else DEFAULT_KEEP_RELEASES
+    in_use = await store.retention.images_in_use(app.name, keep_releases=keep_releases)
+    in_use_refs = [_in_repository(image.image_ref, target) for image in in_use]
+    plan = plan_tags(
+        tags,
+        [p for p in pushed if _in_repository(p.image_ref, target)],
+        keep=keep,
+        in_use_digests={image.digest for image in in_use},
+        in_use_tags={ref.tag for ref in in_use_refs if ref is not None and ref.tag},
+    )
+    result.spared = plan.spared
+    if dry_run or not plan.delete:
+        result.deleted = plan.deleted_tags
+        return
+    now = await _digests(registry, target.path, list(plan.keep))
+    for digest, doomed in plan.delete.items():
+        if digest in now.values():
+            for tag in doomed:
+                result.spared[tag] = "a kept tag came to name its image while pruning"
+            continue
+        await registry.delete_manifest(target.path, digest)
+        result.deleted += doomed
+    result.deleted.sort()
+
+
+async def _digests(registry: RegistryClient, repository: str, tags: list[str]) -> dict[str, str]:
+    """tag -> digest for the tags that (still) exist."""
+    found: dict[str, str] = {}
+    for tag in tags:
+        digest = await registry.manifest_digest(repository, tag)
+        if digest:
+            found[tag] = digest
+    return found
+
+
+def _in_repository(image_ref: str | None, target: ImageRef) -> ImageRef | None:
+    """``image_ref`` parsed, when it names ``target``'s repository (same host and path)."""
+    if not image_ref:
+        return None
+    try:
+        ref = parse(image_ref)
+    except InvalidImageRef:
+        return None
+    if ref.path != target.path or ref.domain is None or target.domain is None:
+        return None
+    return ref if same_host(ref.domain, target.domain) else None

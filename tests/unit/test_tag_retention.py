@@ -1,0 +1,61 @@
+"""The registry tag retention plan (pure): what stays, what goes, and why."""
+
+from __future__ import annotations
+
+from deployq.models import PushedImage
+from deployq.worker.tag_retention import plan_tags
+
+
+def build(job_id: int, branch: str, c: str) -> PushedImage:
+    return PushedImage(job_id=job_id, branch=branch, commit_sha=c * 40, image_ref=f"r/x:{c * 7}")
+
+
+def test_the_newest_n_per_branch_stay_and_branch_tags_stay() -> None:
+    pushed = [build(4, "main", "d"), build(3, "feature/x", "c"), build(2, "main", "b")]
+    pushed.append(build(1, "main", "a"))
+    tags = {t * 7: f"sha256:{t}" for t in "abcd"} | {"main": "sha256:d", "feature-x": "sha256:c"}
+
+    plan = plan_tags(tags, pushed, keep=2, in_use_digests=set(), in_use_tags=set())
+
+    assert plan.delete == {"sha256:a": ["aaaaaaa"]}
+    assert plan.keep["ddddddd"] == "one of the newest 2 of main"
+    assert plan.keep["ccccccc"] == "one of the newest 2 of feature/x"
+    assert plan.keep["main"] == plan.keep["feature-x"] == "a branch's newest image"
+
+
+def test_tags_not_pushed_by_deployq_and_images_in_use_stay() -> None:
+    pushed = [build(3, "main", "c"), build(2, "main", "b"), build(1, "main", "a")]
+    tags = {"ccccccc": "sha256:c", "bbbbbbb": "sha256:b", "aaaaaaa": "sha256:a"}
+    tags |= {"cache-main--build": "sha256:cache", "v1": "sha256:v1"}
+
+    plan = plan_tags(tags, pushed, keep=1, in_use_digests={"sha256:b"}, in_use_tags={"aaaaaaa"})
+
+    assert plan.delete == {}
+    assert plan.keep["cache-main--build"] == plan.keep["v1"] == "not pushed by deployq"
+    assert plan.keep["aaaaaaa"] == "a release runs it or is kept for rollback"
+    assert plan.spared == {"bbbbbbb": "its image runs on a target or is kept for rollback"}
+
+
+def test_an_image_a_kept_tag_names_stays_and_a_shared_digest_is_deleted_once() -> None:
+    pushed = [build(4, "main", "d"), build(3, "main", "c")]
+    pushed += [build(2, "main", "b"), build(1, "main", "a")]
+    tags = {"ddddddd": "sha256:d", "ccccccc": "sha256:c", "latest": "sha256:c"}
+    tags |= {"bbbbbbb": "sha256:ab", "aaaaaaa": "sha256:ab"}
+
+    plan = plan_tags(tags, pushed, keep=1, in_use_digests=set(), in_use_tags=set())
+
+    assert plan.delete == {"sha256:ab": ["aaaaaaa", "bbbbbbb"]}
+    assert plan.spared == {"ccccccc": "its image is also tagged latest, which stays"}
+    assert plan.deleted_tags == ["aaaaaaa", "bbbbbbb"]
+
+
+def test_a_rebuilt_commit_counts_as_its_newest_build_and_missing_tags_do_not_count() -> None:
+    # job 3 rebuilt commit a; job 2's tag b is gone from the registry already
+    pushed = [build(3, "main", "a"), build(2, "main", "b"), build(1, "main", "a")]
+    pushed.insert(0, build(4, "main", "c"))
+    tags = {"ccccccc": "sha256:c", "aaaaaaa": "sha256:a"}
+
+    plan = plan_tags(tags, pushed, keep=2, in_use_digests=set(), in_use_tags=set())
+
+    assert plan.delete == {}
+    assert set(plan.keep) == {"ccccccc", "aaaaaaa"}
