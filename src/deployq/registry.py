@@ -275,10 +275,13 @@ class RegistryClient:
                 "REGISTRY_STORAGE_DELETE_ENABLED=true, or storage: delete: enabled: true in "
                 "its config.yml; Harbor: give the robot account delete rights)"
             )
-        if answer.status == 403:
+        if answer.status in (401, 403):
+            # token registries (Harbor) answer 401 when the token lacks the delete action
             raise RegistryError(
                 f"registry {self.url} denied DELETE {path} to user {self.username!r} "
-                "(HTTP 403): give the account delete rights on the repository"
+                f"(HTTP {answer.status}): give the account delete rights on the repository "
+                "(Harbor: the repository delete permission), and check "
+                "DEPLOYQ_REGISTRY_USERNAME and DEPLOYQ_REGISTRY_PASSWORD"
             )
         self._check(answer, "DELETE", path)
         return True

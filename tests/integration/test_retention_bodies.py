@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,11 +126,12 @@ async def test_the_periodic_pruner_drops_old_bodies(store: Store, client: Client
 
 
 async def test_the_cli_lists_a_pruned_body_and_prunes_with_dry_run(
-    store: Store, client: Client, database_url: str, tmp_path: Path
+    store: Store, client: Client, database_url: str
 ) -> None:
     old_id, _, size = await two_deliveries(store, client)
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
-    env.update(DEPLOYQ_DATABASE_URL=database_url, DEPLOYQ_DATA_DIR=str(tmp_path))
+    # the store's data dir: its key unseals the app's webhook secret
+    env.update(DEPLOYQ_DATABASE_URL=database_url, DEPLOYQ_DATA_DIR=str(store.settings.data_dir))
 
     def cli(*args: str) -> str:
         done = subprocess.run(
