@@ -1,8 +1,8 @@
 """What ``deployq app add`` checks at once, so a typo shows now and not in the first build.
 
-The repository answers ``git ls-remote`` with deployq's credentials, each branch that is not
-a pattern exists there, and the registry accepts deployq's login. ``--no-check`` skips it all
-(offline set-ups, a repository that is not there yet).
+The repository answers ``git ls-remote`` with the app's credentials (or the global ones),
+each branch that is not a pattern exists there, and the registry accepts deployq's login.
+``--no-check`` skips it all (offline set-ups, a repository that is not there yet).
 """
 
 from __future__ import annotations
@@ -12,11 +12,10 @@ import asyncio
 from deployq.config import Settings
 from deployq.embedded_registry import with_registry
 from deployq.errors import DeployqError
+from deployq.gitauth import app_git_auth, ls_remote
 from deployq.manual import GLOB_CHARS
 from deployq.models import AppSpec
-from deployq.reconcile import ls_remote
 from deployq.registry import RegistryClient
-from deployq.worker.checkout import git_env
 
 #: seconds each check may take
 CHECK_TIMEOUT_S = 20.0
@@ -25,16 +24,17 @@ CHECK_TIMEOUT_S = 20.0
 async def check_app(spec: AppSpec, settings: Settings) -> list[str]:
     """Every problem found, one sentence each (empty: all is well)."""
     repository, registry = await asyncio.gather(
-        _check_repository(spec, settings), _check_registry(settings)
+        check_repository(spec, settings), _check_registry(settings)
     )
     return repository + registry
 
 
-async def _check_repository(spec: AppSpec, settings: Settings) -> list[str]:
-    token = settings.git_token.get_secret_value() if settings.git_token else None
-    url, env = git_env(spec.repo_url, token, settings.git_ssh_key, settings.git_token_hosts)
+async def check_repository(spec: AppSpec, settings: Settings) -> list[str]:
+    """The repository answers with the app's credentials (its own, else the global ones)
+    and has the app's branches."""
     try:
-        heads = await ls_remote(url, timeout_s=CHECK_TIMEOUT_S, env=env)
+        with app_git_auth(spec, settings) as auth:
+            heads = await ls_remote(spec.repo_url, auth=auth, timeout_s=CHECK_TIMEOUT_S)
     except DeployqError as exc:
         return [f"repository: {exc.message}"]
     branches = sorted(ref.removeprefix("refs/heads/") for ref in heads)

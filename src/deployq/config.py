@@ -146,11 +146,16 @@ class Settings(BaseSettings):
     min_free_disk_mb: int = Field(1024, ge=0)
     keep_failed_workspaces: bool = False
     git_token: SecretStr | None = None
-    """Token for private HTTPS repositories (sent as the password, never logged)."""
+    """Token for private HTTPS repositories (sent as the password, never logged); an app's
+    own (``app credentials``) wins."""
     git_token_hosts: str | None = None
     """Comma-separated hosts (``host`` or ``host:port``) the git token is sent to; default:
     the host of the repository being fetched. Other hosts never see it."""
     git_ssh_key: Path | None = None
+    """SSH key for private ssh:// repositories; an app's own (``app credentials``) wins."""
+    git_known_hosts: Path | None = None
+    """known_hosts file the host keys of ssh:// repositories are checked against (strictly);
+    default: ssh_known_hosts, else ssh's own (~/.ssh/known_hosts)."""
     ssh_known_hosts: Path | None = None
     """known_hosts file that ssh:// build servers' host keys are checked against (strictly:
     an unknown or changed key refuses the engine)."""

@@ -14,6 +14,9 @@ from deployq.redact import redact_urls, url_credentials
 from deployq.sizes import format_bytes
 from deployq.validation import APP_NAME_RE, APP_NAME_RULE, check_command, check_version
 
+#: the first line of an OpenSSH or PEM private key
+PRIVATE_KEY_RE = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
+
 
 class JobStatus(StrEnum):
     QUEUED = "queued"
@@ -298,6 +301,11 @@ class AppSpec(Model):
     notify_webhook_secret: str | None = None
     forge_token: str | None = None
     """GitHub/GitLab token: each job's commit statuses are sent with it (docs/forge-status.md)."""
+    git_token: str | None = None
+    """HTTPS token for this app's repository (instead of DEPLOYQ_GIT_TOKEN; deployq.gitauth)."""
+    git_ssh_key: str | None = None
+    """SSH deploy key (the private key's text) for this app's repository (instead of
+    DEPLOYQ_GIT_SSH_KEY)."""
     reconcile_interval_s: float | None = Field(None, gt=0)
     deploy: DeploySettings | None = None
     """Where and how the image runs after verify; None: build and push only."""
@@ -348,11 +356,40 @@ class AppSpec(Model):
         if problem is not None:
             raise ValueError(
                 f"the repository URL {redact_urls(value)} is refused: {problem}, and URLs are "
-                "shown and stored in the clear; give the URL without credentials and set "
-                "DEPLOYQ_GIT_TOKEN (HTTPS, sent only to DEPLOYQ_GIT_TOKEN_HOSTS) or "
-                "DEPLOYQ_GIT_SSH_KEY instead"
+                "shown and stored in the clear; give the URL without credentials and the "
+                "app's own --git-token (stored encrypted), or set DEPLOYQ_GIT_TOKEN (HTTPS, "
+                "sent only to DEPLOYQ_GIT_TOKEN_HOSTS) or DEPLOYQ_GIT_SSH_KEY instead"
             )
         return value
+
+    @field_validator("git_token")
+    @classmethod
+    def _git_token(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(c.isspace() for c in value)):
+            raise ValueError("the git token must be one word without white space")
+        return value
+
+    @field_validator("git_ssh_key")
+    @classmethod
+    def _git_ssh_key(cls, value: str | None) -> str | None:
+        if value is not None and not PRIVATE_KEY_RE.search(value):
+            raise ValueError("the SSH deploy key must be a private key (not the .pub file)")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_fit_the_transport(self) -> AppSpec:
+        https = self.repo_url.lower().startswith(("https://", "http://"))
+        if self.git_token is not None and not https:
+            raise ValueError(
+                "a git token is sent over HTTP(S) only, and the repository URL is not https://: "
+                "give --git-ssh-key for an ssh repository (or clear the token)"
+            )
+        if self.git_ssh_key is not None and https:
+            raise ValueError(
+                "an SSH deploy key is used over ssh only, and the repository URL is https://: "
+                "give --git-token for an https repository (or clear the key)"
+            )
+        return self
 
 
 class App(AppSpec):

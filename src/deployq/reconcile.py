@@ -12,24 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from deployq.durations import setting
 from deployq.errors import CheckoutError, DeployqError, QueueFull
+from deployq.gitauth import app_git_auth, ls_remote
 from deployq.matching import glob_match
 from deployq.models import App, Trigger, TriggerKind
-from deployq.redact import redact_urls
 from deployq.store import Store
 from deployq.supervisor import Component
-from deployq.worker.checkout import git_env
 
 log = logging.getLogger(__name__)
 
 PROVIDER = "reconcile"
-#: how long one ``git ls-remote`` may take
-LS_REMOTE_TIMEOUT_S = 60.0
 #: how often the periodic task looks for apps whose interval has passed
 RECONCILE_TICK_S = 15.0
 
@@ -44,63 +38,12 @@ class ReconcileResult:
     error: str | None = None
 
 
-async def ls_remote(
-    url: str,
-    *refs: str,
-    timeout_s: float = LS_REMOTE_TIMEOUT_S,
-    env: Mapping[str, str] | None = None,
-) -> dict[str, str]:
-    """Branch heads of a repository, ``{"refs/heads/main": sha}``, or with ``refs`` (full
-    refs) those of them that exist; CheckoutError on failure. ``env``: git's environment
-    (credentials, as the checkout sets them); default: ours."""
-    if env is None:
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}  # never wait for a password prompt
-    proc = await asyncio.create_subprocess_exec(
-        "git",
-        "ls-remote",
-        *(("--",) if refs else ("--heads", "--")),
-        url,
-        *refs,
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-        env=env,
-    )
-    try:
-        async with asyncio.timeout(timeout_s):
-            out, err = await proc.communicate()
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise CheckoutError(
-            f"git ls-remote {redact_urls(url)} took longer than {setting(timeout_s)}; "
-            "check that the repository host answers"
-        ) from None
-    if proc.returncode != 0:
-        lines = err.decode(errors="replace").strip().splitlines()
-        reason = lines[-1] if lines else f"exit status {proc.returncode}"
-        raise CheckoutError(
-            f"git ls-remote {redact_urls(url)} failed: {reason.replace(url, redact_urls(url))}; "
-            "check the app's repository URL and credentials"
-        )
-    heads: dict[str, str] = {}
-    for line in out.decode(errors="replace").splitlines():
-        sha, _, ref = line.partition("\t")
-        wanted = ref in refs if refs else ref.startswith("refs/heads/")
-        if wanted and len(sha) >= 40:
-            heads[ref] = sha.lower()
-    return heads
-
-
 async def reconcile_app(store: Store, app: App) -> ReconcileResult:
     """Enqueue the matching branch heads of one app that have no job yet."""
     result = ReconcileResult(app.name)
     try:
-        settings = store.settings
-        token = settings.git_token.get_secret_value() if settings.git_token else None
-        url, env = git_env(app.repo_url, token, settings.git_ssh_key, settings.git_token_hosts)
-        heads = await ls_remote(url, env=env)
+        with app_git_auth(app, store.settings) as auth:  # the checkout's credentials
+            heads = await ls_remote(app.repo_url, auth=auth, tags=app.build_tags)
     except CheckoutError as exc:
         result.error = exc.message
         log.warning("reconcile %s: %s", app.name, exc.message)

@@ -97,6 +97,8 @@ SECRET_FIELDS = (
     "build_secrets",
     "forge_token",
     "registry_password",
+    "git_token",
+    "git_ssh_key",
 )
 
 

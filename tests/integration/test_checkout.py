@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 
 from deployq.errors import CheckoutError
+from deployq.gitauth import GitAuth
 from deployq.redact import redact_urls
 from deployq.worker.checkout import checkout
 from fixtures.git import GitRepoFactory, git
@@ -184,7 +185,12 @@ async def test_a_token_is_sent_as_a_header_and_never_logged(
 
     with pytest.raises(CheckoutError) as caught:
         await checkout(
-            url, tmp_path / "ws", ref="main", commit_sha=None, token=token, log=lines.append
+            url,
+            tmp_path / "ws",
+            ref="main",
+            commit_sha=None,
+            auth=GitAuth(token=token),
+            log=lines.append,
         )
 
     expected = base64.b64encode(f"x-access-token:{token}".encode()).decode()
@@ -247,8 +253,7 @@ async def test_the_git_token_goes_only_to_the_hosts_it_is_meant_for(
             tmp_path / "ws",
             ref="main",
             commit_sha=None,
-            token=token,
-            token_hosts="github.com, git.example.com",
+            auth=GitAuth(token=token, token_hosts="github.com, git.example.com"),
             log=print,
         )
 

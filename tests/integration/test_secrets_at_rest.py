@@ -32,7 +32,7 @@ PG_DUMP = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
 
 
 def _secrets() -> dict[str, str]:
-    kinds = ("webhook", "build", "notify", "deploy_webhook", "deploy_env", "forge")
+    kinds = ("webhook", "build", "notify", "deploy_webhook", "deploy_env", "forge", "git")
     return {kind: f"{kind}-{uuid.uuid4().hex}" for kind in kinds}
 
 
@@ -45,6 +45,7 @@ def _spec(name: str, secrets: dict[str, str]) -> AppSpec:
         notify_webhook_url="https://chat.example.com/hook",
         notify_webhook_secret=secrets["notify"],
         forge_token=secrets["forge"],
+        git_token=secrets.get("git"),
         deploy=DeploySettings(
             webhook_url="https://deploy.example.com/hook",
             webhook_secret=secrets["deploy_webhook"],
@@ -58,6 +59,7 @@ def _assert_all(app: Any, secrets: dict[str, str]) -> None:
     assert app.build_secrets == {"NPM_TOKEN": secrets["build"]}
     assert app.notify_webhook_secret == secrets["notify"]
     assert app.forge_token == secrets.get("forge")
+    assert app.git_token == secrets.get("git")
     assert app.deploy.webhook_secret == secrets["deploy_webhook"]
     assert app.deploy.env == {"DATABASE_PASSWORD": secrets["deploy_env"]}
 
@@ -95,11 +97,17 @@ async def test_a_dump_of_the_database_holds_no_secret(
     await store.apps.update(_spec("web", other))  # the first ones are gone too
     await store.apps.add(_spec("api", secrets))
 
+    key = "-----BEGIN OPENSSH PRIVATE KEY-----\n" + uuid.uuid4().hex + "\n-----END OPENSSH"
+    ssh_app = AppSpec(name="ssh", repo_url="git@example.com:team/ssh.git", git_ssh_key=key)
+    await store.apps.add(ssh_app)
+
     dump = _dump(database_url)
 
     assert "COPY public.app_secrets" in dump and "gAAAAA" in dump
     leaked = [v for v in (*secrets.values(), *other.values()) if v in dump]
     assert not leaked
+    assert key.splitlines()[1] not in dump
+    assert (await store.apps.get("ssh")).git_ssh_key == key
     _assert_all(await store.apps.get("web"), other)
     [api] = [a for a in await store.apps.all() if a.name == "api"]
     _assert_all(api, secrets)
@@ -201,7 +209,7 @@ async def test_the_upgrade_moves_plaintext_secrets_out_of_apps_and_seals_them(
     try:
         await migrate(dsn, old_dir)
         secrets = _secrets()
-        del secrets["forge"]  # forge tokens came after
+        del secrets["forge"], secrets["git"]  # forge and git tokens came after
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO apps (name, repo_url, repo_identity, webhook_secret, build_secrets,"

@@ -31,8 +31,10 @@ def _secret(kind: str) -> str:
 def secrets() -> dict[str, str]:
     return {
         name: _secret(name)
-        for name in ("url_password", "webhook", "build", "notify", "notify_url_password", "forge")
-    }
+        for name in (
+            "url_password", "webhook", "build", "notify", "notify_url_password", "forge", "git"
+        )
+    }  # fmt: skip
 
 
 def deployq(database_url: str, data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -98,6 +100,7 @@ async def test_no_output_path_shows_a_configured_secret(
             "build_secrets": {"NPM_TOKEN": secrets["build"]},
             "notify_webhook_secret": secrets["notify"],
             "forge_token": secrets["forge"],
+            "git_token": secrets["git"],
             "notify_webhook_url": (
                 f"https://hook:{secrets['notify_url_password']}@chat.example.com/hook"
             ),
@@ -128,6 +131,9 @@ async def test_no_output_path_shows_a_configured_secret(
     listed = json.loads(deployq(database_url, settings.data_dir, "app", "list", "--json").stdout)
     assert listed[0]["webhook_secret"] == "**********"
     assert listed[0]["build_secrets"] == {"NPM_TOKEN": "**********"}
+    assert listed[0]["git_token"] == "**********"
+    shown = deployq(database_url, settings.data_dir, "app", "show", "web").stdout
+    assert "--git-token **********" in shown
 
     client = await aiohttp_client(create_app(store))
     read = await token(store, TokenScope.READ)

@@ -1,22 +1,25 @@
-"""deployq app add | list | show | rm."""
+"""deployq app add | credentials | list | show | rm."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import click
 from pydantic import ValidationError
 
-from deployq.appcheck import check_app
+from deployq.appcheck import check_app, check_repository
 from deployq.cli.appview import describe, image_reference
 from deployq.cli.build_options import build_plan_options
 from deployq.cli.common import DURATION, CliState, common_options, emit, table, with_store
 from deployq.cli.deploy_options import OPTION_FIELDS, deploy_options, pop_deploy_settings
+from deployq.cli.gitcreds import read_git_token, ssh_key_option
 from deployq.embedded_registry import with_registry
-from deployq.errors import InvalidInput
+from deployq.errors import InvalidInput, NotFound
 from deployq.imageref import check_registry, parse_repository
 from deployq.models import (
+    App,
     AppSpec,
     NotifyEvent,
     Priority,
@@ -24,7 +27,7 @@ from deployq.models import (
     ScanPolicy,
     SupersedePolicy,
 )
-from deployq.redact import public_app, redact_urls
+from deployq.redact import MASK, public_app, redact_urls
 from deployq.repos import absolute_clone_url
 from deployq.store import Store
 
@@ -78,6 +81,17 @@ def app_group() -> None:
 @click.option(
     "--forge-token",
     help="GitHub/GitLab token: every job reports commit statuses with it (stored encrypted).",
+)
+@click.option(
+    "--git-token",
+    help="HTTPS token for this app's repository instead of DEPLOYQ_GIT_TOKEN (stored "
+    "encrypted); `-` reads it from stdin (or asks), out of the shell's history.",
+)
+@click.option(
+    "--git-ssh-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SSH deploy key (private key file, no passphrase) for this app's repository instead "
+    "of DEPLOYQ_GIT_SSH_KEY (stored encrypted).",
 )
 @click.option("--tags/--no-tags", "build_tags", default=False, help="Build tag pushes.")
 @click.option("--prs/--no-prs", "build_prs", default=False, help="Build pull/merge requests.")
@@ -134,6 +148,13 @@ async def app_add(
     """Add an app (or, with --replace, change it). Checks at once that the repository
     answers, that its branches exist and that the registry accepts deployq's login."""
     options["repo_url"] = absolute_clone_url(options["repo_url"])
+    options["git_token"] = read_git_token(options["git_token"])
+    ssh_key = await ssh_key_option(options["git_ssh_key"])
+    options["git_ssh_key"] = ssh_key.text if ssh_key is not None else None
+    existing = await _existing(store, name) if replace else None
+    if existing is not None and options["git_token"] is None and ssh_key is None:
+        # credentials are changed with `app credentials`: a --replace keeps them
+        options["git_token"], options["git_ssh_key"] = existing.git_token, existing.git_ssh_key
     options["deploy"] = pop_deploy_settings(options)
     for target in options["deploy"].targets if options["deploy"] else []:
         await store.deploy.target(target)  # NotFound says how to add it
@@ -150,13 +171,7 @@ async def app_add(
     if options["image"] is not None:
         options["image"] = parse_repository(options["image"]).name
     options["scan_policy"] = _scan_policy(options.pop("scan_policy"), options.pop("max_critical"))
-    try:
-        spec = AppSpec(name=name, **options)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise InvalidInput(f"invalid app: {problems}") from exc
+    spec = _spec({"name": name, **options})
     settings = state.settings
     if not no_check:  # the registry in use: DEPLOYQ_REGISTRY_URL or the embedded one
         settings = await asyncio.to_thread(with_registry, settings)
@@ -166,12 +181,10 @@ async def app_add(
         raise InvalidInput(
             f"app {name} not added: " + "; ".join(found) + " (--no-check adds it anyway)"
         )
-    existing = {a.name: a for a in await store.apps.all()} if replace else {}
-    if name in existing:
+    if existing is not None:
         # the registry login of `deployq harbor robot create --app` has no option: kept
-        old = existing[name]
-        login = {"registry_username": old.registry_username}
-        spec = spec.model_copy(update=login | {"registry_password": old.registry_password})
+        login = {"registry_username": existing.registry_username}
+        spec = spec.model_copy(update=login | {"registry_password": existing.registry_password})
         app = await store.apps.update(spec)
         verb = "updated"
     else:
@@ -186,6 +199,76 @@ def _scan_policy(action: str | None, max_critical: int | None) -> ScanPolicy | N
             raise InvalidInput("--max-critical needs --scan-policy fail or block-deploy")
         return None
     return ScanPolicy(action=ScanAction(action), max_critical=max_critical or 0)
+
+
+def _spec(data: dict[str, Any]) -> AppSpec:
+    try:
+        return AppSpec.model_validate(data)
+    except ValidationError as exc:  # the messages name fields, never their values
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'app'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidInput(f"invalid app: {problems}") from exc
+
+
+async def _existing(store: Store, name: str) -> App | None:
+    try:
+        return await store.apps.get(name)
+    except NotFound:
+        return None
+
+
+@app_group.command("credentials")
+@click.argument("name")
+@click.option(
+    "--git-token",
+    help="HTTPS token for the app's repository; `-` reads it from stdin (or asks).",
+)
+@click.option(
+    "--git-ssh-key",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="SSH deploy key for the app's repository (private key file, no passphrase).",
+)
+@click.option("--clear", is_flag=True, help="Remove the app's own; the global ones apply.")
+@click.option("--no-check", is_flag=True, help="Do not check them with `git ls-remote`.")
+@common_options
+@with_store
+async def app_credentials(
+    state: CliState,
+    store: Store,
+    name: str,
+    git_token: str | None,
+    git_ssh_key: Path | None,
+    clear: bool,
+    no_check: bool,
+) -> None:
+    """Set or clear an app's own git credentials (stored encrypted; checked at once with
+    `git ls-remote`). Without them the app uses DEPLOYQ_GIT_TOKEN / DEPLOYQ_GIT_SSH_KEY."""
+    if sum((git_token is not None, git_ssh_key is not None, clear)) != 1:
+        raise InvalidInput("give one of --git-token, --git-ssh-key FILE or --clear")
+    app = await store.apps.get(name)
+    token = read_git_token(git_token)
+    key = await ssh_key_option(git_ssh_key)
+    data = app.model_dump(include=set(AppSpec.model_fields))
+    spec = _spec({**data, "git_token": token, "git_ssh_key": key.text if key else None})
+    if not clear and not no_check and (found := await check_repository(spec, state.settings)):
+        raise InvalidInput(
+            f"app {name}: credentials not changed: " + "; ".join(found) + " (--no-check sets "
+            "them anyway)"
+        )
+    await store.apps.update(spec)
+    if key is not None:
+        text = f"app {name}: SSH deploy key set ({key.fingerprint})"
+    elif token is not None:
+        text = f"app {name}: git token set"
+    else:
+        text = f"app {name}: own git credentials cleared (DEPLOYQ_GIT_TOKEN/_SSH_KEY apply)"
+    shown = {
+        "app": name,
+        "git_token": MASK if token else None,
+        "git_ssh_key": key.fingerprint if key else None,
+    }
+    emit(state, shown, text)
 
 
 @app_group.command("list")

@@ -21,7 +21,8 @@ class ReconcileStore:
         """Apps that opted in (reconcile_interval_s) and whose interval has passed."""
         async with self.store.connection() as conn:
             rows = await (await conn.execute(sql("reconcile_apps_due"))).fetchall()
-        return [App.model_validate(r) for r in rows]
+            # with their secrets: an app's own git credentials
+            return await self.store.secrets.attach(conn, [App.model_validate(r) for r in rows])
 
     async def commits_with_jobs(self, app_id: int, shas: list[str]) -> set[str]:
         """Which of these commits already have a job (any status) for the app."""

@@ -26,6 +26,8 @@ SPEC_SECRET_FIELDS = (
     "build_secrets",
     "forge_token",
     "registry_password",
+    "git_token",
+    "git_ssh_key",
 )
 #: the DeploySettings fields that are secrets and never in ``apps.deploy``
 DEPLOY_SECRET_FIELDS = ("webhook_secret", "env")

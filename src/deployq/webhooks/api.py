@@ -122,7 +122,11 @@ def app_json(app: App) -> dict[str, Any]:
     data.pop("notify_webhook_secret", None)
     data.pop("forge_token", None)
     data.pop("registry_password", None)
+    data.pop("git_token", None)
+    data.pop("git_ssh_key", None)
     data["has_webhook_secret"] = app.webhook_secret is not None
+    data["has_git_token"] = app.git_token is not None
+    data["has_git_ssh_key"] = app.git_ssh_key is not None
     data["build_secrets"] = sorted(app.build_secrets)
     data["repo_url"] = redact_urls(app.repo_url)
     if app.notify_webhook_url:

@@ -5,33 +5,28 @@ is known (falling back to the ref when the server refuses to serve a bare sha), 
 detached checkout of that exact commit. git runs as a subprocess in its own process group so a
 cancel kills it at once; gitpython reads the commit's message and author.
 
-Credentials never reach argv, the remote URL, log lines or errors: an HTTPS token (or the
-user and password of a URL stored before those were refused) travels in an
-``http.<url>.extraHeader`` scoped to the repository's host, set through git's GIT_CONFIG_*
-environment; the global token goes only to DEPLOYQ_GIT_TOKEN_HOSTS. An SSH key goes through
-GIT_SSH_COMMAND.
+Credentials (the app's own or the global ones, :mod:`deployq.gitauth`) reach git through its
+environment only, never argv, the remote URL, log lines or errors; a refused credential is
+named in the error (``app web's git token``), never shown.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import re
-import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import git
 
 from deployq.builders.base import LogSink
-from deployq.builders.process import base_env, run_streaming
+from deployq.builders.process import run_streaming
 from deployq.errors import CheckoutError
-from deployq.redact import Redactor, redact_urls
+from deployq.gitauth import GitAuth
+from deployq.redact import redact_urls
 from deployq.validation import COMMIT_SHA_RE, FULL_SHA_RE
 
-_DROP_ENV = ("GIT_DIR", "GIT_WORK_TREE", "GIT_ASKPASS", "SSH_ASKPASS", "GIT_SSH_COMMAND")
 _MISSING_OBJECT = re.compile(
     r"not our ref|couldn't find remote ref|no such remote ref|unadvertised object|"
     r"bad object|did not match any|reference is not a tree",
@@ -49,87 +44,13 @@ class CommitInfo:
     author_email: str
 
 
-@dataclass(frozen=True)
-class _Remote:
-    """The URL git is given (never with credentials) and the HTTP header that carries them."""
-
-    url: str
-    scope: str | None = None
-    basic: str | None = None
-    secrets: tuple[str, ...] = ()
-
-
-def _remote(url: str, token: str | None, token_hosts: str | None) -> _Remote:
-    """Credentials travel in an ``http.<url>.extraHeader`` scoped to the repository's host
-    (a redirect elsewhere does not carry them): the URL's own user and password, else the
-    global token when the host is one it may go to."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return _Remote(url, secrets=(token or "",))
-    host = parts.hostname.lower()
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    clean = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-    scope = f"{parts.scheme.lower()}://{netloc}/"
-    if parts.username is not None or parts.password is not None:
-        user, password = unquote(parts.username or ""), unquote(parts.password or "")
-        return _Remote(clean, scope, f"{user}:{password}", (password, parts.password or ""))
-    if token and _token_may_go_to(host, netloc, token_hosts):
-        return _Remote(clean, scope, f"x-access-token:{token}", (token,))
-    return _Remote(clean, secrets=(token or "",))
-
-
-def _token_may_go_to(host: str, netloc: str, token_hosts: str | None) -> bool:
-    if token_hosts is None:
-        return True  # the repository's own host (the header is scoped to it)
-    allowed = {h.strip().lower() for h in token_hosts.split(",") if h.strip()}
-    return host in allowed or netloc in allowed
-
-
-def git_env(
-    url: str, token: str | None, ssh_key: Path | None, token_hosts: str | None = None
-) -> tuple[str, dict[str, str]]:
-    """(the URL to give git, git's environment carrying the credentials), never prompting."""
-    remote = _remote(url, token, token_hosts)
-    return remote.url, _git_env(remote, ssh_key)
-
-
-def _git_env(remote: _Remote, ssh_key: Path | None) -> dict[str, str]:
-    extra = {
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_ASKPASS": "true",  # never prompt: fail with a message instead
-        "LC_ALL": "C",  # error messages we recognise
-    }
-    configs: list[tuple[str, str]] = [
-        # the workspace lives for one build: keep a fetched pack as one file instead of
-        # writing each object loose (~40 ms for a small repository), and skip maintenance
-        ("fetch.unpackLimit", "1"),
-        ("maintenance.auto", "false"),
-        ("gc.auto", "0"),
-    ]
-    if remote.basic is not None and remote.scope is not None:
-        basic = base64.b64encode(remote.basic.encode()).decode()
-        configs.append((f"http.{remote.scope}.extraHeader", f"Authorization: Basic {basic}"))
-    for index, (key, value) in enumerate(configs):
-        extra[f"GIT_CONFIG_KEY_{index}"] = key
-        extra[f"GIT_CONFIG_VALUE_{index}"] = value
-    extra["GIT_CONFIG_COUNT"] = str(len(configs))
-    if ssh_key is not None:
-        extra["GIT_SSH_COMMAND"] = (
-            f"ssh -i {shlex.quote(str(ssh_key))} -o IdentitiesOnly=yes "
-            "-o BatchMode=yes -o StrictHostKeyChecking=accept-new"
-        )
-    return base_env(extra, drop=_DROP_ENV)
-
-
 async def checkout(
     repo_url: str,
     dest: Path,
     *,
     ref: str,
     commit_sha: str | None,
-    token: str | None = None,
-    token_hosts: str | None = None,
-    ssh_key: Path | None = None,
+    auth: GitAuth | None = None,
     submodules: bool = False,
     log: LogSink,
 ) -> CommitInfo:
@@ -138,9 +59,9 @@ async def checkout(
     Raises :class:`CheckoutError` when the repository refuses or the commit does not exist.
     """
     shown_url = redact_urls(repo_url)
-    remote = _remote(repo_url, token, token_hosts)
-    redact = Redactor(remote.secrets)
-    env = _git_env(remote, ssh_key)
+    auth = auth or GitAuth()
+    git_url, env = auth.env(repo_url)
+    redact = auth.redactor(repo_url)
     sha = commit_sha.lower() if commit_sha else None
     if sha is not None and not COMMIT_SHA_RE.match(sha):
         raise _fail(CheckoutError(f"{commit_sha!r} is not a commit sha"))
@@ -151,18 +72,20 @@ async def checkout(
         if not quiet:
             log(redact("$ git " + " ".join(args).replace(repo_url, shown_url)))
         result = await run_streaming(["git", *args], env=env, cwd=dest, on_line=log, redact=redact)
-        return result.returncode, result.last_lines(3)
+        return result.returncode, result.last_lines(8)
 
     os.makedirs(dest, exist_ok=True)
     # no template: a workspace needs no sample hooks, and copying them takes time
     await git_cmd("init", "--quiet", "--template=", quiet=True)
-    await git_cmd("remote", "add", "origin", remote.url, quiet=True)
+    await git_cmd("remote", "add", "origin", git_url, quiet=True)
     log(f"fetching {ref}{f' at {sha[:7]}' if sha else ''} from {shown_url}")
 
     fetched = False
     if sha is not None and not short:
-        rc, _ = await git_cmd("fetch", "--quiet", "--no-tags", "--depth", "1", "origin", sha)
+        rc, tail = await git_cmd("fetch", "--quiet", "--no-tags", "--depth", "1", "origin", sha)
         fetched = rc == 0
+        if not fetched and (advice := auth.advice(repo_url, tail)):
+            raise _refused(shown_url, tail, advice)
         if not fetched:
             log(f"the server does not serve commit {sha[:7]} directly: fetching {ref}")
     if not fetched:
@@ -171,7 +94,7 @@ async def checkout(
         if rc != 0:
             if _MISSING_OBJECT.search(tail):
                 raise _fail(CheckoutError(f"ref {ref!r} does not exist in {shown_url}"))
-            raise CheckoutError(f"clone of {shown_url} refused: {_reason(tail)}")
+            raise _refused(shown_url, tail, auth.advice(repo_url, tail))
         if sha is not None and short:
             rc, out = await git_cmd("rev-parse", "--verify", "--quiet", f"{sha}^{{commit}}")
             if rc != 0:
@@ -222,6 +145,14 @@ def _commit_info(path: Path) -> CommitInfo:
 def _reason(tail: str) -> str:
     lines = [line.removeprefix("fatal: ").strip() for line in tail.splitlines() if line.strip()]
     return "; ".join(lines[-2:]) or "git failed without a message"
+
+
+def _refused(shown_url: str, tail: str, advice: str | None) -> CheckoutError:
+    """The repository refused: with ``advice``, a credential or host key to fix (so another
+    attempt cannot help)."""
+    if advice is None:
+        return CheckoutError(f"clone of {shown_url} refused: {_reason(tail)}")
+    return _fail(CheckoutError(f"clone of {shown_url} refused: {_reason(tail)}; {advice}"))
 
 
 def _fail(exc: CheckoutError) -> CheckoutError:

@@ -30,6 +30,7 @@ from deployq.errors import (
     PipelineError,
     RegistryError,
 )
+from deployq.gitauth import app_git_auth
 from deployq.imageref import ImageRef, qualify
 from deployq.models import STEP_START_PERCENT, App, BuildServer, JobStatus, ScanAction, Step
 from deployq.registry import (
@@ -221,17 +222,16 @@ class Pipeline:
             return await self._deploy_only()
         image_target(self.app, self.settings)  # a configuration error fails before checkout
         await self._enter(Step.CHECKOUT)
-        commit = await checkout(
-            job.repo_url,
-            self.workspace,
-            ref=job.ref,
-            commit_sha=job.commit_sha,
-            token=_secret(self.settings.git_token),
-            token_hosts=self.settings.git_token_hosts,
-            ssh_key=self.settings.git_ssh_key,
-            submodules=self.app.submodules,
-            log=self.logs.write,
-        )
+        with app_git_auth(self.app, self.settings) as git_auth:  # an app's key: gone after
+            commit = await checkout(
+                job.repo_url,
+                self.workspace,
+                ref=job.ref,
+                commit_sha=job.commit_sha,
+                auth=git_auth,
+                submodules=self.app.submodules,
+                log=self.logs.write,
+            )
         names = image_names(self.app, self.settings, sha=commit.sha, branch=job.branch)
         self.image_ref = names.ref(names.tags[0])
         author = (

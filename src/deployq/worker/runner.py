@@ -92,6 +92,9 @@ def job_secrets(settings: Settings, app: App | None) -> list[str]:
         values.append(dsn_password(settings.database_url.get_secret_value()))
     if app is not None:
         values += [app.webhook_secret, app.notify_webhook_secret, *app.build_secrets.values()]
+        values += [app.forge_token, app.git_token, app.git_ssh_key]
+        if app.git_ssh_key:  # each line of the key, should one be echoed alone
+            values += [line for line in app.git_ssh_key.splitlines() if "-----" not in line]
         if app.deploy is not None:
             values += [app.deploy.webhook_secret, *app.deploy.env.values()]
     return [v for v in values if v]

@@ -11,6 +11,7 @@ from typing import ClassVar
 from textual.binding import Binding, BindingType
 
 from deployq.errors import CheckoutError, InvalidInput
+from deployq.gitauth import app_git_auth, ls_remote
 from deployq.manual import default_branch, manual_trigger
 from deployq.models import AppSpec, Job, JobStatus, Priority
 from deployq.redact import redact_urls
@@ -156,11 +157,6 @@ class JobActionsScreen(LiveScreen):
     async def _check_ref(self, request: DeployRequest) -> RefProblem | None:
         """Refuse what would fail at checkout: a ref git would refuse, or one the repository
         does not have (``git ls-remote``)."""
-        # imported here: they bring the service's and the worker's libraries (aiohttp,
-        # docker), some 25 MB the console does not need until a deploy is checked
-        from deployq.reconcile import ls_remote
-        from deployq.worker.checkout import git_env
-
         app = await self.ctx.attempt(self.ctx.store.apps.get(request.app))
         if app is None:
             return ("error", f"cannot read app {request.app}: see the banner or the toast")
@@ -171,12 +167,10 @@ class JobActionsScreen(LiveScreen):
         except InvalidInput as exc:
             return ("error", exc.message)
         try:
-            settings = self.ctx.store.settings
-            token = settings.git_token.get_secret_value() if settings.git_token else None
-            url, env = git_env(  # the checkout's credentials
-                app.repo_url, token, settings.git_ssh_key, settings.git_token_hosts
-            )
-            found = await ls_remote(url, trigger.ref, timeout_s=REF_CHECK_TIMEOUT_S, env=env)
+            with app_git_auth(app, self.ctx.store.settings) as auth:  # the checkout's
+                found = await ls_remote(
+                    app.repo_url, trigger.ref, auth=auth, timeout_s=REF_CHECK_TIMEOUT_S
+                )
         except CheckoutError as exc:
             return ("warning", f"could not check the ref ({exc.message}); ctrl+s deploys anyway")
         if trigger.ref not in found:
