@@ -9,14 +9,17 @@ database per queue. No-op jobs throughout:
   pool of that many slots that claims for all its free slots at once and finishes each job
   as its own task through the pool's Finisher, which group-commits the finishes arriving
   together, as ``deployq worker`` does; also N separate one-slot claimers each finishing
-  on its own, the worst case for the claim lock);
+  on its own, the worst case for the claim lock); and 4 worker processes x 4 slots (each
+  process its own pool and Finisher, as four ``deployq worker --slots 4`` would; pgqueuer:
+  four processes with batch size and concurrency limit 4);
 - latency: idle workers woken by LISTEN/NOTIFY; time from the enqueue call to the claim
   (deployq) or to the start of the task (peers), one job at a time.
 pgqueuer uses its asyncpg driver when asyncpg is installed (its psycopg driver shares the
 LISTEN connection with its queries), with batch size and
 entrypoint concurrency limit = concurrency; it acknowledges finished jobs in batches.
 Prints JSON, with deployq's rates as ratios to each peer's.
-Targets (issue 3): enqueue→claim p99 ≤ 25 ms; claim+finish ≥ the faster peer's rate.
+Targets (issue 3): enqueue→claim p99 ≤ 25 ms; claim+finish ≥ the faster peer's rate;
+(issue 15) 4 processes x 4 slots ≥ pgqueuer's 4 x 4. Method and figures: bench/README.md.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import multiprocessing
 import os
 import sys
 import tempfile
@@ -46,6 +50,8 @@ from deployq.models import AppSpec, JobStatus, Trigger, TriggerKind
 from deployq.store import CHANNEL_JOBS, Finisher, Listener, Outcome, Store
 
 CONCURRENCY = (1, 4, 16)
+#: worker processes x slots each, the multi-process row
+PROCESSES, PROCESS_SLOTS = 4, 4
 SUCCESS = Outcome(JobStatus.SUCCEEDED)
 TRIGGER = Trigger(kind=TriggerKind.MANUAL, app="bench", ref="refs/heads/main")
 #: pause between latency samples, so each job meets idle workers
@@ -128,13 +134,62 @@ async def deployq_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
                 jobs,
                 lambda w=workers: drain_separately(store, w),  # type: ignore[misc]
             )
+        for _ in range(jobs):
+            await store.queue.enqueue(TRIGGER)
+        out[f"drain_{PROCESSES}_processes_x{PROCESS_SLOTS}_per_s"] = processes_rate(
+            jobs, _deployq_process, dsn
+        )
         out["latency"] = await deployq_latency(store, samples)
         return out
     finally:
         await store.close()
 
 
-async def drain_deployq(store: Store, slots: int = 4) -> None:
+def processes_rate(jobs: int, target: Callable[..., None], dsn: str) -> float:
+    """Jobs per second of PROCESSES processes running ``target(dsn, slots, ready, go,
+    finished)``: timed from the moment all of them are ready to the last one's end."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, finished = ctx.Queue(), ctx.Queue()
+    go = ctx.Event()
+    procs = [
+        ctx.Process(target=target, args=(dsn, PROCESS_SLOTS, ready, go, finished))
+        for _ in range(PROCESSES)
+    ]
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        ready.get(timeout=120)
+    start = time.monotonic()
+    go.set()
+    ends = [finished.get(timeout=600) for _ in procs]
+    for proc in procs:
+        proc.join(60)
+    return round(jobs / (max(ends) - start), 1)
+
+
+def _deployq_process(dsn: str, slots: int, ready: Any, go: Any, finished: Any) -> None:
+    """One worker process: its own store (pool) and Finisher, ``slots`` slots."""
+
+    async def run() -> None:
+        settings = Settings(
+            database_url=dsn,
+            data_dir=Path(tempfile.gettempdir()) / "deployq-bench",
+            db_pool_min=slots + 1,
+            db_pool_max=slots + 1,
+        )
+        store = await Store.open(settings, dsn, min_size=slots + 1)
+        try:
+            ready.put(os.getpid())
+            await asyncio.to_thread(go.wait)
+            await drain_deployq(store, slots, name=f"pool{os.getpid()}")
+            finished.put(time.monotonic())
+        finally:
+            await store.close()
+
+    asyncio.run(run())
+
+
+async def drain_deployq(store: Store, slots: int = 4, name: str = "pool") -> None:
     """A worker pool with ``slots`` build slots, as ``deployq worker`` runs: one claim for
     every free slot at once, a task per job, the slot freed by its finish (finishes go
     through the pool's Finisher: group commits)."""
@@ -149,7 +204,7 @@ async def drain_deployq(store: Store, slots: int = 4) -> None:
     while True:
         freed.clear()
         free = slots - len(running)
-        leases = await store.leases.claim("pool", limit=free) if free > 0 else []
+        leases = await store.leases.claim(name, limit=free) if free > 0 else []
         for lease in leases:
             task = asyncio.create_task(finisher.finish(lease, SUCCESS))
             running.add(task)
@@ -325,6 +380,14 @@ async def pgqueuer_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
             lambda w=workers: drain(w),  # type: ignore[misc]
         )
 
+    async with pgqueuer_driver(dsn) as (driver, _):
+        queries = Queries(driver)
+        for _ in range(jobs):
+            await queries.enqueue("noop", None)
+    out[f"drain_{PROCESSES}_processes_x{PROCESS_SLOTS}_per_s"] = processes_rate(
+        jobs, _pgqueuer_process, dsn
+    )
+
     started: asyncio.Queue[float] = asyncio.Queue()
     async with pgqueuer_driver(dsn) as (wdriver, _), pgqueuer_driver(dsn) as (edriver, _):
         qm = QueueManager(Queries(wdriver))
@@ -348,11 +411,37 @@ async def pgqueuer_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
     return out
 
 
+def _pgqueuer_process(dsn: str, slots: int, ready: Any, go: Any, finished: Any) -> None:
+    """One pgqueuer worker process draining with batch size = concurrency limit = slots."""
+    from pgqueuer.qm import QueueManager
+    from pgqueuer.queries import Queries
+    from pgqueuer.types import QueueExecutionMode
+
+    async def run() -> None:
+        async with pgqueuer_driver(dsn) as (driver, _):
+            qm = QueueManager(Queries(driver))
+
+            @qm.entrypoint("noop", concurrency_limit=slots)
+            async def noop(job: Any) -> None:
+                return None
+
+            ready.put(os.getpid())
+            await asyncio.to_thread(go.wait)
+            await qm.run(batch_size=slots, mode=QueueExecutionMode.drain)
+            finished.put(time.monotonic())
+
+    asyncio.run(run())
+
+
 # -- main ------------------------------------------------------------------------------------
 
 
 def ratios(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, float]:
-    keys = ["enqueue_per_s", *(f"drain_c{c}_per_s" for c in CONCURRENCY)]
+    keys = [
+        "enqueue_per_s",
+        *(f"drain_c{c}_per_s" for c in CONCURRENCY),
+        f"drain_{PROCESSES}_processes_x{PROCESS_SLOTS}_per_s",
+    ]
     return {k: round(ours[k] / theirs[k], 2) for k in keys if theirs.get(k)}
 
 
@@ -387,9 +476,12 @@ async def main_async(args: argparse.Namespace, server_dsn: str) -> dict[str, Any
     fastest = {
         f"drain_c{c}_per_s": max(result[p][f"drain_c{c}_per_s"] for p in peers) for c in CONCURRENCY
     }
+    procs = f"drain_{PROCESSES}_processes_x{PROCESS_SLOTS}_per_s"
     result["targets"] = {
         "latency_p99_le_25ms": ours["latency"]["p99_ms"] <= 25,
         **{f"{k}_ge_faster_peer": ours[k] >= fastest[k] for k in fastest},
+        # issue 15: 16 slots at least as fast as pgqueuer, in one process or in four
+        f"{procs}_ge_pgqueuer": ours[procs] >= result["pgqueuer"][procs],
     }
     return result
 
