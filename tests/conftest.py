@@ -11,6 +11,7 @@ Fixture plugins live in tests/fixtures/ (one module per service):
 - docker.py    dockerd with BuildKit, a local base image, an authenticated registry
 - git.py       throwaway git repositories
 - smtp.py      an SMTP server (aiosmtpd) on loopback
+- cli.py       the real `deployq` command against the test's database (``cli`` fixture)
 
 A unit test that asks for one of these fixtures (directly or through another fixture) is
 refused at collection, so the fast tier never starts a service by accident.

@@ -3,46 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-
-def deployq(
-    *args: str,
-    database_url: str | None,
-    data_dir: Path,
-    input: str | None = None,
-    env_extra: dict[str, str] | None = None,
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
-    env.update(env_extra or {})
-    env["DEPLOYQ_DATA_DIR"] = str(data_dir)
-    if database_url is not None:
-        env["DEPLOYQ_DATABASE_URL"] = database_url
-    return subprocess.run(
-        [sys.executable, "-m", "deployq", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        input=input,
-        timeout=120,
-    )
-
-
-@pytest.fixture
-def cli(database_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
-    def run(
-        *args: str, input: str | None = None, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return deployq(
-            *args, database_url=database_url, data_dir=tmp_path, input=input, env_extra=env
-        )
-
-    return run
+from fixtures.cli import run_deployq
 
 
 def test_help_lists_the_commands(cli) -> None:  # type: ignore[no-untyped-def]
@@ -58,7 +23,9 @@ def test_migrate_twice_applies_nothing_the_second_time(cli) -> None:  # type: ig
 
 
 def test_unreachable_database_is_one_readable_line(tmp_path: Path) -> None:
-    result = deployq("migrate", database_url="postgresql://nobody@127.0.0.1:1/x", data_dir=tmp_path)
+    result = run_deployq(
+        "migrate", database_url="postgresql://nobody@127.0.0.1:1/x", data_dir=tmp_path
+    )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1

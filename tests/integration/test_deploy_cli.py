@@ -4,33 +4,11 @@ command against a real database."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from collections.abc import Callable
-from pathlib import Path
 
-import pytest
+from fixtures.cli import Cli
 
-Cli = Callable[..., subprocess.CompletedProcess[str]]
 REPO = "https://github.com/acme/web.git"
-
-
-@pytest.fixture
-def cli(database_url: str, tmp_path: Path) -> Cli:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
-    env.update({"DEPLOYQ_DATABASE_URL": database_url, "DEPLOYQ_DATA_DIR": str(tmp_path)})
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "deployq", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-
-    return run
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:

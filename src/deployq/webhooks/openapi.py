@@ -47,6 +47,35 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(s): _json(_ref("Error"), "error") for s in statuses}
 
 
+def _responses(
+    *errors: int, ok: int = 200, body: dict[str, Any] | None = None, description: str = "OK"
+) -> dict[str, Any]:
+    """An operation's answers: ``ok`` with ``body`` (default: a JSON object), and an Error
+    object for each of ``errors``."""
+    return {str(ok): body or _json(_OBJECT, description), **_errors(*errors)}
+
+
+#: the schema of each text media type an operation may answer with
+_TEXT_SCHEMAS: dict[str, dict[str, Any]] = {
+    "text/plain": {"type": "string"},
+    "text/event-stream": {},
+}
+
+
+def _text(description: str, *media_types: str) -> dict[str, Any]:
+    """A text answer (a log, metrics, a stream of server-sent events)."""
+    return {
+        "description": description,
+        "content": {t: {"schema": _TEXT_SCHEMAS[t]} for t in media_types},
+    }
+
+
+def _optional_json_body(properties: dict[str, Any]) -> dict[str, Any]:
+    """An optional JSON object request body with these properties and no others."""
+    schema = {"type": "object", "additionalProperties": False, "properties": properties}
+    return {"required": False, "content": {"application/json": {"schema": schema}}}
+
+
 def _id_param(description: str) -> dict[str, Any]:
     return {
         "name": "id",
@@ -135,7 +164,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "paths": _with_scopes(
             {
-                "/healthz": {"get": _op("The process is up", {"200": _json(_OBJECT)})},
+                "/healthz": {"get": _op("The process is up", _responses())},
                 "/readyz": {
                     "get": _op(
                         "The database answers and migrations are current",
@@ -145,13 +174,7 @@ def openapi_document() -> dict[str, Any]:
                 "/metrics": {
                     "get": _op(
                         "Prometheus metrics",
-                        {
-                            "200": {
-                                "description": "text exposition format",
-                                "content": {"text/plain": {"schema": {"type": "string"}}},
-                            },
-                            **_errors(503),
-                        },
+                        _responses(503, body=_text("text exposition format", "text/plain")),
                     )
                 },
                 "/webhooks/github": {
@@ -177,51 +200,36 @@ def openapi_document() -> dict[str, Any]:
                         ["application/json"],
                     )
                 },
-                "/api/v1/openapi.json": {"get": _op("This document", {"200": _json(_OBJECT)})},
-                "/api/v1/apps": {"get": _op("List apps (secrets hidden)", {"200": _json(_OBJECT)})},
+                "/api/v1/openapi.json": {"get": _op("This document", _responses())},
+                "/api/v1/apps": {"get": _op("List apps (secrets hidden)", _responses())},
                 "/api/v1/apps/{app}": {
                     "get": _op(
                         "One app (secrets hidden)",
-                        {"200": _json(_OBJECT), **_errors(404)},
+                        _responses(404),
                         parameters=[_APP_PARAM],
                     )
                 },
                 "/api/v1/apps/{app}/deployments": {
                     "post": _op(
                         "Deploy an app now (manual trigger)",
-                        {"202": _json(_OBJECT, "the jobs"), **_errors(400, 404)},
+                        _responses(400, 404, ok=202, description="the jobs"),
                         parameters=[_APP_PARAM],
-                        requestBody={
-                            "required": False,
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "ref": {
-                                                "type": "string",
-                                                "description": "branch, tag or ref",
-                                            },
-                                            "commit": {
-                                                "type": "string",
-                                                "pattern": COMMIT_SHA_PATTERN,
-                                            },
-                                            "priority": {
-                                                "type": "string",
-                                                "enum": ["low", "normal", "high", "critical"],
-                                            },
-                                        },
-                                    }
-                                }
-                            },
-                        },
+                        requestBody=_optional_json_body(
+                            {
+                                "ref": {"type": "string", "description": "branch, tag or ref"},
+                                "commit": {"type": "string", "pattern": COMMIT_SHA_PATTERN},
+                                "priority": {
+                                    "type": "string",
+                                    "enum": ["low", "normal", "high", "critical"],
+                                },
+                            }
+                        ),
                     )
                 },
                 "/api/v1/jobs": {
                     "get": _op(
                         "List jobs, newest first",
-                        {"200": _json(_OBJECT), **_errors(400)},
+                        _responses(400),
                         parameters=[
                             {
                                 "name": "status",
@@ -238,7 +246,7 @@ def openapi_document() -> dict[str, Any]:
                 "/api/v1/jobs/{id}": {
                     "get": _op(
                         "One job with its events",
-                        {"200": _json(_OBJECT), **_errors(404)},
+                        _responses(404),
                         parameters=[_id_param("job id")],
                     )
                 },
@@ -246,16 +254,9 @@ def openapi_document() -> dict[str, Any]:
                     "get": _op(
                         "The job's log: text/plain, or live with Accept: text/event-stream "
                         "(id: is the line number; resume with Last-Event-ID; ends with event: end)",
-                        {
-                            "200": {
-                                "description": "the log",
-                                "content": {
-                                    "text/plain": {"schema": {"type": "string"}},
-                                    "text/event-stream": {"schema": {}},
-                                },
-                            },
-                            **_errors(400, 404),
-                        },
+                        _responses(
+                            400, 404, body=_text("the log", "text/plain", "text/event-stream")
+                        ),
                         parameters=[
                             _id_param("job id"),
                             {
@@ -270,40 +271,29 @@ def openapi_document() -> dict[str, Any]:
                 "/api/v1/jobs/{id}/cancel": {
                     "post": _op(
                         "Cancel a queued job, or ask the worker to stop a running one",
-                        {"200": _json(_OBJECT), **_errors(400, 404, 409)},
+                        _responses(400, 404, 409),
                         parameters=[_id_param("job id")],
-                        requestBody={
-                            "required": False,
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {"force": {"type": "boolean"}},
-                                    }
-                                }
-                            },
-                        },
+                        requestBody=_optional_json_body({"force": {"type": "boolean"}}),
                     )
                 },
                 "/api/v1/jobs/{id}/retry": {
                     "post": _op(
                         "A new job for the same commit as a finished one",
-                        {"202": _json(_OBJECT), **_errors(404, 409)},
+                        _responses(404, 409, ok=202),
                         parameters=[_id_param("job id")],
                     )
                 },
                 "/api/v1/queue/stats": {
                     "get": _op(
                         "Queue depth, running jobs, server load, the last 24 h",
-                        {"200": _json(_OBJECT)},
+                        _responses(),
                     )
                 },
                 "/api/v1/stats": {
                     "get": _op(
                         "Wait and build times (avg, p95), success rate, the queue now, "
                         "per app and day",
-                        {"200": _json(_OBJECT), **_errors(400, 404)},
+                        _responses(400, 404),
                         parameters=[
                             {"name": "app", "in": "query", "schema": {"type": "string"}},
                             {
@@ -322,13 +312,12 @@ def openapi_document() -> dict[str, Any]:
                 "/api/v1/events": {
                     "get": _op(
                         "The live feed (text/event-stream): job states, steps, progress, servers",
-                        {
-                            "200": {
-                                "description": "server-sent events, each data a JSON object",
-                                "content": {"text/event-stream": {"schema": {}}},
-                            },
-                            **_errors(400),
-                        },
+                        _responses(
+                            400,
+                            body=_text(
+                                "server-sent events, each data a JSON object", "text/event-stream"
+                            ),
+                        ),
                         parameters=[
                             {"name": "app", "in": "query", "schema": {"type": "string"}},
                             {"name": "status", "in": "query", "schema": {"type": "string"}},
@@ -341,14 +330,12 @@ def openapi_document() -> dict[str, Any]:
                         ],
                     )
                 },
-                "/api/v1/servers": {"get": _op("Build servers", {"200": _json(_OBJECT)})},
-                "/api/v1/targets": {
-                    "get": _op("Deploy targets and their health", {"200": _json(_OBJECT)})
-                },
+                "/api/v1/servers": {"get": _op("Build servers", _responses())},
+                "/api/v1/targets": {"get": _op("Deploy targets and their health", _responses())},
                 "/api/v1/apps/{app}/releases": {
                     "get": _op(
                         "An app's releases, newest first, and what runs now on each target",
-                        {"200": _json(_OBJECT), **_errors(404)},
+                        _responses(404),
                         parameters=[_APP_PARAM],
                     )
                 },
@@ -356,30 +343,21 @@ def openapi_document() -> dict[str, Any]:
                     "post": _op(
                         "Queue a deploy-only job of an earlier image "
                         "(default: the previous release)",
-                        {"202": _json(_OBJECT), **_errors(400, 404, 409)},
+                        _responses(400, 404, 409, ok=202),
                         parameters=[_APP_PARAM],
-                        requestBody={
-                            "required": False,
-                            "content": {
-                                "application/json": {
-                                    "schema": {
-                                        "type": "object",
-                                        "additionalProperties": False,
-                                        "properties": {
-                                            "to": {"type": "integer", "minimum": 1},
-                                            "digest": {"type": "string"},
-                                            "priority": {"type": "string"},
-                                        },
-                                    }
-                                }
-                            },
-                        },
+                        requestBody=_optional_json_body(
+                            {
+                                "to": {"type": "integer", "minimum": 1},
+                                "digest": {"type": "string"},
+                                "priority": {"type": "string"},
+                            }
+                        ),
                     )
                 },
                 "/api/v1/deliveries": {
                     "get": _op(
                         "Webhook deliveries, newest first",
-                        {"200": _json(_OBJECT), **_errors(400)},
+                        _responses(400),
                         parameters=[
                             _LIMIT,
                             _BEFORE,
@@ -391,7 +369,7 @@ def openapi_document() -> dict[str, Any]:
                     "get": _op(
                         "One delivery with its kept headers; `body` says whether its body "
                         "is kept for replay or was pruned (and when)",
-                        {"200": _json(_OBJECT), **_errors(404)},
+                        _responses(404),
                         parameters=[_id_param("delivery id (the row id)")],
                     )
                 },
@@ -399,7 +377,7 @@ def openapi_document() -> dict[str, Any]:
                     "post": _op(
                         "Process a recorded, verified delivery again "
                         "(jobs dedupe on its delivery id); 409 once its body was pruned",
-                        {"200": _json(_OBJECT), "202": _json(_OBJECT), **_errors(404, 409)},
+                        {**_responses(404, 409), "202": _json(_OBJECT)},
                         parameters=[_id_param("delivery id (the row id)")],
                     )
                 },
