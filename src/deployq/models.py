@@ -521,6 +521,7 @@ class JobScan(Model):
     digest: str
     state: str
     polls: int
+    requested_at: datetime
     deadline_at: datetime
     overdue: bool
 

@@ -229,3 +229,39 @@ async def test_the_block_deploy_policy_pushes_but_does_not_deploy(
         assert message in log
         assert job.scan_summary is not None and message in job.scan_summary["policy"]
         assert "deploy" not in job.step_durations
+
+
+async def test_an_app_with_its_own_registry_login_builds_pushes_and_scans_with_it(
+    settings_factory: Any,
+    database_url: str,
+    registry: Any,
+    docker_host: str,
+    git_repo_factory: Any,
+    base_image: str,
+    harbor: Any,
+) -> None:
+    # deployq's own login is refused everywhere: only the app's robot (the registry's
+    # account here) can push, tag, verify and ask Harbor for the scan
+    fake, harbor_url = harbor
+    fake.default_counts = {"Low": 1}
+    repo = git_repo_factory({"Dockerfile": f"FROM {base_image}\nRUN echo {uuid.uuid4().hex}\n"})
+    settings = settings_factory(
+        **_scanning(registry, docker_host, harbor_url),
+    ).model_copy(update={"registry_username": "nobody", "registry_password": None})
+    store = await Store.open(settings, database_url, min_size=1)
+    try:
+        app = await add_app(
+            store,
+            repo.url,
+            registry_username=registry.username,
+            registry_password=registry.password,
+        )
+        job_id = await deploy(store, app)
+        async with running_pool(store):
+            job = await wait_job(store, job_id, lambda j: j.status.is_final)
+    finally:
+        await store.close()
+
+    assert job.status is JobStatus.SUCCEEDED, job.error
+    assert _scan_state(job) == "requested"
+    assert fake.users and set(fake.users) == {registry.username}

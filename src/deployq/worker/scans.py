@@ -78,7 +78,11 @@ class ScanCollector:
         """Look at every due scan (LOOK_BATCH at a time); how long to pause after."""
         scans = await self.store.scans.claim_due(LOOK_BATCH, lease_s=LOOK_LEASE_S)
         if scans:
-            await asyncio.gather(*(self._collect(s) for s in scans))
+            # every look ends before the round does; the first error (an outage) is raised
+            ends = await asyncio.gather(*(self._collect(s) for s in scans), return_exceptions=True)
+            for end in ends:
+                if isinstance(end, BaseException):
+                    raise end
             if len(scans) == LOOK_BATCH:
                 return 0.0
         # scans recorded by any worker are due DEPLOYQ_HARBOR_SCAN_POLL after their request
@@ -92,7 +96,7 @@ class ScanCollector:
         if summary is not None and state is not None and state.is_final:
             await self._finish(scan, summary)
         elif scan.overdue:
-            deadline = setting(self.settings.harbor_scan_deadline)
+            deadline = setting((scan.deadline_at - scan.requested_at).total_seconds())
             why = f"no result within {deadline}" + (f" (last look: {problem})" if problem else "")
             await self._finish(scan, unavailable(why))
         else:

@@ -41,7 +41,7 @@ UPDATE job_scans s SET next_poll_at = now() + %(lease)s, polls = s.polls + 1
 FROM due, jobs j
 WHERE s.job_id = due.job_id AND j.id = s.job_id
 RETURNING s.job_id, j.app_id, s.project, s.repository, s.digest, s.state, s.polls,
-    s.deadline_at, s.deadline_at <= now() AS overdue
+    s.requested_at, s.deadline_at, s.deadline_at <= now() AS overdue
 
 -- name: scans_next_due_in
 SELECT extract(epoch FROM min(next_poll_at) - now()) AS wait
