@@ -291,6 +291,8 @@ class AppSpec(Model):
     timeout_s: float | None = Field(None, gt=0)
     max_queued: int | None = Field(None, ge=1)
     """At most this many queued jobs of the app; a new one beyond is refused (QueueFull)."""
+    keep_tags: int | None = Field(None, ge=1, le=100_000)
+    """Registry tags (<sha7>) `deployq prune` keeps per branch; None: DEPLOYQ_REGISTRY_KEEP_TAGS."""
     required_arch: str | None = None
     required_labels: list[str] = Field(default_factory=list)
     submodules: bool = False

@@ -231,11 +231,11 @@ class RegistryClient:
             )
         return digest
 
-    async def tags(self, repository: str) -> list[str]:
+    async def tags(self, repository: str, *, page_size: int = TAGS_PAGE) -> list[str]:
         """Every tag of ``repository`` (``GET /v2/<name>/tags/list``, page by page along the
         ``Link: <...>; rel="next"`` header); [] when the repository does not exist."""
         repository = repository.strip("/")
-        path: str | None = f"/v2/{repository}/tags/list?n={TAGS_PAGE}"
+        path: str | None = f"/v2/{repository}/tags/list?n={page_size}"
         found: list[str] = []
         async with self._session() as session:
             while path is not None:

@@ -92,15 +92,18 @@ class Builds:
         self.jobs[sha7], self.digests[sha7] = job, digest
         return sha7
 
-    async def tags(self) -> set[str]:
-        client = RegistryClient(
+    def client(self) -> RegistryClient:
+        return RegistryClient(
             self.registry.url, self.registry.username, self.registry.password, insecure=True
         )
-        return set(await client.tags(self.repository))
+
+    async def tags(self) -> set[str]:
+        return set(await self.client().tags(self.repository))
 
 
-async def add_app(store: Store, name: str, image: str) -> App:
-    await store.servers.add("local", "unix:///var/run/docker.sock", capacity=4)
+async def add_app(store: Store, name: str, image: str, *, server: bool = True) -> App:
+    if server:
+        await store.servers.add("local", "unix:///var/run/docker.sock", capacity=4)
     return await store.apps.add(
         AppSpec(
             name=name,
@@ -146,6 +149,9 @@ async def test_prune_keeps_the_newest_tags_per_branch_and_what_releases_run(
     await push_image(registry, repository, "cache-main--build")
     everything = {m1, m2, m3, m4, d0, d1, d2, d3, "main", "dev", "latest", "cache-main--build"}
     assert await web.tags() == everything
+    # the registry pages its tag list (Link: <...>; rel="next"): every page is read
+    paged = await web.client().tags(repository, page_size=5)
+    assert len(paged) == 12 and set(paged) == everything
 
     dry = await cli.json("prune", "--keep-tags", "2", "--dry-run")
 
@@ -225,3 +231,36 @@ async def test_a_registry_without_deletes_gives_a_clear_message(
     assert await web.tags() == {old, new, "main"}
     code, _, err = await cli("prune", "--keep-tags", "1")
     assert code == 1 and "Traceback" not in err
+
+
+async def test_each_app_keeps_its_own_number_of_tags(
+    store: Store, registry: LocalRegistry, cli: Cli
+) -> None:
+    few_repo, many_repo = f"t{uuid.uuid4().hex[:8]}/few", f"t{uuid.uuid4().hex[:8]}/many"
+    await store.servers.add("local", "unix:///var/run/docker.sock", capacity=4)
+    code, _, err = await cli(
+        "app", "add", "few", "--repo", "https://example.invalid/few.git", "--image", few_repo,
+        "--on-new-push", "queue", "--keep-tags", "1", "--no-check",
+    )  # fmt: skip
+    assert code == 0, err
+    few = Builds(store, registry, await store.apps.get("few"))
+    assert few.app.keep_tags == 1
+    many = Builds(store, registry, await add_app(store, "many", many_repo, server=False))
+    f1, f2, f3 = [await few.push("main") for _ in range(3)]
+    n1, n2, n3 = [await many.push("main") for _ in range(3)]
+    cli.env["DEPLOYQ_REGISTRY_KEEP_TAGS"] = "2"
+
+    done = await cli.json("prune")
+
+    assert [(r["app"], r["keep"], r["deleted"]) for r in done["registry"]] == [
+        ("few", 1, sorted([f1, f2])),
+        ("many", 2, [n1]),
+    ]
+    assert await few.tags() == {f3, "main"}
+    assert await many.tags() == {n2, n3, "main"}
+    # --keep-tags on the command line is for every app
+    overridden = await cli.json("prune", "--keep-tags", "1", "--dry-run")
+    assert [(r["app"], r["keep"], r["deleted"]) for r in overridden["registry"]] == [
+        ("few", 1, []),
+        ("many", 1, [n2]),
+    ]

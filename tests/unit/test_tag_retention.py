@@ -59,3 +59,16 @@ def test_a_rebuilt_commit_counts_as_its_newest_build_and_missing_tags_do_not_cou
 
     assert plan.delete == {}
     assert set(plan.keep) == {"ccccccc", "aaaaaaa"}
+
+
+def test_the_next_page_of_a_tag_list_is_followed_on_the_same_registry_only() -> None:
+    from deployq.registry import _next_page
+
+    base = "http://127.0.0.1:5000"
+    link = '</v2/t/web/tags/list?last=b&n=2>; rel="next"'
+    assert _next_page(link, base) == "/v2/t/web/tags/list?last=b&n=2"
+    assert _next_page(f'<{base}/v2/t/web/tags/list?last=b>; rel="next"', base) == (
+        "/v2/t/web/tags/list?last=b"
+    )
+    assert _next_page('<http://evil.example/v2/x>; rel="next"', base) is None
+    assert _next_page("", base) is None

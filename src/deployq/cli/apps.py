@@ -111,6 +111,12 @@ def app_group() -> None:
     type=int,
     help="Refuse new jobs while this many of the app's jobs are queued (default: no limit).",
 )
+@click.option(
+    "--keep-tags",
+    type=click.IntRange(1),
+    help="Image tags per branch `deployq prune` keeps in the registry (default "
+    "DEPLOYQ_REGISTRY_KEEP_TAGS).",
+)
 @click.option("--timeout", "timeout_s", type=DURATION, help="Build timeout: 90s, 10m, 2h.")
 @click.option("--arch", "required_arch", help="Only build on servers of this architecture.")
 @click.option("--label", "required_labels", multiple=True, help="Server label required (repeat).")

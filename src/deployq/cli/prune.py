@@ -35,8 +35,8 @@ if TYPE_CHECKING:  # the worker's modules load the builders: only when prune run
 @click.option(
     "--keep-tags",
     type=click.IntRange(1),
-    help="Image tags kept per branch of each app in the registry (default "
-    "DEPLOYQ_REGISTRY_KEEP_TAGS).",
+    help="Image tags kept per branch of each app in the registry (default: the app's "
+    "--keep-tags, else DEPLOYQ_REGISTRY_KEEP_TAGS).",
 )
 @click.option("--app", "app_names", multiple=True, help="Prune the registry tags of this app only.")
 @click.option("--no-registry", is_flag=True, help="Leave the registry's tags alone.")
@@ -62,7 +62,6 @@ async def prune_cmd(
     )
     from deployq.worker.tag_retention import prune_tags
 
-    keep = keep_tags or store.settings.registry_keep_tags
     apps = [] if no_registry else await _apps(store, app_names)
     counts: dict[str, Any] = dict(await store.retention.prune(age, dry_run=dry_run))
     bodies = await store.retention.prune_bodies(bodies_age, dry_run=dry_run)
@@ -70,10 +69,10 @@ async def prune_cmd(
     async def registry_settings() -> Settings:
         return await asyncio.to_thread(with_registry, state.settings)
 
-    registry = await prune_tags(store, apps, registry_settings, keep=keep, dry_run=dry_run)
+    registry = await prune_tags(store, apps, registry_settings, keep=keep_tags, dry_run=dry_run)
     counts["bodies"] = bodies
     counts["registry"] = [r.to_json() for r in registry]
-    counts["keep_tags"] = keep
+    counts["keep_tags"] = keep_tags or store.settings.registry_keep_tags
     counts["dry_run"] = dry_run
     verb = "would prune" if dry_run else "pruned"
     lines = [
@@ -83,7 +82,7 @@ async def prune_cmd(
         f"{verb} the bodies of {bodies['deliveries']} webhook deliveries received over "
         f"{setting(bodies_age)} ago ({format_bytes(bodies['bytes'])})",
     ]
-    lines += [_tags_line(r, keep, dry_run) for r in registry]
+    lines += [_tags_line(r, dry_run) for r in registry]
     emit(state, counts, "\n".join(lines))
     if any(r.error for r in registry):
         raise SystemExit(1)
@@ -96,7 +95,7 @@ async def _apps(store: Store, names: tuple[str, ...]) -> list[App]:
     return [await store.apps.get(name) for name in dict.fromkeys(names)]
 
 
-def _tags_line(result: AppTags, keep: int, dry_run: bool) -> str:
+def _tags_line(result: AppTags, dry_run: bool) -> str:
     """``web (127.0.0.1:5000/deployq/web): deleted 3 of 17 tags (...)``, or its error."""
     where = f"{result.app} ({result.repository})" if result.repository else result.app
     if result.error:
@@ -104,7 +103,8 @@ def _tags_line(result: AppTags, keep: int, dry_run: bool) -> str:
     if result.note:
         return f"{where}: registry tags left alone, {result.note}"
     verb = "would delete" if dry_run else "deleted"
-    line = f"{where}: {verb} {len(result.deleted)} of {result.tags} tags, keeping {keep} per branch"
+    line = f"{where}: {verb} {len(result.deleted)} of {result.tags} tags"
+    line += f", keeping {result.keep} per branch"
     if result.deleted:
         line += ": " + " ".join(result.deleted)
     for tag, why in result.spared.items():

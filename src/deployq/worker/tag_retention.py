@@ -99,6 +99,7 @@ class AppTags:
     the repository has (None: not looked at, ``note`` says why)."""
 
     app: str
+    keep: int
     repository: str = ""
     tags: int | None = None
     deleted: list[str] = field(default_factory=list)
@@ -109,6 +110,7 @@ class AppTags:
     def to_json(self) -> dict[str, Any]:
         return {
             "app": self.app,
+            "keep": self.keep,
             "repository": self.repository,
             "tags": self.tags,
             "deleted": self.deleted,
@@ -128,15 +130,16 @@ async def prune_tags(
     apps: Sequence[App],
     registry_settings: RegistrySettings,
     *,
-    keep: int,
+    keep: int | None,
     dry_run: bool,
 ) -> list[AppTags]:
     """:func:`prune_app_tags` for each app that pushed images; an app that fails is
-    reported, the others go on."""
+    reported, the others go on. ``keep``: tags per branch for every app; None: each app's
+    ``keep_tags``, else DEPLOYQ_REGISTRY_KEEP_TAGS."""
     results: list[AppTags] = []
     settings: Settings | None = None
     for app in apps:
-        result = AppTags(app.name)
+        result = AppTags(app.name, keep or app.keep_tags or store.settings.registry_keep_tags)
         results.append(result)
         try:
             pushed = await store.retention.pushed_images(app.id)
@@ -147,7 +150,7 @@ async def prune_tags(
             # the login the app's images are pushed with (its own, or deployq's)
             async with RegistryClient.from_settings(settings, app) as registry:
                 await prune_app_tags(
-                    store, registry, settings, app, pushed, result, keep=keep, dry_run=dry_run
+                    store, registry, settings, app, pushed, result, dry_run=dry_run
                 )
         except DeployqError as exc:
             result.error = exc.message
@@ -162,12 +165,11 @@ async def prune_app_tags(
     pushed: Sequence[PushedImage],
     result: AppTags,
     *,
-    keep: int,
     dry_run: bool,
 ) -> None:
-    """Plan the app's tags, then (unless ``dry_run``) delete what the plan names, checking
-    just before that no kept tag has come to name a doomed image meanwhile (a new push).
-    ``pushed``: ``store.retention.pushed_images(app.id)``."""
+    """Plan the app's tags (``result.keep`` per branch), then (unless ``dry_run``) delete
+    what the plan names, checking just before that no kept tag has come to name a doomed
+    image meanwhile (a new push). ``pushed``: ``store.retention.pushed_images(app.id)``."""
     target = image_target(app, settings)
     result.repository = target.name
     if target.domain is None or not same_host(target.domain, registry.host):
@@ -183,7 +185,7 @@ async def prune_app_tags(
     plan = plan_tags(
         tags,
         [p for p in pushed if _in_repository(p.image_ref, target)],
-        keep=keep,
+        keep=result.keep,
         in_use_digests={image.digest for image in in_use},
         in_use_tags={ref.tag for ref in in_use_refs if ref is not None and ref.tag},
     )

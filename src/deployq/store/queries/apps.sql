@@ -8,7 +8,7 @@ INSERT INTO apps (name, repo_url, repo_identity, branches, build_tags, build_prs
     concurrency, priority, max_attempts, timeout_s, required_arch, required_labels, submodules,
     notify_emails, notify_events, notify_pusher, notify_webhook_url,
     reconcile_interval_s, deploy, install_cmd, build_cmd, start_cmd, runtime_version, max_queued,
-    forge_status, scan_policy, registry_username)
+    forge_status, scan_policy, registry_username, keep_tags)
 VALUES (%(name)s, %(repo_url)s, %(repo_identity)s, %(branches)s, %(build_tags)s,
     %(build_prs)s, %(paths)s, %(image)s, %(dockerfile)s, %(context)s, %(target)s,
     %(build_args)s, %(supersede_policy)s,
@@ -17,7 +17,7 @@ VALUES (%(name)s, %(repo_url)s, %(repo_identity)s, %(branches)s, %(build_tags)s,
     %(notify_pusher)s, %(notify_webhook_url)s,
     %(reconcile_interval_s)s, %(deploy)s, %(install_cmd)s, %(build_cmd)s, %(start_cmd)s,
     %(runtime_version)s, %(max_queued)s, %(forge_status)s, %(scan_policy)s,
-    %(registry_username)s)
+    %(registry_username)s, %(keep_tags)s)
 RETURNING *
 
 -- name: app_update
@@ -34,7 +34,7 @@ UPDATE apps SET repo_url = %(repo_url)s, repo_identity = %(repo_identity)s,
     install_cmd = %(install_cmd)s, build_cmd = %(build_cmd)s, start_cmd = %(start_cmd)s,
     runtime_version = %(runtime_version)s, max_queued = %(max_queued)s,
     forge_status = %(forge_status)s, scan_policy = %(scan_policy)s,
-    registry_username = %(registry_username)s, updated_at = now()
+    registry_username = %(registry_username)s, keep_tags = %(keep_tags)s, updated_at = now()
 WHERE name = %(name)s
 RETURNING *
 
