@@ -42,6 +42,9 @@ _COMPONENT_RE = re.compile(rf"^{PATH_COMPONENT}$", re.ASCII)
 
 #: distribution's RepositoryNameTotalLengthMax (the path, without the host)
 MAX_REPOSITORY_CHARS = 255
+#: the longest tag the grammar allows
+MAX_TAG_CHARS = 128
+_TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 LOCALHOST = "localhost"
 
 
@@ -71,6 +74,12 @@ class ImageRef:
         if self.digest is not None:
             text += f"@{self.digest}"
         return text
+
+
+def docker_tag(name: str) -> str:
+    """A branch or tag name as a valid docker tag: ``feature/x`` -> ``feature-x``."""
+    tag = _TAG_BAD_CHARS.sub("-", name).lstrip(".-")[:MAX_TAG_CHARS]
+    return tag or "unnamed"
 
 
 def split_domain(name: str) -> tuple[str | None, str]:

@@ -160,6 +160,9 @@ class EngineBuilder:
             try:
                 if auth is not None and auth.username:
                     client.login(auth.username, auth.password, registry=auth.server)
+                cache_from = _pull_cache(
+                    client, req.cache_from, auth, lambda line: emit(redact(line))
+                )
                 dockerfile: str = str(req.dockerfile_path)
                 if req.dockerfile_text is not None:
                     dockerfile = _write_generated(req)
@@ -170,7 +173,7 @@ class EngineBuilder:
                     buildargs=dict(req.build_args),
                     target=req.target,
                     labels=dict(req.labels),
-                    cache_from=list(req.cache_from) or None,
+                    cache_from=cache_from or None,
                     rm=True,
                     forcerm=True,
                     decode=True,
@@ -258,6 +261,35 @@ class EngineBuilder:
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(task, 2.0)
             raise
+
+
+def _pull_cache(
+    client: docker.APIClient,
+    refs: list[str],
+    auth: RegistryAuth | None,
+    emit: Callable[[str], None],
+) -> list[str]:
+    """Pull the cache images (the classic builder reuses only local images); the ones the
+    registry has not got yet are left out, with a line saying so."""
+    auth_config = None
+    if auth is not None and auth.username:
+        auth_config = {"username": auth.username, "password": auth.password or ""}
+    pulled = []
+    for ref in refs:
+        repository, tag = split_ref(ref)
+        try:
+            for chunk in client.pull(
+                repository, tag, stream=True, decode=True, auth_config=auth_config
+            ):
+                if "error" in chunk:
+                    raise docker.errors.APIError(str(chunk["error"]))
+        except docker.errors.APIError as exc:
+            reason = (exc.explanation or str(exc)).strip().splitlines()
+            emit(f"no cache image {ref}: {reason[-1] if reason else 'not found'}")
+            continue
+        emit(f"pulled cache image {ref}")
+        pulled.append(ref)
+    return pulled
 
 
 def _chunks(chunks: Iterator[dict[str, Any]], stream: _Stream) -> Iterator[dict[str, Any]]:

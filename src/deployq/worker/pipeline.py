@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,8 @@ from deployq.errors import (
     RegistryError,
 )
 from deployq.gitauth import app_git_auth
-from deployq.imageref import ImageRef, qualify
+from deployq.imageref import ImageRef, docker_tag, qualify
+from deployq.manual import default_branch
 from deployq.models import STEP_START_PERCENT, App, BuildServer, JobStatus, ScanAction, Step
 from deployq.registry import (
     SCAN_POLL_INTERVAL_S,
@@ -41,7 +41,8 @@ from deployq.registry import (
 )
 from deployq.scans import ScanState, Verdict, judge, requested, scan_text, state_of, unavailable
 from deployq.store import Lease, Outcome
-from deployq.worker.checkout import checkout
+from deployq.worker.cache import StageCache, plan_cache, read_dockerfile
+from deployq.worker.checkout import CommitInfo, checkout
 from deployq.worker.deploy import Deployer, Image
 from deployq.worker.logbuffer import LogBuffer
 
@@ -51,20 +52,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_TAG_BAD_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
-MAX_TAG_CHARS = 128
 #: why a failure is final, in its error: "(not retried: …)"
 NOT_RETRIED_SAME = "another attempt would fail the same way"
 NOT_RETRIED_CONFIG = "a configuration problem; fix it, then deploy again"
 NOT_RETRIED_SCAN = (
     "the image's scan will not change; fix the vulnerabilities or the app's --scan-policy"
 )
-
-
-def docker_tag(name: str) -> str:
-    """A branch or tag name as a valid docker tag: ``feature/x`` -> ``feature-x``."""
-    tag = _TAG_BAD_CHARS.sub("-", name).lstrip(".-")[:MAX_TAG_CHARS]
-    return tag or "unnamed"
 
 
 def image_target(app: App, settings: Settings) -> ImageRef:
@@ -256,13 +249,34 @@ class Pipeline:
             build_args=dict(self.app.build_args),
             secrets=dict(self.app.build_secrets),
             tags=names.refs,
-            cache_from=[names.ref(names.tags[1])] if len(names.tags) > 1 else [],
             labels={
                 "org.opencontainers.image.revision": commit.sha,
                 "io.deployq.app": self.app.name,
             },
             dockerfile_text=dockerfile_text,
         )
+        plan = plan_cache(
+            f"{names.registry}/{names.repository}",
+            branch=job.branch,
+            default_branch=_default_branch(self.app),
+            dockerfile_text=read_dockerfile(request),
+            target=self.app.target,
+        )
+        request = replace(request, cache_from=plan.final)
+        stages = StageCache(self.builder, plan, auth, self.logs.write)
+        try:
+            return await self._build_and_push(names, request, auth, stages, commit)
+        finally:
+            await stages.cancel()
+
+    async def _build_and_push(
+        self,
+        names: ImageNames,
+        request: BuildRequest,
+        auth: RegistryAuth,
+        stages: StageCache,
+        commit: CommitInfo,
+    ) -> Outcome:
         # Harbor's project is made ready while the image builds; the push waits for it
         project: asyncio.Task[bool] | None = None
         if self.settings.harbor_api:
@@ -270,6 +284,7 @@ class Pipeline:
                 self._harbor().ensure_project(names.repository.split("/")[0])
             )
         try:
+            await stages.build(request)
             image_id = await self.builder.build(request, self.logs.write, auth=auth)
             self.logs.write(f"==> built {image_id}")
             await self._enter(Step.PUSH)
@@ -281,6 +296,7 @@ class Pipeline:
                 await asyncio.gather(project, return_exceptions=True)
         async with self._registry() as registry:
             digest = await self._push(names, auth, registry)
+            await stages.wait()
             self.image_digest = digest
             self.logs.write(f"==> pushed {names.registry}/{names.repository}@{digest}")
             if self.cancel.requested:
@@ -488,6 +504,14 @@ class Pipeline:
     def _close_step(self) -> None:
         if self.step is not None and self.step.value not in self.durations:
             self.durations[self.step.value] = round(time.monotonic() - self._started, 3)
+
+
+def _default_branch(app: App) -> str | None:
+    """The branch whose cache a new branch starts from (None: the app names none)."""
+    try:
+        return default_branch(app)
+    except DeployqError:
+        return None
 
 
 def _final(exc: PipelineError) -> PipelineError:

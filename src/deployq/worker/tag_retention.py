@@ -23,11 +23,11 @@ from typing import Any
 
 from deployq.config import Settings
 from deployq.errors import DeployqError, RegistryError
-from deployq.imageref import ImageRef, InvalidImageRef, parse, same_host
+from deployq.imageref import ImageRef, InvalidImageRef, docker_tag, parse, same_host
 from deployq.models import App, PushedImage
 from deployq.registry import RegistryClient
 from deployq.store import Store
-from deployq.worker.pipeline import docker_tag, image_target
+from deployq.worker.pipeline import image_target
 
 #: releases kept per target for rollback when the app has no deploy settings
 DEFAULT_KEEP_RELEASES = 3

@@ -1,0 +1,144 @@
+"""The build cache every server shares (docs/cache.md), with real engines and a real registry.
+
+Server A is the host's dockerd, server B a second dockerd the test starts (its own data root,
+reached over tcp:// with mutual TLS); both push to the authenticated test registry. Nothing
+but the registry connects them, so a step B reports CACHED came from an image A pushed.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from deployq.config import BuildBackend
+from deployq.models import App, AppSpec, JobStatus
+from deployq.registry import RegistryClient
+from deployq.store import Store
+from deployq.testing.jobs import running_pool, wait_job
+from deployq.testing.services import (
+    LocalRegistry,
+    SecondEngine,
+    docker_cmd,
+    remove_local_images,
+    start_second_dockerd,
+)
+from fixtures.git import git
+from worker_support import add_app, deploy, log_text, registry_settings
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def engine(
+    tmp_path_factory: pytest.TempPathFactory, docker_host: str, base_image: str
+) -> Iterator[SecondEngine]:
+    """Server B, holding the very base image A has (as both would pull it from a registry;
+    an image imported on each would differ, and so would every cache key above it)."""
+    with start_second_dockerd(tmp_path_factory.mktemp("engine-b")) as second:
+        saved = tmp_path_factory.mktemp("base") / "base.tar"
+        docker_cmd(docker_host, "save", "--output", str(saved), base_image)
+        docker_cmd(second.socket, "load", "--input", str(saved))
+        yield second
+
+
+def multi_stage(nonce: str) -> str:
+    """deps -> build -> final: the deps stage's RUN is in no layer of the final image."""
+    return (
+        "FROM deployq-test/base:latest AS deps\n"
+        f"RUN echo deps-{nonce} > /deps && head -c 1m /dev/urandom > /deps.bin\n"
+        "FROM deployq-test/base:latest AS build\n"
+        "COPY --from=deps /deps /deps\n"
+        "COPY app.txt /app.txt\n"
+        "RUN cat /deps /app.txt > /out\n"
+        "FROM deployq-test/base:latest\n"
+        "COPY --from=build /out /out\n"
+    )
+
+
+def cached_steps(logs: str, stage: str) -> set[str]:
+    """The BuildKit steps (``[deps 2/2] RUN ...``) that the build of ``stage``'s cache image
+    reports CACHED (each build of a job numbers its steps from #1)."""
+    build = logs.split(f"==> stage {stage}: building its cache image")[1]
+    start = "#1 [internal] load build definition"
+    first = build.index(start)
+    build = build[: build.find(start, first + 1)]  # up to where the next build starts
+    names = dict(re.findall(r"^(#\d+) (\[[^\]]+\] .*)$", build, re.MULTILINE))
+    return {names[n] for n in re.findall(r"^(#\d+) CACHED$", build, re.MULTILINE) if n in names}
+
+
+async def run_on(store: Store, app: str, labels: list[str], ref: str) -> tuple[Any, str]:
+    """Build ``ref`` of ``app`` on the server labelled ``labels``; the job and its log."""
+    current: App = await store.apps.get(app)
+    spec = AppSpec.model_validate(current.model_dump(include=set(AppSpec.model_fields)))
+    await store.apps.update(spec.model_copy(update={"required_labels": labels}))
+    job_id = await deploy(store, app, ref=ref)
+    async with running_pool(store):
+        job = await wait_job(store, job_id, lambda j: j.status.is_final, timeout_s=300)
+    logs = await log_text(store, job_id)
+    assert job.status is JobStatus.SUCCEEDED, f"{job.error}\n{logs}"
+    return job, logs
+
+
+async def test_a_build_on_b_reuses_the_stages_a_built_and_a_new_branch_starts_from_main(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    docker_host: str,
+    engine: SecondEngine,
+    git_repo_factory: Any,
+) -> None:
+    settings = settings_factory(
+        **registry_settings(registry, docker_host, build_backend=BuildBackend.BUILDKIT)
+    )
+    store = await Store.open(settings, database_url, min_size=1)
+    nonce = uuid.uuid4().hex
+    deps_step = f"[deps 2/2] RUN echo deps-{nonce} > /deps && head -c 1m /dev/urandom > /deps.bin"
+    good = engine.tls
+    try:
+        await store.servers.add("a", docker_host, labels=["a"])
+        await store.servers.add(
+            "b",
+            engine.tcp,
+            labels=["b"],
+            tls=(str(good.ca), str(good.client_cert), str(good.client_key)),
+        )
+        repo = git_repo_factory({"Dockerfile": multi_stage(nonce), "app.txt": "one\n"})
+        app = await add_app(store, repo.url, required_labels=["a"])
+        repository = f"deployq/{app}"
+
+        first, logs_a = await run_on(store, app, ["a"], "refs/heads/main")
+        assert first.server_name == "a"
+        assert deps_step not in cached_steps(logs_a, "deps")  # nothing to reuse yet
+        assert f"pushed cache image {registry.url}/{repository}:cache-main--deps" in logs_a
+        assert f"pushed cache image {registry.url}/{repository}:cache-main--build" in logs_a
+
+        repo.commit({"app.txt": "two\n"})
+        second, logs_b = await run_on(store, app, ["b"], "refs/heads/main")
+        assert second.server_name == "b"
+        # the intermediate stages came from A's cache images through the registry
+        assert deps_step in cached_steps(logs_b, "deps"), logs_b
+        cached = cached_steps(logs_b, "build")
+        assert "[build 2/4] COPY --from=deps /deps /deps" in cached, logs_b
+        assert "[build 3/4] COPY app.txt /app.txt" not in cached  # the changed file
+        assert f"importing cache manifest from {registry.url}/{repository}:cache-main--deps" in (
+            logs_b
+        )
+
+        # a new branch, on an engine that has forgotten everything: main's cache serves it
+        docker_cmd(engine.socket, "builder", "prune", "--all", "--force")
+        remove_local_images(f"{registry.url}/{repository}", engine.socket)
+        repo_branch = "feature/login"
+        git(repo.path, "checkout", "--quiet", "-b", repo_branch)
+        repo.commit({"app.txt": "three\n"})
+        _, logs_new = await run_on(store, app, ["b"], f"refs/heads/{repo_branch}")
+        assert deps_step in cached_steps(logs_new, "deps"), logs_new
+        async with RegistryClient.from_settings(settings) as client:
+            for stage in ("deps", "build"):
+                own = await client.manifest_digest(repository, f"cache-feature-login--{stage}")
+                assert own is not None and own.startswith("sha256:")
+    finally:
+        await store.close()
