@@ -32,7 +32,9 @@ PG_DUMP = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
 
 
 def _secrets() -> dict[str, str]:
-    kinds = ("webhook", "build", "notify", "deploy_webhook", "deploy_env", "forge", "git")
+    kinds = (
+        "webhook", "build", "notify", "deploy_webhook", "deploy_env", "forge", "git", "registry"
+    )  # fmt: skip
     return {kind: f"{kind}-{uuid.uuid4().hex}" for kind in kinds}
 
 
@@ -46,6 +48,8 @@ def _spec(name: str, secrets: dict[str, str]) -> AppSpec:
         notify_webhook_secret=secrets["notify"],
         forge_token=secrets["forge"],
         git_token=secrets.get("git"),
+        registry_username="robot$deployq+web" if "registry" in secrets else None,
+        registry_password=secrets.get("registry"),
         deploy=DeploySettings(
             webhook_url="https://deploy.example.com/hook",
             webhook_secret=secrets["deploy_webhook"],
@@ -60,6 +64,7 @@ def _assert_all(app: Any, secrets: dict[str, str]) -> None:
     assert app.notify_webhook_secret == secrets["notify"]
     assert app.forge_token == secrets.get("forge")
     assert app.git_token == secrets.get("git")
+    assert app.registry_password == secrets.get("registry")
     assert app.deploy.webhook_secret == secrets["deploy_webhook"]
     assert app.deploy.env == {"DATABASE_PASSWORD": secrets["deploy_env"]}
 
@@ -209,7 +214,7 @@ async def test_the_upgrade_moves_plaintext_secrets_out_of_apps_and_seals_them(
     try:
         await migrate(dsn, old_dir)
         secrets = _secrets()
-        del secrets["forge"], secrets["git"]  # forge and git tokens came after
+        del secrets["forge"], secrets["git"], secrets["registry"]  # these came after
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(
                 "INSERT INTO apps (name, repo_url, repo_identity, webhook_secret, build_secrets,"

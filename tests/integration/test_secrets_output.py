@@ -32,7 +32,8 @@ def secrets() -> dict[str, str]:
     return {
         name: _secret(name)
         for name in (
-            "url_password", "webhook", "build", "notify", "notify_url_password", "forge", "git"
+            "url_password", "webhook", "build", "notify", "notify_url_password", "forge", "git",
+            "registry",
         )
     }  # fmt: skip
 
@@ -101,6 +102,8 @@ async def test_no_output_path_shows_a_configured_secret(
             "notify_webhook_secret": secrets["notify"],
             "forge_token": secrets["forge"],
             "git_token": secrets["git"],
+            "registry_username": "robot$deployq+web",
+            "registry_password": secrets["registry"],
             "notify_webhook_url": (
                 f"https://hook:{secrets['notify_url_password']}@chat.example.com/hook"
             ),
