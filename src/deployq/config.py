@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     max_queued: int | None = Field(None, ge=1)
     """At most this many queued jobs in all; a new one beyond is refused (HTTP 429/503)."""
     lease_ttl: Seconds = 30.0
+    rescue_stop_timeout: Seconds = 120.0
+    """How long the rescue of a dead worker's job waits for the engine to stop the attempt's
+    build before it drains the build server (worker.rescue)."""
     retry_base_delay: Seconds = 30.0
     retry_factor: float = Field(2.0, ge=1.0)
     retry_max_delay: Seconds = 600.0

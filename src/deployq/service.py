@@ -85,13 +85,15 @@ def worker_components(store: Store) -> list[Component]:
     from deployq.store import prune_component, rescuer_component
     from deployq.worker.notifier import Notifier
     from deployq.worker.pool import WorkerPool
+    from deployq.worker.rescue import EngineStopper
     from deployq.worker.scans import ScanCollector
 
+    pool = WorkerPool(store)
     return [
-        WorkerPool(store).run,
+        pool.run,
         Notifier(store).run,
         ScanCollector(store).run,
-        rescuer_component(store),
+        rescuer_component(store, stop_build=EngineStopper(store, pool.monitor)),
         reconcile_component(store),
         prune_component(store),
     ]

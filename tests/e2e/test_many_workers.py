@@ -80,7 +80,10 @@ async def test_workers_on_three_hosts_keep_capacity_order_and_rescue(
     tmp_path: Path,
 ) -> None:
     tls = (str(engine.tls.ca), str(engine.tls.client_cert), str(engine.tls.client_key))
-    settings = registry_settings(registry, docker_host, lease_ttl=LEASE_TTL_S, shutdown_grace=5)
+    # the base image (busybox) is what the rescue looks into the engines with
+    settings = registry_settings(
+        registry, docker_host, lease_ttl=LEASE_TTL_S, shutdown_grace=5, base_image_static=base_image
+    )
     key = Fernet.generate_key().decode()
     store = await Store.open(
         Settings(database_url=database_url, data_dir=tmp_path / "cli", secret_key=key, **settings),

@@ -201,7 +201,8 @@ async def test_an_expired_lease_on_the_last_attempt_fails_the_job(store: Store) 
             (lease.id,),
         )
 
-    assert await store.leases.claim("alive", limit=1) == []  # the claim rescued it, as failed
+    assert await store.leases.claim("alive", limit=1) == []  # the claim does not rescue
+    assert await store.leases.rescue_expired() == [lease.id]
 
     job = await store.jobs.get(lease.id)
     assert job.status is JobStatus.FAILED

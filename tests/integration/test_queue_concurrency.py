@@ -195,4 +195,4 @@ async def test_a_killed_claimers_job_is_rescued_once_and_its_late_finish_rejecte
     assert rescued_after <= 2 * ttl + 0.5
     assert done.status is JobStatus.SUCCEEDED
     kinds = [e.kind for e in await store.jobs.events(job_id)]
-    assert kinds == ["enqueued", "claimed", "rescued", "claimed", "succeeded"]
+    assert kinds == ["enqueued", "claimed", "rescuing", "rescued", "claimed", "succeeded"]

@@ -3,24 +3,33 @@
 The build's commands die with the worker (PR_SET_PDEATHSIG; the docker client's death ends its
 session, so the daemon cancels the build), and the next worker on the host removes the dead
 one's scratch directory: its workspace, build dirs and the docker config holding the registry
-login.
+login. When the engine does not see the client go (a remote engine whose worker host vanished),
+the rescue has the engine stop the dead attempt's build before the job runs again, so the
+server never runs more builds than its capacity.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from engine_proxy import HalfOpenEngineProxy
 
 from deployq.models import JobStatus
 from deployq.store import Store
+from deployq.testing.jobs import wait_job
 from worker_support import add_app, deploy, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -45,6 +54,16 @@ def _worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             [sys.executable, "-m", "deployq", "worker"], env=env, stdout=out, stderr=out
         )
+
+
+def _worker_env(settings: dict[str, Any], database_url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
+    for key, value in settings.items():
+        env[f"DEPLOYQ_{key.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    env.update(DEPLOYQ_DATABASE_URL=database_url, DEPLOYQ_DATA_DIR=str(data_dir))
+    return env
 
 
 def _wait_for(what: str, check: Any, timeout_s: float) -> Any:
@@ -118,3 +137,152 @@ async def test_kill_9_mid_build_leaves_no_build_running_and_no_scratch_behind(
     assert client_gone_after <= 2.0
     assert not list(scratch.glob("*/tmp/deployq-docker-config-*"))
     assert job.status is JobStatus.RUNNING  # until its lease expires and the rescuer takes it
+
+
+class EngineSampler:
+    """Counts, every 200 ms, the build steps the engine runs for each attempt of one job: the
+    RUN steps of dockerd's BuildKit (bundles under <data root>/buildkit/executor whose hosts
+    file names the attempt and whose cgroup has processes), read from the host, not asked of
+    deployq."""
+
+    def __init__(self, data_root: str, job_id: int) -> None:
+        self.executor = Path(data_root) / "buildkit" / "executor"
+        self.name = re.compile(rf"\bdeployq-attempt-{job_id}-(\d+)\.invalid\b")
+        self.samples: list[tuple[float, Counter[int]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def running(self) -> Counter[int]:
+        """attempt -> its steps running now."""
+        live: dict[str, int] = {}
+        for config in self.executor.glob("*/config.json"):
+            try:
+                mounts = json.loads(config.read_text())["mounts"]
+                hosts = next(m["source"] for m in mounts if m["destination"] == "/etc/hosts")
+                match = self.name.search(Path(hosts).read_text())
+            except (OSError, ValueError, KeyError, StopIteration):
+                continue  # the step ended while we read
+            if match:
+                live[config.parent.name] = int(match.group(1))
+        found: Counter[int] = Counter()
+        if not live:
+            return found
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                cgroup = (entry / "cgroup").read_text()
+            except OSError:
+                continue
+            for step, attempt in list(live.items()):
+                if step in cgroup:
+                    found[attempt] += 1
+                    del live[step]  # counted once, by any of its processes
+        return found
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.samples.append((time.monotonic(), self.running()))
+
+    def __enter__(self) -> EngineSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def most_at_once(self) -> int:
+        return max((sum(c.values()) for _, c in self.samples), default=0)
+
+    def seen(self, attempt: int, *, after: float = 0.0) -> bool:
+        return any(c[attempt] for at, c in self.samples if at >= after)
+
+
+def _data_root(docker_host: str) -> str:
+    out = subprocess.run(
+        ["/usr/bin/docker", "-H", docker_host, "info", "--format", "{{.DockerRootDir}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    )
+    return out.stdout.strip()
+
+
+async def test_the_rescue_stops_a_dead_workers_build_on_the_engine_before_the_job_runs_again(
+    database_url: str,
+    docker_host: str,
+    base_image: str,
+    registry: Any,
+    git_repo_factory: Any,
+    settings_factory: Any,
+    tmp_path: Path,
+) -> None:
+    # attempt 1 sleeps for ten minutes; attempt 2 (its build is named after it) for 3 s
+    unique = uuid.uuid4().hex[:12]
+    run = (
+        f"echo {unique} && if grep -q 'deployq-attempt-[0-9]*-1[.]invalid' /etc/hosts; "
+        "then sleep 600; else sleep 3; fi"
+    )
+    repo = git_repo_factory({"Dockerfile": f"FROM {base_image}\nRUN {run}\n"})
+    proxy = HalfOpenEngineProxy()
+    await proxy.start()
+    values = registry_settings(
+        registry, proxy.docker_host, lease_ttl=3, base_image_static=base_image
+    )
+    store = await Store.open(settings_factory(**values), database_url, min_size=1)
+    data_dir = tmp_path / "worker-data"
+    env = _worker_env(values, database_url, data_dir)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        await store.servers.add("far", proxy.docker_host, capacity=1)
+        app = await add_app(store, repo.url)
+        job_id = await deploy(store, app)
+        sampler = EngineSampler(await asyncio.to_thread(_data_root, docker_host), job_id)
+        with sampler:
+            workers.append(await asyncio.to_thread(_worker, env, tmp_path / "worker1.log"))
+            await asyncio.to_thread(
+                _wait_for, "attempt 1's RUN on the engine", lambda: sampler.running()[1], 180
+            )
+            workers.append(await asyncio.to_thread(_worker, env, tmp_path / "worker2.log"))
+            os.kill(workers[0].pid, signal.SIGKILL)
+            workers[0].wait()
+            killed = time.monotonic()
+            await asyncio.to_thread(
+                _wait_for,
+                "the dead worker's docker client to go",
+                lambda: not _processes_with(f"job-{job_id}-1"),
+                2.0,
+            )
+            client_gone_after = time.monotonic() - killed
+            job = await wait_job(store, job_id, lambda j: j.status.is_final, timeout_s=180)
+        events = await store.jobs.events(job_id)
+        workers[1].send_signal(signal.SIGTERM)
+        await asyncio.to_thread(workers[1].wait, 60)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+        await proxy.stop()
+        await store.close()
+
+    assert client_gone_after <= 2.0
+    # the engine went on with the dead attempt's build (nothing told it the client was gone)
+    assert sampler.seen(1, after=killed + 1.0)
+    # and never ran it beside the rescued attempt: at most the server's capacity at once
+    assert sampler.seen(2)
+    assert sampler.most_at_once() <= 1, [s for s in sampler.samples if s[1]]
+    assert job.status is JobStatus.SUCCEEDED and job.attempt == 2, job.error
+    kinds = [e.kind for e in events if e.kind != "step"]
+    assert kinds.count("succeeded") == 1 and kinds.count("claimed") == 2, kinds
+    waited = [e.message or "" for e in events if e.kind == "rescuing"]
+    assert any(
+        f"waiting for engine {proxy.docker_host} to stop the build of job #{job_id} attempt 1" in m
+        for m in waited
+    ), waited
+    # nothing of either worker is left: workspaces, build dirs, logged-in docker configs
+    assert not list((data_dir / "scratch").iterdir())
+    assert not list(data_dir.rglob("deployq-docker-config-*"))
+    assert not list(data_dir.rglob(f"job-{job_id}-*"))

@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 
+from deployq.builders.attempts import EngineSteps, attempt_marker
 from deployq.builders.base import (
     Builder,
     BuildRequest,
@@ -35,10 +36,12 @@ __all__ = [
     "Detection",
     "EngineBuilder",
     "EngineInfo",
+    "EngineSteps",
     "EngineTLS",
     "LogSink",
     "RegistryAuth",
     "SshWrapper",
+    "attempt_marker",
     "detect",
     "find_buildkit_cli",
     "make_builder",

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from deployq.builders.attempts import EngineSteps
 from deployq.errors import BuildError
 
 #: receives one line of build or push output at a time; must not block
@@ -32,6 +33,8 @@ class BuildRequest:
     labels: dict[str, str] = field(default_factory=dict)
     #: Dockerfile text to use instead of ``dockerfile`` (zero-config builds)
     dockerfile_text: str | None = None
+    #: the name the engine reports this attempt's steps under (``builders.attempts``)
+    attempt_marker: str | None = None
 
     @property
     def context_path(self) -> Path:
@@ -109,6 +112,12 @@ class Builder(Protocol):
 
     async def push(self, ref: str, auth: RegistryAuth | None, log: LogSink) -> str:
         """Push ``ref``; return its manifest digest ``sha256:...``."""
+        ...
+
+    async def attempt_steps(self, marker: str, *, stop: bool = False) -> EngineSteps | None:
+        """The steps the engine still runs of builds carrying ``marker`` (killed first with
+        ``stop``); None when the engine answers but cannot be looked into; EngineUnavailable
+        when it does not answer."""
         ...
 
     def close(self) -> None:

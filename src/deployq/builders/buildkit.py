@@ -25,6 +25,14 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from deployq.builders.attempts import (
+    EXECUTOR_DIR,
+    LOOK_TIMEOUT_S,
+    MARKER_ADDRESS,
+    STEPS_SCRIPT,
+    EngineSteps,
+    parse_steps,
+)
 from deployq.builders.base import (
     BuildRequest,
     EngineInfo,
@@ -100,6 +108,7 @@ class BuildKitBuilder:
         #: image with ``df`` that measures a remote engine's free disk (None: not measured)
         self.disk_probe_image = disk_probe_image
         self._disk: tuple[float, int | None] | None = None
+        self._data_root: str | None = None
         self._config_root: Path | None = None
         self._cleanup: weakref.finalize[..., BuildKitBuilder] | None = None
         self._logins: dict[tuple[str, str], _Login] = {}
@@ -166,6 +175,7 @@ class BuildKitBuilder:
             result.tail.append("; ".join(info["ServerErrors"]))
             raise self._unavailable(result)
         data_root = info.get("DockerRootDir") or None
+        self._data_root = data_root
         return EngineInfo(
             version=str(info.get("ServerVersion", "")),
             arch=normalize_arch(str(info.get("Architecture", ""))),
@@ -201,6 +211,36 @@ class BuildKitBuilder:
         self._disk = (time.monotonic(), free)
         return free
 
+    async def attempt_steps(self, marker: str, *, stop: bool = False) -> EngineSteps | None:
+        """BuildKit's running steps of the builds named ``marker``, seen by a container on the
+        engine (``builders.attempts``); with ``stop`` their processes are SIGKILLed first.
+        None when the engine cannot be looked into (no data root, no image to look with)."""
+        if self._data_root is None:
+            await self.ping()
+        if self.disk_probe_image is None or self._data_root is None:
+            return None
+        lines: list[str] = []
+        executor = f"{self._data_root.rstrip('/')}/{EXECUTOR_DIR}"
+        argv = self._cli(
+            "run", "--rm", "--pull=never", "--network", "none", "--pid", "host",
+            "--volume", f"{executor}:/executor:ro",
+            self.disk_probe_image, "sh", "-c", STEPS_SCRIPT, "sh", marker,
+            "kill" if stop else "look",
+        )  # fmt: skip
+        try:
+            result = await asyncio.wait_for(
+                run_streaming(argv, env=self._env(), on_line=lines.append), LOOK_TIMEOUT_S
+            )
+        except TimeoutError as exc:
+            raise EngineUnavailable(
+                f"docker engine {self.docker_host} did not say within {LOOK_TIMEOUT_S:g} s "
+                "which builds it runs"
+            ) from exc
+        steps = parse_steps(marker, "\n".join(lines)) if result.returncode == 0 else None
+        if steps is None and _UNREACHABLE.search(result.last_lines(3)):
+            raise self._unavailable(result)
+        return steps
+
     async def build(
         self, req: BuildRequest, log: LogSink, *, auth: RegistryAuth | None = None
     ) -> str:
@@ -228,6 +268,8 @@ class BuildKitBuilder:
                 argv += ["--secret", f"id={secret_id},env={env_name}"]
             for key, value in req.labels.items():
                 argv += ["--label", f"{key}={value}"]
+            if req.attempt_marker:
+                argv += ["--add-host", f"{req.attempt_marker}:{MARKER_ADDRESS}"]
             for tag in req.tags:
                 argv += ["--tag", tag]
             for ref in req.cache_from:

@@ -19,6 +19,7 @@ import docker
 import docker.errors
 import requests
 
+from deployq.builders.attempts import MARKER_ADDRESS, EngineSteps
 from deployq.builders.base import (
     BuildRequest,
     EngineInfo,
@@ -174,6 +175,9 @@ class EngineBuilder:
                     target=req.target,
                     labels=dict(req.labels),
                     cache_from=cache_from or None,
+                    extra_hosts=(
+                        {req.attempt_marker: MARKER_ADDRESS} if req.attempt_marker else None
+                    ),
                     rm=True,
                     forcerm=True,
                     decode=True,
@@ -205,6 +209,31 @@ class EngineBuilder:
                 client.close()
 
         return await self._run(call, log)
+
+    async def attempt_steps(self, marker: str, *, stop: bool = False) -> EngineSteps:
+        """The classic builder's running step containers of the builds named ``marker``
+        (their HostConfig.ExtraHosts holds it); killed first with ``stop``."""
+        wanted = f"{marker}:{MARKER_ADDRESS}"
+
+        def call() -> EngineSteps:
+            client = self._client(PING_TIMEOUT_S)
+            try:
+                found = []
+                for summary in client.containers(filters={"status": "running"}):
+                    with contextlib.suppress(docker.errors.NotFound):
+                        details = client.inspect_container(summary["Id"])
+                        if wanted in (details.get("HostConfig", {}).get("ExtraHosts") or []):
+                            found.append(str(summary["Id"]))
+                            if stop:
+                                with contextlib.suppress(docker.errors.APIError):
+                                    client.kill(summary["Id"])
+                return EngineSteps(marker, tuple(found))
+            except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
+                raise self._unavailable(exc) from exc
+            finally:
+                client.close()
+
+        return await asyncio.to_thread(call)
 
     async def push(self, ref: str, auth: RegistryAuth | None, log: LogSink) -> str:
         repository, tag = split_ref(ref)

@@ -21,10 +21,16 @@ from deployq.store._deliveries import DeliveryRecord, StoredDelivery
 from deployq.store._feed import Cursor, FeedEvent
 from deployq.store._finisher import Finisher
 from deployq.store._group_commit import GroupCommit
-from deployq.store._job_common import EnqueueResult, HeartbeatResult, Lease, Outcome
-from deployq.store._leases import rescuer_component
+from deployq.store._job_common import (
+    EnqueueResult,
+    HeartbeatResult,
+    Lease,
+    Outcome,
+    TakenAttempt,
+)
 from deployq.store._listen import Listener, Notice
 from deployq.store._metrics import JobMetrics
+from deployq.store._rescue import StopBuild, rescuer_component
 from deployq.store._retention import Component, prune_component
 from deployq.store._stats import Histogram, Timings
 from deployq.store._store import Store
@@ -52,8 +58,10 @@ __all__ = [
     "Listener",
     "Notice",
     "Outcome",
+    "StopBuild",
     "Store",
     "StoredDelivery",
+    "TakenAttempt",
     "Timings",
     "prune_component",
     "rescuer_component",

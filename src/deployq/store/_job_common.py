@@ -55,6 +55,24 @@ class EnqueueResult:
 
 
 @dataclass(frozen=True)
+class TakenAttempt:
+    """An attempt whose lease expired, now held by a rescuer (``store.leases.take_expired``):
+    the job stays running, its slot on the server taken, until ``requeue_taken``."""
+
+    id: int
+    attempt: int
+    app_name: str
+    server_id: int | None
+    server_name: str | None
+    #: the worker that stopped answering
+    lost_worker: str
+
+    @property
+    def held(self) -> tuple[int, int]:
+        return (self.id, self.attempt)
+
+
+@dataclass(frozen=True)
 class Outcome:
     """How an attempt ended, as the worker reports it."""
 

@@ -13,10 +13,8 @@ with attempts left goes back to the queue after an exponential backoff with jitt
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -25,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from deployq.backoff import backoff_s
 from deployq.db import Connection
-from deployq.errors import DeployqError, LostJob
+from deployq.errors import LostJob
 from deployq.models import App, Job, JobStatus, NotifyEvent, Step
 from deployq.store._job_common import (
     CLAIM_LOCK_KEY,
@@ -36,15 +34,15 @@ from deployq.store._job_common import (
     Lease,
     Outcome,
     StorePart,
+    TakenAttempt,
     add_event,
     notify_job,
     wants_notification,
 )
 from deployq.store._queries import sql
-from deployq.store._retention import Component, wait_or_stop
 
 if TYPE_CHECKING:
-    from deployq.store._store import Store
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -133,19 +131,102 @@ class Leases(StorePart):
                         )
         return leases
 
-    async def rescue_expired(self) -> list[int]:
-        """Take back jobs whose lease expired (their worker died). Returns their ids.
+    async def take_expired(self, rescuer: str, *, limit: int = 100) -> list[TakenAttempt]:
+        """Attempts whose lease expired become ``rescuer``'s (a fresh lease, same attempt):
+        the job stays running, so its slot stays counted, and the worker that lost it learns
+        it at its next heartbeat. ``requeue_taken`` ends each (see ``rescuer_component``)."""
+        ttl = timedelta(seconds=self.store.settings.lease_ttl)
+        async with self.store.connection() as conn, conn.transaction():
+            rows = await (
+                await conn.execute(
+                    sql("rescue_take"), {"rescuer": rescuer, "ttl": ttl, "limit": limit}
+                )
+            ).fetchall()
+            for row in rows:
+                where = f" on {row['server_name']}" if row["server_name"] else ""
+                await add_event(
+                    conn,
+                    int(row["id"]),
+                    "rescuing",
+                    actor=rescuer,
+                    message=f"lease of worker {row['lost_worker']} expired during attempt "
+                    f"{row['attempt']}: its build{where} is stopped before the job runs again",
+                    data={"worker": row["lost_worker"], "attempt": row["attempt"]},
+                )
+                await notify_job(conn, row, "rescuing")
+        return [
+            TakenAttempt(
+                id=int(r["id"]),
+                attempt=int(r["attempt"]),
+                app_name=str(r["app_name"]),
+                server_id=r["server_id"],
+                server_name=r["server_name"],
+                lost_worker=str(r["lost_worker"]),
+            )
+            for r in rows
+        ]
 
-        For a periodic rescuer; any number may run, the claim lock makes them take turns.
-        """
+    async def note_rescue(self, rescuer: str, taken: TakenAttempt, message: str) -> None:
+        """A line on the job's timeline while its rescue waits (``rescuing``)."""
+        async with self.store.connection() as conn:
+            await add_event(
+                conn,
+                taken.id,
+                "rescuing",
+                actor=rescuer,
+                message=message,
+                data={"worker": taken.lost_worker, "attempt": taken.attempt},
+            )
+
+    async def requeue_taken(
+        self, rescuer: str, taken: TakenAttempt, *, note: str | None = None
+    ) -> Job | None:
+        """Queue a taken job again (or fail it after its last attempt), freeing its slot;
+        None when the rescuer no longer holds it."""
         async with self.store.connection() as conn:
             async with conn.transaction():
                 await conn.execute(sql("claim_lock"), {"key": CLAIM_LOCK_KEY})
-                rows = await (await conn.execute(sql("rescue_expired"))).fetchall()
-            failed = [Job.model_validate(r) for r in rows if r["status"] == JobStatus.FAILED]
-            if failed:
-                await self._notify_rescued_failures(conn, failed)
-        return [int(r["id"]) for r in rows]
+                row = await (
+                    await conn.execute(
+                        sql("rescue_requeue"),
+                        {
+                            "id": taken.id,
+                            "attempt": taken.attempt,
+                            "rescuer": rescuer,
+                            "lost_worker": taken.lost_worker,
+                        },
+                    )
+                ).fetchone()
+                if row is None:
+                    return None
+                job = Job.model_validate(row)
+                queued = job.status is JobStatus.QUEUED
+                await add_event(
+                    conn,
+                    job.id,
+                    "rescued",
+                    from_status="running",
+                    to_status=job.status.value,
+                    actor="rescuer",
+                    message=f"lease of worker {taken.lost_worker} expired during attempt "
+                    f"{taken.attempt}: {'queued again' if queued else 'no attempts left'}"
+                    + (f" ({note})" if note else ""),
+                    data={"worker": taken.lost_worker, "attempt": taken.attempt},
+                )
+                await notify_job(conn, job, "rescued")
+            if not queued:
+                await self._notify_rescued_failures(conn, [job])
+        return job
+
+    async def rescue_expired(self, rescuer: str = "rescuer") -> list[int]:
+        """Take back every expired attempt and queue it again at once, without asking an
+        engine whether its build still runs (the workers' rescuer asks: worker.rescue).
+        Returns the ids of the jobs queued again or failed."""
+        rescued = []
+        for taken in await self.take_expired(rescuer):
+            if await self.requeue_taken(rescuer, taken) is not None:
+                rescued.append(taken.id)
+        return rescued
 
     async def _notify_rescued_failures(self, conn: Connection, jobs: list[Job]) -> None:
         # The outbox rows of a job failed by the rescue are written right after it, in a
@@ -330,24 +411,3 @@ class Leases(StorePart):
             retry_scheduled=finished.status is JobStatus.QUEUED,
             app=lease.app,
         )
-
-
-def rescuer_component(store: Store, *, interval_s: float | None = None) -> Component:
-    """A loop that takes back jobs with expired leases every lease TTL / 2 until stopped.
-
-    The claim rescues as well; this loop bounds the delay when no worker is claiming
-    (e.g. every worker is busy), so a dead worker's jobs are back within two lease TTLs.
-    """
-
-    async def run(stop: asyncio.Event) -> None:
-        every = interval_s or store.settings.lease_ttl / 2
-        while not await wait_or_stop(stop, every * random.uniform(0.8, 1.0)):
-            try:
-                rescued = await store.leases.rescue_expired()
-                if rescued:
-                    log.warning("took back %d jobs whose worker stopped answering", len(rescued))
-            except DeployqError as exc:
-                if store.health.up:  # an outage is logged once, by deployq.db.health
-                    log.warning("rescue failed (will try again): %s", exc)
-
-    return run

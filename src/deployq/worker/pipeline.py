@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from deployq.builders import Builder, BuildRequest, RegistryAuth, detect
+from deployq.builders import Builder, BuildRequest, RegistryAuth, attempt_marker, detect
 from deployq.builders.detect import BaseImages
 from deployq.builders.plan import app_overrides
 from deployq.durations import setting
@@ -254,6 +254,7 @@ class Pipeline:
                 "io.deployq.app": self.app.name,
             },
             dockerfile_text=dockerfile_text,
+            attempt_marker=attempt_marker(job.id, job.attempt),
         )
         plan = plan_cache(
             f"{names.registry}/{names.repository}",

@@ -1,5 +1,6 @@
--- Jobs go to servers (store/_leases.py): the claim and the rescue of expired leases are the
--- PL/pgSQL functions deployq_claim and deployq_rescue of sql/001_initial.sql.
+-- Jobs go to servers (store/_leases.py): the claim is the PL/pgSQL function deployq_claim of
+-- sql/001_initial.sql. Expired leases are rescued by rescue.sql's queries (the claim's own
+-- rescue, deployq_rescue, does nothing since sql/014_engine_aware_rescue.sql).
 
 -- name: claim_jobs
 -- The servers owned by another host (unix:// engines, sql/012_server_hosts.sql) are excluded
@@ -21,7 +22,3 @@ LEFT JOIN app_secrets sec ON sec.app_id = c.app_id
 -- name: claim_lock
 -- The transaction advisory lock the claim and the rescue take turns on.
 SELECT pg_advisory_xact_lock(%(key)s)
-
--- name: rescue_expired
-SELECT r.*, s.name AS server_name FROM deployq_rescue() AS r
-LEFT JOIN build_servers s ON s.id = r.server_id
