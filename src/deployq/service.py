@@ -93,7 +93,11 @@ def worker_components(store: Store) -> list[Component]:
         pool.run,
         Notifier(store).run,
         ScanCollector(store).run,
-        rescuer_component(store, stop_build=EngineStopper(store, pool.monitor)),
+        rescuer_component(
+            store,
+            stop_build=EngineStopper(store, pool.monitor, host_id=pool.host_id),
+            host_id=pool.host_id,
+        ),
         reconcile_component(store),
         prune_component(store),
     ]

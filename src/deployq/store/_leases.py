@@ -131,17 +131,25 @@ class Leases(StorePart):
                         )
         return leases
 
-    async def take_expired(self, rescuer: str, *, limit: int = 100) -> list[TakenAttempt]:
+    async def take_expired(
+        self, rescuer: str, *, host_id: str | None = None, limit: int = 100
+    ) -> list[TakenAttempt]:
         """Attempts whose lease expired become ``rescuer``'s (a fresh lease, same attempt):
         the job stays running, so its slot stays counted, and the worker that lost it learns
-        it at its next heartbeat. ``requeue_taken`` ends each (see ``rescuer_component``)."""
-        ttl = timedelta(seconds=self.store.settings.lease_ttl)
+        it at its next heartbeat. ``requeue_taken`` ends each (see ``rescuer_component``).
+
+        An attempt on a unix:// engine of another host than ``host_id`` is taken only once
+        its lease expired ``rescue_stop_timeout`` ago: that host's rescuers come first."""
+        settings = self.store.settings
+        params = {
+            "rescuer": rescuer,
+            "ttl": timedelta(seconds=settings.lease_ttl),
+            "limit": limit,
+            "host_id": host_id,
+            "foreign_after": timedelta(seconds=settings.rescue_stop_timeout),
+        }
         async with self.store.connection() as conn, conn.transaction():
-            rows = await (
-                await conn.execute(
-                    sql("rescue_take"), {"rescuer": rescuer, "ttl": ttl, "limit": limit}
-                )
-            ).fetchall()
+            rows = await (await conn.execute(sql("rescue_take"), params)).fetchall()
             for row in rows:
                 where = f" on {row['server_name']}" if row["server_name"] else ""
                 await add_event(
@@ -223,7 +231,7 @@ class Leases(StorePart):
         engine whether its build still runs (the workers' rescuer asks: worker.rescue).
         Returns the ids of the jobs queued again or failed."""
         rescued = []
-        for taken in await self.take_expired(rescuer):
+        for taken in await self.take_expired(rescuer, host_id=None):
             if await self.requeue_taken(rescuer, taken) is not None:
                 rescued.append(taken.id)
         return rescued

@@ -68,12 +68,17 @@ async def rescue_one(
 
 
 def rescuer_component(
-    store: Store, *, stop_build: StopBuild | None = None, interval_s: float | None = None
+    store: Store,
+    *,
+    stop_build: StopBuild | None = None,
+    host_id: str | None = None,
+    interval_s: float | None = None,
 ) -> Component:
     """Every lease TTL / 2: take the expired attempts and rescue each in a task of its own.
 
     Without ``stop_build`` the jobs are queued again at once (nothing asks an engine): for a
-    store without workers, as in the queue's own tests.
+    store without workers, as in the queue's own tests. ``host_id``: the host this runs on
+    (the unix:// engines it can look into).
     """
 
     async def run(stop: asyncio.Event) -> None:
@@ -83,7 +88,7 @@ def rescuer_component(
         try:
             while not await wait_or_stop(stop, every * random.uniform(0.8, 1.0)):
                 try:
-                    taken = await store.leases.take_expired(rescuer)
+                    taken = await store.leases.take_expired(rescuer, host_id=host_id)
                 except DeployqError as exc:
                     if store.health.up:  # an outage is logged once, by deployq.db.health
                         log.warning("rescue failed (will try again): %s", exc)

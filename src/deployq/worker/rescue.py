@@ -37,9 +37,10 @@ class EngineStopper:
     """``StopBuild`` for ``store.rescuer_component``: stop the attempt's build on its engine
     and return once the engine reports none (or the server is drained)."""
 
-    def __init__(self, store: Store, monitor: ServerMonitor) -> None:
+    def __init__(self, store: Store, monitor: ServerMonitor, *, host_id: str | None) -> None:
         self.store = store
         self.monitor = monitor
+        self.host_id = host_id
         self.timeout_s = store.settings.rescue_stop_timeout
 
     async def __call__(self, rescuer: str, taken: TakenAttempt) -> str | None:
@@ -49,6 +50,11 @@ class EngineStopper:
             server = await self.store.servers.get_by_id(taken.server_id)
         except NotFound:  # removed since: nothing of it left to count
             return None
+        if server.host_id is not None and server.host_id != self.host_id:
+            # the engine of another host, whose own rescuers did not come for the timeout
+            # (store.leases.take_expired): that host is down, and its engine with it, or its
+            # workers are, whose clients the engine there saw go
+            return f"{server.docker_host} of host {server.host_id} not looked into"
         builder = await self.monitor.prepare(server)
         marker = attempt_marker(taken.id, taken.attempt)
         what = f"the build of job #{taken.id} attempt {taken.attempt}"

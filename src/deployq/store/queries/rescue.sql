@@ -7,12 +7,17 @@
 -- Attempts whose lease expired become the rescuer's (a fresh lease, same attempt): the worker
 -- that lost one learns it at its next heartbeat. Returns each with the worker it was taken
 -- from and where its build ran.
+-- An attempt on another host's unix:// engine (sql/012_server_hosts.sql) is left to that
+-- host's rescuers, which can look into it, for %(foreign_after)s more.
 WITH expired AS (
-    SELECT id, worker_id FROM jobs
-     WHERE status = 'running' AND lease_expires_at < now()
-     ORDER BY id
+    SELECT j.id, j.worker_id FROM jobs j
+      LEFT JOIN build_servers s ON s.id = j.server_id
+     WHERE j.status = 'running' AND j.lease_expires_at < now()
+       AND (s.host_id IS NULL OR s.host_id = %(host_id)s::text
+            OR j.lease_expires_at < now() - %(foreign_after)s)
+     ORDER BY j.id
      LIMIT %(limit)s
-       FOR UPDATE SKIP LOCKED
+       FOR UPDATE OF j SKIP LOCKED
 ), taken AS (
     UPDATE jobs j SET worker_id = %(rescuer)s, lease_expires_at = now() + %(ttl)s,
            updated_at = now()
