@@ -1,9 +1,12 @@
 """Missed-delivery reconciliation: forges drop webhook deliveries (and GitHub does not retry).
 
 For each app that opts in (``reconcile_interval_s``), ``git ls-remote`` lists the branch heads
-of its repository; every head matching the app's branch globs that has no job for that commit
-yet is enqueued with trigger ``reconcile`` (delivery id ``reconcile:<app>:<sha>``, so two
-reconcilers never enqueue the same commit twice). ``deployq reconcile [APP]`` runs it once;
+of its repository (with the app's credentials, as the checkout); every head matching the app's
+branch globs that has no job for that commit yet is enqueued with trigger ``reconcile``
+(delivery id ``reconcile:<app>:<sha>``, so two reconcilers never enqueue the same commit
+twice). An app that builds tags gets its new tags too (``reconcile:<app>:<ref>@<sha>``): the
+first listing records the tags there are and builds none, later ones build a tag that is new
+or moved and has no job for its commit. ``deployq reconcile [APP]`` runs it once;
 :func:`reconcile_component` runs it periodically next to the workers.
 """
 
@@ -17,7 +20,7 @@ from dataclasses import dataclass, field
 from deployq.errors import CheckoutError, DeployqError, QueueFull
 from deployq.gitauth import app_git_auth, ls_remote
 from deployq.matching import glob_match
-from deployq.models import App, Trigger, TriggerKind
+from deployq.models import App, RefType, Trigger, TriggerKind
 from deployq.store import Store
 from deployq.supervisor import Component
 
@@ -34,40 +37,53 @@ class ReconcileResult:
 
     app: str
     heads: int = 0
+    tags: int = 0
     enqueued: list[int] = field(default_factory=list)
     error: str | None = None
 
 
+@dataclass(frozen=True)
+class _Missed:
+    """A ref whose commit has no job: what to enqueue."""
+
+    ref: str
+    sha: str
+    ref_type: RefType
+    delivery_id: str
+
+
 async def reconcile_app(store: Store, app: App) -> ReconcileResult:
-    """Enqueue the matching branch heads of one app that have no job yet."""
+    """Enqueue the matching branch heads (and, for an app that builds tags, the new tags) of
+    one app that have no job yet."""
     result = ReconcileResult(app.name)
     try:
         with app_git_auth(app, store.settings) as auth:  # the checkout's credentials
-            heads = await ls_remote(app.repo_url, auth=auth, tags=app.build_tags)
+            refs = await ls_remote(app.repo_url, auth=auth, tags=app.build_tags)
     except CheckoutError as exc:
         result.error = exc.message
         log.warning("reconcile %s: %s", app.name, exc.message)
         await store.reconcile.mark_reconciled(app.id)
         return result
-    matching = {
+    heads = {
         ref: sha
-        for ref, sha in heads.items()
-        if any(glob_match(pattern, ref.removeprefix("refs/heads/")) for pattern in app.branches)
+        for ref, sha in refs.items()
+        if ref.startswith("refs/heads/")
+        and any(glob_match(pattern, ref.removeprefix("refs/heads/")) for pattern in app.branches)
     }
-    result.heads = len(matching)
-    known = await store.reconcile.commits_with_jobs(app.id, sorted(set(matching.values())))
-    for ref, sha in sorted(matching.items()):
-        if sha in known:
-            continue
+    tags = {ref: sha for ref, sha in refs.items() if ref.startswith("refs/tags/")}
+    result.heads, result.tags = len(heads), len(tags)
+    missed = await _missed_heads(store, app, heads) + await _missed_tags(store, app, tags)
+    for ref in missed:
         try:
             enqueued = await store.queue.enqueue(
                 Trigger(
                     kind=TriggerKind.RECONCILE,
                     provider=PROVIDER,
                     app=app.name,
-                    ref=ref,
-                    commit_sha=sha,
-                    delivery_id=f"reconcile:{app.name}:{sha}",
+                    ref=ref.ref,
+                    ref_type=ref.ref_type,
+                    commit_sha=ref.sha,
+                    delivery_id=ref.delivery_id,
                     actor=PROVIDER,
                 )
             )
@@ -75,12 +91,45 @@ async def reconcile_app(store: Store, app: App) -> ReconcileResult:
             result.error = exc.message
             log.warning("reconcile %s: %s", app.name, exc.message)
             return result
-        known.add(sha)
         if enqueued.created:
             result.enqueued.extend(job.id for job in enqueued.jobs)
-            log.info("reconcile %s: %s@%s had no job; enqueued", app.name, ref, sha[:7])
+            log.info("reconcile %s: %s@%s had no job; enqueued", app.name, ref.ref, ref.sha[:7])
     await store.reconcile.mark_reconciled(app.id)
     return result
+
+
+async def _missed_heads(store: Store, app: App, heads: dict[str, str]) -> list[_Missed]:
+    """Branch heads whose commit has no job of the app (one per commit, whatever the
+    branches pointing at it)."""
+    known = await store.reconcile.commits_with_jobs(app.id, sorted(set(heads.values())))
+    missed: list[_Missed] = []
+    for ref, sha in sorted(heads.items()):
+        if sha not in known:
+            known.add(sha)
+            delivery = f"reconcile:{app.name}:{sha}"
+            missed.append(_Missed(ref, sha, RefType.BRANCH, delivery))
+    return missed
+
+
+async def _missed_tags(store: Store, app: App, tags: dict[str, str]) -> list[_Missed]:
+    """Tags made (or moved) since reconciliation first listed the app's tags, without a job
+    for that tag and commit. The first listing builds nothing: it records the tags there are
+    (a repository's old releases are not missed pushes)."""
+    if not app.build_tags:
+        await store.reconcile.forget_tags(app.id)
+        return []
+    recorded = await store.reconcile.recorded_tags(app.id)
+    if recorded is None:
+        await store.reconcile.record_tags(app.id, tags)
+        log.info("reconcile %s: %d existing tags recorded, not built", app.name, len(tags))
+        return []
+    moved = {ref: sha for ref, sha in tags.items() if recorded.get(ref) != sha}
+    built = await store.reconcile.refs_with_jobs(app.id, sorted(moved))
+    return [
+        _Missed(ref, sha, RefType.TAG, f"reconcile:{app.name}:{ref}@{sha}")
+        for ref, sha in sorted(moved.items())
+        if (ref, sha) not in built
+    ]
 
 
 async def reconcile(

@@ -29,7 +29,7 @@ from deployq.store import Store
 from deployq.testing.jobs import running_pool, wait_job
 from deployq.testing.services import LocalRegistry, _keygen
 from deployq.worker.checkout import checkout
-from fixtures.git import GitRepoFactory
+from fixtures.git import GitRepoFactory, git
 from fixtures.private_git import PrivateRepos
 from worker_support import add_app, deploy, log_text, registry_settings
 
@@ -327,6 +327,7 @@ async def test_a_private_repository_builds_and_reconciles_with_the_apps_credenti
             assert (nothing_new.error, nothing_new.enqueued) == (None, [])
 
             second = repo.commit({"app.txt": "v2\n"}, "second")
+            git(repo.path, "tag", "-a", "v2.0", "-m", "release 2.0")
             private_repos.push(repo)
             [result] = await reconcile(store, app)
             assert result.error is None
@@ -337,8 +338,9 @@ async def test_a_private_repository_builds_and_reconciles_with_the_apps_credenti
     finally:
         await store.close()
 
-    assert [(j.ref, j.commit_sha, j.status) for j in jobs] == [
-        ("refs/heads/main", second, JobStatus.SUCCEEDED)
+    assert sorted((j.ref, j.commit_sha, j.status) for j in jobs) == [
+        ("refs/heads/main", second, JobStatus.SUCCEEDED),
+        ("refs/tags/v2.0", second, JobStatus.SUCCEEDED),
     ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from deployq.models import AppSpec, Trigger, TriggerKind
 from deployq.reconcile import reconcile, reconcile_component
 from deployq.store import CHANNEL_JOBS, Listener, Store
+from fixtures.git import git as git_as_ada
 
 
 def git(path: Path, *args: str) -> None:
@@ -157,3 +158,55 @@ async def test_a_full_queue_stops_the_round_and_the_next_one_catches_up(
         "refs/heads/main",
         "refs/heads/feature/a",
     }
+
+
+def tag(path: Path, *args: str) -> None:
+    git_as_ada(path, "tag", *args)  # an annotated tag needs a tagger
+
+
+async def test_an_app_that_builds_tags_gets_new_and_moved_tags_never_the_old_ones(
+    store: Store, git_repo_factory: Any
+) -> None:
+    repo = git_repo_factory({"a": "1"})
+    tag(repo.path, "v1")  # an old release: not a missed push
+    await store.apps.add(AppSpec(name="web", repo_url=repo.url, build_tags=True))
+
+    [first] = await reconcile(store, "web")
+    assert (first.error, first.heads, first.tags) == (None, 1, 1)
+    [main_job] = [await store.jobs.get(i) for i in first.enqueued]
+    assert main_job.ref == "refs/heads/main"
+
+    release = repo.commit({"a": "2"}, "release 2")
+    tag(repo.path, "-a", "v2", "-m", "version 2")  # annotated: built at its commit
+    tag(repo.path, "v2-light")
+    [second] = await reconcile(store, "web")
+    jobs = [await store.jobs.get(i) for i in second.enqueued]
+    assert sorted((j.ref, j.ref_type.value, j.commit_sha) for j in jobs) == [
+        ("refs/heads/main", "branch", release),
+        ("refs/tags/v2", "tag", release),
+        ("refs/tags/v2-light", "tag", release),
+    ]
+    assert {j.delivery_id for j in jobs if j.ref == "refs/tags/v2"} == {
+        f"reconcile:web:refs/tags/v2@{release}"
+    }
+    [again] = await reconcile(store, "web")
+    assert again.enqueued == []
+
+    tag(repo.path, "--force", "v1")  # moved to the release commit
+    [moved] = await reconcile(store, "web")
+    assert [(j.ref, j.commit_sha) for j in [await store.jobs.get(i) for i in moved.enqueued]] == [
+        ("refs/tags/v1", release)
+    ]
+
+
+async def test_tags_are_not_listed_for_an_app_that_does_not_build_them(
+    store: Store, git_repo_factory: Any
+) -> None:
+    repo = git_repo_factory({"a": "1"})
+    tag(repo.path, "v1")
+    await add_app(store, repo.url)
+
+    [result] = await reconcile(store, "web")
+
+    assert (result.heads, result.tags) == (1, 0)
+    assert [(await store.jobs.get(i)).ref for i in result.enqueued] == ["refs/heads/main"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from deployq.config import Settings
-from deployq.gitauth import GitAuth, git_auth
+from deployq.gitauth import GitAuth, git_auth, parse_ls_remote
 from deployq.models import AppSpec
 
 
@@ -90,3 +90,18 @@ def test_a_refusal_names_the_app_and_the_credential_to_fix(
     advice = auth.advice(url, output)
     assert (advice is None) if expected is None else (expected in (advice or ""))
     assert "t0ken" not in (advice or "")
+
+
+def test_ls_remote_output_gives_each_ref_its_commit() -> None:
+    tag_object, commit, head = "a" * 40, "b" * 40, "c" * 40
+    text = (
+        f"{head}\tHEAD\n{head}\trefs/heads/main\n{tag_object}\trefs/tags/v1\n"
+        f"{commit}\trefs/tags/v1^{{}}\n{head}\trefs/tags/light\n{head}\trefs/pull/1/head\n"
+    )
+    assert parse_ls_remote(text) == {"refs/heads/main": head}
+    assert parse_ls_remote(text, tags=True) == {
+        "refs/heads/main": head,
+        "refs/tags/v1": commit,  # the commit an annotated tag points to
+        "refs/tags/light": head,
+    }
+    assert parse_ls_remote(text, ["refs/tags/v1"]) == {"refs/tags/v1": commit}

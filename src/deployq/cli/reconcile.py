@@ -15,7 +15,8 @@ from deployq.store import Store
 @with_store
 async def reconcile_cmd(state: CliState, store: Store, app: str | None) -> None:
     """Enqueue the branch heads (git ls-remote) of APP, or of every app, that have no job
-    yet: pushes whose webhook delivery was lost."""
+    yet: pushes whose webhook delivery was lost. Apps that build tags: new tags too (the
+    first run records the existing ones without building them)."""
     results = await reconcile(store, app)
     failed = [r for r in results if r.error]
     emit(
@@ -23,9 +24,15 @@ async def reconcile_cmd(state: CliState, store: Store, app: str | None) -> None:
         [r.__dict__ for r in results],
         lambda: (
             table(
-                ["APP", "HEADS", "ENQUEUED", "ERROR"],
+                ["APP", "HEADS", "TAGS", "ENQUEUED", "ERROR"],
                 [
-                    [r.app, r.heads, ", ".join(f"#{j}" for j in r.enqueued) or "-", r.error or ""]
+                    [
+                        r.app,
+                        r.heads,
+                        r.tags,
+                        ", ".join(f"#{j}" for j in r.enqueued) or "-",
+                        r.error or "",
+                    ]
                     for r in results
                 ],
             )

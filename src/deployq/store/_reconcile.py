@@ -36,6 +36,43 @@ class ReconcileStore:
             ).fetchall()
         return {str(r["commit_sha"]) for r in rows}
 
+    async def refs_with_jobs(self, app_id: int, refs: list[str]) -> set[tuple[str, str]]:
+        """Which (ref, commit sha) pairs of these refs already have a job for the app."""
+        if not refs:
+            return set()
+        async with self.store.connection() as conn:
+            rows = await (
+                await conn.execute(
+                    sql("reconcile_refs_with_jobs"), {"app_id": app_id, "refs": refs}
+                )
+            ).fetchall()
+        return {(str(r["ref"]), str(r["commit_sha"])) for r in rows}
+
+    async def recorded_tags(self, app_id: int) -> dict[str, str] | None:
+        """The tags recorded at the first listing of the app's tags (never built), or None
+        when they were not recorded yet."""
+        async with self.store.connection() as conn:
+            row = await (
+                await conn.execute(sql("reconcile_tag_baseline"), {"app_id": app_id})
+            ).fetchone()
+        if row is None or not row["recorded"]:
+            return None
+        return {str(ref): str(sha) for ref, sha in row["tags"].items()}
+
+    async def record_tags(self, app_id: int, tags: dict[str, str]) -> None:
+        """Record the app's tags as they are now, once (a second call changes nothing)."""
+        refs = sorted(tags)
+        async with self.store.connection() as conn:
+            await conn.execute(
+                sql("reconcile_record_tags"),
+                {"app_id": app_id, "refs": refs, "shas": [tags[r] for r in refs]},
+            )
+
+    async def forget_tags(self, app_id: int) -> None:
+        """The app no longer builds tags: drop what was recorded."""
+        async with self.store.connection() as conn:
+            await conn.execute(sql("reconcile_forget_tags"), {"app_id": app_id})
+
     async def mark_reconciled(self, app_id: int) -> None:
         async with self.store.connection() as conn:
             await conn.execute(sql("reconcile_mark"), {"app_id": app_id})
