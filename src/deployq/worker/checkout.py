@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import git
@@ -26,22 +25,14 @@ from deployq.errors import CheckoutError
 from deployq.gitauth import GitAuth
 from deployq.redact import redact_urls
 from deployq.validation import COMMIT_SHA_RE, FULL_SHA_RE
+from deployq.worker.commits import CommitInfo
+from deployq.worker.mirror import MirrorCheckout
 
 _MISSING_OBJECT = re.compile(
     r"not our ref|couldn't find remote ref|no such remote ref|unadvertised object|"
     r"bad object|did not match any|reference is not a tree",
     re.IGNORECASE,
 )
-
-
-@dataclass(frozen=True)
-class CommitInfo:
-    """The commit that was checked out."""
-
-    sha: str
-    message: str
-    author: str
-    author_email: str
 
 
 async def checkout(
@@ -52,9 +43,11 @@ async def checkout(
     commit_sha: str | None,
     auth: GitAuth | None = None,
     submodules: bool = False,
+    mirror: Path | None = None,
     log: LogSink,
 ) -> CommitInfo:
-    """Check out ``commit_sha`` (or the head of ``ref``) of ``repo_url`` into ``dest``.
+    """Check out ``commit_sha`` (or the head of ``ref``) of ``repo_url`` into ``dest``; through
+    the bare mirror ``mirror`` when given (deployq.worker.mirror), but with submodules.
 
     Raises :class:`CheckoutError` when the repository refuses or the commit does not exist.
     """
@@ -75,6 +68,21 @@ async def checkout(
         return result.returncode, result.last_lines(8)
 
     os.makedirs(dest, exist_ok=True)
+    if mirror is not None and not submodules:
+        through = MirrorCheckout(
+            url=git_url,
+            shown_url=shown_url,
+            env=env,
+            redact=redact,
+            log=log,
+            refused=lambda tail: _refused(shown_url, tail, auth.advice(repo_url, tail)),
+            final=_fail,
+            reason=_reason,
+            refused_for_good=lambda tail: auth.advice(repo_url, tail) is not None,
+        )
+        info = await through.run(mirror, dest, ref=ref, sha=sha, short=short)
+        log(f"checked out {info.sha[:7]} ({info.message.splitlines()[0] if info.message else ''})")
+        return info
     # no template: a workspace needs no sample hooks, and copying them takes time
     await git_cmd("init", "--quiet", "--template=", quiet=True)
     await git_cmd("remote", "add", "origin", git_url, quiet=True)

@@ -42,9 +42,11 @@ from deployq.registry import (
 from deployq.scans import ScanState, Verdict, judge, requested, scan_text, state_of, unavailable
 from deployq.store import Lease, Outcome
 from deployq.worker.cache import StageCache, plan_cache, read_dockerfile
-from deployq.worker.checkout import CommitInfo, checkout
+from deployq.worker.checkout import checkout
+from deployq.worker.commits import CommitInfo
 from deployq.worker.deploy import Deployer, Image
 from deployq.worker.logbuffer import LogBuffer
+from deployq.worker.mirror import mirror_path
 
 if TYPE_CHECKING:
     from deployq.config import Settings
@@ -223,6 +225,7 @@ class Pipeline:
                 commit_sha=job.commit_sha,
                 auth=git_auth,
                 submodules=self.app.submodules,
+                mirror=mirror_path(self.settings.data_dir, self.app.name, job.repo_url),
                 log=self.logs.write,
             )
         names = image_names(self.app, self.settings, sha=commit.sha, branch=job.branch)

@@ -1,0 +1,279 @@
+"""A bare mirror of each app's repository on every worker host: a checkout is a local copy.
+
+``<data_dir>/mirrors/<app>-<hash of the URL>.git`` keeps every commit fetched before, so a
+checkout fetches only what is new (one ``git fetch`` of the ref into the mirror, skipped when
+the commit is there already) and writes the commit's files into the workspace with one
+``git read-tree -u`` through a workspace ``.git`` that borrows the mirror's objects
+(``objects/info/alternates``). The commit's message and author are read from the mirror's
+objects in-process (gitdb), without another git.
+
+Worker processes of one host share the mirrors: one checkout at a time per mirror, under an
+exclusive ``flock`` of ``<mirror>.lock``. A mirror that git fails in for any reason but the
+remote's answer is set aside: the checkout is done again in a new one, which replaces it
+when that works (a corrupted mirror heals itself; a remote that refuses fails as before).
+Credentials reach the fetch through the same environment as every git call of the checkout
+(deployq.worker.checkout), never the mirror's config.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import struct
+import zlib
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import gitdb  # type: ignore[import-untyped]
+import gitdb.exc  # type: ignore[import-untyped]
+
+from deployq.builders.base import LogSink
+from deployq.builders.process import run_streaming
+from deployq.errors import CheckoutError
+from deployq.worker.commits import CommitInfo, parse_commit
+
+MIRRORS_DIR = "mirrors"
+#: more packs than this in a mirror: repack them into one (each fetch adds one)
+MAX_PACKS = 32
+#: what the remote says when it has no such ref or will not serve a bare sha
+#: what reading a damaged object store raises
+_UNREADABLE = (gitdb.exc.ODBError, ValueError, OSError, binascii.Error, struct.error, zlib.error)
+_REMOTE_MISSING = re.compile(
+    r"couldn't find remote ref|no such remote ref|not our ref|unadvertised object",
+    re.IGNORECASE,
+)
+
+
+def mirror_path(data_dir: Path, app: str, repo_url: str) -> Path:
+    """The mirror of ``app``'s repository on this host (a new URL gets a new mirror)."""
+    digest = hashlib.sha256(repo_url.encode()).hexdigest()[:12]
+    return data_dir / MIRRORS_DIR / f"{app}-{digest}.git"
+
+
+class _MirrorBroken(Exception):
+    """git failed in the mirror for a reason that is not the remote's answer."""
+
+    def __init__(self, tail: str) -> None:
+        super().__init__(tail)
+        self.tail = tail
+
+
+@dataclass
+class MirrorCheckout:
+    """One checkout through the mirror: the git environment and messages of the checkout."""
+
+    url: str
+    shown_url: str
+    env: Mapping[str, str]
+    redact: Callable[[str], str]
+    log: LogSink
+    #: the error for a remote that refused (its last lines of output)
+    refused: Callable[[str], CheckoutError]
+    #: a CheckoutError another attempt cannot fix
+    final: Callable[[CheckoutError], CheckoutError]
+    #: the reason git gave, from its last lines of output
+    reason: Callable[[str], str]
+    #: whether the output says the remote refused for good (a credential, a host key): no
+    #: new mirror can help then
+    refused_for_good: Callable[[str], bool] = lambda tail: False
+
+    async def run(
+        self, mirror: Path, dest: Path, *, ref: str, sha: str | None, short: bool = False
+    ) -> CommitInfo:
+        """Check ``sha`` (None: the head of ``ref``; ``short``: an abbreviated sha, found in
+        the history of ``ref``) out into ``dest``."""
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        async with _locked(mirror.with_name(mirror.name + ".lock")):
+            try:
+                return await self._once(mirror, dest, ref=ref, sha=sha, short=short)
+            except _MirrorBroken as broken:
+                if self.refused_for_good(broken.tail):
+                    raise self.refused(broken.tail) from None
+                self.log(
+                    f"git failed in the mirror {mirror} ({self.reason(broken.tail)}): "
+                    "checking out through a new mirror"
+                )
+            fresh = mirror.with_name(mirror.name + ".new")
+            await asyncio.to_thread(shutil.rmtree, fresh, True)
+            await asyncio.to_thread(_empty, dest)
+            try:
+                info = await self._once(fresh, dest, ref=ref, sha=sha, short=short)
+            except _MirrorBroken as again:  # a new mirror fails too: it is the remote
+                await asyncio.to_thread(shutil.rmtree, fresh, True)
+                raise self.refused(again.tail) from None
+            except BaseException:
+                await asyncio.to_thread(shutil.rmtree, fresh, True)
+                raise
+            await asyncio.to_thread(shutil.rmtree, mirror, True)
+            fresh.rename(mirror)
+            _borrow(dest, mirror)
+            return info
+
+    async def _git(self, cwd: Path, *args: str) -> tuple[int, str]:
+        result = await run_streaming(
+            ["git", *args], env=self.env, cwd=cwd, on_line=self.log, redact=self.redact
+        )
+        return result.returncode, result.last_lines(8)
+
+    async def _once(
+        self, mirror: Path, dest: Path, *, ref: str, sha: str | None, short: bool
+    ) -> CommitInfo:
+        if not (mirror / "HEAD").is_file():
+            await asyncio.to_thread(shutil.rmtree, mirror, True)
+            rc, tail = await self._git(
+                mirror.parent, "init", "--bare", "--quiet", "--template=", mirror.name
+            )
+            if rc != 0:
+                raise CheckoutError(f"cannot create the mirror {mirror}: {self.reason(tail)}")
+        objects = await asyncio.to_thread(_objects, mirror)
+        if sha is None or short or not objects.has(sha):
+            self.log(f"fetching {ref}{f' at {sha[:7]}' if sha else ''} from {self.shown_url}")
+            local = ref if ref.startswith("refs/") else f"refs/deployq/{ref}"
+            rc, tail = await self._fetch(mirror, f"+{ref}:{local}")
+            if rc != 0:
+                if _REMOTE_MISSING.search(tail):
+                    raise self.final(
+                        CheckoutError(f"ref {ref!r} does not exist in {self.shown_url}")
+                    )
+                raise _MirrorBroken(tail)
+            objects = await asyncio.to_thread(_objects, mirror)
+            if short:
+                sha = await self._resolve(mirror, sha or "", ref)
+            elif sha is None:
+                sha = await asyncio.to_thread(_read_ref, mirror, local)
+                if sha is None:
+                    raise _MirrorBroken(f"fatal: the fetch of {ref} stored no {local}")
+            elif not objects.has(sha):  # no longer on the ref (a force push): ask for it
+                rc, tail = await self._fetch(mirror, sha)
+                if rc != 0 and _REMOTE_MISSING.search(tail):
+                    missing = f"commit {sha[:7]} does not exist in {self.shown_url} ({ref})"
+                    raise self.final(CheckoutError(missing))
+                objects = await asyncio.to_thread(_objects, mirror)
+                if rc != 0 or not objects.has(sha):
+                    raise _MirrorBroken(tail or f"fatal: {sha[:7]} fetched, but not readable")
+        else:
+            self.log(f"commit {sha[:7]} is in the mirror already: nothing to fetch")
+        try:
+            info = await asyncio.to_thread(objects.commit, sha)
+        except _UNREADABLE as exc:
+            raise _MirrorBroken(f"fatal: cannot read commit {sha}: {exc}") from exc
+        if info is None:
+            raise self.final(CheckoutError(f"{sha[:12]} is not a commit in {self.shown_url}"))
+        await asyncio.to_thread(_borrow, dest, mirror, sha)
+        rc, tail = await self._git(
+            dest, "--git-dir", ".git", "--work-tree", ".", "read-tree", "--reset", "-u", sha
+        )
+        if rc != 0:
+            raise _MirrorBroken(tail)
+        return info
+
+    async def _resolve(self, mirror: Path, short: str, ref: str) -> str:
+        """The full sha of ``short``, a commit in the history of ``ref``."""
+        result = await run_streaming(
+            ["git", "rev-parse", "--verify", "--quiet", f"{short}^{{commit}}"],
+            env=self.env,
+            cwd=mirror,
+            on_line=lambda line: None,
+        )
+        found = result.last_lines(1).strip()
+        if result.returncode != 0 or not found:
+            raise self.final(
+                CheckoutError(
+                    f"commit {short} is not in the history of {ref} in {self.shown_url} "
+                    "(or is ambiguous): give more of its sha, or the right --ref"
+                )
+            )
+        return found
+
+    async def _fetch(self, mirror: Path, what: str) -> tuple[int, str]:
+        rc, tail = await self._git(mirror, "fetch", "--quiet", "--no-tags", self.url, what)
+        if rc == 0 and _pack_count(mirror) > MAX_PACKS:
+            self.log(f"repacking the mirror {mirror.name}")
+            await self._git(mirror, "repack", "-a", "-d", "-q")
+        return rc, tail
+
+
+class _Objects:
+    """The objects of a mirror, read in-process."""
+
+    def __init__(self, path: Path) -> None:
+        self.db = gitdb.GitDB(str(path / "objects"))
+
+    def has(self, sha: str) -> bool:
+        """False as well when the store cannot be read (the fetch then says why)."""
+        try:
+            return bool(self.db.has_object(binascii.unhexlify(sha)))
+        except _UNREADABLE:
+            return False
+
+    def commit(self, sha: str) -> CommitInfo | None:
+        stream = self.db.stream(binascii.unhexlify(sha))
+        if stream.type != b"commit":
+            return None
+        return parse_commit(sha, stream.read())
+
+
+def _objects(mirror: Path) -> _Objects:
+    return _Objects(mirror)
+
+
+def _read_ref(mirror: Path, ref: str) -> str | None:
+    """The sha a ref of the mirror names (loose, else packed), or None."""
+    loose = mirror / ref
+    with contextlib.suppress(OSError):
+        return loose.read_text().strip() or None
+    with contextlib.suppress(OSError):
+        for line in (mirror / "packed-refs").read_text().splitlines():
+            sha, _, name = line.partition(" ")
+            if name == ref:
+                return sha
+    return None
+
+
+def _borrow(dest: Path, mirror: Path, sha: str | None = None) -> None:
+    """Make ``dest/.git`` a repository that reads its objects from ``mirror`` (detached at
+    ``sha`` when given)."""
+    git_dir = dest / ".git"
+    (git_dir / "objects" / "info").mkdir(parents=True, exist_ok=True)
+    (git_dir / "refs").mkdir(exist_ok=True)
+    (git_dir / "objects" / "info" / "alternates").write_text(f"{mirror.resolve()}/objects\n")
+    if sha is not None:
+        (git_dir / "HEAD").write_text(sha + "\n")
+
+
+def _empty(dest: Path) -> None:
+    """Remove what a failed attempt left in ``dest``."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True, exist_ok=True)
+
+
+def _pack_count(mirror: Path) -> int:
+    try:
+        return sum(1 for name in os.listdir(mirror / "objects" / "pack") if name.endswith(".pack"))
+    except OSError:
+        return 0
+
+
+@contextlib.asynccontextmanager
+async def _locked(path: Path) -> AsyncIterator[None]:
+    """Hold an exclusive flock on ``path`` (across processes, and between tasks of one: each
+    opens the file itself). Waiting happens in a thread; a cancel while waiting lets the
+    lock go as soon as that thread gets it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
+    try:
+        await asyncio.shield(waiting)
+    except BaseException:
+        waiting.add_done_callback(lambda _: os.close(fd))
+        raise
+    try:
+        yield
+    finally:
+        os.close(fd)  # closing the last descriptor releases the lock
