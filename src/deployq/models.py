@@ -655,10 +655,12 @@ class PushedImage(Model):
 
 
 class ImageInUse(Model):
-    """An image a target runs, a kept release, or a queued/running job needs: never deleted."""
+    """An image a target runs, a kept release, or a queued/running job needs: never deleted.
+    A job not pushed yet has no digest, only the commit whose ``<sha7>`` tag it will push."""
 
-    digest: str
+    digest: str | None = None
     image_ref: str | None = None
+    commit_sha: str | None = None
 
 
 class Notification(Model):

@@ -264,3 +264,20 @@ async def test_each_app_keeps_its_own_number_of_tags(
         ("few", 1, []),
         ("many", 1, [n2]),
     ]
+
+
+async def test_the_tag_of_a_queued_build_stays(
+    store: Store, registry: LocalRegistry, cli: Cli
+) -> None:
+    repository = f"t{uuid.uuid4().hex[:8]}/web"
+    web = Builds(store, registry, await add_app(store, "web", repository))
+    old, older_retried, new = [await web.push("main") for _ in range(3)]
+    # an operator retries a build: it is queued, and will push its commit's tag again
+    retry = await store.jobs.retry(web.jobs[older_retried].id, actor="tester")
+    assert retry.status is JobStatus.QUEUED
+
+    done = await cli.json("prune", "--keep-tags", "1")
+
+    [result] = done["registry"]
+    assert result["deleted"] == [old] and result["error"] is None
+    assert await web.tags() == {older_retried, new, "main"}

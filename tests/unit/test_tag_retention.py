@@ -32,8 +32,8 @@ def test_tags_not_pushed_by_deployq_and_images_in_use_stay() -> None:
 
     assert plan.delete == {}
     assert plan.keep["cache-main--build"] == plan.keep["v1"] == "not pushed by deployq"
-    assert plan.keep["aaaaaaa"] == "a release runs it or is kept for rollback"
-    assert plan.spared == {"bbbbbbb": "its image runs on a target or is kept for rollback"}
+    assert plan.keep["aaaaaaa"] == "in use: a release, a rollback or a queued job"
+    assert plan.spared == {"bbbbbbb": "its image is in use: a release, a rollback or a queued job"}
 
 
 def test_an_image_a_kept_tag_names_stays_and_a_shared_digest_is_deleted_once() -> None:

@@ -6,8 +6,9 @@ A build pushes ``<sha7>`` and ``<branch>`` (``worker.pipeline.image_names``). Pe
 ``<branch>`` tag stays (it names the branch's newest image). Never deleted:
 
 - a tag no job of the app pushed (other tools' tags, build cache tags ``cache-*``);
-- an image a target runs, one of the ``keep_releases`` releases before it (rollback), or one a
-  queued or running job will deploy (``store.retention.images_in_use``);
+- an image a target runs, one of the ``keep_releases`` releases before it (rollback), one a
+  queued or running job will deploy, or the ``<sha7>`` a queued or running build will push
+  again (``store.retention.images_in_use``);
 - an image another kept tag names: the registry deletes a manifest by digest, and every tag
   naming that digest goes with it.
 
@@ -79,13 +80,13 @@ def plan_tags(
         elif tag not in ours:
             plan.keep[tag] = "not pushed by deployq"
         elif tag in in_use_tags:
-            plan.keep[tag] = "a release runs it or is kept for rollback"
+            plan.keep[tag] = "in use: a release, a rollback or a queued job"
     candidates = [t for t in tags if t not in plan.keep]
     kept_digests = {tags[t]: t for t in plan.keep}
     for tag in sorted(candidates):
         digest = tags[tag]
         if digest in in_use_digests:
-            plan.spared[tag] = "its image runs on a target or is kept for rollback"
+            plan.spared[tag] = "its image is in use: a release, a rollback or a queued job"
         elif digest in kept_digests:
             plan.spared[tag] = f"its image is also tagged {kept_digests[digest]}, which stays"
         else:
@@ -186,8 +187,9 @@ async def prune_app_tags(
         tags,
         [p for p in pushed if _in_repository(p.image_ref, target)],
         keep=result.keep,
-        in_use_digests={image.digest for image in in_use},
-        in_use_tags={ref.tag for ref in in_use_refs if ref is not None and ref.tag},
+        in_use_digests={image.digest for image in in_use if image.digest},
+        in_use_tags={ref.tag for ref in in_use_refs if ref is not None and ref.tag}
+        | {image.commit_sha[:7] for image in in_use if image.commit_sha},
     )
     result.spared = plan.spared
     if dry_run or not plan.delete:

@@ -68,12 +68,13 @@ ORDER BY id DESC
 -- name: images_in_use
 -- The images registry tag retention must never delete: what each target of the app runs
 -- now, the %(keep)s releases before it per target (kept for rollback), and the images of the
--- app's queued and running jobs (a rollback waiting to deploy one).
-SELECT digest, image_ref FROM (
+-- app's queued and running jobs (a rollback waiting to deploy one; a build that may push its
+-- commit's tag again, before it recorded a digest).
+SELECT digest, image_ref, NULL AS commit_sha FROM (
     SELECT digest, image_ref, replaced_at,
            row_number() OVER (PARTITION BY target ORDER BY started_at DESC, id DESC) AS n
     FROM releases WHERE app_name = %(app_name)s
 ) r WHERE replaced_at IS NULL OR n <= %(keep)s + 1
 UNION
-SELECT image_digest, image_ref FROM jobs
-WHERE app_name = %(app_name)s AND status IN ('queued', 'running') AND image_digest IS NOT NULL
+SELECT image_digest, image_ref, commit_sha FROM jobs
+WHERE app_name = %(app_name)s AND status IN ('queued', 'running')
