@@ -536,6 +536,35 @@ class LogLine(Model):
     line: str
 
 
+class ServerView(Model):
+    """One host's view of a build server's health (table server_health)."""
+
+    host_id: str
+    healthy: bool
+    """the view its workers act on: changes only after two observations in a row disagree"""
+    last_ok: bool
+    """the last observation: the engine answered"""
+    streak: int
+    """observations in a row equal to the last one"""
+    latency_ms: int | None
+    error: str | None
+    """why the last observation made the server unusable (engine error, low disk)"""
+    observed_at: datetime
+    changed_at: datetime
+    recent: bool = True
+    """observed within the last minute: only recent views make the shared state"""
+
+    def summary(self) -> str:
+        """``host-a ok 12ms``, ``host-b failed``, with what is not settled yet."""
+        if self.healthy:
+            text = f"{self.host_id} ok"
+            text += f" {self.latency_ms}ms" if self.last_ok and self.latency_ms is not None else ""
+            text += "" if self.last_ok else " (1 failed probe)"
+        else:
+            text = f"{self.host_id} failed" + (" (1 answer)" if self.last_ok else "")
+        return text if self.recent else f"{text} (no longer probing)"
+
+
 class BuildServer(Model):
     id: int
     name: str
@@ -556,6 +585,13 @@ class BuildServer(Model):
     tls_key: str | None = None
     #: the host whose workers alone build here (a unix:// engine); None: any host
     host_id: str | None = None
+    #: each host's view of its health, by host id; ``healthy`` is false only when every
+    #: recent view is failed
+    views: list[ServerView] = []
+
+    def seen_by(self) -> str:
+        """Every host's view in one line (`server list`, the console)."""
+        return ", ".join(view.summary() for view in self.views)
 
 
 class Worker(Model):

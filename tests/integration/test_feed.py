@@ -332,7 +332,7 @@ async def test_server_changes_are_in_the_feed_and_pruned_by_age(
     server = await add_server(store, "local")
     resp = await open_feed(client, await token(store, TokenScope.READ), "?after=0")
 
-    await store.servers.record_health(server.id, healthy=False, error="engine does not answer")
+    await store.servers.observe(server.id, host_id="h1", ok=False, error="engine does not answer")
     await store.servers.set_draining("local", True)
     events = await read_until(sse(resp), lambda e: e["data"].get("message") == "local draining")
     async with store.pool.connection() as conn:

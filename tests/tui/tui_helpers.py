@@ -89,6 +89,12 @@ def seed_fixed(dsn: str) -> dict[str, int]:
         server = conn.execute("SELECT id FROM build_servers WHERE name = 'builder-1'").fetchone()
         assert server is not None
         server_id = server[0]
+        conn.execute(  # builder-1 as two hosts see it: one of them cannot reach it
+            "INSERT INTO server_health (server_id, host_id, healthy, last_ok, latency_ms, error) "
+            "VALUES (%(id)s, 'host-a', true, true, 4, NULL), "
+            "(%(id)s, 'host-b', false, false, 10000, 'docker engine did not answer')",
+            {"id": server_id},
+        )
         jobs: list[dict[str, Any]] = [
             {
                 "name": "ok",

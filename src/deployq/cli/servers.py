@@ -105,7 +105,8 @@ async def _check_tls_engine(store: Store, docker_host: str, tls: EngineTLS) -> N
 @common_options
 @with_store
 async def server_list(state: CliState, store: Store) -> None:
-    """List the build servers, their load and health."""
+    """List the build servers, their load and health: the shared state (unhealthy when every
+    host that probed it recently failed) and each host's view (SEEN BY)."""
     servers = await store.servers.all()
     emit(state, servers, lambda: _table(servers))
 
@@ -131,6 +132,7 @@ def _table(servers: list[BuildServer]) -> str:
             "LABELS",
             "RUNNING",
             "STATE",
+            "SEEN BY",
             "ENGINE",
             "LAST ERROR",
         ],
@@ -143,6 +145,7 @@ def _table(servers: list[BuildServer]) -> str:
                 ",".join(s.labels),
                 f"{s.running}/{s.capacity}",
                 _state(s),
+                s.seen_by(),
                 s.engine_version or "",
                 s.last_error or "",
             ]

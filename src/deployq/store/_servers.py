@@ -8,7 +8,7 @@ import psycopg
 
 from deployq.db import Connection
 from deployq.errors import Conflict, NotFound
-from deployq.models import BuildServer
+from deployq.models import BuildServer, ServerView
 from deployq.store._channels import CHANNEL_SERVERS, dumps
 from deployq.store._queries import sql
 
@@ -115,27 +115,41 @@ class ServerStore:
             await _notify(conn, name)
         return await self.get(name)
 
-    async def record_health(
+    async def observe(
         self,
         server_id: int,
         *,
-        healthy: bool,
+        host_id: str,
+        ok: bool,
         error: str | None = None,
+        latency_ms: int | None = None,
         engine_version: str | None = None,
         free_disk_mb: int | None = None,
-    ) -> None:
-        """What the last probe of the engine found; unhealthy servers get no new jobs."""
+    ) -> ServerView | None:
+        """Record what a probe from host ``host_id`` found; returns that host's view after
+        it (None: the server was removed). ``ok``: the engine answered; ``error``: why the
+        server is not usable (engine error, low disk). The shared ``healthy`` is derived:
+        false only when every host that probed the server recently sees it failed."""
         params = {
             "id": server_id,
-            "healthy": healthy,
+            "host_id": host_id,
+            "ok": ok,
             "error": error,
+            "latency_ms": latency_ms,
             "engine_version": engine_version,
             "free_disk_mb": free_disk_mb,
         }
-        async with self.store.connection() as conn:
-            row = await (await conn.execute(sql("server_record_health"), params)).fetchone()
-            if row is not None:
-                await _notify(conn, str(row["name"]))
+        async with self.store.connection() as conn, conn.transaction():
+            locked = await (await conn.execute(sql("server_health_lock"), params)).fetchone()
+            if locked is None:
+                return None
+            row = await (await conn.execute(sql("server_observe"), params)).fetchone()
+            await conn.execute(sql("server_derive_health"), params)
+            await conn.execute(sql("server_health_forget"), params)
+            await _notify(conn, str(locked["name"]))  # consoles show each probe's time
+        assert row is not None
+        row.pop("server_id")
+        return ServerView.model_validate(row)
 
     async def remove(self, name: str) -> None:
         async with self.store.connection() as conn:

@@ -1,10 +1,14 @@
-"""Build server health: probe each engine, check free disk, decide which servers get jobs.
+"""Build server health as this host sees it: probe each engine, check free disk, decide which
+servers get this worker's jobs.
 
 Every worker probes every server (each ``PROBE_INTERVAL_S`` and before claiming when its last
-probe is older than that) and records the result with ``store.servers.record_health``; the
-claim skips servers marked unhealthy, so an engine that stops answering gets no new jobs from
-any worker until it answers again. Low disk is not a failure of the host: the server is only
-left out of this worker's claims, with the reason on the server row, and jobs wait.
+probe is older than that) and records the observation with ``store.servers.observe``, as its
+host's view (table server_health). A view changes only after two observations in a row
+disagree with it, so one lost probe does not move jobs around; when an observation disagrees,
+the next probe comes after ``CONFIRM_INTERVAL_S`` instead. This worker claims nothing on a
+server its host sees as failed; the server is unhealthy for everyone (build_servers.healthy)
+only when every host that probed it recently sees it failed. Low disk is not a failure of the
+engine: the server is only left out of this worker's claims, with the reason, and jobs wait.
 """
 
 from __future__ import annotations
@@ -35,18 +39,33 @@ log = logging.getLogger(__name__)
 
 PROBE_INTERVAL_S = 15.0
 PROBE_TIMEOUT_S = 10.0
+#: the next probe after an observation that disagrees with the host's view
+CONFIRM_INTERVAL_S = 2.0
 
 
 @dataclass
 class ServerState:
-    """What the last probe found."""
+    """This host's view of a server, and what the last probe found."""
 
     server: BuildServer
     healthy: bool
+    """this host's view (changes after two observations in a row disagree)"""
     reason: str | None
     """why this worker sends no job there (engine down, low disk); None when usable"""
     info: EngineInfo | None
     probed_at: float
+    observed_ok: bool = True
+    """the last observation: the engine answered"""
+    latency_ms: int | None = None
+
+    @property
+    def unconfirmed(self) -> bool:
+        """The last observation disagrees with the view: probe again soon."""
+        return self.observed_ok != self.healthy
+
+    def due(self, now: float) -> bool:
+        wait = CONFIRM_INTERVAL_S if self.unconfirmed else PROBE_INTERVAL_S
+        return now - self.probed_at >= wait
 
 
 #: makes the builder of one engine: (docker host, its TLS files or None)
@@ -104,6 +123,8 @@ class ServerMonitor:
         self.states: dict[int, ServerState] = {}
         self.on_change = on_change
         self._lock = asyncio.Lock()
+        #: set when an observation awaits its confirmation: the run loop recomputes its wait
+        self._soon = asyncio.Event()
 
     def _make_builder(self, docker_host: str, tls: EngineTLS | None) -> Builder:
         ssh = None
@@ -161,11 +182,7 @@ class ServerMonitor:
                 del self.states[gone]
             now = time.monotonic()
             stale = [
-                s
-                for s in servers
-                if force
-                or s.id not in self.states
-                or now - self.states[s.id].probed_at >= PROBE_INTERVAL_S
+                s for s in servers if force or s.id not in self.states or self.states[s.id].due(now)
             ]
             for server in servers:  # keep drain/capacity changes current
                 if server.id in self.states:
@@ -174,8 +191,8 @@ class ServerMonitor:
                 await asyncio.gather(*(self._probe(s) for s in stale))
 
     async def _probe(self, server: BuildServer) -> None:
-        before = self.states.get(server.id)
         info: EngineInfo | None = None
+        started = time.monotonic()
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 info = await (await self.prepare(server)).ping()
@@ -188,34 +205,72 @@ class ServerMonitor:
             error = exc.message
         else:
             error = None
-        healthy = error is None
-        reason = error or disk_problem(
-            self.settings.workspaces_dir, info, self.settings.min_free_disk_mb
-        )
-        self.states[server.id] = ServerState(server, healthy, reason, info, time.monotonic())
+        latency_ms = round((time.monotonic() - started) * 1000)
+        if error is None:
+            error = disk_problem(self.settings.workspaces_dir, info, self.settings.min_free_disk_mb)
+            await self._observe(server, True, error, info=info, latency_ms=latency_ms)
+        else:
+            await self._observe(server, False, error, latency_ms=latency_ms)
+
+    async def mark_unhealthy(self, server: BuildServer, error: str) -> None:
+        """A build found the engine dead: an observation like a failed probe (the next probe
+        comes soon and confirms it, or not)."""
+        await self._observe(server, False, error)
+
+    async def _observe(
+        self,
+        server: BuildServer,
+        ok: bool,
+        error: str | None,
+        *,
+        info: EngineInfo | None = None,
+        latency_ms: int | None = None,
+    ) -> None:
+        """Record an observation as this host's; keep the view it leads to."""
+        before = self.states.get(server.id)
+        view = None
         try:
-            await self.store.servers.record_health(
+            view = await self.store.servers.observe(
                 server.id,
-                healthy=healthy,
-                error=reason,
+                host_id=self.host_id,
+                ok=ok,
+                error=error,
+                latency_ms=latency_ms,
                 engine_version=info.version if info else None,
                 free_disk_mb=info.free_disk_mb if info else None,
             )
         except DeployqError as exc:
             log.warning("recording the health of server %s failed: %s", server.name, exc)
+        if view is not None:
+            healthy = view.healthy
+        else:  # not recorded: the same rule on what this worker saw
+            healthy = ok if before is None or before.observed_ok == ok else before.healthy
+        reason: str | None
+        if not healthy:
+            # failed: the last error seen, also while a first good answer awaits its second
+            reason = (
+                error
+                or (before.reason if before else None)
+                or (
+                    f"docker engine {server.docker_host} answered once after failing; "
+                    "it takes jobs again after one more answer"
+                )
+            )
+        else:
+            reason = error if ok else None  # low disk; one failed answer is not enough
+        state = ServerState(
+            server, healthy, reason, info, time.monotonic(), observed_ok=ok, latency_ms=latency_ms
+        )
+        self.states[server.id] = state
         if before is None or before.reason != reason:
             if reason:
-                log.warning("build server %s gets no jobs: %s", server.name, reason)
+                log.warning("build server %s gets no jobs from this host: %s", server.name, reason)
             elif before is not None:
-                log.info("build server %s takes jobs again", server.name)
+                log.info("build server %s takes jobs from this host again", server.name)
             if self.on_change is not None:
                 self.on_change()
-
-    async def mark_unhealthy(self, server: BuildServer, error: str) -> None:
-        """A build found the engine dead: stop sending it jobs before the next probe."""
-        self.states[server.id] = ServerState(server, False, error, None, time.monotonic())
-        with contextlib.suppress(DeployqError):
-            await self.store.servers.record_health(server.id, healthy=False, error=error)
+        if state.unconfirmed:
+            self._soon.set()  # the run loop probes again sooner
 
     async def ensure_local(self, docker_host: str, capacity: int) -> BuildServer | None:
         """Register ``docker_host`` as `local` when no build server exists at all."""
@@ -236,15 +291,37 @@ class ServerMonitor:
         return server
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Probe every PROBE_INTERVAL_S until ``stop``."""
+        """Probe every PROBE_INTERVAL_S (CONFIRM_INTERVAL_S for an unconfirmed observation)
+        until ``stop``."""
         while not stop.is_set():
+            self._soon.clear()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(PROBE_INTERVAL_S):
-                    await stop.wait()
+                async with asyncio.timeout(self._next_probe_in()):
+                    await _either(stop, self._soon)
             if stop.is_set():
                 return
+            if self._soon.is_set():
+                continue  # wait again, for the sooner probe
             try:
                 await self.refresh()
             except DeployqError as exc:
                 if self.store.health.up:  # an outage is logged once, by deployq.db.health
                     log.warning("probing the build servers failed: %s", exc)
+
+    def _next_probe_in(self) -> float:
+        now = time.monotonic()
+        waits = [
+            (CONFIRM_INTERVAL_S if s.unconfirmed else PROBE_INTERVAL_S) - (now - s.probed_at)
+            for s in self.states.values()
+        ]
+        return max(0.1, min(waits, default=PROBE_INTERVAL_S))
+
+
+async def _either(first: asyncio.Event, second: asyncio.Event) -> None:
+    """Return when either event is set."""
+    waits = {asyncio.ensure_future(first.wait()), asyncio.ensure_future(second.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()

@@ -18,17 +18,35 @@ RETURNING *, 0::bigint AS running
 
 -- name: servers_all
 SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id AND j.status = 'running')
-    AS running
+    AS running,
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+         'host_id', h.host_id, 'healthy', h.healthy, 'last_ok', h.last_ok, 'streak', h.streak,
+         'latency_ms', h.latency_ms, 'error', h.error, 'observed_at', h.observed_at,
+         'changed_at', h.changed_at,
+         'recent', h.observed_at > now() - deployq_health_recent()) ORDER BY h.host_id), '[]')
+       FROM server_health h WHERE h.server_id = s.id) AS views
 FROM build_servers s ORDER BY s.name
 
 -- name: server_get
 SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id AND j.status = 'running')
-    AS running
+    AS running,
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+         'host_id', h.host_id, 'healthy', h.healthy, 'last_ok', h.last_ok, 'streak', h.streak,
+         'latency_ms', h.latency_ms, 'error', h.error, 'observed_at', h.observed_at,
+         'changed_at', h.changed_at,
+         'recent', h.observed_at > now() - deployq_health_recent()) ORDER BY h.host_id), '[]')
+       FROM server_health h WHERE h.server_id = s.id) AS views
 FROM build_servers s WHERE s.name = %(name)s
 
 -- name: server_get_by_id
 SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id AND j.status = 'running')
-    AS running
+    AS running,
+    (SELECT coalesce(jsonb_agg(jsonb_build_object(
+         'host_id', h.host_id, 'healthy', h.healthy, 'last_ok', h.last_ok, 'streak', h.streak,
+         'latency_ms', h.latency_ms, 'error', h.error, 'observed_at', h.observed_at,
+         'changed_at', h.changed_at,
+         'recent', h.observed_at > now() - deployq_health_recent()) ORDER BY h.host_id), '[]')
+       FROM server_health h WHERE h.server_id = s.id) AS views
 FROM build_servers s WHERE s.id = %(id)s
 
 -- name: server_set_draining
@@ -37,13 +55,44 @@ UPDATE build_servers SET draining = %(draining)s WHERE name = %(name)s
 -- name: server_set_capacity
 UPDATE build_servers SET capacity = %(capacity)s WHERE name = %(name)s
 
--- name: server_record_health
--- What the last probe of the engine found; unhealthy servers get no new jobs.
-UPDATE build_servers SET healthy = %(healthy)s, last_error = %(error)s,
-    engine_version = coalesce(%(engine_version)s, engine_version),
-    free_disk_mb = coalesce(%(free_disk_mb)s, free_disk_mb), last_heartbeat_at = now()
-WHERE id = %(id)s
-RETURNING name
+-- name: server_health_lock
+-- One observation at a time per server (the shared state is derived from all of them).
+SELECT name, healthy FROM build_servers WHERE id = %(id)s FOR NO KEY UPDATE
+
+-- name: server_observe
+-- One host's observation. Its view (healthy) changes only when this observation and the
+-- one before both disagree with it; the first observation sets it.
+INSERT INTO server_health AS h
+    (server_id, host_id, healthy, last_ok, streak, latency_ms, error)
+VALUES (%(id)s, %(host_id)s, %(ok)s, %(ok)s, 1, %(latency_ms)s, %(error)s)
+ON CONFLICT (server_id, host_id) DO UPDATE SET
+    healthy = CASE WHEN excluded.last_ok <> h.healthy AND excluded.last_ok = h.last_ok
+                   THEN excluded.last_ok ELSE h.healthy END,
+    changed_at = CASE WHEN excluded.last_ok <> h.healthy AND excluded.last_ok = h.last_ok
+                      THEN now() ELSE h.changed_at END,
+    streak = CASE WHEN excluded.last_ok = h.last_ok THEN h.streak + 1 ELSE 1 END,
+    last_ok = excluded.last_ok, latency_ms = excluded.latency_ms, error = excluded.error,
+    observed_at = now()
+RETURNING h.*, true AS recent
+
+-- name: server_derive_health
+-- The shared state from the recent views: unhealthy only when every host that probed the
+-- server recently sees it failed. last_error: the newest recent reason not to use it.
+UPDATE build_servers s SET
+    healthy = d.healthy, last_error = d.error, last_heartbeat_at = now(),
+    engine_version = coalesce(%(engine_version)s, s.engine_version),
+    free_disk_mb = coalesce(%(free_disk_mb)s, s.free_disk_mb)
+FROM (SELECT coalesce(bool_or(h.healthy), true) AS healthy,
+             (array_agg(h.error ORDER BY h.observed_at DESC)
+                  FILTER (WHERE h.error IS NOT NULL))[1] AS error
+        FROM server_health h
+       WHERE h.server_id = %(id)s AND h.observed_at > now() - deployq_health_recent()) d
+WHERE s.id = %(id)s
+RETURNING s.healthy, s.last_error
+
+-- name: server_health_forget
+-- Views of hosts that stopped probing a day ago leave `server list`.
+DELETE FROM server_health WHERE server_id = %(id)s AND observed_at < now() - interval '1 day'
 
 -- name: server_remove
 DELETE FROM build_servers WHERE name = %(name)s

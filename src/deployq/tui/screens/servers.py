@@ -1,4 +1,5 @@
-"""Build servers: capacity, running jobs, architecture, labels, health, heartbeat; drain."""
+"""Build servers: capacity, running jobs, architecture, labels, health (shared, and as each
+host sees it), heartbeat; drain."""
 
 from __future__ import annotations
 
@@ -23,11 +24,12 @@ from deployq.tui.widgets.table import Table
 COLUMNS = (
     Column("name", "server", 8, flex=2),
     Column("state", "state", 9),
+    Column("views", "seen by", 8, flex=4),
     Column("load", "running", 7),
     Column("arch", "arch", 7),
     Column("labels", "labels", 6, flex=1),
     Column("heartbeat", "heartbeat", 10),
-    Column("error", "last error", 6, flex=3),
+    Column("error", "last error", 6, flex=1),
 )
 
 
@@ -37,6 +39,18 @@ def server_state(server: BuildServer) -> Text:
     if server.draining:
         return Text("draining", style=fmt.YELLOW)
     return Text("healthy", style=fmt.GREEN)
+
+
+def seen_by(server: BuildServer) -> Text:
+    """Each host's view: green where its workers build, red where they do not."""
+    text = Text()
+    for view in server.views:
+        if text:
+            text.append(", ")
+        colour = fmt.GREEN if view.healthy else fmt.RED
+        word = "ok" if view.healthy else "failed"
+        text.append(f"{view.host_id} {word}", style=colour if view.recent else "dim")
+    return text
 
 
 class ServersScreen(LiveScreen):
@@ -102,6 +116,7 @@ class ServersScreen(LiveScreen):
                     {
                         "name": server.name,
                         "state": server_state(server),
+                        "views": seen_by(server),
                         "load": f"{server.running}/{server.capacity}",
                         "arch": server.arch,
                         "labels": ", ".join(server.labels),
