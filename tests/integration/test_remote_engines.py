@@ -87,9 +87,14 @@ def cli(database_url: str, tmp_path: Path, registry: LocalRegistry) -> Cli:
     )
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
+        """``deployq ARGS``; settings of this call only after a ``--``: NAME=VALUE."""
+        extra: dict[str, str] = {}
+        if "--" in args:
+            at = args.index("--")
+            args, extra = args[:at], dict(a.split("=", 1) for a in args[at + 1 :])
         return subprocess.run(
             [sys.executable, "-m", "deployq", *args],
-            env=env,
+            env={**env, **extra},
             capture_output=True,
             text=True,
             timeout=120,
@@ -369,3 +374,29 @@ async def test_free_disk_arch_and_version_are_probed_over_tls_and_ssh_alike(
         assert info.free_disk_mb is not None
         # the same file system measured two ways; other tests write to it meanwhile
         assert abs(info.free_disk_mb - free_here) < max(1024, free_here // 20)
+
+
+def test_server_add_checks_an_ssh_engine_the_way_workers_reach_it(
+    cli: Cli, ssh_engine: SshEngine, tmp_path: Path
+) -> None:
+    stranger = tmp_path / "known_hosts"  # exists, but does not know the sshd's key
+    stranger.write_text("")
+    add = ["server", "add", "over-ssh", "--docker-host", ssh_engine.url]
+    key = ["--", f"DEPLOYQ_SSH_KEY={ssh_engine.key}"]
+
+    refused = cli(*add, *key, f"DEPLOYQ_SSH_KNOWN_HOSTS={stranger}")
+    assert refused.returncode == 1
+    line = refused.stderr.strip()
+    assert "\n" not in line, line
+    assert line == (
+        f"error: docker engine {ssh_engine.url} refused: ssh: the host key of 127.0.0.1 is not "
+        f"the one in {stranger} (unknown or changed): check its fingerprint, then add it "
+        f"(`ssh-keyscan -p {ssh_engine.port} 127.0.0.1 >> {stranger}`) or set "
+        "DEPLOYQ_SSH_KNOWN_HOSTS"
+    )
+    assert "no build servers yet" in cli("server", "list").stdout
+
+    added = cli(*add, *key, f"DEPLOYQ_SSH_KNOWN_HOSTS={ssh_engine.known_hosts}")
+    assert added.returncode == 0, added.stderr
+    [server] = json.loads(cli("server", "list", "--json").stdout)
+    assert server["docker_host"] == ssh_engine.url and server["host_id"] is None

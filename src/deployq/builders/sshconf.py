@@ -69,6 +69,11 @@ _HOST_KEY = re.compile(
     re.I,
 )
 _AUTH = re.compile(r"Permission denied \(", re.I)
+_UNRESOLVED = re.compile(r"Could not resolve hostname", re.I)
+_REFUSED = re.compile(r"connect to host \S+ port \d+: Connection refused", re.I)
+_NO_ROUTE = re.compile(
+    r"connect to host \S+ port \d+: (Connection timed out|No route to host)", re.I
+)
 
 
 def ssh_problem(text: str, docker_host: str, wrapper: SshWrapper | None) -> str | None:
@@ -83,6 +88,12 @@ def ssh_problem(text: str, docker_host: str, wrapper: SshWrapper | None) -> str 
             f"check its fingerprint, then add it (`{scan} >> {known}`) or set "
             "DEPLOYQ_SSH_KNOWN_HOSTS"
         )
+    if _UNRESOLVED.search(text):
+        return f"ssh: cannot resolve the host name {host}: correct the server's --docker-host"
+    if _REFUSED.search(text):
+        return f"ssh: {host} refused the connection on port {port or 22}: is sshd running there?"
+    if _NO_ROUTE.search(text):
+        return f"ssh: no answer from {host} on port {port or 22}: check the address and firewall"
     if _AUTH.search(text):
         key = wrapper.key if wrapper and wrapper.key else "ssh's default key"
         return (

@@ -7,15 +7,16 @@ import asyncio
 
 import click
 
-from deployq.builders import EngineTLS, make_builder
+from deployq.builders import EngineTLS, SshWrapper, make_builder
 from deployq.cli.common import CliState, common_options, emit, table, with_store
+from deployq.config import BuildBackend
 from deployq.durations import setting
 from deployq.errors import EngineUnavailable
 from deployq.hostid import host_id, is_host_local
 from deployq.models import BuildServer, Worker
 from deployq.store import Store
 
-#: how long `server add` waits for a TLS engine to answer
+#: how long `server add` waits for a TLS or ssh:// engine to answer
 CHECK_TIMEOUT_S = 20.0
 
 
@@ -43,6 +44,11 @@ def server_group() -> None:
 @click.option("--tls-ca", help="CA certificate (PEM) that signed a tcp:// engine's certificate.")
 @click.option("--tls-cert", help="Client certificate (PEM) the tcp:// engine trusts.")
 @click.option("--tls-key", help="Private key (PEM) of --tls-cert.")
+@click.option(
+    "--no-check",
+    is_flag=True,
+    help="Add an ssh:// or TLS engine without checking that it answers (workers probe it).",
+)
 @common_options
 @with_store
 async def server_add(
@@ -56,16 +62,19 @@ async def server_add(
     tls_ca: str | None,
     tls_cert: str | None,
     tls_key: str | None,
+    no_check: bool,
 ) -> None:
     """Register a build server.
 
     A unix:// engine belongs to this host: only workers on this host build there. With
     --tls-* the engine must answer through mutual TLS before the server is added; the three
-    paths are stored and read on each worker host, which needs the files there too.
+    paths are stored and read on each worker host, which needs the files there too. An
+    ssh:// engine must answer the way workers reach it (host key checked against
+    DEPLOYQ_SSH_KNOWN_HOSTS, key DEPLOYQ_SSH_KEY).
     """
     tls = EngineTLS.from_options(docker_host, tls_ca, tls_cert, tls_key)
-    if tls is not None:
-        await _check_tls_engine(store, docker_host, tls)
+    if not no_check and (tls is not None or docker_host.startswith("ssh://")):
+        await _check_engine(store, docker_host, tls)
     owner = host_id(store.settings) if is_host_local(docker_host) else None
     server = await store.servers.add(
         name,
@@ -85,20 +94,27 @@ async def server_add(
     )
 
 
-async def _check_tls_engine(store: Store, docker_host: str, tls: EngineTLS) -> None:
-    """Raise EngineUnavailable (one line) unless the engine answers through ``tls``."""
+async def _check_engine(store: Store, docker_host: str, tls: EngineTLS | None) -> None:
+    """Raise EngineUnavailable (one line) unless the engine answers the way workers reach it:
+    through ``tls``, or for ssh:// through the docker CLI and the strict ssh wrapper."""
     settings = store.settings
-    builder = await asyncio.to_thread(
-        make_builder, docker_host, settings.build_backend, docker_cli=settings.docker_cli, tls=tls
-    )
+    ssh = SshWrapper(settings.ssh_known_hosts, settings.ssh_key) if tls is None else None
+    backend = BuildBackend.BUILDKIT if ssh is not None else settings.build_backend
     try:
+        builder = await asyncio.to_thread(
+            make_builder, docker_host, backend, docker_cli=settings.docker_cli, tls=tls, ssh=ssh
+        )
         async with asyncio.timeout(CHECK_TIMEOUT_S):
             await builder.ping()
     except TimeoutError:
+        listens = "with --tlsverify" if tls else "and that sshd answers there"
         raise EngineUnavailable(
             f"docker engine {docker_host} did not answer within {setting(CHECK_TIMEOUT_S)}: "
-            "check that dockerd listens there with --tlsverify"
+            f"check that dockerd listens there {listens} (or add it with --no-check)"
         ) from None
+    finally:
+        if ssh is not None:
+            ssh.close()
 
 
 @server_group.command("list")
