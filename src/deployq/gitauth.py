@@ -172,6 +172,15 @@ class GitAuth:
         )
 
 
+def refusal_line(output: str) -> str | None:
+    """The line of git's ``output`` that says a credential or host key was refused (ssh's
+    ``Permission denied (publickey)``, not git's closing "make sure you have access")."""
+    for line in output.splitlines():
+        if _HOST_KEY.search(line) or _SSH_REFUSED.search(line) or _HTTP_REFUSED.search(line):
+            return line.removeprefix("fatal: ").strip().rstrip(".")
+    return None
+
+
 def git_auth(app: AppSpec | None, settings: Settings, *, ssh_key: Path | None = None) -> GitAuth:
     """The credentials for ``app``: its own, else the global ones. An app's SSH key must
     first be written to a file (:func:`app_git_auth` does both)."""
@@ -295,7 +304,8 @@ async def ls_remote(
     if proc.returncode != 0:
         text = err.decode(errors="replace")
         lines = [line for line in text.strip().splitlines() if line.strip()]
-        reason = redact(lines[-1].replace(url, shown)) if lines else f"exit {proc.returncode}"
+        last = refusal_line(text) or (lines[-1] if lines else f"exit {proc.returncode}")
+        reason = redact(last.replace(url, shown))
         advice = auth.advice(url, text) or "check the app's repository URL and credentials"
         raise CheckoutError(f"git ls-remote {shown} failed: {reason}; {advice}")
     return parse_ls_remote(out.decode(errors="replace"), refs, tags=tags)

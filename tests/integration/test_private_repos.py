@@ -8,6 +8,7 @@ no output path shows the secret.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -109,12 +110,53 @@ async def test_the_apps_deploy_key_clones_over_ssh_and_another_key_is_refused_by
                 url, tmp_path / "ws2", ref="main", commit_sha=None, auth=auth, log=lines.append
             )
     message = refused.value.message
-    assert "the SSH server refused app api's deploy key" in message
+    assert (
+        "refused: root@127.0.0.1: Permission denied (publickey); "
+        "the SSH server refused app api's deploy key"
+    ) in message
     assert "deployq app credentials api --git-ssh-key FILE" in message
     assert refused.value.retryable is False
     key_lines = [line for line in stranger.splitlines() if "-----" not in line]
     shown = message + "\n".join(lines)
     assert not any(line in shown for line in key_lines)
+
+
+def argv_holding(secret: str) -> list[str]:
+    """Command lines on this host that hold ``secret``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if secret.encode() in cmdline:
+                found.append(cmdline.decode(errors="replace"))
+    return found
+
+
+async def test_the_apps_token_is_in_no_command_line_and_no_git_config(
+    private_repos: PrivateRepos, git_repo_factory: GitRepoFactory, tmp_path: Path
+) -> None:
+    repo = git_repo_factory({"a": "1"})
+    spec = AppSpec(
+        name="web", repo_url=private_repos.publish(repo).http, git_token=private_repos.password
+    )
+    seen: list[str] = []
+
+    async def watch() -> None:
+        while True:
+            seen.extend(argv_holding(private_repos.password))
+            await asyncio.sleep(0.005)  # sampling other processes: there is no event
+
+    watcher = asyncio.create_task(watch())
+    try:
+        assert await clone(spec, git_settings(tmp_path, private_repos), tmp_path / "ws")
+    finally:
+        watcher.cancel()
+
+    assert seen == []
+    assert private_repos.password not in (tmp_path / "ws" / ".git" / "config").read_text()
 
 
 async def test_the_apps_key_lives_in_a_private_file_only_while_git_runs(

@@ -144,6 +144,8 @@ async def test_no_output_path_shows_a_configured_secret(
         resp = await client.get(path, headers=read)
         assert resp.status == 200
         assert_clean(path, await resp.text(), secrets)
+    shown = await (await client.get("/api/v1/apps/web", headers=read)).json()
+    assert shown["has_git_token"] is True and "git_token" not in shown
 
     notifications = await store.notifications.recent(job_id=job.id)
     assert notifications

@@ -22,7 +22,7 @@ import git
 from deployq.builders.base import LogSink
 from deployq.builders.process import run_streaming
 from deployq.errors import CheckoutError
-from deployq.gitauth import GitAuth
+from deployq.gitauth import GitAuth, refusal_line
 from deployq.redact import redact_urls
 from deployq.validation import COMMIT_SHA_RE, FULL_SHA_RE
 from deployq.worker.commits import CommitInfo
@@ -160,7 +160,8 @@ def _refused(shown_url: str, tail: str, advice: str | None) -> CheckoutError:
     attempt cannot help)."""
     if advice is None:
         return CheckoutError(f"clone of {shown_url} refused: {_reason(tail)}")
-    return _fail(CheckoutError(f"clone of {shown_url} refused: {_reason(tail)}; {advice}"))
+    reason = refusal_line(tail) or _reason(tail)
+    return _fail(CheckoutError(f"clone of {shown_url} refused: {reason}; {advice}"))
 
 
 def _fail(exc: CheckoutError) -> CheckoutError:
