@@ -688,6 +688,8 @@ class PushedImage(Model):
     branch: str
     commit_sha: str
     image_ref: str
+    at: datetime
+    """When the build ended (or was queued, while it runs)."""
 
 
 class ImageInUse(Model):

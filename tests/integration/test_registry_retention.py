@@ -146,37 +146,48 @@ async def test_prune_keeps_the_newest_tags_per_branch_and_what_releases_run(
     )
     # tags deployq did not push: another tool's tag on d0's image, a build cache image
     await add_tag(registry, repository, d0, "latest")
+    # build cache images (docs/cache.md): the default branch's stay, an idle branch's go
     await push_image(registry, repository, "cache-main--build")
+    g1 = await web.push("gone")
+    await push_image(registry, repository, "cache-gone--deps")
+    async with store.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE jobs SET finished_at = now() - interval '60 days' WHERE id = %s",
+            (web.jobs[g1].id,),
+        )
     everything = {m1, m2, m3, m4, d0, d1, d2, d3, "main", "dev", "latest", "cache-main--build"}
+    everything |= {g1, "gone", "cache-gone--deps"}
+    doomed = {m2, d1, "cache-gone--deps"}
     assert await web.tags() == everything
     # the registry pages its tag list (Link: <...>; rel="next"): every page is read
     paged = await web.client().tags(repository, page_size=5)
-    assert len(paged) == 12 and set(paged) == everything
+    assert len(paged) == 15 and set(paged) == everything
 
     dry = await cli.json("prune", "--keep-tags", "2", "--dry-run")
 
     [planned] = dry["registry"]
     assert dry["dry_run"] is True and dry["keep_tags"] == 2
     assert planned["app"] == "web" and planned["repository"] == registry.ref(repository, "")[:-1]
-    assert planned["tags"] == 12 and planned["error"] is None
-    assert planned["deleted"] == sorted([m2, d1])
+    assert planned["tags"] == 15 and planned["error"] is None
+    assert planned["deleted"] == sorted(doomed)
     assert planned["spared"] == {
         d0: "its image is also tagged latest, which stays",
     }
     assert await web.tags() == everything  # a dry run deletes nothing
     code, out, err = await cli("prune", "--keep-tags", "2", "--dry-run")
     assert code == 0, err
-    assert f"web ({registry.url}/{repository}): would delete 2 of 12 tags" in out
+    assert f"web ({registry.url}/{repository}): would delete 3 of 15 tags" in out
 
     done = await cli.json("prune", "--keep-tags", "2")
 
     [pruned] = done["registry"]
-    assert pruned["deleted"] == sorted([m2, d1]) and pruned["error"] is None
-    assert await web.tags() == everything - {m2, d1}
+    assert pruned["deleted"] == sorted(doomed) and pruned["error"] is None
+    assert await web.tags() == everything - doomed
     for gone in (m2, d1):
         assert await pull(registry, repository, gone) == 404
         assert await pull(registry, repository, web.digests[gone]) == 404
-    for kept in everything - {m2, d1}:
+    assert await pull(registry, repository, "cache-gone--deps") == 404
+    for kept in everything - doomed:
         assert await pull(registry, repository, kept) == 200, kept
     # the release pulls by digest, as deploys do
     assert await pull(registry, repository, web.digests[m1]) == 200

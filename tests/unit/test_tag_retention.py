@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 from deployq.models import PushedImage
 from deployq.worker.tag_retention import plan_tags
 
+NOW = datetime(2026, 12, 3, tzinfo=UTC)
 
-def build(job_id: int, branch: str, c: str) -> PushedImage:
-    return PushedImage(job_id=job_id, branch=branch, commit_sha=c * 40, image_ref=f"r/x:{c * 7}")
+
+def build(job_id: int, branch: str, c: str, *, days_ago: int = 0) -> PushedImage:
+    return PushedImage(
+        job_id=job_id,
+        branch=branch,
+        commit_sha=c * 40,
+        image_ref=f"r/x:{c * 7}",
+        at=NOW - timedelta(days=days_ago),
+    )
 
 
 def test_the_newest_n_per_branch_stay_and_branch_tags_stay() -> None:
@@ -26,12 +36,12 @@ def test_the_newest_n_per_branch_stay_and_branch_tags_stay() -> None:
 def test_tags_not_pushed_by_deployq_and_images_in_use_stay() -> None:
     pushed = [build(3, "main", "c"), build(2, "main", "b"), build(1, "main", "a")]
     tags = {"ccccccc": "sha256:c", "bbbbbbb": "sha256:b", "aaaaaaa": "sha256:a"}
-    tags |= {"cache-main--build": "sha256:cache", "v1": "sha256:v1"}
+    tags |= {"latest": "sha256:latest", "v1": "sha256:v1"}
 
     plan = plan_tags(tags, pushed, keep=1, in_use_digests={"sha256:b"}, in_use_tags={"aaaaaaa"})
 
     assert plan.delete == {}
-    assert plan.keep["cache-main--build"] == plan.keep["v1"] == "not pushed by deployq"
+    assert plan.keep["latest"] == plan.keep["v1"] == "not pushed by deployq"
     assert plan.keep["aaaaaaa"] == "in use: a release, a rollback or a queued job"
     assert plan.spared == {"bbbbbbb": "its image is in use: a release, a rollback or a queued job"}
 
@@ -72,3 +82,41 @@ def test_the_next_page_of_a_tag_list_is_followed_on_the_same_registry_only() -> 
     )
     assert _next_page('<http://evil.example/v2/x>; rel="next"', base) is None
     assert _next_page("", base) is None
+
+
+def test_build_cache_tags_go_with_their_idle_branch_but_never_the_default_branchs() -> None:
+    pushed = [build(3, "main", "c", days_ago=90), build(2, "feature/new", "b", days_ago=1)]
+    pushed.append(build(1, "feature/old", "a", days_ago=60))
+    tags = {"ccccccc": "sha256:c", "bbbbbbb": "sha256:b", "aaaaaaa": "sha256:a"}
+    tags |= {
+        "cache-main--deps": "sha256:main-deps",
+        "cache-feature-new--deps": "sha256:new-deps",
+        "cache-feature-old--deps": "sha256:old-deps",
+        "cache-feature-old--build": "sha256:old-build",
+        # the old branch's deps stage is the same image as main's: it must stay
+        "cache-feature-old--base": "sha256:main-deps",
+        "cache-elsewhere--deps": "sha256:elsewhere",
+    }
+
+    plan = plan_tags(
+        tags,
+        pushed,
+        keep=5,
+        in_use_digests=set(),
+        in_use_tags=set(),
+        cache_idle_before=NOW - timedelta(days=30),
+        default_branch="main",
+    )
+
+    assert plan.deleted_tags == ["cache-feature-old--build", "cache-feature-old--deps"]
+    assert plan.keep["cache-main--deps"] == "the default branch's build cache"
+    assert plan.keep["cache-feature-new--deps"] == "build cache of a branch built 2026-12-02"
+    assert plan.keep["cache-elsewhere--deps"] == (
+        "build cache of a branch no build of this app names"
+    )
+    assert plan.spared == {
+        "cache-feature-old--base": "its image is also tagged cache-main--deps, which stays"
+    }
+    # without an idle cutoff every cache tag stays
+    kept = plan_tags(tags, pushed, keep=5, in_use_digests=set(), in_use_tags=set())
+    assert kept.delete == {}

@@ -5,7 +5,9 @@ A build pushes ``<sha7>`` and ``<branch>`` (``worker.pipeline.image_names``). Pe
 ``<sha7>`` tags are ranked by the newest job that pushed them; the first N stay, and every
 ``<branch>`` tag stays (it names the branch's newest image). Never deleted:
 
-- a tag no job of the app pushed (other tools' tags, build cache tags ``cache-*``);
+- a tag no job of the app pushed (other tools' tags);
+- a build cache tag ``cache-<branch>--<stage>`` (docs/cache.md) of the default branch, or of
+  a branch built within DEPLOYQ_RETENTION (older ones go: the branch is gone or idle);
 - an image a target runs, one of the ``keep_releases`` releases before it (rollback), one a
   queued or running job will deploy, or the ``<sha7>`` a queued or running build will push
   again (``store.retention.images_in_use``);
@@ -20,11 +22,14 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from deployq.buildcache import CacheTag, branch_slug, parse_cache_tag
 from deployq.config import Settings
 from deployq.errors import DeployqError, RegistryError
 from deployq.imageref import ImageRef, InvalidImageRef, docker_tag, parse, same_host
+from deployq.manual import default_branch
 from deployq.models import App, PushedImage
 from deployq.registry import RegistryClient
 from deployq.store import Store
@@ -55,13 +60,21 @@ def plan_tags(
     keep: int,
     in_use_digests: set[str],
     in_use_tags: set[str],
+    cache_idle_before: datetime | None = None,
+    default_branch: str | None = None,
 ) -> TagPlan:
     """Decide, for the repository's ``tags`` (tag -> digest), what goes.
 
     ``pushed``: the app's builds into this repository, newest first; ``keep``: ``<sha7>`` tags
-    kept per branch; ``in_use_*``: images that must stay (digests, and tags by name)."""
+    kept per branch; ``in_use_*``: images that must stay (digests, and tags by name). Build
+    cache tags (``cache-<branch>--<stage>``) go when their branch's newest build is older
+    than ``cache_idle_before`` (None: they all stay), never the ``default_branch``'s."""
     plan = TagPlan()
     branch_tags = {docker_tag(p.branch) for p in pushed}
+    last_build: dict[str, datetime] = {}  # branch slug of cache tags -> its newest build
+    for image in pushed:
+        slug = branch_slug(image.branch)
+        last_build[slug] = max(image.at, last_build.get(slug, image.at))
     ranked: dict[str, list[str]] = {}  # branch -> its sha7 tags present, newest first
     for image in pushed:
         sha7 = image.commit_sha[:7]
@@ -75,8 +88,13 @@ def plan_tags(
     for tag in tags:
         if tag in plan.keep:
             continue
+        cache = parse_cache_tag(tag)
         if tag in branch_tags:
             plan.keep[tag] = "a branch's newest image"
+        elif cache is not None:
+            why = _cache_kept(cache, last_build, cache_idle_before, default_branch)
+            if why is not None:
+                plan.keep[tag] = why
         elif tag not in ours:
             plan.keep[tag] = "not pushed by deployq"
         elif tag in in_use_tags:
@@ -92,6 +110,23 @@ def plan_tags(
         else:
             plan.delete.setdefault(digest, []).append(tag)
     return plan
+
+
+def _cache_kept(
+    cache: CacheTag,
+    last_build: Mapping[str, datetime],
+    idle_before: datetime | None,
+    default_branch: str | None,
+) -> str | None:
+    """Why a build cache tag stays, or None when its branch is idle (docs/cache.md)."""
+    if default_branch is not None and cache.branch == branch_slug(default_branch):
+        return "the default branch's build cache"
+    built = last_build.get(cache.branch)
+    if built is None:
+        return "build cache of a branch no build of this app names"
+    if idle_before is None or built >= idle_before:
+        return f"build cache of a branch built {built:%Y-%m-%d}"
+    return None
 
 
 @dataclass
@@ -186,6 +221,8 @@ async def prune_app_tags(
     plan = plan_tags(
         tags,
         [p for p in pushed if _in_repository(p.image_ref, target)],
+        cache_idle_before=datetime.now(UTC) - timedelta(seconds=store.settings.retention),
+        default_branch=_default_branch(app),
         keep=result.keep,
         in_use_digests={image.digest for image in in_use if image.digest},
         in_use_tags={ref.tag for ref in in_use_refs if ref is not None and ref.tag}
@@ -214,6 +251,13 @@ async def _digests(registry: RegistryClient, repository: str, tags: list[str]) -
         if digest:
             found[tag] = digest
     return found
+
+
+def _default_branch(app: App) -> str | None:
+    try:
+        return default_branch(app)
+    except DeployqError:  # the app builds only branch patterns
+        return None
 
 
 def _in_repository(image_ref: str | None, target: ImageRef) -> ImageRef | None:

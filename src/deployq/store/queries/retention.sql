@@ -60,7 +60,8 @@ FROM webhook_deliveries WHERE body IS NOT NULL AND received_at < now() - %(age)s
 -- name: pushed_images
 -- The images an app's builds pushed (or set out to push), newest job first: registry tag
 -- retention maps each tag to the branch whose build pushed it. Rollbacks push nothing.
-SELECT id AS job_id, branch, commit_sha, image_ref FROM jobs
+SELECT id AS job_id, branch, commit_sha, image_ref, coalesce(finished_at, enqueued_at) AS at
+FROM jobs
 WHERE app_id = %(app_id)s AND NOT deploy_only AND image_ref IS NOT NULL
   AND commit_sha IS NOT NULL
 ORDER BY id DESC
