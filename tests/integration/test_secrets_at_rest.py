@@ -256,3 +256,25 @@ async def test_the_upgrade_moves_plaintext_secrets_out_of_apps_and_seals_them(
     finally:
         with psycopg.connect(pg_server_dsn, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+async def test_jobs_claimed_together_carry_their_own_apps_secrets(store: Store) -> None:
+    # one claim statement brings every job's app and sealed secrets (claim.sql): jobs of one
+    # app share its App, each app keeps its own secrets, an app without any has none
+    web, api = _secrets(), _secrets()
+    await store.apps.add(_spec("web", web).model_copy(update={"concurrency": 2}))
+    await store.apps.add(_spec("api", api))
+    await store.apps.add(AppSpec(name="plain", repo_url=GITHUB_REPO_URL))
+    await store.servers.add("local", "unix:///var/run/docker.sock", capacity=8)
+    for app in ("web", "api", "web", "plain"):
+        await enqueue(store, app, branch=f"b-{uuid.uuid4().hex[:6]}")
+
+    leases = await store.leases.claim("w1", limit=8)
+
+    assert sorted(lease.job.app_name for lease in leases) == ["api", "plain", "web", "web"]
+    for lease in leases:
+        assert lease.app is not None and lease.app.name == lease.job.app_name
+        if lease.app.name == "plain":
+            assert lease.app.webhook_secret is None and lease.app.build_secrets == {}
+        else:
+            _assert_all(lease.app, web if lease.app.name == "web" else api)

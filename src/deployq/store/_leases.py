@@ -103,13 +103,20 @@ class Leases(StorePart):
             ).fetchall()
             leases: list[Lease] = []
             failed: list[Job] = []
+            # the jobs of one app claimed together share one App (read once, opened once)
+            apps: dict[int, App] = {}
             for row in rows:
                 app_row, sealed = row.pop("app_row"), row.pop("app_sealed")
                 job = Job.model_validate(row)
                 if job.status is JobStatus.RUNNING and job.worker_id == worker_id:
-                    app = App.model_validate(app_row) if app_row is not None else None
-                    if app is not None and sealed is not None:
-                        app = self.store.secrets.opened(app, sealed)
+                    app = None
+                    if app_row is not None:
+                        app = apps.get(app_row["id"])
+                        if app is None:
+                            app = App.model_validate(app_row)
+                            if sealed is not None:
+                                app = self.store.secrets.opened(app, sealed)
+                            apps[app.id] = app
                     leases.append(Lease(job, app))
                 elif job.status is JobStatus.FAILED:
                     failed.append(job)
