@@ -95,6 +95,7 @@ async def run_checks(
     checks.append(await check_smtp(settings))
     checks.append(_check_disk(settings))
     checks.append(_check_workspace(settings))
+    checks.append(_check_git_known_hosts(settings))
     return checks
 
 
@@ -441,3 +442,26 @@ def _check_workspace(settings: Settings) -> Check:
             f"{settings.data_dir}), or set DEPLOYQ_DATA_DIR",
         )
     return Check(name, True, f"{path} is writable")
+
+
+def _check_git_known_hosts(settings: Settings) -> Check:
+    """The known_hosts file ssh repositories are checked against (strictly) can be read and
+    holds host keys: without them every ssh clone is refused."""
+    name = "git known_hosts"
+    path = settings.git_known_hosts or settings.ssh_known_hosts
+    if path is None:
+        return _skip(name, "ssh repositories are checked against ssh's own ~/.ssh/known_hosts")
+    setting = "DEPLOYQ_GIT_KNOWN_HOSTS" if settings.git_known_hosts else "DEPLOYQ_SSH_KNOWN_HOSTS"
+    fix = (
+        f"add the forges' host keys after checking their fingerprints (`ssh-keyscan HOST >> "
+        f"{path}`), or fix {setting}"
+    )
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not text"
+        return Check(name, False, f"{path} ({setting}) cannot be read: {reason}", fix)
+    keys = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
+    if not keys:
+        return Check(name, False, f"{path} ({setting}) holds no host key: ssh clones fail", fix)
+    return Check(name, True, f"{len(keys)} host key(s) in {path} ({setting})")

@@ -313,3 +313,22 @@ def test_missing_config_file_is_a_failed_configuration_check(tmp_path: Path) -> 
     assert first.startswith("✘ configuration") and "no.toml does not exist" in first
     assert fix.strip().startswith("fix:")
     assert summary == "1 of 1 checks failed"
+
+
+async def test_the_git_known_hosts_file_is_checked(settings_factory: Any, tmp_path: Path) -> None:
+    missing = tmp_path / "missing_known_hosts"
+    known = tmp_path / "known_hosts"
+    known.write_text("# forges\n[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAA\n")
+
+    unset = named(await run_checks(settings=settings_factory()), "git known_hosts")
+    gone = named(
+        await run_checks(settings=settings_factory(git_known_hosts=missing)), "git known_hosts"
+    )
+    there = named(
+        await run_checks(settings=settings_factory(ssh_known_hosts=known)), "git known_hosts"
+    )
+
+    assert unset.skipped
+    assert not gone.ok and f"{missing} (DEPLOYQ_GIT_KNOWN_HOSTS) cannot be read" in gone.detail
+    assert f"ssh-keyscan HOST >> {missing}" in gone.fix
+    assert there.ok and there.detail == f"1 host key(s) in {known} (DEPLOYQ_SSH_KNOWN_HOSTS)"
