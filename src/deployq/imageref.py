@@ -33,12 +33,12 @@ IDENTIFIER = r"[a-f0-9]{64}"
 #: the whole reference, anchored: name, then an optional tag, then an optional digest
 REFERENCE = rf"(?:{DOMAIN_AND_PORT}/)?{REMOTE_NAME}(?::{TAG})?(?:@{DIGEST})?"
 
-_DOMAIN_RE = re.compile(rf"^{DOMAIN_AND_PORT}$", re.ASCII)
-_REMOTE_NAME_RE = re.compile(rf"^{REMOTE_NAME}$", re.ASCII)
-_TAG_RE = re.compile(rf"^{TAG}$", re.ASCII)
-_DIGEST_RE = re.compile(rf"^{DIGEST}$", re.ASCII)
-_IDENTIFIER_RE = re.compile(rf"^{IDENTIFIER}$", re.ASCII)
-_COMPONENT_RE = re.compile(rf"^{PATH_COMPONENT}$", re.ASCII)
+_DOMAIN_RE = re.compile(rf"^{DOMAIN_AND_PORT}\Z", re.ASCII)
+_REMOTE_NAME_RE = re.compile(rf"^{REMOTE_NAME}\Z", re.ASCII)
+_TAG_RE = re.compile(rf"^{TAG}\Z", re.ASCII)
+_DIGEST_RE = re.compile(rf"^{DIGEST}\Z", re.ASCII)
+_IDENTIFIER_RE = re.compile(rf"^{IDENTIFIER}\Z", re.ASCII)
+_COMPONENT_RE = re.compile(rf"^{PATH_COMPONENT}\Z", re.ASCII)
 
 #: distribution's RepositoryNameTotalLengthMax (the path, without the host)
 MAX_REPOSITORY_CHARS = 255

@@ -191,3 +191,10 @@ def test_an_uppercase_repository_is_refused_and_the_lowercase_one_suggested(path
     assume("/" not in path or ("." not in first and first != "localhost"))
     with pytest.raises(InvalidImageRef, match=re.escape(f"try {path!r}")):
         parse_repository(path.upper())
+
+
+@pytest.mark.parametrize("text", ["team/web\n", "0\n", "team/web:v1\n", "host:5000/a\n"])
+def test_a_trailing_newline_is_refused(text: str) -> None:
+    # `$` would match before a final newline; the grammar's anchors must not
+    with pytest.raises(InvalidImageRef):
+        parse(text)
