@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -27,6 +26,7 @@ from typing import Any
 import pytest
 from engine_proxy import HalfOpenEngineProxy
 
+from deployq.builders.attempts import MARKER_NAME, attempt_marker
 from deployq.models import JobStatus
 from deployq.store import Store
 from deployq.testing.jobs import wait_job
@@ -147,7 +147,8 @@ class EngineSampler:
 
     def __init__(self, data_root: str, job_id: int) -> None:
         self.executor = Path(data_root) / "buildkit" / "executor"
-        self.name = re.compile(rf"\bdeployq-attempt-{job_id}-(\d+)\.invalid\b")
+        #: attempt -> the address deployq-attempt.invalid has in its builds
+        self.markers = {attempt_marker(job_id, n): n for n in range(1, 16)}
         self.samples: list[tuple[float, Counter[int]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -159,11 +160,12 @@ class EngineSampler:
             try:
                 mounts = json.loads(config.read_text())["mounts"]
                 hosts = next(m["source"] for m in mounts if m["destination"] == "/etc/hosts")
-                match = self.name.search(Path(hosts).read_text())
+                entries = [line.split() for line in Path(hosts).read_text().splitlines()]
             except (OSError, ValueError, KeyError, StopIteration):
                 continue  # the step ended while we read
-            if match:
-                live[config.parent.name] = int(match.group(1))
+            for entry in entries:
+                if entry[1:] == [MARKER_NAME] and entry[0] in self.markers:
+                    live[config.parent.name] = self.markers[entry[0]]
         found: Counter[int] = Counter()
         if not live:
             return found
@@ -221,9 +223,10 @@ async def test_the_rescue_stops_a_dead_workers_build_on_the_engine_before_the_jo
 ) -> None:
     # attempt 1 sleeps for ten minutes; attempt 2 (its build is named after it) for 3 s
     unique = uuid.uuid4().hex[:12]
+    # (the attempt is the low 4 bits of the address deployq-attempt.invalid has)
     run = (
-        f"echo {unique} && if grep -q 'deployq-attempt-[0-9]*-1[.]invalid' /etc/hosts; "
-        "then sleep 600; else sleep 3; fi"
+        f"echo {unique} && a=$(awk '$2 == \"{MARKER_NAME}\" {{ print $1 }}' /etc/hosts) && "
+        "if [ $(( ${a##*.} % 16 )) -eq 1 ]; then sleep 600; else sleep 3; fi"
     )
     repo = git_repo_factory({"Dockerfile": f"FROM {base_image}\nRUN {run}\n"})
     proxy = HalfOpenEngineProxy()

@@ -1,9 +1,12 @@
 """Which builds of an attempt an engine still runs, and stopping them.
 
-Every build of attempt K of job N carries a name the engine can report on: an extra host
-entry ``deployq-attempt-N-K.invalid`` (``docker build --add-host``; the ``.invalid`` name
-resolves to 127.0.0.1 inside the build and nowhere else). The engine keeps it with each step
-that runs:
+Every build carries an extra host entry the engine can report on, ``deployq-attempt.invalid``
+(``docker build --add-host``; the reserved ``.invalid`` name resolves inside the build and
+nowhere else), and the attempt is its address: a loopback address made of the job id and the
+attempt (:func:`attempt_marker`). The name is the same for every build because BuildKit keeps
+an extra host's name in each ``RUN`` step's cache key and drops only its address: a name per
+attempt would make every ``RUN`` a cache miss (no warm build, no cache shared between
+servers). The engine keeps the entry with each step that runs:
 
 - **BuildKit** (dockerd's built-in builder) runs each ``RUN`` as a runc container whose bundle
   is ``<data root>/buildkit/executor/<id>/config.json``; the bundle bind-mounts a hosts file
@@ -22,10 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-#: the answer of a client (never a real host): RFC 2606's reserved top-level domain
-MARKER_DOMAIN = "invalid"
-#: where a marker resolves inside the build
-MARKER_ADDRESS = "127.0.0.1"
+#: the host name every build carries (RFC 2606's reserved top-level domain: never a real host)
+MARKER_NAME = "deployq-attempt.invalid"
+#: low bits of a marker address that hold the attempt
+ATTEMPT_BITS = 4
 #: where dockerd's built-in BuildKit keeps the bundles of running steps, under its data root
 EXECUTOR_DIR = "buildkit/executor"
 #: seconds one look at the engine may take (it runs a container)
@@ -49,8 +52,12 @@ echo done
 
 
 def attempt_marker(job_id: int, attempt: int) -> str:
-    """The name every build of this attempt carries: ``deployq-attempt-12-3.invalid``."""
-    return f"deployq-attempt-{job_id}-{attempt}.{MARKER_DOMAIN}"
+    """The address ``deployq-attempt.invalid`` has in every build of this attempt:
+    ``127.x.y.z`` holding the job id (its low 20 bits) and the attempt (its low 4 bits), e.g.
+    ``127.0.0.195`` for job 12, attempt 3. Two attempts alive at once share it only if their
+    job ids are 2^20 apart."""
+    value = ((job_id << ATTEMPT_BITS) | (attempt & (2**ATTEMPT_BITS - 1))) & 0xFFFFFF
+    return f"127.{value >> 16}.{(value >> 8) & 0xFF}.{value & 0xFF}"
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 from deployq.builders.attempts import (
     EXECUTOR_DIR,
     LOOK_TIMEOUT_S,
-    MARKER_ADDRESS,
+    MARKER_NAME,
     STEPS_SCRIPT,
     EngineSteps,
     parse_steps,
@@ -269,7 +269,7 @@ class BuildKitBuilder:
             for key, value in req.labels.items():
                 argv += ["--label", f"{key}={value}"]
             if req.attempt_marker:
-                argv += ["--add-host", f"{req.attempt_marker}:{MARKER_ADDRESS}"]
+                argv += ["--add-host", f"{MARKER_NAME}:{req.attempt_marker}"]
             for tag in req.tags:
                 argv += ["--tag", tag]
             for ref in req.cache_from:

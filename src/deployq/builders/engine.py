@@ -19,7 +19,7 @@ import docker
 import docker.errors
 import requests
 
-from deployq.builders.attempts import MARKER_ADDRESS, EngineSteps
+from deployq.builders.attempts import MARKER_NAME, EngineSteps
 from deployq.builders.base import (
     BuildRequest,
     EngineInfo,
@@ -175,9 +175,7 @@ class EngineBuilder:
                     target=req.target,
                     labels=dict(req.labels),
                     cache_from=cache_from or None,
-                    extra_hosts=(
-                        {req.attempt_marker: MARKER_ADDRESS} if req.attempt_marker else None
-                    ),
+                    extra_hosts=({MARKER_NAME: req.attempt_marker} if req.attempt_marker else None),
                     rm=True,
                     forcerm=True,
                     decode=True,
@@ -213,7 +211,7 @@ class EngineBuilder:
     async def attempt_steps(self, marker: str, *, stop: bool = False) -> EngineSteps:
         """The classic builder's running step containers of the builds named ``marker``
         (their HostConfig.ExtraHosts holds it); killed first with ``stop``."""
-        wanted = f"{marker}:{MARKER_ADDRESS}"
+        wanted = f"{MARKER_NAME}:{marker}"
 
         def call() -> EngineSteps:
             client = self._client(PING_TIMEOUT_S)
