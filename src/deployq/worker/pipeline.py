@@ -299,15 +299,22 @@ class Pipeline:
                 project.cancel()
                 await asyncio.gather(project, return_exceptions=True)
         async with self._registry() as registry:
-            digest = await self._push(names, auth, registry)
-            await stages.wait()
-            self.image_digest = digest
-            self.logs.write(f"==> pushed {names.registry}/{names.repository}@{digest}")
-            if self.cancel.requested:
-                raise OperatorCancel
+            digest = await self.builder.push(names.ref(names.tags[0]), auth, self.logs.write)
+            # verify's read goes out while the other tags are added (one round trip less)
+            served = asyncio.create_task(registry.manifest_digest(names.repository, names.tags[0]))
+            try:
+                await self._tag(names, digest, registry)
+                await stages.wait()
+                self.image_digest = digest
+                self.logs.write(f"==> pushed {names.registry}/{names.repository}@{digest}")
+                if self.cancel.requested:
+                    raise OperatorCancel
 
-            await self._enter(Step.VERIFY, image_digest=digest)
-            await self._verify(names, digest, registry)
+                await self._enter(Step.VERIFY, image_digest=digest)
+                self._verify(names, digest, await served)
+            finally:
+                served.cancel()
+                await asyncio.gather(served, return_exceptions=True)
         verdict = await self._scan(names, digest)
         if verdict is not None and verdict.action is ScanAction.FAIL:
             return self._failed(verdict.message, retryable=False, why=NOT_RETRIED_SCAN)
@@ -357,14 +364,13 @@ class Pipeline:
         )
         await self.deployer.run(image)
 
-    async def _push(self, names: ImageNames, auth: RegistryAuth, registry: RegistryClient) -> str:
-        """Push the first tag with the engine; give the image its other tags through the
-        registry's manifest API (no layer moves twice, and no second ``docker push``)."""
-        digest = await self.builder.push(names.ref(names.tags[0]), auth, self.logs.write)
+    async def _tag(self, names: ImageNames, digest: str, registry: RegistryClient) -> None:
+        """Give the pushed image (the engine pushed the first tag; its digest comes from that
+        push) its other tags through the registry's manifest API, all at once: no layer
+        moves twice, and no second ``docker push``."""
+        await asyncio.gather(*(registry.tag(names.repository, digest, t) for t in names.tags[1:]))
         for tag in names.tags[1:]:
-            await registry.tag(names.repository, digest, tag)
             self.logs.write(f"tagged {names.ref(tag)} ({digest[:19]})")
-        return digest
 
     def _detect(self) -> str | None:
         """None when the repository has its Dockerfile, else one generated from the build
@@ -394,8 +400,8 @@ class Pipeline:
     def _registry(self) -> RegistryClient:
         return RegistryClient.from_settings(self.settings, self.app)
 
-    async def _verify(self, names: ImageNames, digest: str, registry: RegistryClient) -> None:
-        seen = await registry.manifest_digest(names.repository, names.tags[0])
+    def _verify(self, names: ImageNames, digest: str, seen: str | None) -> None:
+        """The registry serves the pushed digest (``seen``) for the first tag."""
         if seen != digest:
             raise RegistryError(
                 f"the registry serves {seen or 'nothing'} for {names.ref(names.tags[0])}, "
