@@ -363,8 +363,14 @@ def _remote(url: str, token: str | None, token_hosts: str | None) -> _Remote:
         user, password = unquote(parts.username or ""), unquote(parts.password or "")
         return _Remote(clean, scope, f"{user}:{password}", (password, parts.password or ""))
     if token and _token_may_go_to(host, netloc, token_hosts):
-        return _Remote(clean, scope, f"x-access-token:{token}", (token,))
+        return _Remote(clean, scope, _basic(token), (token, token.partition(":")[2]))
     return _Remote(clean, secrets=(token or "",))
+
+
+def _basic(token: str) -> str:
+    """The basic-auth pair of a token: ``USER:TOKEN`` as given (GitLab deploy tokens,
+    Bitbucket app passwords), else ``x-access-token:TOKEN`` (GitHub; GitLab takes any user)."""
+    return token if ":" in token else f"x-access-token:{token}"
 
 
 def _token_may_go_to(host: str, netloc: str, token_hosts: str | None) -> bool:

@@ -27,6 +27,7 @@ from deployq.models import AppSpec, JobStatus
 from deployq.reconcile import reconcile
 from deployq.redact import MASK
 from deployq.store import Store
+from deployq.testing.git_http import serve_git_http
 from deployq.testing.jobs import running_pool, wait_job
 from deployq.testing.services import LocalRegistry, _keygen
 from deployq.worker.checkout import checkout
@@ -133,6 +134,27 @@ def argv_holding(secret: str) -> list[str]:
             if secret.encode() in cmdline:
                 found.append(cmdline.decode(errors="replace"))
     return found
+
+
+async def test_a_token_given_as_user_and_token_is_sent_with_that_user(
+    git_repo_factory: GitRepoFactory, tmp_path: Path
+) -> None:
+    root = tmp_path / "gitlab"
+    root.mkdir()
+    repo = git_repo_factory({"a": "1"})
+    git(root, "clone", "--quiet", "--bare", str(repo.path), str(root / "team.git"))
+    user, token = "gitlab+deploy-token-7", f"gldt-{uuid.uuid4().hex}"
+    config = Settings(data_dir=tmp_path / "data")
+
+    with serve_git_http(root, user, token) as gitlab:
+        url = gitlab.repo_url("team.git")
+        spec = AppSpec(name="web", repo_url=url, git_token=f"{user}:{token}")
+        assert await clone(spec, config, tmp_path / "ws") == repo.head
+        with pytest.raises(CheckoutError) as refused:
+            await clone(spec.model_copy(update={"git_token": token}), config, tmp_path / "ws2")
+
+    assert "the repository refused app web's git token" in refused.value.message
+    assert token not in refused.value.message
 
 
 async def test_the_apps_token_is_in_no_command_line_and_no_git_config(

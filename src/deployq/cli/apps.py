@@ -85,7 +85,8 @@ def app_group() -> None:
 @click.option(
     "--git-token",
     help="HTTPS token for this app's repository instead of DEPLOYQ_GIT_TOKEN (stored "
-    "encrypted); `-` reads it from stdin (or asks), out of the shell's history.",
+    "encrypted; USER:TOKEN for a GitLab deploy token); `-` reads it from stdin (or asks), "
+    "out of the shell's history.",
 )
 @click.option(
     "--git-ssh-key",
@@ -228,7 +229,8 @@ async def _existing(store: Store, name: str) -> App | None:
 @click.argument("name")
 @click.option(
     "--git-token",
-    help="HTTPS token for the app's repository; `-` reads it from stdin (or asks).",
+    help="HTTPS token for the app's repository (USER:TOKEN for a GitLab deploy token); `-` "
+    "reads it from stdin (or asks).",
 )
 @click.option(
     "--git-ssh-key",
