@@ -14,10 +14,16 @@ from deployq.store import ALL_CHANNELS
 from deployq.store import _queries as store_queries
 from deployq.store._job_common import WORKER_FIELDS
 from deployq.store._secrets import SPEC_SECRET_FIELDS
+from deployq.testing import replication
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "deployq"
 #: where SQL text may be: the named queries and the migrations
-SQL_HOMES = (SRC / "store" / "queries", SRC / "db" / "queries", SRC / "sql")
+SQL_HOMES = (
+    SRC / "store" / "queries",
+    SRC / "db" / "queries",
+    SRC / "testing" / "queries",
+    SRC / "sql",
+)
 #: how a statement starts (case-sensitive: prose in docstrings says "select" or "an INSERT")
 _STATEMENT = re.compile(
     r"^\s*(SELECT\s+[a-z0-9*(]|INSERT\s+INTO\s|UPDATE\s+\w+\s+SET\s|DELETE\s+FROM\s|"
@@ -44,8 +50,9 @@ def _uses(folder: Path) -> set[str]:
     [
         (store_queries.QUERIES, SRC / "store"),
         (named_sql.QUERIES, SRC / "db"),
+        (replication.QUERIES, SRC / "testing"),
     ],
-    ids=["store", "db"],
+    ids=["store", "db", "testing"],
 )
 def test_every_named_query_is_used_and_every_use_exists(
     queries: dict[str, str], folder: Path

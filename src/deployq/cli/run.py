@@ -7,6 +7,7 @@ import asyncio
 import click
 
 from deployq.cli.common import CliState, config_option, open_store, pass_state, run, setup_logging
+from deployq.db import set_application_name
 from deployq.embedded_registry import with_registry
 from deployq.service import components_for, run_components
 
@@ -14,6 +15,7 @@ from deployq.service import components_for, run_components
 def _serve(state: CliState, *, web: bool, worker: bool) -> None:
     settings = state.settings
     setup_logging(settings)
+    set_application_name("up" if web and worker else "serve" if web else "worker")
 
     async def main() -> None:
         nonlocal settings

@@ -7,6 +7,7 @@ import sys
 import click
 
 from deployq.cli.common import CliState, config_option, open_store, pass_state, run
+from deployq.db import set_application_name
 
 
 @click.command("tui")
@@ -34,6 +35,7 @@ def tui_cmd(state: CliState, read_only: bool, user: str | None, ascii_only: bool
     ascii_only = ascii_only or wants_ascii(getattr(sys.__stderr__, "encoding", None))
 
     settings = state.settings
+    set_application_name("tui")
 
     async def main() -> None:
         store = await open_store(settings)

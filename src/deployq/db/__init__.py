@@ -2,7 +2,7 @@
 
 from deployq.db.dsn import describe_dsn, dsn_password, resolve_dsn, with_dbname
 from deployq.db.health import DatabaseHealth
-from deployq.db.pool import Connection, Pool, connect, open_pool
+from deployq.db.pool import Connection, Pool, connect, open_pool, set_application_name
 
 __all__ = [
     "Connection",
@@ -13,5 +13,6 @@ __all__ = [
     "dsn_password",
     "open_pool",
     "resolve_dsn",
+    "set_application_name",
     "with_dbname",
 ]

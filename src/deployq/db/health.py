@@ -73,7 +73,9 @@ class DatabaseHealth:
             reason,
         )
 
-    async def mark_up(self) -> None:
+    async def mark_up(self, server: str | None = None) -> None:
+        """Up again; ``server`` (``host:port``) is the one that answered, named in the log
+        line when the DSN lists several (after a failover it is the promoted standby)."""
         if self.up:
             return
         self.up = True
@@ -81,7 +83,23 @@ class DatabaseHealth:
         self.reason = None
         self._down().clear()
         self._event().set()
-        log.warning("PostgreSQL at %s is back after %.1fs", self.where, down_for)
+        via = f" (answered by {server})" if server and "," in self.where else ""
+        log.warning("PostgreSQL at %s is back after %.1fs%s", self.where, down_for, via)
+        await self._run_hooks()
+
+    async def moved(self, old: str, new: str) -> None:
+        """The connections broke but the database answers at once, from another server (a
+        standby promoted before this process noticed): no outage to wait out, but what a
+        reconnect does (renew leases, claim, replay the spool) is due all the same."""
+        log.warning(
+            "PostgreSQL at %s is now answered by %s instead of %s (a failover); reconnected",
+            self.where,
+            new,
+            old,
+        )
+        await self._run_hooks()
+
+    async def _run_hooks(self) -> None:
         for hook in list(self._hooks):
             try:
                 await hook()

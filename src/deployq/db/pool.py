@@ -29,6 +29,18 @@ from deployq.errors import DatabaseUnavailable
 log = logging.getLogger(__name__)
 
 APP_NAME = "deployq"
+#: ``application_name`` of every connection this process opens (:func:`set_application_name`)
+_application_name = APP_NAME
+
+
+def set_application_name(role: str) -> None:
+    """Connections opened from now on call themselves ``deployq <role>`` (``deployq worker``,
+    ``deployq serve``, ``deployq tui``...), so pg_stat_activity tells the processes apart
+    (docs/SCALING.md counts connections with it)."""
+    global _application_name
+    _application_name = f"{APP_NAME} {role}"
+
+
 #: how often a database that is down is tried again
 PROBE_INTERVAL_S = 0.25
 #: how long one probe may take (connect and SELECT 1)
@@ -54,6 +66,13 @@ def _lost_server(exc: BaseException) -> bool:
     sqlstate = getattr(exc, "sqlstate", None)
     # no SQLSTATE: the client lost the connection; 08: connection exception; 57P: shutdown
     return sqlstate is None or sqlstate.startswith(("08", "57P"))
+
+
+def _server_of(conn: psycopg.AsyncConnection[Any]) -> str:
+    """``host:port`` of the server ``conn`` reached (of several in the DSN: the one libpq
+    chose)."""
+    host, port = conn.info.host, conn.info.port
+    return host if host.startswith("/") else f"{host}:{port}"
 
 
 def _reason(exc: BaseException) -> str:
@@ -83,6 +102,10 @@ class Pool:
         self._raw: RawPool | None = None
         self._probe: asyncio.Task[None] | None = None
         self._closed = False
+        #: ``host:port`` of the server the last probe reached (after a failover: the new one)
+        self._answered_by: str | None = None
+        #: ``host:port`` of the server the inner pool's connections go to
+        self.server: str | None = None
 
     def _new_raw(self) -> RawPool:
         return AsyncConnectionPool(
@@ -111,6 +134,8 @@ class Pool:
                 raise unavailable(self.dsn, direct) from exc
             raise unavailable(self.dsn, exc) from exc
         self._raw = raw
+        async with raw.connection() as first:
+            self.server = _server_of(first)
 
     def connection(self, timeout: float | None = None) -> _PooledConnection:
         return _PooledConnection(self, timeout)
@@ -145,6 +170,7 @@ class Pool:
                 )
                 try:
                     await conn.execute(sql("probe"))
+                    self._answered_by = _server_of(conn)
                 finally:
                     await conn.close()
         except (psycopg.Error, OSError) as exc:
@@ -155,6 +181,14 @@ class Pool:
 
     async def _watch(self, first_reason: str) -> None:
         reason = await self._answers()
+        if reason is None and self._answered_by != self.server:
+            # the database moved (a promoted standby) before we noticed: every connection
+            # of the inner pool is to the old server, a fresh pool replaces it
+            before = self.server or "?"
+            if await self._replace_raw():
+                await self.health.moved(before, self.server or "?")
+                return
+            reason = "the new server did not take connections"
         if reason is None:  # one broken connection, not an outage: drop the broken ones
             if self._raw is not None:
                 with contextlib.suppress(Exception):
@@ -170,7 +204,7 @@ class Pool:
             if await self._answers() is not None:
                 continue
             if await self._replace_raw():
-                await self.health.mark_up()
+                await self.health.mark_up(self._answered_by)
                 return
 
     async def _replace_raw(self) -> bool:
@@ -182,6 +216,7 @@ class Pool:
             await raw.close()
             return False
         old, self._raw = self._raw, raw
+        self.server = self._answered_by
         if old is not None:  # connections still out are closed when they come back
             asyncio.get_running_loop().create_task(old.close(timeout=1.0))
         return True
@@ -244,7 +279,7 @@ async def open_pool(
     the enqueue trigger reads."""
     kwargs: dict[str, Any] = {
         "row_factory": dict_row,
-        "application_name": APP_NAME,
+        "application_name": _application_name,
         "autocommit": True,
         "connect_timeout": max(1, int(timeout_s)),
     }
@@ -262,7 +297,7 @@ async def connect(dsn: str, *, autocommit: bool = True, timeout_s: float = 10.0)
             dsn,
             autocommit=autocommit,
             row_factory=dict_row,
-            application_name=APP_NAME,
+            application_name=_application_name,
             connect_timeout=max(1, int(timeout_s)),
         )
     except psycopg.Error as exc:

@@ -22,6 +22,7 @@ from deployq.builders.plan import app_overrides
 from deployq.durations import setting
 from deployq.errors import (
     ConfigError,
+    DatabaseUnavailable,
     DeployError,
     DeployqError,
     EngineUnavailable,
@@ -494,14 +495,30 @@ class Pipeline:
         latest), never holds up the step itself."""
         await self._settle()
         self._progress = asyncio.create_task(
-            self.store.leases.set_progress(
-                self.lease,
-                step=step,
-                progress=percent,
-                step_durations=dict(self.durations),
-                fields=fields,
-            )
+            self._write_progress(step, percent, dict(self.durations), fields)
         )
+
+    async def _write_progress(
+        self,
+        step: Step,
+        percent: int,
+        durations: dict[str, float],
+        fields: dict[str, Any] | None,
+    ) -> None:
+        """Progress is for the eyes: while the database is away the build goes on (the next
+        write, or the finish, carries the state); a lease taken over (LostJob) still stops it.
+        """
+        try:
+            await self.store.leases.set_progress(
+                self.lease, step=step, progress=percent, step_durations=durations, fields=fields
+            )
+        except DatabaseUnavailable as exc:
+            log.info(
+                "job #%s: step %s not recorded, the build goes on: %s",
+                self.lease.id,
+                step.value,
+                exc,
+            )
 
     async def _settle(self) -> None:
         """Wait for the latest progress write; raise what it raised (LostJob)."""
