@@ -231,6 +231,7 @@ async def test_a_job_pinned_to_the_tls_engine_builds_and_pushes_there(
     assert docker_cmd(docker_host, "image", "inspect", image, check=False).returncode != 0
 
 
+@pytest.mark.parametrize("backend", [BuildBackend.BUILDKIT, BuildBackend.ENGINE])
 async def test_a_job_pinned_to_the_ssh_engine_builds_and_pushes_there(
     settings_factory: Any,
     database_url: str,
@@ -239,11 +240,12 @@ async def test_a_job_pinned_to_the_ssh_engine_builds_and_pushes_there(
     engine: SecondEngine,
     ssh_engine: SshEngine,
     git_repo_factory: Any,
+    backend: BuildBackend,
 ) -> None:
     values = registry_settings(
         registry,
         docker_host,
-        build_backend=BuildBackend.BUILDKIT,
+        build_backend=backend,
         ssh_known_hosts=ssh_engine.known_hosts,
         ssh_key=ssh_engine.key,
     )
@@ -269,6 +271,7 @@ async def test_a_job_pinned_to_the_ssh_engine_builds_and_pushes_there(
     assert docker_cmd(docker_host, "image", "inspect", image, check=False).returncode != 0
 
 
+@pytest.mark.parametrize("backend", [BuildBackend.BUILDKIT, BuildBackend.ENGINE])
 async def test_an_unknown_ssh_host_key_is_refused_with_the_fix(
     settings_factory: Any,
     database_url: str,
@@ -276,13 +279,14 @@ async def test_an_unknown_ssh_host_key_is_refused_with_the_fix(
     docker_host: str,
     ssh_engine: SshEngine,
     tmp_path: Path,
+    backend: BuildBackend,
 ) -> None:
     known_hosts = tmp_path / "known_hosts"  # exists, but does not know the sshd's key
     known_hosts.write_text("")
     values = registry_settings(
         registry,
         docker_host,
-        build_backend=BuildBackend.BUILDKIT,
+        build_backend=backend,
         ssh_known_hosts=known_hosts,
         ssh_key=ssh_engine.key,
     )

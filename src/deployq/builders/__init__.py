@@ -65,14 +65,14 @@ def make_builder(
     disk_probe_image: str | None = None,
 ) -> Builder:
     """A builder for the engine at ``docker_host`` (through mutual TLS with ``tls``; ssh://
-    through the ssh of ``ssh`` with the BuildKit backend, which also measures a remote
-    engine's free disk with ``df`` in a container of ``disk_probe_image``).
+    through the strict ssh of ``ssh`` with either backend; the BuildKit backend also measures
+    a remote engine's free disk with ``df`` in a container of ``disk_probe_image``).
 
     AUTO picks BuildKit when a docker CLI that can build with BuildKit exists, else the
     Engine API. ``docker_cli`` is Settings.docker_cli (None: search for one).
     """
     if backend is BuildBackend.ENGINE:
-        return EngineBuilder(docker_host, tls=tls)
+        return EngineBuilder(docker_host, tls=tls, ssh=ssh)
     cli = docker_cli if docker_cli is not None else find_buildkit_cli()
     if cli is not None and (docker_cli is None or _has_buildkit(cli)):
         return BuildKitBuilder(
@@ -84,7 +84,7 @@ def make_builder(
             f"(found {cli or 'none'}): install docker's CLI with buildx, set "
             "DEPLOYQ_DOCKER_CLI, or use DEPLOYQ_BUILD_BACKEND=engine"
         )
-    return EngineBuilder(docker_host, tls=tls)
+    return EngineBuilder(docker_host, tls=tls, ssh=ssh)
 
 
 def find_buildkit_cli() -> str | None:

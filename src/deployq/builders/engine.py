@@ -29,6 +29,8 @@ from deployq.builders.base import (
     normalize_arch,
     split_ref,
 )
+from deployq.builders.sshconf import SshWrapper, ssh_problem
+from deployq.builders.sshdial import SshDialer
 from deployq.builders.tls import EngineTLS, tls_problem
 from deployq.errors import BuildError, EngineUnavailable, RegistryError
 from deployq.redact import Redactor
@@ -100,16 +102,25 @@ class EngineBuilder:
 
     backend = "engine"
 
-    def __init__(self, docker_host: str, *, tls: EngineTLS | None = None) -> None:
+    def __init__(
+        self, docker_host: str, *, tls: EngineTLS | None = None, ssh: SshWrapper | None = None
+    ) -> None:
         self.docker_host = docker_host
         self.tls = tls
+        #: ssh:// through the strict ssh wrapper (builders.sshdial), as the CLI reaches it
+        self.ssh = ssh if docker_host.startswith("ssh://") else None
+        self.dialer = SshDialer(docker_host, self.ssh) if self.ssh else None
 
     def close(self) -> None:
-        """Nothing to drop: each call passes its credentials to the engine and keeps none."""
+        """Each call passes its credentials to the engine and keeps none; an ssh:// engine's
+        socket goes."""
+        if self.dialer is not None:
+            self.dialer.close()
 
     def _client(self, timeout: int = STREAM_TIMEOUT_S) -> docker.APIClient:
+        base_url = self.dialer.url if self.dialer else self.docker_host
         try:
-            return api_client(self.docker_host, timeout=timeout, tls=self.tls)
+            return api_client(base_url, timeout=timeout, tls=self.tls)
         except (docker.errors.DockerException, requests.RequestException, OSError) as exc:
             raise self._unavailable(exc) from exc
 
@@ -117,6 +128,10 @@ class EngineBuilder:
         tls = tls_problem(str(exc), self.tls)
         if tls is not None:
             return EngineUnavailable(f"docker engine {self.docker_host} refused: {tls}")
+        if self.dialer is not None:
+            ssh = ssh_problem(self.dialer.last_error, self.docker_host, self.ssh)
+            if ssh is not None:
+                return EngineUnavailable(f"docker engine {self.docker_host} refused: {ssh}")
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         return EngineUnavailable(
             f"docker engine {self.docker_host} does not answer: {reason} — "
