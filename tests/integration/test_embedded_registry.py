@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from registry_helpers import pull, push_image
 
 from deployq.config import Settings
 from deployq.embedded_registry import ensure_registry, stop_registry, with_registry
 from deployq.errors import RegistryError
 from deployq.registry import RegistryClient
+from deployq.testing.services import LocalRegistry
 
 
 @pytest.fixture
@@ -135,3 +137,20 @@ def test_registry_url_and_login_from_the_cli(data_dir: Path) -> None:
     auths = json.loads((data_dir / "docker-config" / "config.json").read_text())["auths"]
     assert host in auths
     assert ensure_registry(data_dir).password not in login.stdout + login.stderr
+
+
+async def test_the_embedded_registry_lets_retention_delete_images(data_dir: Path) -> None:
+    embedded = ensure_registry(data_dir)
+    local = LocalRegistry(
+        embedded.host, embedded.username, embedded.password, data_dir / "registry" / "htpasswd"
+    )
+    old = await push_image(local, "deployq/web", "aaaaaaa")
+    await push_image(local, "deployq/web", "bbbbbbb", "main")
+    client = RegistryClient(embedded.url, embedded.username, embedded.password)
+
+    assert await client.delete_manifest("deployq/web", old) is True
+
+    assert set(await client.tags("deployq/web")) == {"bbbbbbb", "main"}
+    assert await pull(local, "deployq/web", "aaaaaaa") == 404
+    assert await pull(local, "deployq/web", "main") == 200
+    assert await client.delete_manifest("deployq/web", old) is False  # gone already
