@@ -20,6 +20,7 @@ and deletes unless it is a dry run.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -35,6 +36,8 @@ from deployq.registry import RegistryClient
 from deployq.store import Store
 from deployq.worker.pipeline import image_target
 
+#: manifest HEAD requests in flight at once while reading a repository's tags
+HEAD_CONCURRENCY = 8
 #: releases kept per target for rollback when the app has no deploy settings
 DEFAULT_KEEP_RELEASES = 3
 
@@ -244,13 +247,16 @@ async def prune_app_tags(
 
 
 async def _digests(registry: RegistryClient, repository: str, tags: list[str]) -> dict[str, str]:
-    """tag -> digest for the tags that (still) exist."""
-    found: dict[str, str] = {}
-    for tag in tags:
-        digest = await registry.manifest_digest(repository, tag)
-        if digest:
-            found[tag] = digest
-    return found
+    """tag -> digest for the tags that (still) exist; HEAD_CONCURRENCY requests at a time
+    (one held session: a repository of thousands of tags takes seconds, not minutes)."""
+    gate = asyncio.Semaphore(HEAD_CONCURRENCY)
+
+    async def head(tag: str) -> str | None:
+        async with gate:
+            return await registry.manifest_digest(repository, tag)
+
+    digests = await asyncio.gather(*(head(tag) for tag in tags))
+    return {tag: digest for tag, digest in zip(tags, digests, strict=True) if digest}
 
 
 def _default_branch(app: App) -> str | None:
