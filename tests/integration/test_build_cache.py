@@ -142,3 +142,46 @@ async def test_a_build_on_b_reuses_the_stages_a_built_and_a_new_branch_starts_fr
                 assert own is not None and own.startswith("sha256:")
     finally:
         await store.close()
+
+
+async def test_the_engine_backend_pulls_the_cache_images_and_b_reuses_what_a_built(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    docker_host: str,
+    engine: SecondEngine,
+    git_repo_factory: Any,
+) -> None:
+    """The classic builder reuses only local images: B pulls A's cache images first."""
+    settings = settings_factory(
+        **registry_settings(registry, docker_host, build_backend=BuildBackend.ENGINE)
+    )
+    store = await Store.open(settings, database_url, min_size=1)
+    nonce = uuid.uuid4().hex
+    good = engine.tls
+    try:
+        await store.servers.add("a", docker_host, labels=["a"])
+        await store.servers.add(
+            "b",
+            engine.tcp,
+            labels=["b"],
+            tls=(str(good.ca), str(good.client_cert), str(good.client_key)),
+        )
+        repo = git_repo_factory({"Dockerfile": multi_stage(nonce), "app.txt": "one\n"})
+        app = await add_app(store, repo.url, required_labels=["a"])
+        cache = f"{registry.url}/deployq/{app}:cache-main--deps"
+
+        _, logs_a = await run_on(store, app, ["a"], "refs/heads/main")
+        assert f"no cache image {cache}" in logs_a  # the first build has none yet
+        assert f"pushed cache image {cache}" in logs_a
+
+        repo.commit({"app.txt": "two\n"})
+        _, logs_b = await run_on(store, app, ["b"], "refs/heads/main")
+    finally:
+        await store.close()
+
+    assert f"pulled cache image {cache}" in logs_b
+    # the deps stage's RUN came from A's image: the classic builder says so after the step
+    deps_build = logs_b.split("==> stage deps: building its cache image")[1]
+    run_step = deps_build[deps_build.index(f"RUN echo deps-{nonce}") :]
+    assert run_step.splitlines()[1].strip() == "---> Using cache", run_step[:400]
