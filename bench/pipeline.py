@@ -250,7 +250,8 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
                     if job.server_name != "b":
                         raise RuntimeError(f"job #{job.id} ran on {job.server_name}, not b")
                     cross_times.append(took)
-                    cross_steps.append(job.step_durations)
+                    waited = (job.started_at or job.enqueued_at) - job.enqueued_at
+                    cross_steps.append({**job.step_durations, "queued": waited.total_seconds()})
                     await pin(store, "bench", "a")
         finally:
             stop.set()
