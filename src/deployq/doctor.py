@@ -34,6 +34,7 @@ from deployq.db.migrate import pending_migrations
 from deployq.durations import setting
 from deployq.embedded_registry import registry_dir, with_registry
 from deployq.errors import ConfigError, DeployqError, RegistryError
+from deployq.hostid import host_id
 from deployq.registry import RegistryClient
 from deployq.store import Store
 
@@ -57,6 +58,13 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _this_host(settings: Settings) -> str | None:
+    try:
+        return host_id(settings)
+    except ConfigError:
+        return None
 
 
 def _skip(name: str, detail: str) -> Check:
@@ -102,14 +110,15 @@ async def run_checks(
 # -- database ---------------------------------------------------------------------------------
 
 
-#: a build server doctor checks: name, docker host, TLS files (None without TLS)
-_Engine = tuple[str, str, EngineTLS | None]
+#: a build server doctor checks: name, docker host, TLS files (None without TLS), the host
+#: that owns it (a unix:// engine; None: any host)
+_Engine = tuple[str, str, EngineTLS | None, str | None]
 
 
 async def _database_checks(settings: Settings) -> tuple[list[Check], list[_Engine]]:
     """Database and migrations, plus the build servers to check."""
     # with no server registered, the first worker registers this engine as `local`
-    local: list[_Engine] = [("(default)", settings.local_docker_host, None)]
+    local: list[_Engine] = [("(default)", settings.local_docker_host, None, None)]
     try:
         dsn = await asyncio.to_thread(resolve_dsn, settings)
         conn = await connect(dsn, timeout_s=settings.db_connect_timeout)
@@ -155,7 +164,9 @@ async def _registered_servers(settings: Settings, dsn: str) -> list[_Engine]:
     except DeployqError:
         return []
     try:
-        return [(s.name, s.docker_host, server_tls(s)) for s in await store.servers.all()]
+        return [
+            (s.name, s.docker_host, server_tls(s), s.host_id) for s in await store.servers.all()
+        ]
     finally:
         await store.close()
 
@@ -215,9 +226,16 @@ async def _check_ssh_engine(settings: Settings, name: str, docker_host: str) -> 
 
 
 async def _check_engine(
-    settings: Settings, name: str, docker_host: str, tls: EngineTLS | None = None
+    settings: Settings,
+    name: str,
+    docker_host: str,
+    tls: EngineTLS | None = None,
+    owner: str | None = None,
 ) -> Check:
     label = f"engine {name}"
+    if owner is not None and owner != _this_host(settings):
+        # its socket path here is this host's engine, not that one
+        return _skip(label, f"{docker_host} is host {owner}'s engine: run `deployq doctor` there")
     if docker_host.startswith("ssh://"):
         return await _check_ssh_engine(settings, name, docker_host)
     try:

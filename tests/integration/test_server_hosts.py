@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from deployq.doctor import run_checks
 from deployq.models import JobStatus
 from deployq.store import Store
 from deployq.testing.jobs import running_pool, wait_job
@@ -85,6 +86,23 @@ async def test_only_workers_of_the_owner_host_claim_a_unix_server(store: Store) 
     assert shared.id == job_s
 
 
+async def test_a_job_for_a_host_without_workers_says_so(store: Store) -> None:
+    await store.servers.add("engine-a", "unix:///run/a.sock", labels=["a"], host_id="host-a")
+    job = await deploy(
+        store, await add_app(store, "https://example.com/a.git", required_labels=["a"])
+    )
+    await store.workers.register("w-b", host="b", host_id="host-b", pid=1, concurrency=1)
+
+    assert await store.waits.reason(job) == (
+        "no worker runs on the host of engine-a (host host-a): only that host's workers build "
+        "on its unix:// engine; start `deployq worker` there"
+    )
+    await store.workers.register("w-a", host="a", host_id="host-a", pid=2, concurrency=1)
+    assert await store.waits.reason(job) == "next in line: waiting for a worker to claim it"
+    await store.workers.set_stopping("w-a")
+    assert "no worker runs on the host of engine-a" in (await store.waits.reason(job) or "")
+
+
 @pytest.mark.docker
 @pytest.mark.slow
 async def test_two_hosts_only_the_owner_builds_on_its_local_engine(
@@ -138,3 +156,24 @@ def _workers_json(database_url: str, tmp_path: Path) -> Any:
         check=True,
     )
     return json.loads(done.stdout)
+
+
+async def test_doctor_checks_only_this_hosts_unix_engines(
+    settings_factory: Any, database_url: str, docker_host: str, tmp_path: Path
+) -> None:
+    here = settings_factory(host_id="host-a", docker_host=docker_host)
+    store = await Store.open(here, database_url, min_size=1)
+    try:
+        await store.servers.add("mine", docker_host, host_id="host-a")
+        await store.servers.add("theirs", "unix:///run/theirs.sock", host_id="host-z")
+    finally:
+        await store.close()
+
+    checks = {c.name: c for c in await run_checks(settings=here)}
+
+    assert checks["engine mine"].ok and not checks["engine mine"].skipped
+    theirs = checks["engine theirs"]
+    assert theirs.ok and theirs.skipped
+    assert theirs.detail == (
+        "unix:///run/theirs.sock is host host-z's engine: run `deployq doctor` there"
+    )

@@ -1,13 +1,14 @@
 """Why a queued job is waiting, in the words every client shows.
 
 The first reason that applies wins: a retry delay, the app's concurrency, the servers
-(none fits, draining, unhealthy, full), what a worker recorded (e.g. low disk), and
-finally the jobs ahead of it.
+(none fits, draining, unhealthy, only on a host with no worker, full), what a worker
+recorded (e.g. low disk), and finally the jobs ahead of it.
 """
 
 from __future__ import annotations
 
 import builtins
+from datetime import timedelta
 from typing import Any
 
 from deployq.durations import elapsed
@@ -26,7 +27,9 @@ class Waits(StorePart):
             jobs = await (await conn.execute(sql("wait_jobs"), {"ids": list(job_ids)})).fetchall()
             if not jobs:
                 return {}
-            servers = await (await conn.execute(sql("wait_servers"))).fetchall()
+            # a worker heartbeats every lease_ttl / 3: one missing for a whole ttl is gone
+            alive = timedelta(seconds=self.store.settings.lease_ttl)
+            servers = await (await conn.execute(sql("wait_servers"), {"alive": alive})).fetchall()
         return {int(j["id"]): _reason(j, servers) for j in jobs}
 
     async def reason(self, job_id: int) -> str | None:
@@ -105,6 +108,13 @@ def _server_reason(job: dict[str, Any], servers: list[dict[str, Any]]) -> str | 
             names = ", ".join(draining)
             return f"server{'s' if len(draining) > 1 else ''} {names} draining"
         return f"no healthy server with {wanted}" if wanted else "no healthy build server"
-    if all(int(s["running"]) >= int(s["capacity"]) for s in usable):
+    served = [s for s in usable if s["host_alive"]]
+    if not served:
+        names = ", ".join(f"{s['name']} (host {s['host_id']})" for s in usable)
+        return (
+            f"no worker runs on the host of {names}: only that host's workers build on its "
+            "unix:// engine; start `deployq worker` there"
+        )
+    if all(int(s["running"]) >= int(s["capacity"]) for s in served):
         return "all matching servers full"
     return None

@@ -42,8 +42,14 @@ FROM jobs j LEFT JOIN apps a ON a.id = j.app_id
 WHERE j.id = ANY(%(ids)s) AND j.status = 'queued'
 
 -- name: wait_servers
-SELECT s.name, s.arch, s.labels, s.healthy, s.draining, s.capacity,
-       (SELECT count(*) FROM jobs r WHERE r.server_id = s.id AND r.status = 'running') AS running
+-- host_alive: the server is anyone's, or a worker of its owner host sent a heartbeat within
+-- %(alive)s (a unix:// server gets jobs only from its own host's workers).
+SELECT s.name, s.arch, s.labels, s.healthy, s.draining, s.capacity, s.host_id,
+       (SELECT count(*) FROM jobs r WHERE r.server_id = s.id AND r.status = 'running') AS running,
+       s.host_id IS NULL OR EXISTS (
+           SELECT 1 FROM workers w
+            WHERE w.host_id = s.host_id AND NOT w.stopping
+              AND w.heartbeat_at > now() - %(alive)s) AS host_alive
 FROM build_servers s ORDER BY s.name
 
 -- name: wait_reason_set
