@@ -101,18 +101,23 @@ async def deployq_store(dsn: str, pool: int) -> Store:
     return await Store.open(settings, dsn, min_size=pool)
 
 
+async def add_bench_app(store: Store) -> None:
+    """The server (1024 slots) and the app (64 at once, no supersede) the jobs run for."""
+    await store.servers.add("bench", "unix:///var/run/docker.sock", capacity=1024)
+    await store.apps.add(
+        AppSpec(
+            name="bench",
+            repo_url="https://example.invalid/bench.git",
+            concurrency=64,
+            supersede_policy="queue",
+        )
+    )
+
+
 async def deployq_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
     store = await deployq_store(dsn, max(CONCURRENCY) + 2)
     try:
-        await store.servers.add("bench", "unix:///var/run/docker.sock", capacity=1024)
-        await store.apps.add(
-            AppSpec(
-                name="bench",
-                repo_url="https://example.invalid/bench.git",
-                concurrency=64,
-                supersede_policy="queue",
-            )
-        )
+        await add_bench_app(store)
 
         async def enqueue_all() -> None:
             for _ in range(jobs):
