@@ -11,9 +11,11 @@ job of a concurrency-1 app is killed with SIGKILL.
 Asserted, from the job timeline (job_events) and from sampling the jobs table meanwhile:
 no server ever runs more builds than its capacity; per app, jobs start in the order they were
 queued (concurrency 1: one after the other, the killed job's new attempt before the next job);
-every job succeeds, ends once, and runs once (one claim; the killed job two: its attempt on the
-dead worker and its rescue); the killed worker's job is rescued within two lease TTLs (the
-delay is printed); the two surviving workers both built.
+every job succeeds, ends once, and runs once (one claim; the killed worker's jobs two: their
+attempt on the dead worker and their rescue; a retry after a failed attempt, which the test
+registry's occasional HTTP 500 under this load causes, one more, printed); the killed worker's
+jobs are rescued within two lease TTLs (the delay is printed); the two surviving workers both
+built; the workers table shows the three host ids.
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ async def test_workers_on_three_hosts_keep_capacity_order_and_rescue(
                 for n in range(JOBS_PER_APP)
             ]
             await store.apps.add(
-                AppSpec(name=app, repo_url=repo.url, concurrency=concurrency, max_attempts=2,
+                AppSpec(name=app, repo_url=repo.url, concurrency=concurrency, max_attempts=3,
                         supersede_policy=SupersedePolicy.QUEUE)
             )  # fmt: skip
         # queued in rounds (app by app), so every app has jobs waiting the whole time
@@ -157,7 +159,7 @@ async def test_workers_on_three_hosts_keep_capacity_order_and_rescue(
         events = await _rows(
             database_url,
             "SELECT e.job_id, j.app_name, e.at, e.kind, e.from_status, e.to_status, "
-            "e.data->>'server', e.actor, j.status::text "
+            "e.data->>'server', e.actor, j.status::text, e.message "
             "FROM job_events e JOIN jobs j ON j.id = e.job_id ORDER BY e.id",
         )
     finally:
@@ -181,13 +183,22 @@ async def test_workers_on_three_hosts_keep_capacity_order_and_rescue(
     assert all(peaks[s] <= CAPACITIES[s] for s in peaks), peaks
     assert peaks["large"] >= 2, f"the servers were never busy: {peaks}"
     # every job ran once, the killed one twice (its rescue), and ended once, succeeded
-    assert set(timeline.status.values()) == {"succeeded"}, timeline.status
+    unsucceeded = {
+        job: timeline.history[job] for job, st in timeline.status.items() if st != "succeeded"
+    }
+    assert not unsucceeded, "\n".join(
+        f"#{job}: " + " | ".join(lines) for job, lines in unsucceeded.items()
+    )
     assert set(timeline.ends.values()) == {1}, timeline.ends
     # the killed worker's jobs (all its slots) were rescued; nothing else was
     assert victim in timeline.rescued
     assert {timeline.first_claimer[job] for job in timeline.rescued} == {killed_worker}
     claims = {job: len(c) for job, c in timeline.claims.items()}
-    assert claims == {job: 2 if job in timeline.rescued else 1 for job in claims}, claims
+    # (plus one per retry after a failed attempt: the shared test registry answers a HEAD with
+    # HTTP 500 now and then under this load; the retry is the designed answer, and reported)
+    expected = {job: 1 + (job in timeline.rescued) + len(timeline.retries[job]) for job in claims}
+    odd = {job: timeline.history[job] for job in claims if claims[job] != expected[job]}
+    assert not odd, "\n".join(f"#{job}: " + " | ".join(lines) for job, lines in odd.items())
     # per app: in queue order; concurrency 1: one at a time
     for app, jobs in timeline.by_app.items():
         ordered = sorted(jobs)
@@ -206,7 +217,8 @@ async def test_workers_on_three_hosts_keep_capacity_order_and_rescue(
         f"{len(timeline.status)} jobs; peak running per server {peaks} "
         f"({len(samples)} samples); the {len(timeline.rescued)} jobs of the worker killed on "
         f"{killed_host} rescued at most {rescue_s:.2f}s after SIGKILL (lease TTL "
-        f"{LEASE_TTL_S:g}s)"
+        f"{LEASE_TTL_S:g}s); retries after a failed attempt: "
+        f"{[m for ms in timeline.retries.values() for m in ms] or 'none'}"
     )
 
 
@@ -272,12 +284,17 @@ class Timeline:
         self.claimed_by: set[str] = set()
         #: job -> the worker of its first claim
         self.first_claimer: dict[int, str] = {}
+        #: job -> why each failed attempt was retried
+        self.retries: dict[int, list[str]] = defaultdict(list)
+        #: job -> its events, for the failure messages
+        self.history: dict[int, list[str]] = defaultdict(list)
 
 
 def _timeline(events: list[tuple[Any, ...]]) -> Timeline:
     timeline = Timeline()
     open_spans: dict[int, tuple[str, datetime]] = {}
-    for job, app, at, kind, from_status, to_status, server, actor, status in events:
+    for job, app, at, kind, from_status, to_status, server, actor, status, message in events:
+        timeline.history[job].append(f"{kind} {from_status}->{to_status} {actor}: {message}")
         timeline.by_app[app].add(job)
         timeline.status[job] = status
         if to_status == "running":
@@ -290,6 +307,8 @@ def _timeline(events: list[tuple[Any, ...]]) -> Timeline:
             timeline.spans[name].append((since, at))
         if kind == "rescued":
             timeline.rescued[job] = at
+        if kind == "retry_scheduled":
+            timeline.retries[job].append(str(message))
         if to_status in FINAL:
             timeline.ends[job] += 1
             timeline.ended[job] = at
