@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from deployq.builders import BuildKitBuilder, EngineBuilder, make_builder
+from deployq.builders import BuildKitBuilder, EngineBuilder, attempt_marker, make_builder
 from deployq.builders.base import Builder, BuildRequest, LogSink, RegistryAuth
 from deployq.config import BuildBackend
 from deployq.errors import BuildError, ConfigError, EngineUnavailable, RegistryError
@@ -30,9 +30,9 @@ BACKENDS = ["buildkit", "engine"]
 CANCEL_LIMIT_S = 5.0
 
 
-def make(backend: str, docker_host: str) -> Builder:
+def make(backend: str, docker_host: str, probe_image: str | None = None) -> Builder:
     if backend == "buildkit":
-        return BuildKitBuilder(docker_host, DOCKER)
+        return BuildKitBuilder(docker_host, DOCKER, disk_probe_image=probe_image)
     return EngineBuilder(docker_host)
 
 
@@ -243,6 +243,53 @@ async def test_cancel_stops_only_that_build_within_five_seconds(
 
     image_id = await asyncio.wait_for(other_task, 60)
     assert image_id.startswith("sha256:")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_the_engine_reports_and_stops_the_steps_of_one_attempt_only(
+    backend: str, docker_host: str, base_image: str, image_name: str, tmp_path: Path
+) -> None:
+    job = 10**9 + uuid.uuid4().int % 10**9  # no other test's job
+    markers = {n: attempt_marker(job, n) for n in (1, 2, 3)}
+    started = {n: asyncio.Event() for n in (1, 2)}
+    tasks = {}
+    for n in (1, 2):
+        root = write(
+            tmp_path / f"a{n}",
+            {"Dockerfile": f"FROM {base_image}\nRUN echo go-{job}-{n} && sleep 20 && echo ok\n"},
+        )
+        request = BuildRequest(root, tags=[f"{image_name}:a{n}"], attempt_marker=markers[n])
+        seen = f"go-{job}-{n}"
+
+        def sink(line: str, seen: str = seen, event: asyncio.Event = started[n]) -> None:
+            if seen in line and "RUN" not in line:
+                event.set()
+
+        tasks[n] = asyncio.create_task(make(backend, docker_host, base_image).build(request, sink))
+    await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started.values())), 120)
+    builder = make(backend, docker_host, base_image)
+
+    first, second, none = [await builder.attempt_steps(markers[n]) for n in (1, 2, 3)]
+    assert first is not None and second is not None and none is not None
+    assert len(first.steps) == 1 and len(second.steps) == 1 and none.steps == ()
+    assert first.steps != second.steps
+
+    stopped = await builder.attempt_steps(markers[1], stop=True)
+    assert stopped is not None and stopped.steps == first.steps
+    with pytest.raises(BuildError):  # the engine failed the build whose step was killed
+        await asyncio.wait_for(tasks[1], 30)
+    after = await builder.attempt_steps(markers[1])
+    assert after is not None and not after.running
+    still = await builder.attempt_steps(markers[2])
+    assert still is not None and still.steps == second.steps  # the other attempt runs on
+    assert (await asyncio.wait_for(tasks[2], 60)).startswith("sha256:")
+
+
+async def test_an_engine_without_the_image_to_look_with_cannot_be_looked_into(
+    docker_host: str,
+) -> None:
+    builder = BuildKitBuilder(docker_host, DOCKER, disk_probe_image="deployq-test/absent:none")
+    assert await builder.attempt_steps(attempt_marker(1, 1)) is None
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

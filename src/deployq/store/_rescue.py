@@ -74,7 +74,7 @@ def rescuer_component(
     host_id: str | None = None,
     interval_s: float | None = None,
 ) -> Component:
-    """Every lease TTL / 2: take the expired attempts and rescue each in a task of its own.
+    """Every lease TTL / 4: take the expired attempts and rescue each in a task of its own.
 
     Without ``stop_build`` the jobs are queued again at once (nothing asks an engine): for a
     store without workers, as in the queue's own tests. ``host_id``: the host this runs on
@@ -83,7 +83,7 @@ def rescuer_component(
 
     async def run(stop: asyncio.Event) -> None:
         rescuer = rescuer_id()
-        every = interval_s or store.settings.lease_ttl / 2
+        every = interval_s or store.settings.lease_ttl / 4
         running: dict[int, asyncio.Task[bool]] = {}  # job id -> its rescue
         try:
             while not await wait_or_stop(stop, every * random.uniform(0.8, 1.0)):
