@@ -7,6 +7,7 @@ sshd started by the test runs `docker system dial-stdio` against its socket.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -19,8 +20,10 @@ from typing import Any
 
 import pytest
 
+from deployq.builders import BuildRequest, attempt_marker
 from deployq.config import BuildBackend
 from deployq.doctor import run_checks
+from deployq.errors import BuildError
 from deployq.models import JobStatus
 from deployq.store import Store
 from deployq.testing.jobs import running_pool, wait_job
@@ -404,3 +407,56 @@ def test_server_add_checks_an_ssh_engine_the_way_workers_reach_it(
     assert added.returncode == 0, added.stderr
     [server] = json.loads(cli("server", "list", "--json").stdout)
     assert server["docker_host"] == ssh_engine.url and server["host_id"] is None
+
+
+async def test_an_attempts_build_is_found_and_stopped_over_tls_and_ssh_alike(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    engine: SecondEngine,
+    ssh_engine: SshEngine,
+    tmp_path: Path,
+) -> None:
+    values = registry_settings(
+        registry,
+        "unix:///var/run/docker.sock",
+        build_backend=BuildBackend.BUILDKIT,
+        ssh_known_hosts=ssh_engine.known_hosts,
+        ssh_key=ssh_engine.key,
+        base_image_static="deployq-test/base:latest",  # what the rescue looks with
+    )
+    store = await Store.open(settings_factory(**values), database_url, min_size=1)
+    good = engine.tls
+    try:
+        over_tls = await store.servers.add(
+            "steps-tls", engine.tcp, tls=(str(good.ca), str(good.client_cert), str(good.client_key))
+        )
+        over_ssh = await store.servers.add("steps-ssh", ssh_engine.url)
+        monitor = ServerMonitor(store)
+        for attempt, server in enumerate((over_tls, over_ssh), start=1):
+            builder = await monitor.prepare(server)
+            marker = attempt_marker(77, attempt)
+            root = tmp_path / server.name
+            root.mkdir()
+            (root / "Dockerfile").write_text(
+                f"FROM deployq-test/base:latest\nRUN echo go-{attempt} && sleep 60 && echo ok\n"
+            )
+            running = asyncio.Event()
+            request = BuildRequest(root, tags=[f"steps/{server.name}:x"], attempt_marker=marker)
+            build = asyncio.create_task(
+                builder.build(
+                    request,
+                    lambda line, running=running, n=attempt: (
+                        running.set() if f"go-{n}" in line and "RUN" not in line else None
+                    ),
+                )
+            )
+            await asyncio.wait_for(running.wait(), 120)
+            found = await builder.attempt_steps(marker, stop=True)
+            assert found is not None and len(found.steps) == 1, server.docker_host
+            with pytest.raises(BuildError):
+                await asyncio.wait_for(build, 30)
+            after = await builder.attempt_steps(marker)
+            assert after is not None and not after.running, server.docker_host
+    finally:
+        await store.close()
