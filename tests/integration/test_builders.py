@@ -13,6 +13,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -250,7 +251,7 @@ async def test_the_engine_reports_and_stops_the_steps_of_one_attempt_only(
     backend: str, docker_host: str, base_image: str, image_name: str, tmp_path: Path
 ) -> None:
     job = 10**9 + uuid.uuid4().int % 10**9  # no other test's job
-    markers = {n: attempt_marker(job, n) for n in (1, 2, 3)}
+    markers = {n: attempt_marker(job, n, datetime.now(UTC)) for n in (1, 2, 3)}
     started = {n: asyncio.Event() for n in (1, 2)}
     tasks = {}
     for n in (1, 2):
@@ -289,7 +290,7 @@ async def test_an_engine_without_the_image_to_look_with_cannot_be_looked_into(
     docker_host: str,
 ) -> None:
     builder = BuildKitBuilder(docker_host, DOCKER, disk_probe_image="deployq-test/absent:none")
-    assert await builder.attempt_steps(attempt_marker(1, 1)) is None
+    assert await builder.attempt_steps(attempt_marker(1, 1, datetime.now(UTC))) is None
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

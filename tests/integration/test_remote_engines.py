@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -435,7 +436,7 @@ async def test_an_attempts_build_is_found_and_stopped_over_tls_and_ssh_alike(
         monitor = ServerMonitor(store)
         for attempt, server in enumerate((over_tls, over_ssh), start=1):
             builder = await monitor.prepare(server)
-            marker = attempt_marker(77, attempt)
+            marker = attempt_marker(77, attempt, datetime.now(UTC))
             root = tmp_path / server.name
             root.mkdir()
             (root / "Dockerfile").write_text(

@@ -27,7 +27,7 @@ import pytest
 from engine_proxy import HalfOpenEngineProxy
 
 from deployq.builders.attempts import MARKER_NAME, attempt_marker
-from deployq.models import JobStatus
+from deployq.models import Job, JobStatus
 from deployq.store import Store
 from deployq.testing.jobs import wait_job
 from worker_support import add_app, deploy, registry_settings
@@ -145,11 +145,13 @@ class EngineSampler:
     file names the attempt and whose cgroup has processes), read from the host, not asked of
     deployq."""
 
-    def __init__(self, data_root: str, job_id: int) -> None:
+    def __init__(self, data_root: str, job: Job) -> None:
         self.executor = Path(data_root) / "buildkit" / "executor"
-        #: attempt -> the address deployq-attempt.invalid has in its builds
-        self.markers = {attempt_marker(job_id, n): n for n in range(1, 16)}
+        #: the address deployq-attempt.invalid has in the builds of an attempt -> the attempt
+        self.markers = {attempt_marker(job.id, n, job.enqueued_at): n for n in range(1, 16)}
         self.samples: list[tuple[float, Counter[int]]] = []
+        #: step id -> its command, for the messages
+        self.steps: dict[str, str] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -158,7 +160,8 @@ class EngineSampler:
         live: dict[str, int] = {}
         for config in self.executor.glob("*/config.json"):
             try:
-                mounts = json.loads(config.read_text())["mounts"]
+                spec = json.loads(config.read_text())
+                mounts = spec["mounts"]
                 hosts = next(m["source"] for m in mounts if m["destination"] == "/etc/hosts")
                 entries = [line.split() for line in Path(hosts).read_text().splitlines()]
             except (OSError, ValueError, KeyError, StopIteration):
@@ -166,6 +169,7 @@ class EngineSampler:
             for entry in entries:
                 if entry[1:] == [MARKER_NAME] and entry[0] in self.markers:
                     live[config.parent.name] = self.markers[entry[0]]
+                    self.steps[config.parent.name] = " ".join(spec["process"]["args"])
         found: Counter[int] = Counter()
         if not live:
             return found
@@ -223,10 +227,10 @@ async def test_the_rescue_stops_a_dead_workers_build_on_the_engine_before_the_jo
 ) -> None:
     # attempt 1 sleeps for ten minutes; attempt 2 (its build is named after it) for 3 s
     unique = uuid.uuid4().hex[:12]
-    # (the attempt is the low 4 bits of the address deployq-attempt.invalid has)
+    # (the attempt is the last group of the address deployq-attempt.invalid has)
     run = (
         f"echo {unique} && a=$(awk '$2 == \"{MARKER_NAME}\" {{ print $1 }}' /etc/hosts) && "
-        "if [ $(( ${a##*.} % 16 )) -eq 1 ]; then sleep 600; else sleep 3; fi"
+        "if [ $(( 0x${a##*:} )) -eq 1 ]; then sleep 600; else sleep 3; fi"
     )
     repo = git_repo_factory({"Dockerfile": f"FROM {base_image}\nRUN {run}\n"})
     proxy = HalfOpenEngineProxy()
@@ -242,7 +246,8 @@ async def test_the_rescue_stops_a_dead_workers_build_on_the_engine_before_the_jo
         await store.servers.add("far", proxy.docker_host, capacity=1)
         app = await add_app(store, repo.url)
         job_id = await deploy(store, app)
-        sampler = EngineSampler(await asyncio.to_thread(_data_root, docker_host), job_id)
+        data_root = await asyncio.to_thread(_data_root, docker_host)
+        sampler = EngineSampler(data_root, await store.jobs.get(job_id))
         with sampler:
             workers.append(await asyncio.to_thread(_worker, env, tmp_path / "worker1.log"))
             await asyncio.to_thread(
@@ -276,7 +281,7 @@ async def test_the_rescue_stops_a_dead_workers_build_on_the_engine_before_the_jo
     assert sampler.seen(1, after=killed + 1.0)
     # and never ran it beside the rescued attempt: at most the server's capacity at once
     assert sampler.seen(2)
-    assert sampler.most_at_once() <= 1, [s for s in sampler.samples if s[1]]
+    assert sampler.most_at_once() <= 1, ([s for s in sampler.samples if s[1]], sampler.steps)
     assert job.status is JobStatus.SUCCEEDED and job.attempt == 2, job.error
     kinds = [e.kind for e in events if e.kind != "step"]
     assert kinds.count("succeeded") == 1 and kinds.count("claimed") == 2, kinds
@@ -289,3 +294,11 @@ async def test_the_rescue_stops_a_dead_workers_build_on_the_engine_before_the_jo
     assert not list((data_dir / "scratch").iterdir())
     assert not list(data_dir.rglob("deployq-docker-config-*"))
     assert not list(data_dir.rglob(f"job-{job_id}-*"))
+    last_old = max(at for at, c in sampler.samples if c[1]) - killed
+    first_new = min(at for at, c in sampler.samples if c[2]) - killed
+    print(
+        f"\nrescue on a half-open engine: docker client gone {client_gone_after:.2f}s after "
+        f"SIGKILL; attempt 1's step last seen {last_old:.2f}s, attempt 2's first seen "
+        f"{first_new:.2f}s after it (lease TTL 3s); at most {sampler.most_at_once()} step(s) "
+        f"at once in {len(sampler.samples)} samples (capacity 1)"
+    )

@@ -2,11 +2,13 @@
 
 Every build carries an extra host entry the engine can report on, ``deployq-attempt.invalid``
 (``docker build --add-host``; the reserved ``.invalid`` name resolves inside the build and
-nowhere else), and the attempt is its address: a loopback address made of the job id and the
-attempt (:func:`attempt_marker`). The name is the same for every build because BuildKit keeps
-an extra host's name in each ``RUN`` step's cache key and drops only its address: a name per
-attempt would make every ``RUN`` a cache miss (no warm build, no cache shared between
-servers). The engine keeps the entry with each step that runs:
+nowhere else), and the attempt is its address: a unique local IPv6 address (``fd00::/8``) made
+of the job's enqueue time, its id and the attempt (:func:`attempt_marker`); the enqueue time
+keeps apart the jobs of two installations (or test databases) that share an engine. The name
+is the same for every build because BuildKit keeps an extra host's name in each ``RUN`` step's
+cache key and drops only its address: a name per attempt would make every ``RUN`` a cache miss
+(no warm build, no cache shared between servers). The engine keeps the entry with each step
+that runs:
 
 - **BuildKit** (dockerd's built-in builder) runs each ``RUN`` as a runc container whose bundle
   is ``<data root>/buildkit/executor/<id>/config.json``; the bundle bind-mounts a hosts file
@@ -23,12 +25,14 @@ servers). The engine keeps the entry with each step that runs:
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
+from datetime import datetime
 
 #: the host name every build carries (RFC 2606's reserved top-level domain: never a real host)
 MARKER_NAME = "deployq-attempt.invalid"
-#: low bits of a marker address that hold the attempt
-ATTEMPT_BITS = 4
+#: bits of a marker address: fd (8) | enqueue time (40) | job id (48) | 0 (16) | attempt (16)
+STAMP_BITS, JOB_BITS, ATTEMPT_BITS = 40, 48, 16
 #: where dockerd's built-in BuildKit keeps the bundles of running steps, under its data root
 EXECUTOR_DIR = "buildkit/executor"
 #: seconds one look at the engine may take (it runs a container)
@@ -51,13 +55,16 @@ echo done
 """
 
 
-def attempt_marker(job_id: int, attempt: int) -> str:
+def attempt_marker(job_id: int, attempt: int, enqueued_at: datetime) -> str:
     """The address ``deployq-attempt.invalid`` has in every build of this attempt:
-    ``127.x.y.z`` holding the job id (its low 20 bits) and the attempt (its low 4 bits), e.g.
-    ``127.0.0.195`` for job 12, attempt 3. Two attempts alive at once share it only if their
-    job ids are 2^20 apart."""
-    value = ((job_id << ATTEMPT_BITS) | (attempt & (2**ATTEMPT_BITS - 1))) & 0xFFFFFF
-    return f"127.{value >> 16}.{(value >> 8) & 0xFF}.{value & 0xFF}"
+    ``fdTT:TTTT:TTTT:JJJJ:JJJJ:JJJJ:0:AAAA`` of the job's enqueue time in microseconds (low 40
+    bits), its id and the attempt (the last group), written as BuildKit writes it (RFC 5952:
+    runs of zero groups shortened to ``::``), so that it is found as it is."""
+    stamp = round(enqueued_at.timestamp() * 1_000_000) % 2**STAMP_BITS
+    value = 0xFD
+    for part, bits in ((stamp, STAMP_BITS), (job_id, JOB_BITS), (0, 16), (attempt, ATTEMPT_BITS)):
+        value = (value << bits) | (part % 2**bits)
+    return str(ipaddress.IPv6Address(value))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ jobs wait, ``_waits``) and ``store.retention`` (prune, ``_retention``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
@@ -66,6 +67,7 @@ class TakenAttempt:
     server_name: str | None
     #: the worker that stopped answering
     lost_worker: str
+    enqueued_at: datetime
 
     @property
     def held(self) -> tuple[int, int]:

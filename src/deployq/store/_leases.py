@@ -177,6 +177,7 @@ class Leases(StorePart):
                 server_id=r["server_id"],
                 server_name=r["server_name"],
                 lost_worker=str(r["lost_worker"]),
+                enqueued_at=r["enqueued_at"],
             )
             for r in rows
         ]

@@ -258,7 +258,7 @@ class Pipeline:
                 "io.deployq.app": self.app.name,
             },
             dockerfile_text=dockerfile_text,
-            attempt_marker=attempt_marker(job.id, job.attempt),
+            attempt_marker=attempt_marker(job.id, job.attempt, job.enqueued_at),
         )
         plan = plan_cache(
             f"{names.registry}/{names.repository}",

@@ -56,7 +56,7 @@ class EngineStopper:
             # workers are, whose clients the engine there saw go
             return f"{server.docker_host} of host {server.host_id} not looked into"
         builder = await self.monitor.prepare(server)
-        marker = attempt_marker(taken.id, taken.attempt)
+        marker = attempt_marker(taken.id, taken.attempt, taken.enqueued_at)
         what = f"the build of job #{taken.id} attempt {taken.attempt}"
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout_s
@@ -88,7 +88,8 @@ class EngineStopper:
         stop a build whose client went (the dead worker's client died with it), then go on."""
         image = self.store.settings.base_image_static
         message = (
-            f"engine {host} cannot be looked into (no image {image} there to look with): "
+            f"engine {host} cannot be looked into (no image {image} there to look with, or "
+            "it refused a container with --pid host): "
             f"{what} is given {setting(BLIND_GRACE_S)} to stop, then the job is queued again "
             f"without knowing; load {image} there (DEPLOYQ_BASE_IMAGE_STATIC)"
         )

@@ -23,7 +23,8 @@ WITH expired AS (
            updated_at = now()
       FROM expired e
      WHERE j.id = e.id
-    RETURNING j.id, j.attempt, j.app_name, j.status, j.server_id, e.worker_id AS lost_worker
+    RETURNING j.id, j.attempt, j.app_name, j.status, j.server_id, j.enqueued_at,
+              e.worker_id AS lost_worker
 )
 SELECT t.*, s.name AS server_name FROM taken t
 LEFT JOIN build_servers s ON s.id = t.server_id
