@@ -490,10 +490,18 @@ class HarborClient:
             await asyncio.sleep(min(poll_interval_s, max(0.0, deadline - time.monotonic())))
 
     async def create_robot(
-        self, project: str, name: str, *, description: str, duration_days: int = -1
+        self,
+        project: str,
+        name: str,
+        *,
+        description: str,
+        duration_days: int = -1,
+        allow_delete: bool = False,
     ) -> tuple[str, str]:
-        """A project robot account that may push and pull the project's repositories, and
+        """A project robot account that may push and pull the project's repositories (and,
+        with ``allow_delete``, delete their images: registry tag retention needs it), and
         nothing else; ``(full name, secret)``. Harbor shows the secret this once."""
+        actions = ["push", "pull", *(["delete"] if allow_delete else [])]
         body = {
             "name": name,
             "description": description,
@@ -504,10 +512,7 @@ class HarborClient:
                 {
                     "kind": "project",
                     "namespace": project,
-                    "access": [
-                        {"resource": "repository", "action": "push"},
-                        {"resource": "repository", "action": "pull"},
-                    ],
+                    "access": [{"resource": "repository", "action": a} for a in actions],
                 }
             ],
         }

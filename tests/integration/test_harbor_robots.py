@@ -1,7 +1,8 @@
 """`deployq harbor robot create` (docs/harbor.md), the real command against a real database and
 the FAKE Harbor API (tests/fixtures/harbor_fake.py, Harbor's published v2.0 robot API): a
 project robot with push and pull only, its secret sealed as the app's registry login and
-never in any output nor in a dump of the database; Harbor's refusals are one line."""
+never in any output nor in a dump of the database; Harbor's refusals are one line; a robot
+made with --allow-delete lets `deployq prune` delete the app's old tags."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from deployq.redact import MASK
 from deployq.registry import HarborClient
 from deployq.store import Store
 from fixtures.harbor_fake import FakeHarbor
+from integration.test_harbor_retention import pushed, tags_of
 
 PG_DUMP = Path(pgserver.__file__).parent / "pginstall" / "bin" / "pg_dump"
 DIGEST = "sha256:" + "ab" * 32
@@ -181,3 +183,39 @@ async def test_harbors_refusals_are_one_line(
     assert message in line
     assert not path.exists()  # made for the secret, removed when there is none
     assert len(fake.robots) == (1 if case == "conflict" else 0)
+
+
+async def test_a_robot_made_with_allow_delete_lets_prune_delete_the_apps_old_tags(
+    store: Store, settings: Settings, harbor: tuple[FakeHarbor, str]
+) -> None:
+    fake, url = harbor
+    await store.apps.add(AppSpec(name="web", repo_url="https://github.com/example/web.git"))
+    env = _env(settings, url)
+    created = await deployq(
+        env, "harbor", "robot", "create", "deployq", "--app", "web", "--allow-delete", "--json"
+    )
+    assert created.returncode == 0, created.stderr
+    [(name, robot)] = fake.robots.items()
+    assert robot["body"]["permissions"] == [
+        {
+            "kind": "project",
+            "namespace": "deployq",
+            "access": [*PUSH_PULL, {"resource": "repository", "action": "delete"}],
+        }
+    ]
+    assert json.loads(created.stdout)["access"] == [
+        "repository:push",
+        "repository:pull",
+        "repository:delete",
+    ]
+    old, middle, new = await pushed(store, fake, url.removeprefix("http://"), "web", 3)
+
+    pruned = await deployq(env, "prune", "--app", "web", "--keep-tags", "2")
+
+    assert pruned.returncode == 0, pruned.stdout + pruned.stderr
+    assert f"deleted 1 of 4 tags, keeping 2 per branch: {old}" in pruned.stdout
+    assert tags_of(fake, "web") == {middle, new, "main"}
+    # deleted with the app's robot: Harbor's token service granted it the delete action
+    assert fake.users[-1] == name == "robot$deployq+web"
+    assert "repository:deployq/web:delete" in fake.tokens.values()
+    assert robot["secret"] not in pruned.stdout + pruned.stderr

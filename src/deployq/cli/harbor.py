@@ -1,4 +1,5 @@
-"""deployq harbor robot create: Harbor robot accounts that push and pull, nothing else.
+"""deployq harbor robot create: Harbor robot accounts that push and pull, nothing else
+(``--allow-delete``: and delete images, which ``deployq prune``'s tag retention needs).
 
 The robot's secret is shown by Harbor once. deployq never prints it: it is sealed as an app's
 registry login (``--app``), or written to a file of mode 0600 (``--secret-file``) for the
@@ -49,6 +50,12 @@ def robot_group() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the secret to this new file (mode 0600), e.g. for DEPLOYQ_REGISTRY_PASSWORD.",
 )
+@click.option(
+    "--allow-delete",
+    is_flag=True,
+    help="Let the robot delete the project's images too (the repository delete action), so "
+    "that `deployq prune` can remove old tags of apps that push with it (docs/retention.md).",
+)
 @common_options
 @with_store
 async def robot_create(
@@ -58,9 +65,11 @@ async def robot_create(
     name: str | None,
     app_name: str | None,
     secret_file: Path | None,
+    allow_delete: bool,
 ) -> None:
-    """Create a robot account of PROJECT in Harbor that may push and pull its repositories,
-    and nothing else. Its secret is never printed: give --app or --secret-file."""
+    """Create a robot account of PROJECT in Harbor that may push and pull its repositories
+    (with --allow-delete, delete their images too), and nothing else. Its secret is never
+    printed: give --app or --secret-file."""
     settings = state.settings
     if app_name is None and secret_file is None:
         raise InvalidInput(
@@ -74,11 +83,14 @@ async def robot_create(
     robot_name = name or (app.name if app is not None else DEFAULT_ROBOT_NAME)
     # the file is made first: a secret Harbor shows once must have somewhere to go
     secret_fd = _new_secret_file(secret_file) if secret_file is not None else None
+    actions = ["push", "pull", *(["delete"] if allow_delete else [])]
+    rights = "push, pull and delete" if allow_delete else "push and pull"
     try:
         full_name, secret = await harbor.create_robot(
             project,
             robot_name,
-            description=f"deployq: push and pull for {app.name if app else project}",
+            description=f"deployq: {rights} for {app.name if app else project}",
+            allow_delete=allow_delete,
         )
     except BaseException:
         if secret_fd is not None and secret_file is not None:
@@ -100,12 +112,12 @@ async def robot_create(
         {
             "robot": full_name,
             "project": project,
-            "access": ["repository:push", "repository:pull"],
+            "access": [f"repository:{action}" for action in actions],
             "app": app.name if app is not None else None,
             "secret": MASK,
             "secret_file": str(secret_file) if secret_file is not None else None,
         },
-        f"created robot account {full_name} in Harbor project {project} (push and pull only);"
+        f"created robot account {full_name} in Harbor project {project} ({rights} only);"
         f" its secret is {' and '.join(where)}",
     )
 
