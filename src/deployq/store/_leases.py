@@ -82,8 +82,8 @@ class Leases(StorePart):
 
         Priority DESC, then run_after/enqueued_at ASC. Never more running jobs on a server
         than its capacity, nor for an app than its concurrency, across every worker. Expired
-        leases are rescued first, in the same transaction, so a dead worker's jobs come back
-        on the next claim (the worker's fallback poll claims even when nothing is enqueued).
+        leases are not rescued here: the rescuer (store._rescue) has the engine stop the dead
+        attempt's build first, and the job keeps its slot until then.
         """
         ttl = timedelta(seconds=self.store.settings.lease_ttl)
         async with self.store.connection() as conn:
