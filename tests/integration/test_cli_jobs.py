@@ -247,6 +247,7 @@ async def test_stats_and_prune(store: Store, cli: Cli) -> None:
         "log_lines": 1,
         "events": 3,
         "notifications": 0,
+        "scans": 0,
         "bodies": {"deliveries": 0, "bytes": 0},
         "registry": [],
         "keep_tags": 10,

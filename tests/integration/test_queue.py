@@ -446,7 +446,7 @@ async def test_prune_deletes_logs_and_events_of_old_finished_jobs(store: Store) 
 
     counts = await store.retention.prune(30 * 86400, batch_size=1)
 
-    assert counts == {"jobs": 1, "log_lines": 2, "events": 3, "notifications": 0}
+    assert counts == {"jobs": 1, "log_lines": 2, "events": 3, "notifications": 0, "scans": 0}
     assert await store.logs.read(old.id) == []
     assert await store.jobs.events(old.id) == []
     assert (await store.jobs.get(old.id)).status is JobStatus.SUCCEEDED  # the row stays

@@ -78,7 +78,7 @@ async def prune_cmd(
     lines = [
         f"{verb} {counts['jobs']} jobs finished over {setting(age)} ago: "
         f"{counts['log_lines']} log lines, {counts['events']} events, "
-        f"{counts['notifications']} notifications",
+        f"{counts['notifications']} notifications, {counts['scans']} scan records",
         f"{verb} the bodies of {bodies['deliveries']} webhook deliveries received over "
         f"{setting(bodies_age)} ago ({format_bytes(bodies['bytes'])})",
     ]

@@ -2,8 +2,10 @@
 
 Retention keeps the ``jobs`` rows (the history: who built what, when, with which result
 and digest stay queryable forever, and they are small) and deletes, for jobs finished
-before the cutoff, their log lines, their timeline events and their notification outbox
-rows that are done (sent or failed). Each pruned job is marked ``pruned_at``. Webhook
+before the cutoff, their log lines, their timeline events, their notification outbox
+rows that are done (sent or failed) and their Harbor scan worklist rows (``job_scans``) that
+are finished (the result stays in ``jobs.scan_summary``). Each pruned job is marked
+``pruned_at``. Webhook
 deliveries lose their body (kept for replay) after the body retention, and keep their row:
 ``body_pruned_at`` and ``body_bytes`` say when and how much went. Work goes in
 batches of PRUNE_BATCH_JOBS jobs, one short transaction each, so pruning a year of history
@@ -49,10 +51,10 @@ class Retention(StorePart):
     async def prune(
         self, older_than_s: float, *, batch_size: int = PRUNE_BATCH_JOBS, dry_run: bool = False
     ) -> dict[str, int]:
-        """Delete the logs, events and done notifications of jobs finished more than
-        ``older_than_s`` ago (the job rows stay), and server events as old. Returns what was
-        deleted (``dry_run``: what would be, deleting nothing), by kind."""
-        totals = {"jobs": 0, "log_lines": 0, "events": 0, "notifications": 0}
+        """Delete the logs, events, done notifications and finished scan rows of jobs finished
+        more than ``older_than_s`` ago (the job rows stay), and server events as old. Returns
+        what was deleted (``dry_run``: what would be, deleting nothing), by kind."""
+        totals = {"jobs": 0, "log_lines": 0, "events": 0, "notifications": 0, "scans": 0}
         params = {"age": timedelta(seconds=older_than_s), "batch": batch_size}
         if dry_run:
             async with self.store.connection() as conn:

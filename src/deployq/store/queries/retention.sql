@@ -1,9 +1,11 @@
--- Retention (store/_retention.py): the logs, events and done outbox rows of old jobs go.
+-- Retention (store/_retention.py): the logs, events, done outbox rows and finished scan
+-- worklist rows of old jobs go.
 
 -- name: prune_batch
--- One batch of jobs finished before the cutoff: their logs, events and sent or failed
--- notifications are deleted and the job is marked pruned_at (the row stays). SKIP LOCKED:
--- several pruners never do the same work.
+-- One batch of jobs finished before the cutoff: their logs, events, sent or failed
+-- notifications and finished scan rows (done or unavailable; the result stays in
+-- jobs.scan_summary) are deleted and the job is marked pruned_at (the row stays). SKIP
+-- LOCKED: several pruners never do the same work.
 WITH batch AS (
     SELECT id FROM jobs
     WHERE finished_at IS NOT NULL AND pruned_at IS NULL AND finished_at < now() - %(age)s
@@ -16,11 +18,15 @@ WITH batch AS (
 ), outbox AS (
     DELETE FROM notifications WHERE job_id IN (SELECT id FROM batch)
     AND status IN ('sent', 'failed') RETURNING 1
+), scans AS (
+    DELETE FROM job_scans WHERE job_id IN (SELECT id FROM batch)
+    AND state IN ('done', 'unavailable') RETURNING 1
 ), marked AS (
     UPDATE jobs SET pruned_at = now() WHERE id IN (SELECT id FROM batch) RETURNING 1
 )
 SELECT (SELECT count(*) FROM marked) AS jobs, (SELECT count(*) FROM logs) AS log_lines,
-       (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM outbox) AS notifications
+       (SELECT count(*) FROM events) AS events, (SELECT count(*) FROM outbox) AS notifications,
+       (SELECT count(*) FROM scans) AS scans
 
 -- name: prune_count
 -- What prune_batch would delete (prune --dry-run), all batches together.
@@ -32,7 +38,9 @@ SELECT (SELECT count(*) FROM old) AS jobs,
        (SELECT count(*) FROM job_logs WHERE job_id IN (SELECT id FROM old)) AS log_lines,
        (SELECT count(*) FROM job_events WHERE job_id IN (SELECT id FROM old)) AS events,
        (SELECT count(*) FROM notifications WHERE job_id IN (SELECT id FROM old)
-           AND status IN ('sent', 'failed')) AS notifications
+           AND status IN ('sent', 'failed')) AS notifications,
+       (SELECT count(*) FROM job_scans WHERE job_id IN (SELECT id FROM old)
+           AND state IN ('done', 'unavailable')) AS scans
 
 -- name: prune_bodies_batch
 -- One batch of webhook delivery bodies older than the body retention: the body goes, the row
