@@ -82,10 +82,10 @@ def components_for(store: Store, *, web: bool, worker: bool) -> list[Component]:
 def worker_components(store: Store) -> list[Component]:
     """The worker pool and the background loops that ride along with it."""
     from deployq.reconcile import reconcile_component
-    from deployq.store import prune_component, rescuer_component
+    from deployq.store import prune_component
     from deployq.worker.notifier import Notifier
     from deployq.worker.pool import WorkerPool
-    from deployq.worker.rescue import EngineStopper
+    from deployq.worker.rescue import pool_rescuer
     from deployq.worker.scans import ScanCollector
 
     pool = WorkerPool(store)
@@ -93,11 +93,7 @@ def worker_components(store: Store) -> list[Component]:
         pool.run,
         Notifier(store).run,
         ScanCollector(store).run,
-        rescuer_component(
-            store,
-            stop_build=EngineStopper(store, pool.monitor, host_id=pool.host_id),
-            host_id=pool.host_id,
-        ),
+        pool_rescuer(store, pool),
         reconcile_component(store),
         prune_component(store),
     ]

@@ -274,7 +274,7 @@ async def test_a_worker_killed_mid_deploy_leaves_what_the_next_attempt_finishes(
     finally:
         os.killpg(worker.pid, signal.SIGKILL)
         worker.wait()
-    async with running_pool(store, concurrency=1):
+    async with running_pool(store, concurrency=1, rescue=True):
         job = await wait_job(store, job_id, lambda j: j.status.is_final, timeout_s=120)
     logs = await log_text(store, job_id)
     assert job.status is JobStatus.SUCCEEDED, f"{job.error}\n{logs}"

@@ -13,27 +13,39 @@ from typing import Any
 from deployq.models import Job
 from deployq.store import CHANNEL_JOBS, Listener, Store
 from deployq.worker.pool import WorkerPool
+from deployq.worker.rescue import pool_rescuer
 
 #: how long :func:`wait_job` waits by default (a cold build on a busy machine)
 WAIT_S = 120.0
 
 
 @contextlib.asynccontextmanager
-async def running_pool(store: Store, **kwargs: Any) -> AsyncIterator[WorkerPool]:
-    """A WorkerPool running in a task until the block ends (then stopped gracefully)."""
+async def running_pool(
+    store: Store, *, rescue: bool = False, **kwargs: Any
+) -> AsyncIterator[WorkerPool]:
+    """A WorkerPool running in a task until the block ends (then stopped gracefully).
+
+    ``rescue``: its rescuer runs beside it, as in ``deployq worker``, taking back the jobs of
+    workers that died (the claim does not)."""
     pool = WorkerPool(store, **kwargs)
     stop = asyncio.Event()
     task = asyncio.create_task(pool.run(stop))
+    rescuer = asyncio.create_task(pool_rescuer(store, pool)(stop)) if rescue else None
     claiming = asyncio.create_task(pool.claiming.wait())
     done, _ = await asyncio.wait({task, claiming}, return_when=asyncio.FIRST_COMPLETED)
     if task in done:
         claiming.cancel()
+        stop.set()
+        if rescuer is not None:
+            await rescuer
         task.result()  # raises what went wrong
     try:
         yield pool
     finally:
         stop.set()
         await task
+        if rescuer is not None:
+            await rescuer
 
 
 async def wait_job(

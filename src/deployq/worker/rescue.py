@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 from deployq.builders import attempt_marker
 from deployq.durations import setting
 from deployq.errors import DeployqError, EngineUnavailable, NotFound
-from deployq.store import TakenAttempt
+from deployq.store import TakenAttempt, rescuer_component
 
 if TYPE_CHECKING:
     from deployq.store import Store
+    from deployq.supervisor import Component
+    from deployq.worker.pool import WorkerPool
     from deployq.worker.servers import ServerMonitor
 
 log = logging.getLogger(__name__)
@@ -114,3 +116,13 @@ class EngineStopper:
             raise
         await self.store.leases.note_rescue(rescuer, taken, reason)
         return f"build server {server} drained"
+
+
+def pool_rescuer(store: Store, pool: WorkerPool) -> Component:
+    """The rescuer that rides along with ``pool``: it looks into the engines of the pool's
+    host (``EngineStopper``) before a dead worker's job runs again."""
+    return rescuer_component(
+        store,
+        stop_build=EngineStopper(store, pool.monitor, host_id=pool.host_id),
+        host_id=pool.host_id,
+    )
