@@ -1,7 +1,8 @@
 """``deployq doctor``: check that this host can run deployq, and say how to fix what cannot.
 
 Each check returns a :class:`Check`. A failed check makes doctor exit non-zero; a skipped one
-(the feature is not configured, or an earlier check failed) does not. Checks never print a
+(the feature is not configured, or an earlier check failed) does not, nor does a warning
+(deployq works, with less: e.g. no scan results). Checks never print a
 secret: database errors name host, port and database only; registry and SMTP errors never
 repeat the password.
 """
@@ -35,10 +36,10 @@ from deployq.durations import setting
 from deployq.embedded_registry import registry_dir, with_registry
 from deployq.errors import ConfigError, DeployqError, RegistryError
 from deployq.hostid import host_id
-from deployq.registry import RegistryClient
+from deployq.registry import HarborError, RegistryClient, harbor_admin
 from deployq.store import Store
 
-__all__ = ["Check", "check_registry", "check_smtp", "run_checks"]
+__all__ = ["Check", "check_harbor_scanner", "check_registry", "check_smtp", "run_checks"]
 
 #: seconds each network check may take (engine, registry, SMTP)
 CHECK_TIMEOUT_S = 10.0
@@ -48,13 +49,15 @@ BUILDKIT_MIN_ENGINE = (18, 9)
 
 @dataclass(frozen=True)
 class Check:
-    """The outcome of one check: ``ok`` False means broken; ``skipped`` checks are neutral."""
+    """The outcome of one check: ``ok`` False means broken; ``skipped`` checks are neutral;
+    a ``warning`` is ok (nothing fails) but worth the fix."""
 
     name: str
     ok: bool
     detail: str
     fix: str = ""
     skipped: bool = False
+    warning: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +103,7 @@ async def run_checks(
     checks += await asyncio.gather(*(_check_engine(settings, *server) for server in servers))
     checks.append(await _check_buildkit_cli(settings))
     checks.append(await _check_registry_in_use(settings))
+    checks.append(await check_harbor_scanner(settings))
     checks.append(await check_smtp(settings))
     checks.append(_check_disk(settings))
     checks.append(_check_workspace(settings))
@@ -363,6 +367,42 @@ async def check_registry(settings: Settings) -> Check:
         f"{client.url}/v2/ answered {status}: not an OCI registry",
         "check DEPLOYQ_REGISTRY_URL: it names the registry host, e.g. harbor.example.com",
     )
+
+
+async def check_harbor_scanner(settings: Settings) -> Check:
+    """With Harbor scans on, DEPLOYQ_REGISTRY_PROJECT has a scanner. Without one every job's
+    scan says ``scan unavailable``: a warning, builds and deploys still work."""
+    name = "harbor scanner"
+    if not (settings.harbor_api and settings.harbor_scan):
+        return _skip(
+            name, "skipped: Harbor scans are off (DEPLOYQ_HARBOR_API, DEPLOYQ_HARBOR_SCAN)"
+        )
+    project = settings.registry_project
+    try:
+        scanner = await harbor_admin(settings).project_scanner(project)
+    except ConfigError as exc:
+        return Check(name, True, exc.message, "set DEPLOYQ_REGISTRY_URL", warning=True)
+    except HarborError as exc:
+        if exc.status == 404:
+            return _skip(name, f"skipped: Harbor has no project {project} yet (made on first push)")
+        return Check(
+            name,
+            True,
+            f"cannot tell whether Harbor project {project} has a scanner: {exc.message}",
+            "set DEPLOYQ_HARBOR_ADMIN_USERNAME and _PASSWORD to a login that may read the "
+            "project's scanner (a project administrator)",
+            warning=True,
+        )
+    if scanner is None:
+        return Check(
+            name,
+            True,
+            f"Harbor project {project} has no scanner: scan results will be 'scan unavailable'",
+            "a Harbor administrator adds one (Interrogation Services) and sets it for the "
+            "project, or turn scans off (DEPLOYQ_HARBOR_SCAN=false)",
+            warning=True,
+        )
+    return Check(name, True, f"Harbor project {project} scans with {scanner.get('name', '?')}")
 
 
 # -- SMTP -------------------------------------------------------------------------------------

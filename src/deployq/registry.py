@@ -25,7 +25,7 @@ from urllib.parse import quote
 import aiohttp
 
 from deployq.config import Settings
-from deployq.errors import RegistryError
+from deployq.errors import ConfigError, RegistryError
 from deployq.models import App
 from deployq.scans import HARBOR_PENDING, SEVERITIES, ScanState, unavailable
 
@@ -56,6 +56,18 @@ def registry_login(settings: Settings, app: App | None = None) -> tuple[str | No
         return app.registry_username, app.registry_password
     password = settings.registry_password
     return settings.registry_username, password.get_secret_value() if password else None
+
+
+def harbor_admin(settings: Settings) -> HarborClient:
+    """Harbor's API with DEPLOYQ_HARBOR_ADMIN_USERNAME's login, else the registry login."""
+    if not (settings.harbor_url or settings.registry_url):
+        raise ConfigError("no Harbor configured: set DEPLOYQ_HARBOR_URL or DEPLOYQ_REGISTRY_URL")
+    username, password = registry_login(settings)
+    if settings.harbor_admin_username:
+        admin = settings.harbor_admin_password
+        username = settings.harbor_admin_username
+        password = admin.get_secret_value() if admin is not None else None
+    return HarborClient(harbor_api_url(settings), username, password)
 
 
 def harbor_api_url(settings: Settings) -> str:
@@ -488,6 +500,23 @@ class HarborClient:
             if summary["state"] != ScanState.RUNNING.value or time.monotonic() >= deadline:
                 return summary
             await asyncio.sleep(min(poll_interval_s, max(0.0, deadline - time.monotonic())))
+
+    async def project_scanner(self, project: str) -> dict[str, Any] | None:
+        """The scanner Harbor scans ``project``'s images with (its registration: name,
+        url, ...), or None when it has none or a disabled one (scans then answer 412).
+        HarborError when the project does not exist (status 404) or the API refuses."""
+        _, found = await self._call("GET", f"/projects?name={quote(project)}")
+        listed = found if isinstance(found, list) else []
+        ids = [
+            p.get("project_id") for p in listed if isinstance(p, dict) and p.get("name") == project
+        ]
+        if not ids:  # ``name`` is a fuzzy filter: only an exact match counts
+            raise HarborError(f"Harbor has no project {project}", status=404)
+        # by id: Harbor 2.0 takes only ids here (later versions take names too)
+        status, scanner = await self._call("GET", f"/projects/{ids[0]}/scanner", ok=(200, 404))
+        if status == 404 or not isinstance(scanner, dict) or not scanner or scanner.get("disabled"):
+            return None
+        return scanner
 
     async def create_robot(
         self,

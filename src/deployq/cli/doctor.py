@@ -1,4 +1,5 @@
-"""deployq doctor: a ✔/✘ line per check, with the fix; exit status 1 when something is broken."""
+"""deployq doctor: a ✔/✘ (! warning) line per check, with the fix; exit status 1 when
+something is broken (not for warnings)."""
 
 from __future__ import annotations
 
@@ -12,20 +13,36 @@ from deployq.doctor import Check, run_checks
 OK_MARK = "✔"
 FAIL_MARK = "✘"
 SKIP_MARK = "-"
+WARN_MARK = "!"
 
 
 def render(checks: list[Check]) -> str:
-    """One line per check, the fix indented under a failed one, and a summary line."""
+    """One line per check, the fix indented under a failed one or a warning, and a summary
+    line."""
     width = max(len(c.name) for c in checks)
     lines = []
     for check in checks:
-        mark = SKIP_MARK if check.skipped else OK_MARK if check.ok else FAIL_MARK
+        mark = _mark(check)
         lines.append(f"{mark} {check.name.ljust(width)}  {check.detail}")
-        if not check.ok and check.fix:
+        if (not check.ok or check.warning) and check.fix:
             lines.append(f"  {' ' * width}  fix: {check.fix}")
     failed = sum(not c.ok for c in checks)
-    lines.append(f"{failed} of {len(checks)} checks failed" if failed else "everything looks right")
+    warned = sum(c.warning for c in checks)
+    if failed:
+        lines.append(f"{failed} of {len(checks)} checks failed")
+    elif warned:
+        lines.append(f"nothing is broken; {warned} warning(s)")
+    else:
+        lines.append("everything looks right")
     return "\n".join(lines)
+
+
+def _mark(check: Check) -> str:
+    if check.skipped:
+        return SKIP_MARK
+    if check.warning:
+        return WARN_MARK
+    return OK_MARK if check.ok else FAIL_MARK
 
 
 @click.command("doctor")

@@ -15,11 +15,11 @@ import click
 
 from deployq.cli.common import CliState, common_options, emit, with_store
 from deployq.config import Settings
-from deployq.errors import ConfigError, InvalidInput
+from deployq.errors import InvalidInput
 from deployq.imageref import qualify
 from deployq.models import App, AppSpec
 from deployq.redact import MASK
-from deployq.registry import HarborClient, harbor_api_url, registry_login
+from deployq.registry import harbor_admin
 from deployq.store import Store
 
 #: the robot's name inside its project when none is given (and no --app)
@@ -79,7 +79,7 @@ async def robot_create(
     app = await store.apps.get(app_name) if app_name else None  # NotFound before Harbor
     if app is not None:
         _check_project(app, project, settings)
-    harbor = _harbor_admin(settings)
+    harbor = harbor_admin(settings)
     robot_name = name or (app.name if app is not None else DEFAULT_ROBOT_NAME)
     # the file is made first: a secret Harbor shows once must have somewhere to go
     secret_fd = _new_secret_file(secret_file) if secret_file is not None else None
@@ -120,18 +120,6 @@ async def robot_create(
         f"created robot account {full_name} in Harbor project {project} ({rights} only);"
         f" its secret is {' and '.join(where)}",
     )
-
-
-def _harbor_admin(settings: Settings) -> HarborClient:
-    """Harbor's API with DEPLOYQ_HARBOR_ADMIN_USERNAME's login, else the registry login."""
-    if not (settings.harbor_url or settings.registry_url):
-        raise ConfigError("no Harbor configured: set DEPLOYQ_HARBOR_URL or DEPLOYQ_REGISTRY_URL")
-    username, password = registry_login(settings)
-    if settings.harbor_admin_username:
-        admin = settings.harbor_admin_password
-        username = settings.harbor_admin_username
-        password = admin.get_secret_value() if admin is not None else None
-    return HarborClient(harbor_api_url(settings), username, password)
 
 
 def _check_project(app: App, project: str, settings: Settings) -> None:
