@@ -1,16 +1,19 @@
 """Retention of Harbor scan rows (``job_scans``, the collector's worklist) on a real database:
 prune deletes the finished scan rows of the jobs it prunes, keeps a scan still being
-collected and the rows of recent jobs, and the job keeps its result (``scan_summary``)."""
+collected and the rows of recent jobs, and the job keeps its result (``scan_summary``);
+migration 018 drops the finished scan rows of jobs an older deployq pruned."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from deployq.db.migrate import migrations_dir
 from deployq.models import AppSpec, JobStatus, Trigger, TriggerKind
 from deployq.store import Outcome, Store
 
 DIGEST = "sha256:" + "cd" * 32
 DONE = {"state": "done", "critical": 1, "high": 2}
+MIGRATION_018 = migrations_dir() / "018_prune_scans_of_pruned_jobs.sql"
 
 
 async def job_with_scan(store: Store, summary: dict[str, object]) -> int:
@@ -64,3 +67,24 @@ async def test_prune_deletes_the_finished_scan_rows_of_the_jobs_it_prunes(store:
     job = await store.jobs.get(old_done)
     assert job.scan_summary is not None and job.scan_summary["critical"] == 1  # result stays
     assert (await store.retention.prune(30 * 86400))["scans"] == 0
+
+
+async def test_migration_018_drops_the_scan_rows_an_older_prune_left_behind(
+    store: Store,
+) -> None:
+    await store.servers.add("local", "unix:///var/run/docker.sock", capacity=4)
+    await store.apps.add(AppSpec(name="web", repo_url="https://github.com/acme/web.git"))
+    pruned_done = await job_with_scan(store, DONE)
+    pruned_pending = await job_with_scan(store, {"state": "requested"})
+    kept = await job_with_scan(store, DONE)
+    async with store.pool.connection() as conn:  # as an older deployq's prune left them
+        await conn.execute(
+            "UPDATE jobs SET pruned_at = now() WHERE id = ANY(%s)",
+            ([pruned_done, pruned_pending],),
+        )
+        # the migration's statement (it ran already, on an empty table, when the fixture
+        # migrated the database)
+        await conn.execute(MIGRATION_018.read_text())
+
+    assert await scan_rows(store) == {pruned_pending, kept}
+    assert (await store.jobs.get(pruned_done)).scan_summary is not None
