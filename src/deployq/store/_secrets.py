@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from deployq.models import App, AppSpec
+from deployq.redact import SECRET_FIELDS
 from deployq.sealing import SecretBox
 from deployq.store._queries import sql
 
@@ -19,16 +20,8 @@ if TYPE_CHECKING:
     from deployq.db.pool import Connection
     from deployq.store._store import Store
 
-#: the AppSpec fields that are secrets and never columns of ``apps``
-SPEC_SECRET_FIELDS = (
-    "webhook_secret",
-    "notify_webhook_secret",
-    "build_secrets",
-    "forge_token",
-    "registry_password",
-    "git_token",
-    "git_ssh_key",
-)
+#: the AppSpec fields that are secrets and never columns of ``apps`` (one list: redact's)
+SPEC_SECRET_FIELDS = SECRET_FIELDS
 #: the DeploySettings fields that are secrets and never in ``apps.deploy``
 DEPLOY_SECRET_FIELDS = ("webhook_secret", "env")
 _PLAIN = "plain:"  # rows migration 008 moved, until sealed
