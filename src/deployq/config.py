@@ -43,6 +43,11 @@ def _seconds(value: Any) -> Any:
 Seconds = Annotated[float, BeforeValidator(_seconds), Field(gt=0)]
 
 
+def _empty_is_unset(value: object) -> object:
+    """``DEPLOYQ_X=`` (an env file's empty example line) means unset, not the empty string."""
+    return None if value == "" else value
+
+
 class SmtpTls(StrEnum):
     NONE = "none"
     STARTTLS = "starttls"
@@ -72,7 +77,9 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path(platformdirs.user_data_dir("deployq"))
     """Embedded database, workspaces, webhook spool."""
-    host_id: str | None = Field(None, pattern=HOST_ID_PATTERN)
+    host_id: Annotated[str | None, BeforeValidator(_empty_is_unset)] = Field(
+        None, pattern=HOST_ID_PATTERN
+    )
     """This host's id: its unix:// build servers are claimed only by its workers, and each
     host's view of a server's health is kept apart. Unset: <data_dir>/host-id, made once from
     the host name and /etc/machine-id. Set it to run several "hosts" on one machine."""

@@ -26,6 +26,13 @@ def test_a_bad_setting_is_refused() -> None:
         Settings(host_id="a b")
 
 
+def test_an_empty_setting_is_unset(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the env file's example line `DEPLOYQ_HOST_ID=` uncommented as it is
+    monkeypatch.setenv("DEPLOYQ_HOST_ID", "")
+    kept = hostid.host_id(Settings(data_dir=tmp_path))
+    assert kept == (tmp_path / "host-id").read_text().strip()
+
+
 def test_made_once_and_kept_across_restarts(tmp_path: Path) -> None:
     first = hostid.host_id(settings(tmp_path))
     assert (tmp_path / "host-id").read_text() == first + "\n"
