@@ -31,6 +31,8 @@ HELD_BACK_MIN_S = 0.02
 HELD_BACK_MAX_S = 1.0
 #: pause after the database failed a read
 READ_ERROR_PAUSE_S = 1.0
+#: seconds close() waits for the hub's tasks to end once cancelled
+CLOSE_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -209,11 +211,13 @@ class FeedHub:
                 sub.offer(event)
 
     async def close(self) -> None:
-        if self._listener is not None:
-            await self._listener.close()
+        """Stop the hub's tasks and its LISTEN connection, waiting at most ``CLOSE_WAIT_S``
+        for them: a Ctrl-C of `deployq watch` must end the process, whatever a task is in the
+        middle of (and a cancellation of the caller is not swallowed here)."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._listener is not None:
+            await self._listener.close()
+        if self._tasks:
+            await asyncio.wait(self._tasks, timeout=CLOSE_WAIT_S)
         self._tasks = []
