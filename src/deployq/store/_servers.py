@@ -77,19 +77,25 @@ class ServerStore:
     async def all(self) -> list[BuildServer]:
         """Every server, by name, with its running jobs counted."""
         async with self.store.connection() as conn:
-            rows = await (await conn.execute(sql("servers_all"))).fetchall()
+            rows = await (
+                await conn.execute(sql("servers_all"), {"name": None, "id": None})
+            ).fetchall()
         return [BuildServer.model_validate(r) for r in rows]
 
     async def get(self, name: str) -> BuildServer:
         async with self.store.connection() as conn:
-            row = await (await conn.execute(sql("server_get"), {"name": name})).fetchone()
+            row = await (
+                await conn.execute(sql("servers_all"), {"name": name, "id": None})
+            ).fetchone()
         if row is None:
             raise _no_server(name)
         return BuildServer.model_validate(row)
 
     async def get_by_id(self, server_id: int) -> BuildServer:
         async with self.store.connection() as conn:
-            row = await (await conn.execute(sql("server_get_by_id"), {"id": server_id})).fetchone()
+            row = await (
+                await conn.execute(sql("servers_all"), {"name": None, "id": server_id})
+            ).fetchone()
         if row is None:
             raise NotFound(f"no build server with id {server_id}")
         return BuildServer.model_validate(row)

@@ -17,6 +17,8 @@ ON CONFLICT (name) DO NOTHING
 RETURNING *, 0::bigint AS running
 
 -- name: servers_all
+-- Servers with their running jobs counted and each host's view of their health: every one,
+-- or the one named or numbered (the optional filters).
 SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id AND j.status = 'running')
     AS running,
     (SELECT coalesce(jsonb_agg(jsonb_build_object(
@@ -25,29 +27,10 @@ SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id AND j.status =
          'changed_at', h.changed_at,
          'recent', h.observed_at > now() - deployq_health_recent()) ORDER BY h.host_id), '[]')
        FROM server_health h WHERE h.server_id = s.id) AS views
-FROM build_servers s ORDER BY s.name
-
--- name: server_get
-SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id AND j.status = 'running')
-    AS running,
-    (SELECT coalesce(jsonb_agg(jsonb_build_object(
-         'host_id', h.host_id, 'healthy', h.healthy, 'last_ok', h.last_ok, 'streak', h.streak,
-         'latency_ms', h.latency_ms, 'error', h.error, 'observed_at', h.observed_at,
-         'changed_at', h.changed_at,
-         'recent', h.observed_at > now() - deployq_health_recent()) ORDER BY h.host_id), '[]')
-       FROM server_health h WHERE h.server_id = s.id) AS views
-FROM build_servers s WHERE s.name = %(name)s
-
--- name: server_get_by_id
-SELECT s.*, (SELECT count(*) FROM jobs j WHERE j.server_id = s.id AND j.status = 'running')
-    AS running,
-    (SELECT coalesce(jsonb_agg(jsonb_build_object(
-         'host_id', h.host_id, 'healthy', h.healthy, 'last_ok', h.last_ok, 'streak', h.streak,
-         'latency_ms', h.latency_ms, 'error', h.error, 'observed_at', h.observed_at,
-         'changed_at', h.changed_at,
-         'recent', h.observed_at > now() - deployq_health_recent()) ORDER BY h.host_id), '[]')
-       FROM server_health h WHERE h.server_id = s.id) AS views
-FROM build_servers s WHERE s.id = %(id)s
+FROM build_servers s
+WHERE (%(name)s::text IS NULL OR s.name = %(name)s)
+  AND (%(id)s::bigint IS NULL OR s.id = %(id)s)
+ORDER BY s.name
 
 -- name: server_set_draining
 UPDATE build_servers SET draining = %(draining)s WHERE name = %(name)s
