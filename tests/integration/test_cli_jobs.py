@@ -6,6 +6,7 @@ import asyncio
 import getpass
 import json
 import os
+import signal
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -17,6 +18,10 @@ from deployq.store import Outcome, Store
 from integration.queue_helpers import FAILURE, SUCCESS, add_app, add_server, claim_one, enqueue
 
 
+def _interruptible() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 class Cli:
     def __init__(self, database_url: str, data_dir: Path) -> None:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
@@ -24,6 +29,9 @@ class Cli:
         self.env["DEPLOYQ_DATABASE_URL"] = database_url
 
     async def start(self, *args: str) -> asyncio.subprocess.Process:
+        """``deployq *args`` as typed in a terminal: Ctrl-C (SIGINT) reaches it even when the
+        tests themselves were started in the background (``scripts/test &``), where the shell
+        ignores SIGINT and every child would inherit that."""
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -32,6 +40,7 @@ class Cli:
             env=self.env,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
+            preexec_fn=_interruptible,
         )
 
     async def __call__(self, *args: str) -> tuple[int, str, str]:

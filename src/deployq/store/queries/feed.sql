@@ -2,11 +2,11 @@
 
 -- name: feed_after
 -- The events after the cursor (tx, id), and the horizon: the oldest transaction still
--- running. Rows of a transaction below the horizon can be passed on; from the first row at
+-- running in this database (sql/019, computed once per read). Rows of a transaction below the horizon can be passed on; from the first row at
 -- or above it, later rows may still be joined by rows committed late, so the reader stops.
 SELECT e.id, e.tx, e.at, e.kind, e.job_id, e.from_status, e.to_status, e.actor, e.message,
        e.data, j.app_name AS app, j.branch, j.status AS job_status,
-       pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon
+       (SELECT deployq_feed_horizon()) AS horizon
 FROM job_events e LEFT JOIN jobs j ON j.id = e.job_id
 WHERE (e.tx, e.id) > (%(tx)s, %(id)s)
 ORDER BY e.tx, e.id
@@ -14,7 +14,7 @@ LIMIT %(limit)s;
 
 -- name: feed_horizon
 -- The cursor of "now": every row of a transaction below the horizon is history.
-SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon;
+SELECT deployq_feed_horizon() AS horizon;
 
 -- name: feed_cursor_of
 -- The cursor of an event a client saw last (Last-Event-ID); none once it was pruned.
