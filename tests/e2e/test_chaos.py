@@ -12,7 +12,6 @@ delay and the worst webhook latency during the outages (the closing note quotes 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -27,7 +26,7 @@ import psycopg
 import pytest
 
 from deployq.testing.services import free_port
-from deployq.webhooks.signatures import github_signature
+from integration.webhook_helpers import push_of, send_github
 from worker_support import registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -99,17 +98,6 @@ def _wait_gone(pids: list[int], timeout_s: float = 60.0) -> None:
         time.sleep(0.1)
 
 
-def _push(clone_url: str, sha: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((PAYLOADS / "github_push_branch.json").read_text())
-    data["ref"] = "refs/heads/main"
-    data["after"] = sha
-    data["head_commit"]["id"] = sha
-    data["commits"] = [{**data["head_commit"], "added": [], "removed": [], "modified": []}]
-    repo = data["repository"]
-    repo.update(clone_url=clone_url, html_url=None, ssh_url=None, git_url=None, full_name=None)
-    return data
-
-
 async def test_deployq_up_survives_postgresql_dying_twice(
     docker_host: str,
     base_image: str,
@@ -168,22 +156,13 @@ async def test_deployq_up_survives_postgresql_dying_twice(
 
             async def pushes() -> None:
                 while not stop_pushing.is_set():
-                    delivery = str(uuid.uuid4())
-                    body = json.dumps(_push(repo.url, repo.head)).encode()
-                    headers = {
-                        "Content-Type": "application/json",
-                        "X-GitHub-Event": "push",
-                        "X-GitHub-Delivery": delivery,
-                        "X-Hub-Signature-256": github_signature(SECRET, body),
-                    }
                     sent = time.monotonic()
-                    async with session.post(
-                        f"{base}/webhooks/github", data=body, headers=headers
-                    ) as resp:
-                        await resp.read()
-                        answers.append((sent, time.monotonic() - sent, resp.status))
-                        if 200 <= resp.status < 300:
-                            accepted.append(delivery)
+                    delivery, status, took = await send_github(
+                        session, base, "push", push_of(repo.url, repo.head), secret=SECRET
+                    )
+                    answers.append((sent, took, status))
+                    if 200 <= status < 300:
+                        accepted.append(delivery)
                     await asyncio.sleep(PUSH_EVERY_S)
 
             pusher = asyncio.create_task(pushes())

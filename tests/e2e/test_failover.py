@@ -18,14 +18,12 @@ in no log. Printed: the time from the promotion to the first claim and to the sp
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,7 +41,7 @@ from deployq.testing.replication import PostgresPair, start_pair
 from deployq.testing.services import free_port
 from deployq.tui import DeployqApp
 from deployq.tui.screens.queue import QueueScreen
-from deployq.webhooks.signatures import github_signature
+from integration.webhook_helpers import push_of, send_github
 from worker_support import registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -58,17 +56,6 @@ AFTER_S = 8.0
 LEASE_TTL_S = 20
 FINAL = ("succeeded", "failed", "cancelled", "timed_out", "superseded")
 PAYLOADS = Path(__file__).resolve().parents[1] / "fixtures" / "payloads"
-
-
-def _push(clone_url: str, sha: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((PAYLOADS / "github_push_branch.json").read_text())
-    data["ref"] = "refs/heads/main"
-    data["after"] = sha
-    data["head_commit"]["id"] = sha
-    data["commits"] = [{**data["head_commit"], "added": [], "removed": [], "modified": []}]
-    repo = data["repository"]
-    repo.update(clone_url=clone_url, html_url=None, ssh_url=None, git_url=None, full_name=None)
-    return data
 
 
 def _tail(path: Path) -> str:
@@ -273,22 +260,12 @@ async def _scenario(
                 for sha in shas:
                     if stop_pushing.is_set():
                         return
-                    delivery = str(uuid.uuid4())
-                    body = json.dumps(_push(repo.url, sha)).encode()
-                    headers = {
-                        "Content-Type": "application/json",
-                        "X-GitHub-Event": "push",
-                        "X-GitHub-Delivery": delivery,
-                        "X-Hub-Signature-256": github_signature(SECRET, body),
-                    }
-                    sent = time.monotonic()
-                    async with session.post(
-                        f"{base}/webhooks/github", data=body, headers=headers
-                    ) as resp:
-                        await resp.read()
-                        answers.append((time.monotonic() - sent, resp.status))
-                        if 200 <= resp.status < 300:
-                            accepted.append(delivery)
+                    delivery, status, took = await send_github(
+                        session, base, "push", push_of(repo.url, sha), secret=SECRET
+                    )
+                    answers.append((took, status))
+                    if 200 <= status < 300:
+                        accepted.append(delivery)
                     await asyncio.sleep(PUSH_EVERY_S)
 
             pusher = asyncio.create_task(pushes())

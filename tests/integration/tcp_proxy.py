@@ -40,9 +40,12 @@ class TcpProxy:
         await self._server.wait_closed()
         self._server = None
 
+    async def _open_target(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection(*self.target)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            up_reader, up_writer = await self._open_target()
         except OSError:
             writer.transport.abort()
             return

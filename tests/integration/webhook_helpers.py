@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp.test_utils import TestClient
 
 from deployq.models import App, AppSpec, TokenScope
@@ -64,6 +66,31 @@ async def post_github(
         "/webhooks/github", data=body, headers=github_headers(event, body, **kwargs)
     )
     return resp.status, await resp.json()
+
+
+def push_of(clone_url: str, sha: str, ref: str = "refs/heads/main") -> dict[str, Any]:
+    """A GitHub push of ``sha`` to ``ref`` of the repository at ``clone_url`` (one the
+    worker really clones: no web URLs to prefer over it)."""
+    data = payload("github_push_branch")
+    data.update(ref=ref, after=sha)
+    data["head_commit"]["id"] = sha
+    data["commits"] = [{**data["head_commit"], "added": [], "removed": [], "modified": []}]
+    repo = data["repository"]
+    repo.update(clone_url=clone_url, html_url=None, ssh_url=None, git_url=None, full_name=None)
+    return data
+
+
+async def send_github(
+    session: aiohttp.ClientSession, base: str, event: str, data: dict[str, Any], *, secret: str
+) -> tuple[str, int, float]:
+    """POST a signed delivery to a running deployq at ``base``: (its delivery id, the
+    answer's status, seconds until the answer was read)."""
+    body = body_of(data)
+    headers = github_headers(event, body, secret=secret)
+    sent = time.monotonic()
+    async with session.post(f"{base}/webhooks/github", data=body, headers=headers) as resp:
+        await resp.read()
+    return headers["X-GitHub-Delivery"], resp.status, time.monotonic() - sent
 
 
 def gitlab_headers(
