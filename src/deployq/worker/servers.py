@@ -1,11 +1,12 @@
 """Build server health as this host sees it: probe each engine, check free disk, decide which
 servers get this worker's jobs.
 
-Every worker probes every server (each ``PROBE_INTERVAL_S`` and before claiming when its last
-probe is older than that) and records the observation with ``store.servers.observe``, as its
-host's view (table server_health). A view changes only after two observations in a row
-disagree with it, so one lost probe does not move jobs around; when an observation disagrees,
-the next probe comes after ``CONFIRM_INTERVAL_S`` instead. This worker claims nothing on a
+Every worker probes every server each ``PROBE_INTERVAL_S``, in the background (a claim probes
+only a server it has never probed: it never waits for an engine's answer), and records the
+observation with ``store.servers.observe``, as its host's view (table server_health). A view
+changes only after two observations in a row disagree with it, so one lost probe does not move
+jobs around; when an observation disagrees, the next probe comes after ``CONFIRM_INTERVAL_S``
+instead. This worker claims nothing on a
 server its host sees as failed; the server is unhealthy for everyone (build_servers.healthy)
 only when every host that probed it recently sees it failed. Low disk is not a failure of the
 engine: the server is only left out of this worker's claims, with the reason, and jobs wait.
@@ -174,19 +175,36 @@ class ServerMonitor:
         return None
 
     async def refresh(self, *, force: bool = False) -> None:
-        """Probe the servers not probed for PROBE_INTERVAL_S (all of them with ``force``)."""
+        """Bring the view up to date before a claim: the server list from the database, and a
+        probe of each server never probed yet. The servers already known are probed by
+        :meth:`run` on their schedule, never here: a claim does not wait for an engine's
+        answer, nor for a probe running meanwhile. ``force``: probe every server now."""
+        servers = await self.store.servers.all()
+        known = {s.id for s in servers}
+        for gone in set(self.states) - known:
+            del self.states[gone]
+        for server in servers:  # keep drain/capacity changes current
+            if server.id in self.states:
+                self.states[server.id].server = server
+        if force:
+            await self._probe_servers(servers, due_only=False)
+        elif any(s.id not in self.states for s in servers):
+            await self._probe_servers([s for s in servers if s.id not in self.states])
+
+    async def _probe_due(self) -> None:
+        """Probe the servers not probed for PROBE_INTERVAL_S (CONFIRM_INTERVAL_S when the
+        last observation awaits its confirmation), and any never probed."""
+        await self._probe_servers(await self.store.servers.all())
+
+    async def _probe_servers(self, servers: list[BuildServer], *, due_only: bool = True) -> None:
+        """Probe ``servers`` concurrently (with ``due_only``, those due), one round at a time."""
         async with self._lock:
-            servers = await self.store.servers.all()
-            known = {s.id for s in servers}
-            for gone in set(self.states) - known:
-                del self.states[gone]
             now = time.monotonic()
             stale = [
-                s for s in servers if force or s.id not in self.states or self.states[s.id].due(now)
+                s
+                for s in servers
+                if not due_only or s.id not in self.states or self.states[s.id].due(now)
             ]
-            for server in servers:  # keep drain/capacity changes current
-                if server.id in self.states:
-                    self.states[server.id].server = server
             if stale:
                 await asyncio.gather(*(self._probe(s) for s in stale))
 
@@ -303,7 +321,7 @@ class ServerMonitor:
             if self._soon.is_set():
                 continue  # wait again, for the sooner probe
             try:
-                await self.refresh()
+                await self._probe_due()
             except DeployqError as exc:
                 if self.store.health.up:  # an outage is logged once, by deployq.db.health
                     log.warning("probing the build servers failed: %s", exc)
