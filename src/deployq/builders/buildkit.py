@@ -25,6 +25,7 @@ import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
+from deployq.builders import enginepush
 from deployq.builders.attempts import (
     EXECUTOR_DIR,
     LOOK_TIMEOUT_S,
@@ -316,12 +317,18 @@ class BuildKitBuilder:
     async def _push_once(
         self, ref: str, auth: RegistryAuth | None, login: _Login | None, log: LogSink
     ) -> ProcessResult:
+        redact = Redactor([auth.password if auth else None])
+        if enginepush.speaks_api(self.docker_host):
+            stored = (
+                enginepush.stored_login(login.config, auth.server)
+                if login is not None and auth is not None
+                else {}
+            )
+            if stored is not None:  # the CLI's call, without the CLI (builders.enginepush)
+                return await enginepush.push(self.docker_host, self.tls, ref, stored, log, redact)
         extra = {"DOCKER_CONFIG": login.config} if login is not None else {}
         return await run_streaming(
-            self._cli("push", ref),
-            env=self._env(extra),
-            on_line=log,
-            redact=Redactor([auth.password if auth else None]),
+            self._cli("push", ref), env=self._env(extra), on_line=log, redact=redact
         )
 
     async def _logged_in(
