@@ -59,6 +59,11 @@ def multi_stage(nonce: str) -> str:
     )
 
 
+def deps_run(nonce: str) -> str:
+    """The deps stage's RUN step as BuildKit names it."""
+    return f"[deps 2/2] RUN echo deps-{nonce} > /deps && head -c 1m /dev/urandom > /deps.bin"
+
+
 def cached_steps(logs: str, stage: str) -> set[str]:
     """The BuildKit steps (``[deps 2/2] RUN ...``) that the build of ``stage``'s cache image
     reports CACHED (each build of a job numbers its steps from #1)."""
@@ -96,7 +101,7 @@ async def test_a_build_on_b_reuses_the_stages_a_built_and_a_new_branch_starts_fr
     )
     store = await Store.open(settings, database_url, min_size=1)
     nonce = uuid.uuid4().hex
-    deps_step = f"[deps 2/2] RUN echo deps-{nonce} > /deps && head -c 1m /dev/urandom > /deps.bin"
+    deps_step = deps_run(nonce)
     good = engine.tls
     try:
         await store.servers.add("a", docker_host, labels=["a"])
@@ -116,6 +121,8 @@ async def test_a_build_on_b_reuses_the_stages_a_built_and_a_new_branch_starts_fr
         assert f"pushed cache image {registry.url}/{repository}:cache-main--deps" in logs_a
         assert f"pushed cache image {registry.url}/{repository}:cache-main--build" in logs_a
 
+        async with RegistryClient.from_settings(settings) as client:
+            deps_of_a = await client.manifest_digest(repository, "cache-main--deps")
         repo.commit({"app.txt": "two\n"})
         second, logs_b = await run_on(store, app, ["b"], "refs/heads/main")
         assert second.server_name == "b"
@@ -124,16 +131,28 @@ async def test_a_build_on_b_reuses_the_stages_a_built_and_a_new_branch_starts_fr
         cached = cached_steps(logs_b, "build")
         assert "[build 2/4] COPY --from=deps /deps /deps" in cached, logs_b
         assert "[build 3/4] COPY app.txt /app.txt" not in cached  # the changed file
-        assert f"importing cache manifest from {registry.url}/{repository}:cache-main--deps" in (
-            logs_b
-        )
+        # named by the digest the registry served for the tag when B's job started
+        pinned = f"{registry.url}/{repository}@{deps_of_a}"
+        assert f"cache from {pinned}" in logs_b
+        assert f"importing cache manifest from {pinned}" in logs_b
+
+        # B holds images of its own named :main and :cache-main--* now. A builds a new deps
+        # stage; B's next build reuses it, not its own older images of those names
+        nonce = uuid.uuid4().hex
+        deps_step = deps_run(nonce)
+        repo.commit({"Dockerfile": multi_stage(nonce), "app.txt": "three\n"})
+        await run_on(store, app, ["a"], "refs/heads/main")
+        repo.commit({"app.txt": "four\n"})
+        _, logs_b = await run_on(store, app, ["b"], "refs/heads/main")
+        assert deps_step in cached_steps(logs_b, "deps"), logs_b
+        assert "[build 2/4] COPY --from=deps /deps /deps" in cached_steps(logs_b, "build")
 
         # a new branch, on an engine that has forgotten everything: main's cache serves it
         docker_cmd(engine.socket, "builder", "prune", "--all", "--force")
         remove_local_images(f"{registry.url}/{repository}", engine.socket)
         repo_branch = "feature/login"
         git(repo.path, "checkout", "--quiet", "-b", repo_branch)
-        repo.commit({"app.txt": "three\n"})
+        repo.commit({"app.txt": "five\n"})
         _, logs_new = await run_on(store, app, ["b"], f"refs/heads/{repo_branch}")
         assert deps_step in cached_steps(logs_new, "deps"), logs_new
         async with RegistryClient.from_settings(settings) as client:

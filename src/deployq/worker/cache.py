@@ -6,6 +6,12 @@ intermediate stage the target needs is built on its own and pushed as
 ``--cache-from``s the branch's images and the default branch's, so a build on another server,
 or a new branch's first build, reuses what any server pushed before. A cache image that
 cannot be pushed costs the next build time, never this job: it is a warning in the log.
+
+With BuildKit the cache images are named by the digest the registry serves for their tag when
+the build starts (:func:`pin_cache`): dockerd's BuildKit takes the cache of a ``--cache-from``
+reference from a *local* image of that name when there is one, so a server that built the
+branch before would build from its own stale ``:main`` instead of what another server pushed
+since; an image named by digest is local only when it is that very image.
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ from dataclasses import dataclass, field, replace
 
 from deployq.buildcache import cache_stages, cache_tag
 from deployq.builders import Builder, BuildRequest, LogSink, RegistryAuth
-from deployq.errors import DeployqError
+from deployq.builders.base import split_ref
+from deployq.errors import DeployqError, RegistryError
 from deployq.imageref import docker_tag
+from deployq.registry import RegistryClient
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,28 @@ class CachePlan:
     stages: dict[str, str] = field(default_factory=dict)
     sources: dict[str, list[str]] = field(default_factory=dict)
     final: list[str] = field(default_factory=list)
+
+    @property
+    def reused(self) -> list[str]:
+        """Every image some build of the plan may reuse, once each."""
+        return list(dict.fromkeys(self.final + [r for refs in self.sources.values() for r in refs]))
+
+    def pinned(self, digests: dict[str, str | None]) -> CachePlan:
+        """The plan with each reused image named by its digest (``repo@sha256:…``) where
+        ``digests`` has one, left out where it says None (no such tag), kept as it is where
+        ``digests`` does not say."""
+
+        def pin(refs: list[str]) -> list[str]:
+            named = []
+            for ref in refs:
+                if ref not in digests:
+                    named.append(ref)
+                elif (digest := digests[ref]) is not None:
+                    named.append(f"{split_ref(ref)[0]}@{digest}")
+            return list(dict.fromkeys(named))
+
+        sources = {stage: pin(refs) for stage, refs in self.sources.items()}
+        return CachePlan(dict(self.stages), sources, pin(self.final))
 
 
 def plan_cache(
@@ -51,6 +81,27 @@ def plan_cache(
         sources[stage] = list(reusable)
     final = [f"{repository}:{docker_tag(b)}" for b in branches] + reusable
     return CachePlan(pushed, sources, final)
+
+
+async def pin_cache(
+    registry: RegistryClient, registry_host: str, refs: list[str]
+) -> dict[str, str | None]:
+    """The digest the registry serves now for each of ``refs`` (tags of ``registry_host``),
+    None for a tag it does not have; asked all at once. A registry that does not answer
+    leaves the refs out (the build then names them by tag, as before)."""
+    prefix = f"{registry_host}/"
+
+    async def one(ref: str) -> tuple[str, str | None] | None:
+        repository, tag = split_ref(ref)
+        if not repository.startswith(prefix) or tag.startswith("sha256:"):
+            return None
+        try:
+            return ref, await registry.manifest_digest(repository.removeprefix(prefix), tag)
+        except RegistryError:
+            return None
+
+    answers = await asyncio.gather(*(one(ref) for ref in refs))
+    return dict(answer for answer in answers if answer is not None)
 
 
 def read_dockerfile(request: BuildRequest) -> str | None:

@@ -42,7 +42,7 @@ from deployq.registry import (
 )
 from deployq.scans import ScanState, Verdict, judge, requested, scan_text, state_of, unavailable
 from deployq.store import Lease, Outcome
-from deployq.worker.cache import StageCache, plan_cache, read_dockerfile
+from deployq.worker.cache import StageCache, pin_cache, plan_cache, read_dockerfile
 from deployq.worker.checkout import checkout
 from deployq.worker.commits import CommitInfo
 from deployq.worker.deploy import Deployer, Image
@@ -216,7 +216,27 @@ class Pipeline:
         job = self.lease.job
         if job.deploy_only:
             return await self._deploy_only()
-        image_target(self.app, self.settings)  # a configuration error fails before checkout
+        target = image_target(self.app, self.settings)  # fails before checkout
+        # the branches' cache images are looked up while the checkout runs
+        early = self._pin_cache(
+            target.domain or "",
+            plan_cache(
+                f"{target.domain or ''}/{target.path}",
+                branch=job.branch,
+                default_branch=_default_branch(self.app),
+                dockerfile_text=None,
+                target=self.app.target,
+            ).final,
+        )
+        try:
+            return await self._build_job(early)
+        finally:
+            if early is not None:
+                early.cancel()
+                await asyncio.gather(early, return_exceptions=True)
+
+    async def _build_job(self, early: asyncio.Task[dict[str, str | None]] | None) -> Outcome:
+        job = self.lease.job
         await self._enter(Step.CHECKOUT)
         with app_git_auth(self.app, self.settings) as git_auth:  # an app's key: gone after
             commit = await checkout(
@@ -267,6 +287,14 @@ class Pipeline:
             dockerfile_text=read_dockerfile(request),
             target=self.app.target,
         )
+        if early is not None:
+            digests = await early
+            rest = [ref for ref in plan.reused if ref not in digests]
+            if rest:
+                digests |= await self._pin(names.registry, rest)
+            plan = plan.pinned(digests)
+            for ref in plan.reused:
+                self.logs.write(f"cache from {ref}")
         request = replace(request, cache_from=plan.final)
         stages = StageCache(self.builder, plan, auth, self.logs.write)
         try:
@@ -400,6 +428,19 @@ class Pipeline:
 
     def _registry(self) -> RegistryClient:
         return RegistryClient.from_settings(self.settings, self.app)
+
+    def _pin_cache(
+        self, registry_host: str, refs: list[str]
+    ) -> asyncio.Task[dict[str, str | None]] | None:
+        """With BuildKit, the digests of the cache images ``refs`` (worker.cache.pin_cache),
+        looked up in a task of their own; None with the Engine backend (it pulls them)."""
+        if self.builder.backend != "buildkit" or not refs:
+            return None
+        return asyncio.create_task(self._pin(registry_host, refs))
+
+    async def _pin(self, registry_host: str, refs: list[str]) -> dict[str, str | None]:
+        async with self._registry() as registry:
+            return await pin_cache(registry, registry_host, refs)
 
     def _verify(self, names: ImageNames, digest: str, seen: str | None) -> None:
         """The registry serves the pushed digest (``seen``) for the first tag."""
