@@ -42,9 +42,15 @@ from deployq.worker.commits import CommitInfo, parse_commit
 MIRRORS_DIR = "mirrors"
 #: more packs than this in a mirror: repack them into one (each fetch adds one)
 MAX_PACKS = 32
-#: what the remote says when it has no such ref or will not serve a bare sha
 #: what reading a damaged object store raises
 _UNREADABLE = (gitdb.exc.ODBError, ValueError, OSError, binascii.Error, struct.error, zlib.error)
+#: a fetch keeps what it receives as a pack (never loose objects), and starts no automatic
+#: gc or maintenance (one more git process each fetch): the mirror's packs are repacked here
+#: once there are more than MAX_PACKS
+_FETCH_CONFIG = (
+    "-c", "transfer.unpackLimit=1", "-c", "maintenance.auto=false", "-c", "gc.auto=0",
+)  # fmt: skip
+#: what the remote says when it has no such ref or will not serve a bare sha
 _REMOTE_MISSING = re.compile(
     r"couldn't find remote ref|no such remote ref|not our ref|unadvertised object",
     re.IGNORECASE,
@@ -193,7 +199,9 @@ class MirrorCheckout:
         return found
 
     async def _fetch(self, mirror: Path, what: str) -> tuple[int, str]:
-        rc, tail = await self._git(mirror, "fetch", "--quiet", "--no-tags", self.url, what)
+        rc, tail = await self._git(
+            mirror, *_FETCH_CONFIG, "fetch", "--quiet", "--no-tags", self.url, what
+        )
         if rc == 0 and _pack_count(mirror) > MAX_PACKS:
             self.log(f"repacking the mirror {mirror.name}")
             await self._git(mirror, "repack", "-a", "-d", "-q")
