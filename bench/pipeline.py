@@ -18,7 +18,11 @@ dockerd), one more file change is built by deployq on server B, a second dockerd
 here (own data root, tcp:// with mutual TLS, the same base image) that has never seen the
 round's data layer: it reuses A's layers through the registry. Its time is compared with the
 warm builds on A.
-Prints JSON: times per round, medians, deployq/plain ratios and the per-job overhead.
+Prints JSON: times per round, medians, deployq/plain ratios (of the medians, and of each
+build against the plain one just before it) and the per-job overhead; the median step
+durations, with deployq's ``queued`` (enqueue to claim) and ``rest`` (all else beyond the
+steps: the attempt's start, its last writes, the finish and its NOTIFY); the load average
+before and after (the machine may be shared: compare runs at similar load).
 Targets (issue 4): warm ratio ≤ 1.10, overhead per job ≤ 0.5 s; (issue 15) cross-server
 ratio (warm on B after A / warm on A) ≤ 1.25.
 """
@@ -133,6 +137,15 @@ async def wait_final(store: Store, job_id: int) -> Job:
     return await wait_job(store, job_id, lambda job: job.status.is_final, timeout_s=600)
 
 
+def job_steps(job: Job, took: float) -> dict[str, float]:
+    """The job's step durations, with ``queued`` (enqueue to claim) and ``rest`` (what the
+    bench waited beyond both: starting the attempt, the last progress and log writes, the
+    finish and its NOTIFY)."""
+    queued = ((job.started_at or job.enqueued_at) - job.enqueued_at).total_seconds()
+    rest = took - queued - sum(job.step_durations.values())
+    return {**job.step_durations, "queued": round(queued, 3), "rest": round(rest, 3)}
+
+
 async def deployq_round(store: Store, app: str) -> tuple[float, Job]:
     # LISTEN first, so the finished NOTIFY cannot slip by before we wait for it
     started = time.perf_counter()
@@ -172,6 +185,7 @@ def median(values: list[float]) -> float:
 
 async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]:
     base = ensure_base_image()
+    load_before = os.getloadavg()
     with (
         tempfile.TemporaryDirectory(prefix="deployq-bench-") as tmp,
         start_registry(Path(tmp) / "registry", "bench", "bench-registry-pw") as reg,
@@ -232,7 +246,7 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
             steps["plain"][cache].append(plain)
             took, job = await deployq_round(store, "bench")
             times["deployq"][cache].append(took)
-            steps["deployq"][cache].append(job.step_durations)
+            steps["deployq"][cache].append(job_steps(job, took))
 
         try:
             for n in range(rounds):
@@ -250,8 +264,7 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
                     if job.server_name != "b":
                         raise RuntimeError(f"job #{job.id} ran on {job.server_name}, not b")
                     cross_times.append(took)
-                    waited = (job.started_at or job.enqueued_at) - job.enqueued_at
-                    cross_steps.append({**job.step_durations, "queued": waited.total_seconds()})
+                    cross_steps.append(job_steps(job, took))
                     await pin(store, "bench", "a")
         finally:
             stop.set()
@@ -261,6 +274,10 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
         "bench": "pipeline",
         "rounds": rounds,
         "layer_mb": layer_mb,
+        "load_average": {
+            "before": [round(x, 2) for x in load_before],
+            "after": [round(x, 2) for x in os.getloadavg()],
+        },
         "seconds": {
             k: {c: [round(x, 3) for x in v] for c, v in d.items()} for k, d in times.items()
         },
@@ -272,6 +289,10 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
             "plain_median_s": plain,
             "deployq_median_s": ours,
             "ratio": round(ours / plain, 3),
+            "ratio_per_build": [
+                round(d / p, 3)
+                for p, d in zip(times["plain"][cache], times["deployq"][cache], strict=True)
+            ],
             "overhead_per_job_s": round(ours - plain, 3),
             "median_step_s": {
                 who: {
@@ -295,6 +316,11 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
             "warm_on_a_median_s": on_a,
             "warm_on_b_after_a_median_s": on_b,
             "ratio": round(on_b / on_a, 3),
+            # B's build against the mean of the two warm builds on A just before it
+            "ratio_per_round": [
+                round(b / statistics.mean(times["deployq"]["warm"][2 * n : 2 * n + 2]), 3)
+                for n, b in enumerate(cross_times)
+            ],
             "median_step_s": {
                 step: median([r[step] for r in cross_steps]) for step in cross_steps[0]
             },

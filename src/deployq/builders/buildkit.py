@@ -7,7 +7,8 @@ directory filled by ``docker login --password-stdin``: neither is ever in argv.
 A builder logs in once per (registry, user) and keeps that DOCKER_CONFIG for the following
 builds and pushes: under a temporary directory of mode 0700, logged in again when the password
 changes or the registry answers 401, and removed by :meth:`BuildKitBuilder.close` or, at the
-latest, when the process exits.
+latest, when the process exits. A push to a ``unix://`` or ``tcp://`` engine is the Engine API
+call the CLI would make, with that stored login, made without the CLI (builders.enginepush).
 """
 
 from __future__ import annotations
