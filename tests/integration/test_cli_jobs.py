@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import getpass
 import json
-import os
-import signal
-import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,44 +12,8 @@ import pytest
 
 from deployq.models import JobStatus
 from deployq.store import Outcome, Store
+from fixtures.cli import AsyncCli as Cli
 from integration.queue_helpers import FAILURE, SUCCESS, add_app, add_server, claim_one, enqueue
-
-
-def _interruptible() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-class Cli:
-    def __init__(self, database_url: str, data_dir: Path) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
-        self.env["DEPLOYQ_DATA_DIR"] = str(data_dir)
-        self.env["DEPLOYQ_DATABASE_URL"] = database_url
-
-    async def start(self, *args: str) -> asyncio.subprocess.Process:
-        """``deployq *args`` as typed in a terminal: Ctrl-C (SIGINT) reaches it even when the
-        tests themselves were started in the background (``scripts/test &``), where the shell
-        ignores SIGINT and every child would inherit that."""
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "deployq",
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            preexec_fn=_interruptible,
-        )
-
-    async def __call__(self, *args: str) -> tuple[int, str, str]:
-        proc = await self.start(*args)
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
-
-    async def json(self, *args: str) -> object:
-        code, out, err = await self(*args, "--json")
-        assert code == 0, err
-        return json.loads(out)
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from deployq.models import JobStatus, Step, TokenScope
 from deployq.store import Store
 from deployq.testing.jobs import running_pool, wait_job
 from deployq.webhooks.app import create_app
+from fixtures.cli import AsyncCli
 from integration.queue_helpers import SUCCESS, add_app, add_server, claim_one, enqueue, push
-from integration.test_cli_jobs import Cli
 from integration.webhook_helpers import token
 from worker_support import add_app as add_built_app
 from worker_support import deploy, registry_settings
@@ -313,7 +313,7 @@ async def test_deployq_watch_prints_the_feed_of_an_app(
     await add_server(store, "local")
     await add_app(store, "web")
     await add_app(store, "other")
-    cli = Cli(database_url, tmp_path)
+    cli = AsyncCli(database_url, tmp_path)
     text = await cli.start("watch", "--app", "web")
     as_json = await cli.start("watch", "--json")
     try:

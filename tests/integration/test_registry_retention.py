@@ -6,15 +6,10 @@ pruned."""
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 import secrets
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from registry_helpers import add_tag, pull, push_image
@@ -23,40 +18,7 @@ from deployq.models import App, AppSpec, Job, JobStatus, Trigger, TriggerKind
 from deployq.registry import RegistryClient
 from deployq.store import Outcome, Store
 from deployq.testing.services import LocalRegistry, ServiceError, start_registry
-
-
-class Cli:
-    """``python -m deployq`` on the test's database, pushing to ``registry``."""
-
-    def __init__(self, database_url: str, data_dir: Path, registry: LocalRegistry) -> None:
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
-        self.env.update(
-            DEPLOYQ_DATABASE_URL=database_url,
-            DEPLOYQ_DATA_DIR=str(data_dir),
-            DEPLOYQ_REGISTRY_URL=registry.url,
-            DEPLOYQ_REGISTRY_USERNAME=registry.username,
-            DEPLOYQ_REGISTRY_PASSWORD=registry.password,
-            DEPLOYQ_REGISTRY_INSECURE="true",
-        )
-
-    async def __call__(self, *args: str) -> tuple[int, str, str]:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "deployq",
-            *args,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        out, err = await asyncio.wait_for(proc.communicate(), 120)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
-
-    async def json(self, *args: str, status: int = 0) -> Any:
-        code, out, err = await self(*args, "--json")
-        assert code == status, err
-        return json.loads(out)
+from fixtures.cli import AsyncCli as Cli
 
 
 class Builds:
@@ -116,7 +78,19 @@ async def add_app(store: Store, name: str, image: str, *, server: bool = True) -
 
 @pytest.fixture
 def cli(database_url: str, tmp_path: Path, registry: LocalRegistry) -> Cli:
-    return Cli(database_url, tmp_path / "cli", registry)
+    return cli_pushing_to(registry, database_url, tmp_path / "cli")
+
+
+def cli_pushing_to(registry: LocalRegistry, database_url: str, data_dir: Path) -> Cli:
+    """``python -m deployq`` on the test's database, pushing to ``registry``."""
+    return Cli(
+        database_url,
+        data_dir,
+        DEPLOYQ_REGISTRY_URL=registry.url,
+        DEPLOYQ_REGISTRY_USERNAME=registry.username,
+        DEPLOYQ_REGISTRY_PASSWORD=registry.password,
+        DEPLOYQ_REGISTRY_INSECURE="true",
+    )
 
 
 @pytest.fixture
@@ -229,7 +203,7 @@ async def test_a_registry_without_deletes_gives_a_clear_message(
     repository = f"t{uuid.uuid4().hex[:8]}/web"
     web = Builds(store, no_delete_registry, await add_app(store, "web", repository))
     old, new = await web.push("main"), await web.push("main")
-    cli = Cli(database_url, tmp_path / "cli", no_delete_registry)
+    cli = cli_pushing_to(no_delete_registry, database_url, tmp_path / "cli")
 
     dry = await cli.json("prune", "--keep-tags", "1", "--dry-run")
     result = await cli.json("prune", "--keep-tags", "1", status=1)

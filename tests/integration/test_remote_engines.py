@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +38,7 @@ from deployq.testing.services import (
     start_sshd,
 )
 from deployq.worker.servers import ServerMonitor
+from fixtures.cli import run_deployq
 from worker_support import add_app, deploy, log_text, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -81,28 +80,14 @@ def strangers(tmp_path_factory: pytest.TempPathFactory) -> Strangers:
 
 @pytest.fixture
 def cli(database_url: str, tmp_path: Path, registry: LocalRegistry) -> Cli:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
-    env.update(
-        {
-            "DEPLOYQ_DATABASE_URL": database_url,
-            "DEPLOYQ_DATA_DIR": str(tmp_path),
-            "DEPLOYQ_REGISTRY_URL": registry.url,
-        }
-    )
-
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         """``deployq ARGS``; settings of this call only after a ``--``: NAME=VALUE."""
-        extra: dict[str, str] = {}
+        env = {"DEPLOYQ_REGISTRY_URL": registry.url}
         if "--" in args:
             at = args.index("--")
-            args, extra = args[:at], dict(a.split("=", 1) for a in args[at + 1 :])
-        return subprocess.run(
-            [sys.executable, "-m", "deployq", *args],
-            env={**env, **extra},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+            args, extra = args[:at], args[at + 1 :]
+            env.update(a.split("=", 1) for a in extra)
+        return run_deployq(*args, data_dir=tmp_path, database_url=database_url, env=env)
 
     return run
 

@@ -21,6 +21,7 @@ from deployq.doctor import run_checks
 from deployq.models import JobStatus
 from deployq.store import Store
 from deployq.testing.jobs import running_pool, wait_job
+from fixtures.cli import run_deployq
 from worker_support import add_app, deploy, registry_settings
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
@@ -28,18 +29,9 @@ Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 @pytest.fixture
 def cli(database_url: str, tmp_path: Path) -> Cli:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEPLOYQ_")}
-    env.update({"DEPLOYQ_DATABASE_URL": database_url, "DEPLOYQ_DATA_DIR": str(tmp_path / "cli")})
-
     def run(*args: str, host_id: str | None = None) -> subprocess.CompletedProcess[str]:
-        extra = {"DEPLOYQ_HOST_ID": host_id} if host_id else {}
-        return subprocess.run(
-            [sys.executable, "-m", "deployq", *args],
-            env={**env, **extra},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        env = {"DEPLOYQ_HOST_ID": host_id} if host_id else {}
+        return run_deployq(*args, data_dir=tmp_path / "cli", database_url=database_url, env=env)
 
     return run
 
