@@ -196,27 +196,28 @@ def _deployq_process(dsn: str, slots: int, ready: Any, go: Any, finished: Any) -
 
 async def drain_deployq(store: Store, slots: int = 4, name: str = "pool") -> None:
     """A worker pool with ``slots`` build slots, as ``deployq worker`` runs: one claim for
-    every free slot at once, a task per job, the slot freed by its finish (finishes go
-    through the pool's Finisher: group commits)."""
+    every free slot at once, a task per job, finishes through the pool's Finisher (group
+    commits). As in the pool, a job leaves its slot once built (a no-op: at once) and keeps
+    its lease until its finish commits; at most ``slots`` finishes wait at once."""
     finisher = Finisher(store)
-    running: set[asyncio.Task[Any]] = set()
+    finishing: set[asyncio.Task[Any]] = set()
     freed = asyncio.Event()
 
     def done(task: asyncio.Task[Any]) -> None:
-        running.discard(task)
+        finishing.discard(task)
         freed.set()
 
     while True:
         freed.clear()
-        free = slots - len(running)
+        free = min(slots, 2 * slots - len(finishing))  # WorkerPool.free_slots
         leases = await store.leases.claim(name, limit=free) if free > 0 else []
         for lease in leases:
             task = asyncio.create_task(finisher.finish(lease, SUCCESS))
-            running.add(task)
+            finishing.add(task)
             task.add_done_callback(done)
-        if not leases and not running:
+        if not leases and not finishing:
             return
-        if len(running) >= slots or not leases:
+        if not leases or len(finishing) > slots:
             await freed.wait()
 
 

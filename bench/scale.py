@@ -8,9 +8,9 @@ On a throwaway embedded PostgreSQL of its own (or DEPLOYQ_DATABASE_URL's server)
 - ``claims``: --jobs no-op jobs claimed and finished by P worker processes of --slots slots
   each, for every P of --processes. Each process is what ``deployq worker`` does to the
   database: its own Store (pool of 2 to 10 connections) and Finisher, one claim for all its
-  free slots at once, each finish group-committed. Jobs per second overall, and the
-  PostgreSQL server's CPU seconds per 1,000 jobs (postmaster and backends, from /proc; local
-  servers only), the figure to scale from to a bigger server.
+  free slots at once, each finish group-committed (queue_bench.drain_deployq). Jobs per
+  second overall, and the PostgreSQL server's CPU seconds per 1,000 jobs (postmaster and
+  backends, from /proc; local servers only), the figure to scale from to a bigger server.
 - ``logs``: build log lines stored per second by --log-writers concurrent writers (running
   builds), each appending batches of 50 lines, then of 5 (LOG_BATCHES), of LOG_LINE_CHARS
   characters as ``worker.logbuffer`` does, and the bytes one stored line takes (table, index
@@ -46,18 +46,18 @@ import aiohttp
 import psycopg
 from cryptography.fernet import Fernet
 from psycopg.conninfo import conninfo_to_dict
+from queue_bench import drain_deployq
 
 from deployq.config import Settings
 from deployq.db import with_dbname
 from deployq.db.migrate import migrate
-from deployq.models import AppSpec, JobStatus, SupersedePolicy, Trigger, TriggerKind
-from deployq.store import Finisher, Outcome, Store
+from deployq.models import AppSpec, SupersedePolicy, Trigger, TriggerKind
+from deployq.store import Store
 from deployq.testing.services import free_port
 from deployq.webhooks.signatures import github_signature
 
 ROOT = Path(__file__).resolve().parents[1]
 PAYLOAD = ROOT / "tests" / "fixtures" / "payloads" / "github_push_branch.json"
-SUCCESS = Outcome(JobStatus.SUCCEEDED)
 TRIGGER = Trigger(kind=TriggerKind.MANUAL, app="bench", ref="refs/heads/main")
 #: lines per append: a chatty build (the flusher's 200-line cap is rarely reached) and a
 #: quiet one (a few lines per 0.2 s flush)
@@ -165,30 +165,11 @@ def worker_process(dsn: str, slots: int, ready: Any, go: Any, done: Any) -> None
     async def main() -> None:
         # the pool of `deployq worker` (DEPLOYQ_DB_POOL_MIN/MAX defaults)
         store = await Store.open(settings_for(dsn, pool=2, pool_max=10), dsn, min_size=2)
-        finisher = Finisher(store)
-        running: set[asyncio.Task[Any]] = set()
-        freed = asyncio.Event()
         name = f"scale-{os.getpid()}"
-
-        def finished(task: asyncio.Task[Any]) -> None:
-            running.discard(task)
-            freed.set()
-
         ready.release()
         await asyncio.to_thread(go.wait)
         try:
-            while True:
-                freed.clear()
-                free = slots - len(running)
-                leases = await store.leases.claim(name, limit=free) if free > 0 else []
-                for lease in leases:
-                    task = asyncio.create_task(finisher.finish(lease, SUCCESS))
-                    running.add(task)
-                    task.add_done_callback(finished)
-                if not leases and not running:
-                    return
-                if len(running) >= slots or not leases:
-                    await freed.wait()
+            await drain_deployq(store, slots, name=name)
         finally:
             await store.close()
             done.release()

@@ -5,6 +5,13 @@ statement, and cancel requests reach the job's task by NOTIFY or, if one was mis
 heartbeat's answer. The claim loop is woken by NOTIFY on the jobs, cancel and servers
 channels, and re-polls on every (re)connection; a jittered poll and a timer for the next
 ``run_after`` are only safety nets.
+
+A slot is a build: a job leaves its slot once its outcome is decided and its log closed,
+and its finish commits (through the runner's group-committing Finisher) while the next
+claim runs. Until that commit the job keeps its lease (renewed by the heartbeats; a
+shutdown waits for it), and the database still counts it against its server's capacity and
+its app's concurrency. At most ``concurrency`` jobs wait for their finish at once, so a
+worker never holds more than twice its slots of leases.
 """
 
 from __future__ import annotations
@@ -66,16 +73,24 @@ class WorkerPool:
         self.concurrency = concurrency or self.settings.worker_concurrency
         self.server_ids = server_ids
         self.sd = notifier or SdNotifier.from_environ()
+        #: the jobs building, one per slot
         self.jobs: dict[int, RunningJob] = {}
+        #: built jobs whose outcome is being written: lease held, no slot
+        self.finishing: dict[int, RunningJob] = {}
         self.monitor = ServerMonitor(
             store, host_id=self.host_id, builder_factory=builder_factory, on_change=self.wake
         )
-        self.runner = JobRunner(store, self.monitor, self.worker_id, on_lost=self._lose)
+        self.runner = JobRunner(
+            store, self.monitor, self.worker_id, on_lost=self._lose, on_built=self._built
+        )
         #: set once the pool claims (tests and `deployq up` wait on it)
         self.claiming = asyncio.Event()
         self._wake = asyncio.Event()
         self._stopping = False
         self._wait_reason: str | None = None
+        #: the server list may have changed since the monitor read it (a servers notice,
+        #: a reconnection): the next claim refreshes it first, probing new servers
+        self._servers_changed = True
 
     # -- public ----------------------------------------------------------------------------
 
@@ -85,7 +100,9 @@ class WorkerPool:
 
     @property
     def free_slots(self) -> int:
-        return max(0, self.concurrency - len(self.jobs))
+        slots = self.concurrency - len(self.jobs)
+        leases = 2 * self.concurrency - len(self.jobs) - len(self.finishing)
+        return max(0, min(slots, leases))
 
     async def run(self, stop: asyncio.Event) -> None:
         """Register, claim and build until ``stop``; then shut down gracefully."""
@@ -166,7 +183,9 @@ class WorkerPool:
         self.wake()
 
     async def _on_connect(self) -> None:
-        self.wake()  # notifications sent while we were away are lost: look again
+        # notifications sent while we were away are lost: look again
+        self._servers_changed = True
+        self.wake()
 
     async def _listen(self, listener: Listener) -> None:
         async for notice in listener:
@@ -178,6 +197,7 @@ class WorkerPool:
             with contextlib.suppress(TypeError, ValueError):
                 self.request_cancel(int(payload["id"]), force=bool(payload.get("force")))
         elif notice.channel == CHANNEL_SERVERS:
+            self._servers_changed = True
             self.wake()
         elif payload.get("kind") not in _QUIET_KINDS and self.free_slots:
             self.wake()
@@ -205,7 +225,13 @@ class WorkerPool:
         free = self.free_slots
         if free <= 0 or self._stopping:
             return False
-        await self.monitor.refresh()
+        if self._servers_changed:  # else the monitor's own loop keeps it current
+            self._servers_changed = False
+            try:
+                await self.monitor.refresh()
+            except BaseException:
+                self._servers_changed = True
+                raise
         reason = self.monitor.wait_reason()
         if reason != self._wait_reason:
             self._wait_reason = reason
@@ -240,8 +266,19 @@ class WorkerPool:
         finally:
             if not running.shutdown:  # on shutdown the pool releases the job, then forgets it
                 self.jobs.pop(running.lease.id, None)
+                self.finishing.pop(running.lease.id, None)
                 self._status()
                 self.wake()
+
+    def _built(self, running: RunningJob) -> None:
+        """The runner decided the job's outcome: its slot goes to the next job while the
+        outcome commits; its lease stays renewed until then."""
+        if running.shutdown or self.jobs.pop(running.lease.id, None) is None:
+            return
+        self.finishing[running.lease.id] = running
+        self._status()
+        if self.free_slots:
+            self.wake()
 
     # -- cancel, lost, heartbeats ------------------------------------------------------------
 
@@ -254,7 +291,7 @@ class WorkerPool:
 
     def _lose(self, job_id: int) -> None:
         """Another worker owns the job now: stop it and write nothing more."""
-        running = self.jobs.get(job_id)
+        running = self.jobs.get(job_id) or self.finishing.get(job_id)
         if running is not None and not running.lost:
             log.warning(
                 "job #%s attempt %s is no longer ours: stopping it", job_id, running.lease.attempt
@@ -273,7 +310,7 @@ class WorkerPool:
 
     async def heartbeat(self) -> None:
         """Renew every lease in one statement; stop lost jobs, cancel requested ones."""
-        held = [r.held for r in self.jobs.values() if not r.lost]
+        held = [r.held for r in self._held() if not r.lost]
         try:
             result = await self.store.leases.heartbeat(self.worker_id, held)
             await self.store.workers.heartbeat(self.worker_id)
@@ -286,16 +323,21 @@ class WorkerPool:
         for job_id, force in result.cancel.items():
             self.request_cancel(job_id, force=force)
 
+    def _held(self) -> list[RunningJob]:
+        """Every job whose lease this worker holds: building, or writing its outcome."""
+        return [*self.jobs.values(), *self.finishing.values()]
+
     # -- shutdown and systemd ----------------------------------------------------------------
 
     async def _shutdown(self) -> None:
-        """Let running builds finish for shutdown_grace; stop and release the others."""
-        if not self.jobs:
+        """Let running builds finish (and finished ones be written) for shutdown_grace;
+        stop and release the others."""
+        if not self.jobs and not self.finishing:
             return
         with contextlib.suppress(*_TRANSIENT):
             await self.store.workers.set_stopping(self.worker_id)
         grace = self.settings.shutdown_grace
-        tasks = {r.task for r in self.jobs.values() if r.task is not None}
+        tasks = {r.task for r in self._held() if r.task is not None}
         if not tasks:  # the last ones ended while we said we are stopping
             return
         log.info("waiting up to %gs for %d running build(s)", grace, len(tasks))
@@ -303,12 +345,12 @@ class WorkerPool:
         _, pending = await asyncio.wait(tasks, timeout=grace)
         if not pending:
             return
-        remaining = [r for r in self.jobs.values() if r.task in pending]
+        remaining = [r for r in self._held() if r.task in pending]
         for running in remaining:
             running.shutdown = True
-            if running.inner is not None:
+            if running.inner is not None and not running.inner.done():
                 running.inner.cancel()
-            elif running.task is not None:
+            elif running.task is not None:  # not started, or its outcome is being written
                 running.task.cancel()
         await asyncio.wait(pending)
         held = [r.held for r in remaining if not r.lost]
@@ -324,6 +366,7 @@ class WorkerPool:
             log.info("released job(s) %s back to the queue", ", ".join(map(str, released)))
         for running in remaining:
             self.jobs.pop(running.lease.id, None)
+            self.finishing.pop(running.lease.id, None)
 
     def _status(self) -> None:
         text = f"{len(self.jobs)}/{self.concurrency} builds running"

@@ -110,12 +110,17 @@ class JobRunner:
         worker_id: str,
         *,
         on_lost: Callable[[int], None],
+        on_built: Callable[[RunningJob], None] | None = None,
     ) -> None:
         self.store = store
         self.settings = store.settings
         self.monitor = monitor
         self.worker_id = worker_id
         self.on_lost = on_lost
+        #: called once a job's outcome is decided and its log closed, just before the
+        #: outcome is written: its build is over (the pool gives its slot to the next job
+        #: while the finish commits; the lease is still the job's until then)
+        self.on_built = on_built
         #: finishes of this worker's jobs go out in group commits
         self.finisher = Finisher(store)
         #: where workspaces go: the worker's scratch directory (deployq.worker.scratch)
@@ -248,6 +253,8 @@ class JobRunner:
             else:
                 logs.write(f"==> {outcome.status.value}")
             await logs.close()
+            if self.on_built is not None:
+                self.on_built(running)
             await self._record(lease, outcome)
         finally:
             keep = (
