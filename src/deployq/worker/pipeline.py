@@ -339,8 +339,18 @@ class Pipeline:
                 if self.cancel.requested:
                     raise OperatorCancel
 
-                await self._enter(Step.VERIFY, image_digest=digest)
-                self._verify(names, digest, await served)
+                # when nothing follows a verify that passes (no scan, no deploy), its start and
+                # the job's 100 % are one progress write, not two in a row
+                last = not self.deploys and not self.scanning and self.app.scan_policy is None
+                await self._enter(Step.VERIFY, record=not last, image_digest=digest)
+                try:
+                    self._verify(names, digest, await served)
+                except RegistryError:
+                    if last:
+                        await self._record(
+                            Step.VERIFY, STEP_START_PERCENT[Step.VERIFY], {"image_digest": digest}
+                        )
+                    raise
             finally:
                 served.cancel()
                 await asyncio.gather(served, return_exceptions=True)
@@ -353,7 +363,9 @@ class Pipeline:
             await self._enter(Step.DEPLOY)
             await self._deploy(Image(self.image_ref or "", digest, commit.sha))
         self._close_step()
-        await self._record(self.step or Step.VERIFY, 100)
+        await self._record(
+            self.step or Step.VERIFY, 100, {"image_digest": digest} if last else None
+        )
         await self._settle()
         return Outcome(JobStatus.SUCCEEDED, image_ref=self.image_ref, image_digest=digest)
 
@@ -523,12 +535,14 @@ class Pipeline:
 
     # -- bookkeeping -------------------------------------------------------------------------
 
-    async def _enter(self, step: Step, **fields: Any) -> None:
+    async def _enter(self, step: Step, *, record: bool = True, **fields: Any) -> None:
+        """Start ``step``; with ``record``, write it to the job (else the caller does)."""
         self._close_step()
         self.step = step
         self._started = time.monotonic()
         self.logs.write(f"==> {step.value}")
-        await self._record(step, STEP_START_PERCENT[step], fields or None)
+        if record:
+            await self._record(step, STEP_START_PERCENT[step], fields or None)
 
     async def _record(self, step: Step, percent: int, fields: dict[str, Any] | None = None) -> None:
         """Write step and percent to the job while the step goes on: a write waits only for
