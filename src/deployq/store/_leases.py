@@ -48,9 +48,9 @@ log = logging.getLogger(__name__)
 
 
 def _finished(row: dict[str, Any]) -> Job:
-    """The job of a ``finish_jobs`` row (without the statement's own columns)."""
+    """The job of a ``finish_job``/``finish_jobs`` row (without the statement's own columns)."""
     for extra in ("notified", "_message", "_retry_message", "_image_digest"):
-        row.pop(extra)
+        row.pop(extra, None)
     return Job.model_validate(row)
 
 
@@ -334,7 +334,7 @@ class Leases(StorePart):
         return [int(r["id"]) for r in rows]
 
     def _item(self, lease: Lease, outcome: Outcome) -> dict[str, Any]:
-        """One element of ``finish_jobs``' items."""
+        """One element of ``finish_jobs``' items (``finish_job``'s parameters: ``_one``)."""
         settings = self.store.settings
         delay = backoff_s(
             lease.attempt,
@@ -358,19 +358,26 @@ class Leases(StorePart):
             f"retry in {delay:.0f}s",
         }
 
+    def _one(self, lease: Lease, outcome: Outcome) -> dict[str, Any]:
+        """``finish_job``'s parameters: the item of a lone finish."""
+        params = self._item(lease, outcome)
+        if params["scan"] is not None:
+            params["scan"] = Jsonb(params["scan"])
+        return params
+
     async def finish(self, lease: Lease, outcome: Outcome) -> Job:
         """End an attempt (fenced: LostJob when it is no longer ours).
 
         A retryable failure with attempts left is queued again with ``run_after`` after an
         exponential backoff with jitter; anything else is final.
         """
-        params = {"items": Jsonb([self._item(lease, outcome)])}
+        params = self._one(lease, outcome)
         event = _event(outcome)
         async with self.store.connection() as conn:
             # one statement is atomic on its own: the transaction is only for outbox rows
             outbox = event is not None and wants_notification(lease.app, event)
             async with conn.transaction() if outbox else contextlib.nullcontext():
-                row = await (await conn.execute(sql("finish_jobs"), params)).fetchone()
+                row = await (await conn.execute(sql("finish_job"), params)).fetchone()
                 if row is None:
                     raise _lost(lease)
                 finished = _finished(row)
@@ -402,8 +409,13 @@ class Leases(StorePart):
                 rounds.append({lease.id: n})
         async with self.store.connection() as conn, conn.transaction():
             for round_ in rounds:
-                params = {"items": Jsonb([self._item(*items[n]) for n in round_.values()])}
-                rows = await (await conn.execute(sql("finish_jobs"), params)).fetchall()
+                if len(round_) == 1:  # a group of one: the lone finish's statement
+                    (n,) = round_.values()
+                    query, params = sql("finish_job"), self._one(*items[n])
+                else:
+                    query = sql("finish_jobs")
+                    params = {"items": Jsonb([self._item(*items[n]) for n in round_.values()])}
+                rows = await (await conn.execute(query, params)).fetchall()
                 for row in rows:
                     n = round_[int(row["id"])]
                     lease, outcome = items[n]
