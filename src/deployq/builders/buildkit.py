@@ -319,12 +319,9 @@ class BuildKitBuilder:
         self, ref: str, auth: RegistryAuth | None, login: _Login | None, log: LogSink
     ) -> ProcessResult:
         redact = Redactor([auth.password if auth else None])
-        if enginepush.speaks_api(self.docker_host):
-            stored = (
-                enginepush.stored_login(login.config, auth.server)
-                if login is not None and auth is not None
-                else {}
-            )
+        # without a login of ours the CLI reads the user's own ~/.docker/config.json: it pushes
+        if login is not None and auth is not None and enginepush.speaks_api(self.docker_host):
+            stored = enginepush.stored_login(login.config, auth.server)
             if stored is not None:  # the CLI's call, without the CLI (builders.enginepush)
                 return await enginepush.push(self.docker_host, self.tls, ref, stored, log, redact)
         extra = {"DOCKER_CONFIG": login.config} if login is not None else {}

@@ -7,8 +7,9 @@ makes that call directly, over the engine's ``unix://`` socket or ``tcp://`` (wi
 server's mutual TLS), with the login the CLI would send: the one ``docker login`` stored in the
 builder's DOCKER_CONFIG. So a push behaves as the CLI's (a stored login the registry refuses is
 refused here too, and the builder logs in again) and prints the CLI's lines. ``ssh://``
-engines, and a login kept by a credential helper rather than in config.json, go through the
-CLI (:func:`stored_login` returns None).
+engines, a login kept by a credential helper rather than in config.json (:func:`stored_login`
+returns None), and a push without deployq's own login (the CLI then reads the user's
+``~/.docker/config.json``) go through the CLI.
 
 Cancelling the push closes the connection: the engine stops the push, as when the CLI is
 killed.
