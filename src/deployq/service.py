@@ -83,6 +83,7 @@ def worker_components(store: Store) -> list[Component]:
     """The worker pool and the background loops that ride along with it."""
     from deployq.reconcile import reconcile_component
     from deployq.store import prune_component
+    from deployq.worker.mirror_sweep import mirror_sweeper
     from deployq.worker.notifier import Notifier
     from deployq.worker.pool import WorkerPool
     from deployq.worker.rescue import pool_rescuer
@@ -96,6 +97,7 @@ def worker_components(store: Store) -> list[Component]:
         pool_rescuer(store, pool),
         reconcile_component(store),
         prune_component(store),
+        mirror_sweeper(store),
     ]
 
 
