@@ -290,8 +290,12 @@ class WorkerPool:
             running.request_cancel(force=force)
 
     def _lose(self, job_id: int) -> None:
-        """Another worker owns the job now: stop it and write nothing more."""
-        running = self.jobs.get(job_id) or self.finishing.get(job_id)
+        """Another worker owns the job now: stop it and write nothing more. A built job whose
+        outcome is being written is left to that write: a heartbeat that raced its commit
+        finds the job ended, not taken, and the write is fenced (LostJob if it was taken)."""
+        if job_id in self.finishing:
+            return
+        running = self.jobs.get(job_id)
         if running is not None and not running.lost:
             log.warning(
                 "job #%s attempt %s is no longer ours: stopping it", job_id, running.lease.attempt
