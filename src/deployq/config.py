@@ -155,6 +155,9 @@ class Settings(BaseSettings):
     poll_interval: Seconds = 5.0
     min_free_disk_mb: int = Field(1024, ge=0)
     keep_failed_workspaces: bool = False
+    cache_prefetch: Annotated[bool | None, BeforeValidator(_empty_is_unset)] = None
+    """After a push, pull the pushed images onto the other build servers in the background
+    (docs/cache.md); unset: on when there is more than one build server."""
     git_token: SecretStr | None = None
     """Token for private HTTPS repositories (sent as the password, never logged); an app's
     own (``app credentials``) wins."""

@@ -96,8 +96,10 @@ async def test_a_build_on_b_reuses_the_stages_a_built_and_a_new_branch_starts_fr
     engine: SecondEngine,
     git_repo_factory: Any,
 ) -> None:
+    # without the prefetch (the next test): what B reuses comes through the registry
     settings = settings_factory(
-        **registry_settings(registry, docker_host, build_backend=BuildBackend.BUILDKIT)
+        **registry_settings(registry, docker_host, build_backend=BuildBackend.BUILDKIT),
+        cache_prefetch=False,
     )
     store = await Store.open(settings, database_url, min_size=1)
     nonce = uuid.uuid4().hex
@@ -173,7 +175,8 @@ async def test_the_engine_backend_pulls_the_cache_images_and_b_reuses_what_a_bui
 ) -> None:
     """The classic builder reuses only local images: B pulls A's cache images first."""
     settings = settings_factory(
-        **registry_settings(registry, docker_host, build_backend=BuildBackend.ENGINE)
+        **registry_settings(registry, docker_host, build_backend=BuildBackend.ENGINE),
+        cache_prefetch=False,
     )
     store = await Store.open(settings, database_url, min_size=1)
     nonce = uuid.uuid4().hex
@@ -204,3 +207,82 @@ async def test_the_engine_backend_pulls_the_cache_images_and_b_reuses_what_a_bui
     deps_build = logs_b.split("==> stage deps: building its cache image")[1]
     run_step = deps_build[deps_build.index(f"RUN echo deps-{nonce}") :]
     assert run_step.splitlines()[1].strip() == "---> Using cache", run_step[:400]
+
+
+def pulled_layers(logs: str) -> list[str]:
+    """The layers a BuildKit build fetched for a CACHED step (``#N pulling sha256:…``: without
+    the prefetch, B's build shows the deps stage's 1 MB layer and the build stage's layers)."""
+    return sorted(set(re.findall(r"^#\d+ pulling (sha256:[0-9a-f]+)", logs, re.MULTILINE)))
+
+
+def local_digests(docker_host: str, repository: str) -> set[str]:
+    """The ``repo@sha256:…`` the engine at ``docker_host`` holds for ``repository``."""
+    listed = docker_cmd(
+        docker_host, "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}"
+    )
+    return {ref for ref in listed.stdout.split() if ref.startswith(f"{repository}@sha256:")}
+
+
+async def test_what_a_pushes_is_prefetched_onto_b_and_b_builds_the_next_commit_from_it(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    docker_host: str,
+    engine: SecondEngine,
+    git_repo_factory: Any,
+) -> None:
+    """After A's push B pulls the image and its cache images by digest (its worker prefetches
+    them, DEPLOYQ_CACHE_PREFETCH unset: two servers); B's build of the next commit then
+    reports the deps stage CACHED and downloads no layer."""
+    settings = settings_factory(
+        **registry_settings(registry, docker_host, build_backend=BuildBackend.BUILDKIT)
+    )
+    assert settings.cache_prefetch is None
+    store = await Store.open(settings, database_url, min_size=1)
+    nonce = uuid.uuid4().hex
+    good = engine.tls
+    try:
+        await store.servers.add("a", docker_host, labels=["a"])
+        await store.servers.add(
+            "b",
+            engine.tcp,
+            labels=["b"],
+            tls=(str(good.ca), str(good.client_cert), str(good.client_key)),
+        )
+        repo = git_repo_factory({"Dockerfile": multi_stage(nonce), "app.txt": "one\n"})
+        app = await add_app(store, repo.url, required_labels=["a"])
+        repository = f"{registry.url}/deployq/{app}"
+
+        async with running_pool(store) as pool:
+            first, _ = await run_in(store, app, ["a"], "refs/heads/main")
+            assert first.server_name == "a"
+            await pool.runner.prefetch.idle()  # the pulls the push started are over
+            async with RegistryClient.from_settings(settings) as client:
+                wanted = {
+                    f"{repository}@{await client.manifest_digest(f'deployq/{app}', tag)}"
+                    for tag in ("main", "cache-main--deps", "cache-main--build")
+                }
+            assert f"{repository}@{first.image_digest}" in wanted
+            # B holds them, by digest, without having built anything of this app
+            assert wanted <= local_digests(engine.socket, repository)
+
+            repo.commit({"app.txt": "two\n"})
+            second, logs_b = await run_in(store, app, ["b"], "refs/heads/main")
+        assert second.server_name == "b"
+        assert deps_run(nonce) in cached_steps(logs_b, "deps"), logs_b
+        assert "[build 2/4] COPY --from=deps /deps /deps" in cached_steps(logs_b, "build")
+        assert pulled_layers(logs_b) == [], logs_b
+    finally:
+        await store.close()
+
+
+async def run_in(store: Store, app: str, labels: list[str], ref: str) -> tuple[Any, str]:
+    """:func:`run_on` with the pool already running."""
+    current: App = await store.apps.get(app)
+    spec = AppSpec.model_validate(current.model_dump(include=set(AppSpec.model_fields)))
+    await store.apps.update(spec.model_copy(update={"required_labels": labels}))
+    job_id = await deploy(store, app, ref=ref)
+    job = await wait_job(store, job_id, lambda j: j.status.is_final, timeout_s=300)
+    logs = await log_text(store, job_id)
+    assert job.status is JobStatus.SUCCEEDED, f"{job.error}\n{logs}"
+    return job, logs

@@ -127,6 +127,8 @@ class StageCache:
     auth: RegistryAuth | None
     log: LogSink
     _pushes: list[asyncio.Task[None]] = field(default_factory=list)
+    #: the stage images pushed, as ``repo@sha256:…`` (the cache prefetch pulls them)
+    pushed: list[str] = field(default_factory=list)
 
     async def build(self, request: BuildRequest) -> None:
         """Build each stage's image (``--target STAGE``, tagged with its cache name) and start
@@ -145,10 +147,11 @@ class StageCache:
 
     async def _push(self, ref: str) -> None:
         try:
-            await self.builder.push(ref, self.auth, lambda line: None)
+            digest = await self.builder.push(ref, self.auth, lambda line: None)
         except DeployqError as exc:
             self.log(f"WARNING: cache image {ref} not pushed: {exc.message}")
         else:
+            self.pushed.append(f"{split_ref(ref)[0]}@{digest}")
             self.log(f"==> pushed cache image {ref}")
 
     async def wait(self) -> None:

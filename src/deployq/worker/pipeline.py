@@ -122,6 +122,9 @@ class Pipeline:
     workspace: Path
     on_engine_down: Callable[[str], Awaitable[None]] | None = None
     cancel: CancelState = field(default_factory=CancelState)
+    #: called once the image and its stage images are pushed: their ``repo@sha256:…`` and
+    #: the login the push used (the cache prefetch, worker.prefetch)
+    on_pushed: Callable[[list[str], RegistryAuth], None] | None = None
     step: Step | None = None
     durations: dict[str, float] = field(default_factory=dict)
     image_ref: str | None = None
@@ -336,6 +339,10 @@ class Pipeline:
                 await stages.wait()
                 self.image_digest = digest
                 self.logs.write(f"==> pushed {names.registry}/{names.repository}@{digest}")
+                if self.on_pushed is not None:
+                    self.on_pushed(
+                        [f"{names.registry}/{names.repository}@{digest}", *stages.pushed], auth
+                    )
                 if self.cancel.requested:
                     raise OperatorCancel
 

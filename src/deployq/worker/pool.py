@@ -161,6 +161,7 @@ class WorkerPool:
             self.sd.stopping()
             await self._shutdown()
             await self.runner.finisher.close()
+            await self.runner.prefetch.close()
             background_stop.set()
             await listener.close()
             for task in background:

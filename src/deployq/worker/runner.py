@@ -23,6 +23,7 @@ from deployq.redact import Redactor
 from deployq.store import Finisher, Lease, Outcome
 from deployq.worker.logbuffer import LogBuffer
 from deployq.worker.pipeline import CancelState, Pipeline
+from deployq.worker.prefetch import Prefetcher
 from deployq.worker.servers import ServerMonitor
 
 if TYPE_CHECKING:
@@ -123,6 +124,8 @@ class JobRunner:
         self.on_built = on_built
         #: finishes of this worker's jobs go out in group commits
         self.finisher = Finisher(store)
+        #: pulls what this worker's jobs pushed onto the other build servers (docs/cache.md)
+        self.prefetch = Prefetcher(monitor)
         #: where workspaces go: the worker's scratch directory (deployq.worker.scratch)
         self.workspaces = self.settings.workspaces_dir
 
@@ -172,6 +175,9 @@ class JobRunner:
             workspace,
             on_engine_down=lambda error: self.monitor.mark_unhealthy(running.server, error),
             cancel=running.cancel,
+            on_pushed=lambda refs, auth: self.prefetch.pushed(
+                lease.job.app_name, lease.job.branch, running.server, refs, auth
+            ),
         )
         running.pipeline = pipeline
         if running.lost or running.shutdown:

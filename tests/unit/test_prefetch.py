@@ -1,0 +1,75 @@
+"""Which build servers the cache prefetch pulls onto (deployq.worker.prefetch)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from deployq.config import Settings
+from deployq.models import BuildServer
+from deployq.worker.prefetch import Prefetcher
+from deployq.worker.servers import ServerState
+
+
+def server(sid: int, docker_host: str, **fields: Any) -> BuildServer:
+    values: dict[str, Any] = {
+        "id": sid,
+        "name": f"s{sid}",
+        "docker_host": docker_host,
+        "capacity": 2,
+        "arch": "amd64",
+        "labels": [],
+        "draining": False,
+        "healthy": True,
+        "last_heartbeat_at": None,
+        "last_error": None,
+        "engine_version": None,
+        "created_at": datetime.now(UTC),
+    }
+    return BuildServer(**(values | fields))
+
+
+def prefetcher(
+    servers: list[BuildServer], *, reasons: dict[int, str] | None = None, **settings: Any
+) -> Prefetcher:
+    """A Prefetcher over a monitor view of ``servers`` as host ``here`` sees them."""
+    states = {s.id: ServerState(s, True, (reasons or {}).get(s.id), None, 0.0) for s in servers}
+    monitor = SimpleNamespace(settings=Settings(**settings), states=states, host_id="here")
+    return Prefetcher(monitor)  # type: ignore[arg-type]
+
+
+def names(servers: list[BuildServer]) -> list[str]:
+    return [s.name for s in servers]
+
+
+def test_the_other_usable_servers_pull_what_one_pushed() -> None:
+    source = server(1, "unix:///var/run/docker.sock", host_id="here")
+    others = [
+        server(2, "tcp://b:2376"),
+        server(3, "tcp://c:2376", draining=True),
+        server(4, "tcp://d:2376"),  # failed, as this host sees it
+        server(5, "unix:///var/run/docker.sock", host_id="elsewhere"),
+        server(6, "ssh://builder@f"),
+        server(7, "tcp://g:2376", running=2),  # busy at capacity
+        server(8, "unix:///run/other.sock", host_id="here"),
+    ]
+    chosen = prefetcher([source, *others], reasons={4: "engine down"}).targets(source)
+    assert names(chosen) == ["s2", "s8"]
+
+
+@pytest.mark.parametrize(
+    ("setting", "count", "expected"), [(None, 1, 0), (None, 2, 1), (False, 2, 0), (True, 2, 1)]
+)
+def test_on_by_default_with_more_than_one_server(
+    setting: bool | None, count: int, expected: int
+) -> None:
+    servers = [server(n, f"tcp://s{n}:2376") for n in range(1, count + 1)]
+    assert len(prefetcher(servers, cache_prefetch=setting).targets(servers[0])) == expected
+
+
+def test_the_setting_reads_an_empty_value_as_unset() -> None:
+    assert Settings(cache_prefetch="").cache_prefetch is None  # type: ignore[arg-type]
+    assert Settings(cache_prefetch="false").cache_prefetch is False  # type: ignore[arg-type]
