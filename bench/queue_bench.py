@@ -1,6 +1,7 @@
 """deployq's queue against procrastinate and pgqueuer on the same PostgreSQL.
 
 Usage: .venv/bin/python bench/queue_bench.py [--jobs N] [--samples N] [--skip-peers]
+       .venv/bin/python bench/queue_bench.py --duel ROUNDS [--jobs N]
 
 One PostgreSQL (a throwaway embedded server, or DEPLOYQ_DATABASE_URL's server), one
 database per queue. No-op jobs throughout:
@@ -349,7 +350,6 @@ async def pgqueuer_driver(dsn: str) -> AsyncIterator[tuple[Any, str]]:
 async def pgqueuer_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
     from pgqueuer.qm import QueueManager
     from pgqueuer.queries import Queries
-    from pgqueuer.types import QueueExecutionMode
 
     async with pgqueuer_driver(dsn) as (driver, driver_name):
         queries = Queries(driver)
@@ -364,16 +364,8 @@ async def pgqueuer_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
             "enqueue_per_s": await timed_rate(jobs, enqueue_all),
         }
 
-    async def drain(batch: int) -> None:
-        async with pgqueuer_driver(dsn) as (driver, _):
-            qm = QueueManager(Queries(driver))
-
-            # the entrypoint limit caps the jobs in flight (batch_size alone does not)
-            @qm.entrypoint("noop", concurrency_limit=batch)
-            async def noop(job: Any) -> None:
-                return None
-
-            await qm.run(batch_size=batch, mode=QueueExecutionMode.drain)
+    def drain(batch: int) -> Awaitable[None]:
+        return pgqueuer_drain(dsn, batch)
 
     await drain(4)
     for workers in CONCURRENCY:
@@ -415,6 +407,70 @@ async def pgqueuer_bench(dsn: str, jobs: int, samples: int) -> dict[str, Any]:
         await asyncio.wait_for(worker, 30)
         out["latency"] = percentiles(latencies)
     return out
+
+
+async def pgqueuer_drain(dsn: str, batch: int) -> None:
+    """pgqueuer draining its queue with batch size = entrypoint concurrency limit = batch."""
+    from pgqueuer.qm import QueueManager
+    from pgqueuer.queries import Queries
+    from pgqueuer.types import QueueExecutionMode
+
+    async with pgqueuer_driver(dsn) as (driver, _):
+        qm = QueueManager(Queries(driver))
+
+        # the entrypoint limit caps the jobs in flight (batch_size alone does not)
+        @qm.entrypoint("noop", concurrency_limit=batch)
+        async def noop(job: Any) -> None:
+            return None
+
+        await qm.run(batch_size=batch, mode=QueueExecutionMode.drain)
+
+
+async def duel(server_dsn: str, jobs: int, rounds: int, slots: int) -> dict[str, Any]:
+    """deployq's ``slots``-slot pool against pgqueuer (batch = limit = ``slots``), the two
+    drains one right after the other, in alternating order (ABBA...): on a machine whose
+    load moves, each round's ratio compares like with like."""
+    from pgqueuer.queries import Queries
+
+    ours: list[float] = []
+    theirs: list[float] = []
+    with (
+        database(f"bench_duel_dq_{uuid.uuid4().hex[:8]}", server_dsn) as dq_dsn,
+        database(f"bench_duel_pgq_{uuid.uuid4().hex[:8]}", server_dsn) as pgq_dsn,
+    ):
+        store = await deployq_store(dq_dsn, slots + 2)
+        try:
+            await add_bench_app(store)
+            async with pgqueuer_driver(pgq_dsn) as (driver, _):
+                await Queries(driver).install()
+
+            async def deployq_round() -> None:
+                for _ in range(jobs):
+                    await store.queue.enqueue(TRIGGER)
+                ours.append(await timed_rate(jobs, lambda: drain_deployq(store, slots)))
+
+            async def pgqueuer_round() -> None:
+                async with pgqueuer_driver(pgq_dsn) as (driver, _):
+                    queries = Queries(driver)
+                    for _ in range(jobs):
+                        await queries.enqueue("noop", None)
+                theirs.append(await timed_rate(jobs, lambda: pgqueuer_drain(pgq_dsn, slots)))
+
+            for n in range(rounds):
+                pair = (deployq_round, pgqueuer_round)
+                for measure in pair if n % 2 == 0 else pair[::-1]:
+                    await measure()
+        finally:
+            await store.close()
+    ratios = sorted(round(a / b, 2) for a, b in zip(ours, theirs, strict=True))
+    return {
+        "slots": slots,
+        "deployq_per_s": ours,
+        "pgqueuer_per_s": theirs,
+        "ratio_per_round": [round(a / b, 2) for a, b in zip(ours, theirs, strict=True)],
+        "ratio_median": ratios[len(ratios) // 2],
+        "load_average": list(os.getloadavg()),
+    }
 
 
 def _pgqueuer_process(dsn: str, slots: int, ready: Any, go: Any, finished: Any) -> None:
@@ -468,6 +524,8 @@ def server() -> Any:
 
 
 async def main_async(args: argparse.Namespace, server_dsn: str) -> dict[str, Any]:
+    if args.duel:
+        return {"jobs": args.jobs, "duel": await duel(server_dsn, args.jobs, args.duel, 16)}
     result: dict[str, Any] = {"jobs": args.jobs, "latency_samples": args.samples}
     with database(f"bench_deployq_{uuid.uuid4().hex[:8]}", server_dsn) as dsn:
         result["deployq"] = await deployq_bench(dsn, args.jobs, args.samples)
@@ -497,6 +555,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=1000, help="jobs per rate measure")
     parser.add_argument("--samples", type=int, default=200, help="latency samples")
     parser.add_argument("--skip-peers", action="store_true", help="measure deployq only")
+    parser.add_argument(
+        "--duel",
+        type=int,
+        metavar="ROUNDS",
+        default=0,
+        help="only deployq's 16 slots against pgqueuer's, alternated for ROUNDS rounds",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     with server() as server_dsn:
