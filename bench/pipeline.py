@@ -16,8 +16,12 @@ small file changes between rounds, everything else is cached locally and in the 
 Cross-server (unless --no-cross): after each round's warm builds on server A (the host's
 dockerd), one more file change is built by deployq on server B, a second dockerd started
 here (own data root, tcp:// with mutual TLS, the same base image) that has never seen the
-round's data layer: it reuses A's layers through the registry. Its time is compared with the
-warm builds on A.
+round's data layer: it reuses A's layers through the registry, or finds them local when the
+worker's cache prefetch (docs/cache.md; on: two servers) pulled them onto B after A's push.
+Its time is compared with the warm builds on A. After each deployq job the bench waits for
+the prefetches that job's push started to be over (the worker's own record of them, not a
+sleep), as a real pipeline leaves time between pushes; ``prefetch_wait_s`` is how long that
+took after the job had finished (``--no-prefetch``: DEPLOYQ_CACHE_PREFETCH=false).
 Prints JSON: times per round, medians, deployq/plain ratios (of the medians, and of each
 build against the plain one just before it) and the per-job overhead; the median step
 durations, with deployq's ``queued`` (enqueue to claim) and ``rest`` (all else beyond the
@@ -183,7 +187,16 @@ def median(values: list[float]) -> float:
     return round(statistics.median(values), 3)
 
 
-async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]:
+async def prefetched(pool: WorkerPool, waits: list[float]) -> None:
+    """Wait for the worker's cache prefetches (started by the last push) to be over."""
+    started = time.perf_counter()
+    await pool.runner.prefetch.idle()
+    waits.append(round(time.perf_counter() - started, 3))
+
+
+async def main(
+    rounds: int, layer_mb: int, cross: bool = True, prefetch: bool = True
+) -> dict[str, Any]:
     base = ensure_base_image()
     load_before = os.getloadavg()
     with (
@@ -208,6 +221,7 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
             registry_password=reg.password,
             registry_insecure=True,
             worker_concurrency=1,
+            cache_prefetch=None if prefetch else False,
         )
         store = await Store.open(settings, dsn, min_size=2)
         plain_ctx = Context(work / "plain", base, layer_mb)
@@ -235,6 +249,8 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
         #: deployq's warm build on B right after A's, and the step durations of each
         cross_times: list[float] = []
         cross_steps: list[dict[str, float]] = []
+        #: how long each job's cache prefetches ran on after the job had finished
+        prefetch_waits: list[float] = []
         steps: dict[str, dict[str, list[dict[str, float]]]] = {
             "plain": {"cold": [], "warm": []},
             "deployq": {"cold": [], "warm": []},
@@ -247,6 +263,7 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
             took, job = await deployq_round(store, "bench")
             times["deployq"][cache].append(took)
             steps["deployq"][cache].append(job_steps(job, took))
+            await prefetched(pool, prefetch_waits)
 
         try:
             for n in range(rounds):
@@ -265,6 +282,7 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
                         raise RuntimeError(f"job #{job.id} ran on {job.server_name}, not b")
                     cross_times.append(took)
                     cross_steps.append(job_steps(job, took))
+                    await prefetched(pool, prefetch_waits)
                     await pin(store, "bench", "a")
         finally:
             stop.set()
@@ -307,6 +325,10 @@ async def main(rounds: int, layer_mb: int, cross: bool = True) -> dict[str, Any]
         "overhead_per_job_max_s": 0.5,
         "cross_server_ratio_max": 1.25,
     }
+    result["prefetch"] = {
+        "enabled": prefetch and cross,
+        "prefetch_wait_s": prefetch_waits,
+    }
     meets = result["warm"]["ratio"] <= 1.10 and result["warm"]["overhead_per_job_s"] <= 0.5
     if cross_times:
         on_a = median(times["deployq"]["warm"])
@@ -337,5 +359,11 @@ if __name__ == "__main__":
     parser.add_argument(
         "--no-cross", action="store_true", help="skip the cross-server row (no second dockerd)"
     )
+    parser.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="DEPLOYQ_CACHE_PREFETCH=false: B pulls A's layers during its build",
+    )
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.rounds, args.layer_mb, not args.no_cross)), indent=2))
+    result = asyncio.run(main(args.rounds, args.layer_mb, not args.no_cross, not args.no_prefetch))
+    print(json.dumps(result, indent=2))
