@@ -73,3 +73,24 @@ def test_on_by_default_with_more_than_one_server(
 def test_the_setting_reads_an_empty_value_as_unset() -> None:
     assert Settings(cache_prefetch="").cache_prefetch is None  # type: ignore[arg-type]
     assert Settings(cache_prefetch="false").cache_prefetch is False  # type: ignore[arg-type]
+
+
+async def test_a_failed_pull_is_an_info_line_and_a_newer_push_replaces_the_older_prefetch(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An engine that refuses the connection (nothing listens on port 1): the job is not
+    told, the worker's log says so once, at info; the older push's prefetch never runs."""
+    source = server(1, "tcp://127.0.0.1:2")
+    target = server(2, "tcp://127.0.0.1:1")
+    fetcher = prefetcher([source, target])
+    caplog.set_level("DEBUG", logger="deployq.worker.prefetch")
+
+    fetcher.pushed("app", "main", source, ["reg/app@sha256:" + "1" * 64], None)
+    older = fetcher._tasks[("app", "main", 2)]
+    fetcher.pushed("app", "main", source, ["reg/app@sha256:" + "2" * 64], None)
+    await fetcher.idle()
+
+    assert older.cancelled()
+    failed = [r for r in caplog.records if "prefetch of" in r.getMessage()]
+    assert [(r.levelname, "2" * 64 in r.getMessage()) for r in failed] == [("INFO", True)]
+    assert "onto s2 failed" in failed[0].getMessage()
