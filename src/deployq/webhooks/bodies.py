@@ -11,6 +11,7 @@ seconds converting a million-digit integer.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -131,28 +132,44 @@ def _constant(name: str) -> Any:
     raise BadJson(f"{name} is not valid JSON")
 
 
-def _check(value: Any, *, strings: bool) -> None:
-    """Depth (iteratively, so that depth itself can never exhaust the stack) and, with
-    ``strings``, that every string is valid Unicode (a lone ``\\ud800`` escape is not)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-            if strings:
-                stack.extend((key, depth) for key in item)
-        elif isinstance(item, list):
-            children = item
+#: an escape that may leave a lone surrogate in a decoded string
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_OPENING = frozenset(b"[{")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
+def _depth(raw: bytes) -> int:
+    """How deep the containers of a valid JSON document nest, read from its text: once the
+    escaped backslashes and quotes are gone, every other ``"`` opens or closes a string, and
+    the brackets between strings are the structure (all of it at C speed but the last loop
+    over the brackets; a walk of the decoded value cost 0.5 ms per 8 KB push)."""
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    structure = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for byte in structure:
+        if byte in _OPENING:
+            depth += 1
+            deepest = max(deepest, depth)
         else:
-            if strings and isinstance(item, str) and not item.isascii():
-                try:
-                    item.encode()
-                except UnicodeEncodeError:
-                    raise BadJson("a string in the body is not valid Unicode") from None
-            continue
-        if depth > MAX_JSON_DEPTH:
-            raise BadJson(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
-        stack.extend((child, depth + 1) for child in children)
+            depth -= 1
+    return deepest
+
+
+def _check_strings(value: Any) -> None:
+    """Every string (keys too) is valid Unicode: a lone ``\\ud800`` escape is not."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode()
+            except UnicodeEncodeError:
+                raise BadJson("a string in the body is not valid Unicode") from None
 
 
 def decode_json(raw: bytes | str) -> Any:
@@ -167,7 +184,11 @@ def decode_json(raw: bytes | str) -> Any:
         raise BadJson(f"the body is not valid JSON: {exc}") from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise BadJson(f"the body is not valid JSON: {exc}") from exc
-    _check(value, strings=("\\u" in raw) if isinstance(raw, str) else (b"\\u" in raw))
+    text = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if _depth(text) > MAX_JSON_DEPTH:
+        raise BadJson(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+    if _SURROGATE_ESCAPE.search(text):
+        _check_strings(value)
     return value
 
 
