@@ -74,7 +74,7 @@ def stored_login(config_dir: str, server: str) -> dict[str, str] | None:
     return login
 
 
-def _endpoint(docker_host: str, tls: EngineTLS | None) -> tuple[str, aiohttp.BaseConnector]:
+def engine_endpoint(docker_host: str, tls: EngineTLS | None) -> tuple[str, aiohttp.BaseConnector]:
     """The base URL and the connector of the engine at ``docker_host``."""
     if docker_host.startswith("unix://"):
         return "http://docker", aiohttp.UnixConnector(path=docker_host.removeprefix("unix://"))
@@ -108,7 +108,7 @@ async def push(
             log(text)
 
     try:
-        base, connector = _endpoint(docker_host, tls)
+        base, connector = engine_endpoint(docker_host, tls)
     except (OSError, ssl.SSLError) as exc:
         result.tail.append(f"could not read the TLS files of {docker_host}: {exc}")
         return result
@@ -127,7 +127,7 @@ async def push(
                 return result
             failed = False
             async for raw in response.content:
-                message = _message(raw)
+                message = stream_message(raw)
                 if message is None:
                     continue
                 if message.get("error"):
@@ -141,7 +141,8 @@ async def push(
     return result
 
 
-def _message(raw: bytes) -> dict[str, Any] | None:
+def stream_message(raw: bytes) -> dict[str, Any] | None:
+    """One JSON message of the Engine API's progress stream (None for anything else)."""
     try:
         message = json.loads(raw)
     except ValueError:

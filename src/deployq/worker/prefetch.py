@@ -25,12 +25,12 @@ import functools
 import json
 import logging
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import aiohttp
 
 from deployq.builders.base import RegistryAuth
-from deployq.builders.enginepush import CONNECT_TIMEOUT_S, _endpoint
+from deployq.builders.enginepush import CONNECT_TIMEOUT_S, engine_endpoint, stream_message
 from deployq.builders.tls import server_tls
 from deployq.models import BuildServer
 
@@ -59,7 +59,7 @@ async def pull(docker_host: str, server: BuildServer, ref: str, auth: RegistryAu
             "serveraddress": auth.server,
         }
     header = base64.urlsafe_b64encode(json.dumps(login).encode()).decode()
-    base, connector = _endpoint(docker_host, server_tls(server))
+    base, connector = engine_endpoint(docker_host, server_tls(server))
     timeout = aiohttp.ClientTimeout(total=PULL_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
     url = f"{base}/images/create"
     async with (
@@ -74,17 +74,9 @@ async def pull(docker_host: str, server: BuildServer, ref: str, auth: RegistryAu
             body = await response.text(errors="replace")
             raise RuntimeError(f"engine answered HTTP {response.status}: {body.strip()[:200]}")
         async for raw in response.content:
-            message = _message(raw)
+            message = stream_message(raw)
             if message and message.get("error"):
                 raise RuntimeError(str(message["error"]))
-
-
-def _message(raw: bytes) -> dict[str, Any] | None:
-    try:
-        message = json.loads(raw)
-    except ValueError:
-        return None
-    return message if isinstance(message, dict) else None
 
 
 class Prefetcher:
