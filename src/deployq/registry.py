@@ -14,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator
@@ -29,8 +30,17 @@ from deployq.errors import ConfigError, RegistryError
 from deployq.models import App
 from deployq.scans import HARBOR_PENDING, SEVERITIES, ScanState, unavailable
 
+log = logging.getLogger(__name__)
+
 #: seconds for one HTTP request to the registry
 REQUEST_TIMEOUT_S = 30.0
+#: a request the registry failed for a moment (a 5xx, a 429, a dropped connection) is sent
+#: again after each of these pauses; a ``Retry-After`` the registry gives is honoured up
+#: to RETRY_AFTER_MAX_S. A registry under load answers an odd 500: that must not cost the
+#: job a rebuild and a second push.
+RETRY_PAUSES_S = (0.25, 1.0)
+RETRY_AFTER_MAX_S = 5.0
+_RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})
 #: seconds between two looks at a running Harbor scan
 SCAN_POLL_INTERVAL_S = 2.0
 MANIFEST_ACCEPT = ", ".join(
@@ -330,8 +340,57 @@ class RegistryClient:
         data: bytes | None = None,
         read_body: bool = False,
     ) -> _Answer:
-        """One request, answering a Basic or Bearer challenge once."""
-        headers = dict(headers or {})
+        """One request, answering a Basic or Bearer challenge once, and sent again when
+        the registry failed it for a moment (RETRY_PAUSES_S)."""
+        for pause in (*RETRY_PAUSES_S, None):
+            try:
+                answer = await self._exchange(
+                    session, method, path, scope, headers or {}, data, read_body
+                )
+            except aiohttp.ClientConnectionError as exc:  # refused, reset, closed early
+                if pause is None:
+                    raise self._unreachable(exc) from exc
+                reason = f"{type(exc).__name__}: {exc}"
+            except TimeoutError as exc:  # the whole timeout went by: not worth another one
+                raise self._unreachable(exc) from exc
+            except aiohttp.ClientError as exc:
+                raise self._unreachable(exc) from exc
+            else:
+                if answer.status not in _RETRIED_STATUSES or pause is None:
+                    return answer
+                reason = f"HTTP {answer.status}"
+                pause = _retry_after(answer.headers, pause)
+            log.info(
+                "registry %s: %s %s failed (%s); again in %.2fs",
+                self.url,
+                method,
+                path,
+                reason,
+                pause,
+            )
+            await asyncio.sleep(pause)
+        raise AssertionError("unreachable: the last try returns or raises")
+
+    def _unreachable(self, exc: BaseException) -> RegistryError:
+        reason = "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
+        return RegistryError(
+            f"registry {self.url} is unreachable ({reason}): check DEPLOYQ_REGISTRY_URL "
+            "(and DEPLOYQ_REGISTRY_INSECURE for a plain-HTTP registry) and that the "
+            "registry is running"
+        )
+
+    async def _exchange(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        path: str,
+        scope: str | None,
+        headers: dict[str, str],
+        data: bytes | None,
+        read_body: bool,
+    ) -> _Answer:
+        """One try of a request; a Bearer challenge is answered once."""
+        headers = dict(headers)
         token = self._tokens.get(scope or "")
         first = {**headers, **({"Authorization": f"Bearer {token}"} if token else self._basic())}
 
@@ -347,25 +406,15 @@ class RegistryClient:
                         )
                 return _Answer(resp.status, dict(resp.headers), body)
 
-        try:
-            answer = await send(first)
-            challenge = answer.headers.get("WWW-Authenticate", "")
-            if answer.status != 401 or not challenge.lower().startswith("bearer"):
-                return answer
-            token = await self._fetch_token(session, challenge, scope)
-            if token is None:
-                return answer
-            headers["Authorization"] = f"Bearer {token}"
-            return await send(headers)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            reason = (
-                "timed out" if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
-            )
-            raise RegistryError(
-                f"registry {self.url} is unreachable ({reason}): check DEPLOYQ_REGISTRY_URL "
-                "(and DEPLOYQ_REGISTRY_INSECURE for a plain-HTTP registry) and that the "
-                "registry is running"
-            ) from exc
+        answer = await send(first)
+        challenge = answer.headers.get("WWW-Authenticate", "")
+        if answer.status != 401 or not challenge.lower().startswith("bearer"):
+            return answer
+        token = await self._fetch_token(session, challenge, scope)
+        if token is None:
+            return answer
+        headers["Authorization"] = f"Bearer {token}"
+        return await send(headers)
 
     async def _fetch_token(
         self, session: aiohttp.ClientSession, challenge: str, scope: str | None
@@ -392,6 +441,15 @@ class RegistryClient:
             raise RegistryError(f"registry token service {realm} returned no token")
         self._tokens[scope or ""] = str(token)
         return str(token)
+
+
+def _retry_after(headers: dict[str, str], default: float) -> float:
+    """The pause a ``Retry-After: <seconds>`` asks for (at most RETRY_AFTER_MAX_S), else
+    ``default``."""
+    raw = headers.get("Retry-After", "").strip()
+    if not raw.isdigit():
+        return default
+    return min(float(raw), RETRY_AFTER_MAX_S)
 
 
 class HarborClient:
