@@ -11,6 +11,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from registry_helpers import push_image
 
-from deployq.builders import BuildRequest, attempt_marker
+from deployq.builders import BuildRequest, RegistryAuth, attempt_marker
 from deployq.config import BuildBackend
 from deployq.doctor import run_checks
 from deployq.errors import BuildError
@@ -37,6 +39,7 @@ from deployq.testing.services import (
     start_second_dockerd,
     start_sshd,
 )
+from deployq.worker.prefetch import Prefetcher
 from deployq.worker.servers import ServerMonitor
 from fixtures.cli import run_deployq
 from worker_support import add_app, deploy, log_text, registry_settings
@@ -258,6 +261,47 @@ async def test_a_job_pinned_to_the_ssh_engine_builds_and_pushes_there(
     image = job.image_ref or ""
     assert docker_cmd(engine.socket, "image", "inspect", image, check=False).returncode == 0
     assert docker_cmd(docker_host, "image", "inspect", image, check=False).returncode != 0
+
+
+async def test_the_cache_prefetch_pulls_onto_an_ssh_engine_through_the_strict_ssh(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    docker_host: str,
+    engine: SecondEngine,
+    ssh_engine: SshEngine,
+) -> None:
+    """What one server pushed is pulled, by digest, onto an ssh:// engine: through the dial
+    socket over the ssh with the known_hosts and key of the settings."""
+    values = registry_settings(
+        registry, docker_host, ssh_known_hosts=ssh_engine.known_hosts, ssh_key=ssh_engine.key
+    )
+    store = await Store.open(settings_factory(**values), database_url, min_size=1)
+    repository = f"deployq/prefetch-{uuid.uuid4().hex[:8]}"
+    ref = f"{registry.url}/{repository}@{await push_image(registry, repository, 'main')}"
+    auth = RegistryAuth(registry.url, registry.username, registry.password)
+    try:
+        source = await store.servers.add("local", docker_host)
+        await store.servers.add("remote-ssh", ssh_engine.url)
+        monitor = ServerMonitor(store)
+        await monitor.refresh(force=True)
+        prefetch = Prefetcher(monitor)
+        try:
+            assert [s.name for s in prefetch.targets(source)] == ["remote-ssh"]
+            prefetch.pushed("web", "main", source, [ref], auth)
+            await prefetch.idle()
+        finally:
+            await prefetch.close()
+    finally:
+        await store.close()
+
+    listed = docker_cmd(
+        engine.socket, "image", "ls", "--digests", "--format", "{{.Repository}}@{{.Digest}}"
+    )
+    try:
+        assert ref in listed.stdout.split()
+    finally:
+        docker_cmd(engine.socket, "rmi", ref, check=False)
 
 
 @pytest.mark.parametrize("backend", [BuildBackend.BUILDKIT, BuildBackend.ENGINE])

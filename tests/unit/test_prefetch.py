@@ -55,9 +55,10 @@ def test_the_other_usable_servers_pull_what_one_pushed() -> None:
         server(6, "ssh://builder@f"),
         server(7, "tcp://g:2376", running=2),  # busy at capacity
         server(8, "unix:///run/other.sock", host_id="here"),
+        server(9, "npipe:////./pipe/docker_engine"),  # no way to it from here
     ]
     chosen = prefetcher([source, *others], reasons={4: "engine down"}).targets(source)
-    assert names(chosen) == ["s2", "s8"]
+    assert names(chosen) == ["s2", "s6", "s8"]
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,10 @@ Best effort, never part of the job: a pull that fails is an info line in the wor
 At most ``CONCURRENCY`` pulls run at once per worker; a newer push of the same (app, branch)
 replaces the pull still waiting or running for a server (stale images are never queued).
 Servers skipped: the one that pushed, draining ones, those this host sees failed or short of
-disk, another host's ``unix://`` engine, ``ssh://`` engines (the pull goes through the Engine
-API, as builders.enginepush's push), and those busy at capacity as of the last refresh.
+disk, another host's ``unix://`` engine, and those busy at capacity as of the last refresh.
+The pull goes through the Engine API (as builders.enginepush's push); an ``ssh://`` engine's
+through a private socket whose connections run ``docker system dial-stdio`` over the strict
+ssh the builders use (builders.sshdial).
 ``DEPLOYQ_CACHE_PREFETCH`` turns it on or off; unset, it is on with more than one server.
 """
 
@@ -31,6 +33,7 @@ import aiohttp
 
 from deployq.builders.base import RegistryAuth
 from deployq.builders.enginepush import CONNECT_TIMEOUT_S, engine_endpoint, stream_message
+from deployq.builders.sshdial import SshDialer
 from deployq.builders.tls import server_tls
 from deployq.models import BuildServer
 
@@ -88,6 +91,8 @@ class Prefetcher:
         self._slots = asyncio.Semaphore(concurrency)
         #: (app, branch, server id) -> the prefetch running or waiting for it
         self._tasks: dict[tuple[str, str, int], asyncio.Task[None]] = {}
+        #: docker_host of an ssh:// engine -> the socket its pulls go through
+        self._dialers: dict[str, SshDialer] = {}
 
     def targets(self, source: BuildServer) -> list[BuildServer]:
         """The servers that should pull what ``source`` pushed."""
@@ -103,8 +108,8 @@ class Prefetcher:
             if host.startswith("unix://"):
                 if server.host_id is not None and server.host_id != self.monitor.host_id:
                     continue
-            elif not host.startswith("tcp://"):
-                continue  # ssh://: the Engine API is not reached over ssh here
+            elif not host.startswith(("tcp://", "ssh://")):
+                continue
             if server.running >= server.capacity > 0:
                 continue
             found.append(server)
@@ -144,7 +149,7 @@ class Prefetcher:
         async with self._slots:
             for ref in refs:
                 try:
-                    await pull(server.docker_host, server, ref, auth)
+                    await pull(self._reach(server), server, ref, auth)
                 except (
                     RuntimeError,
                     aiohttp.ClientError,
@@ -155,6 +160,17 @@ class Prefetcher:
                     log.info("prefetch of %s onto %s failed: %s", ref, server.name, exc)
                     return
                 log.debug("prefetched %s onto %s", ref, server.name)
+
+    def _reach(self, server: BuildServer) -> str:
+        """Where the Engine API of ``server`` answers: its docker_host, or for ``ssh://`` the
+        dial socket (made on first use, kept until close)."""
+        host = server.docker_host
+        if not host.startswith("ssh://"):
+            return host
+        dialer = self._dialers.get(host)
+        if dialer is None:
+            dialer = self._dialers[host] = SshDialer(host, self.monitor.ssh())
+        return dialer.url
 
     async def idle(self) -> None:
         """Wait for the prefetches running or waiting now."""
@@ -168,3 +184,6 @@ class Prefetcher:
             task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.gather(*tasks, return_exceptions=True)
+        for dialer in self._dialers.values():
+            dialer.close()
+        self._dialers.clear()

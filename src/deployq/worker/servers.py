@@ -127,12 +127,15 @@ class ServerMonitor:
         #: set when an observation awaits its confirmation: the run loop recomputes its wait
         self._soon = asyncio.Event()
 
+    def ssh(self) -> SshWrapper:
+        """The strict ssh every ``ssh://`` engine is reached through (DEPLOYQ_SSH_KNOWN_HOSTS,
+        DEPLOYQ_SSH_KEY): by the builders and the cache prefetch."""
+        if self._ssh is None:
+            self._ssh = SshWrapper(self.settings.ssh_known_hosts, self.settings.ssh_key)
+        return self._ssh
+
     def _make_builder(self, docker_host: str, tls: EngineTLS | None) -> Builder:
-        ssh = None
-        if docker_host.startswith("ssh://"):
-            if self._ssh is None:
-                self._ssh = SshWrapper(self.settings.ssh_known_hosts, self.settings.ssh_key)
-            ssh = self._ssh
+        ssh = self.ssh() if docker_host.startswith("ssh://") else None
         return make_builder(
             docker_host,
             self.settings.build_backend,
