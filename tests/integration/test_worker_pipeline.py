@@ -12,6 +12,7 @@ import pytest
 from deployq.models import JobStatus, Trigger, TriggerKind
 from deployq.store import Store
 from deployq.testing.jobs import running_pool, wait_job
+from deployq.testing.services import docker_cmd
 from worker_support import add_app, log_text, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -129,3 +130,59 @@ async def test_an_image_named_with_the_registry_host_is_pushed_there_once(
     assert job.status is JobStatus.SUCCEEDED, job.error
     assert job.image_ref == f"{registry.url}/team/demo:{job.commit_sha[:7]}"
     assert job.image_digest is not None and job.image_digest.startswith("sha256:")
+
+
+async def test_an_apps_next_build_checks_out_into_the_workspace_of_its_last_success(
+    open_store: Any, git_repo_factory: Any, base_image: str, docker_host: str
+) -> None:
+    """The second build reuses the first one's workspace: the changed file is new, the removed
+    one gone from the context; after a failed build the next one starts from scratch."""
+    store = await open_store()
+    dockerfile = f"FROM {base_image}\nCOPY . /ctx/\n"
+    repo = git_repo_factory({"Dockerfile": dockerfile, "kept.txt": "1\n", "gone.txt": "x\n"})
+    app = await add_app(store, repo.url)
+    reused = "==> checking out into the workspace of this app's previous build"
+
+    async def build() -> tuple[Any, str]:
+        job_id = (
+            (
+                await store.queue.enqueue(
+                    Trigger(kind=TriggerKind.MANUAL, app=app, ref="refs/heads/main")
+                )
+            )
+            .jobs[0]
+            .id
+        )
+        job = await wait_job(store, job_id, lambda j: j.status.is_final)
+        return job, await log_text(store, job_id)
+
+    def files(image: str) -> list[str]:
+        return docker_cmd(docker_host, "run", "--rm", image, "ls", "-a", "/ctx").stdout.split()
+
+    async with running_pool(store) as pool:
+        first, logs = await build()
+        assert first.status is JobStatus.SUCCEEDED, f"{first.error}\n{logs}"
+        assert reused not in logs
+        (repo.path / "gone.txt").unlink()
+        repo.commit({"kept.txt": "2\n", "new.txt": "n\n"})
+        second, logs = await build()
+        assert second.status is JobStatus.SUCCEEDED, f"{second.error}\n{logs}"
+        assert reused in logs
+        assert await asyncio.to_thread(files, second.image_ref) == [
+            ".", "..", ".git", "Dockerfile", "kept.txt", "new.txt"
+        ]  # fmt: skip
+        kept = docker_cmd(docker_host, "run", "--rm", second.image_ref, "cat", "/ctx/kept.txt")
+        assert kept.stdout == "2\n"
+        [warm] = [p for p in pool.runner.workspaces.iterdir() if p.name.startswith("warm-")]
+
+        repo.commit({"Dockerfile": dockerfile + "RUN false\n"})
+        failed, logs = await build()
+        assert failed.status is JobStatus.FAILED and reused in logs
+        assert not await asyncio.to_thread(warm.exists)
+        repo.commit({"Dockerfile": dockerfile})
+        fixed, logs = await build()
+        assert fixed.status is JobStatus.SUCCEEDED, f"{fixed.error}\n{logs}"
+        assert reused not in logs
+        assert await asyncio.to_thread(files, fixed.image_ref) == [
+            ".", "..", ".git", "Dockerfile", "kept.txt", "new.txt"
+        ]  # fmt: skip

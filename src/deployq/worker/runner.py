@@ -22,9 +22,11 @@ from deployq.models import App, BuildServer, JobStatus
 from deployq.redact import Redactor
 from deployq.store import Finisher, Lease, Outcome
 from deployq.worker.logbuffer import LogBuffer
+from deployq.worker.mirror import mirror_path
 from deployq.worker.pipeline import CancelState, Pipeline
 from deployq.worker.prefetch import Prefetcher
 from deployq.worker.servers import ServerMonitor
+from deployq.worker.workspaces import Workspace, Workspaces, settle
 
 if TYPE_CHECKING:
     from deployq.config import Settings
@@ -126,8 +128,17 @@ class JobRunner:
         self.finisher = Finisher(store)
         #: pulls what this worker's jobs pushed onto the other build servers (docs/cache.md)
         self.prefetch = Prefetcher(monitor)
-        #: where workspaces go: the worker's scratch directory (deployq.worker.scratch)
-        self.workspaces = self.settings.workspaces_dir
+        #: each job's workspace, fresh or its app's warm one (deployq.worker.workspaces)
+        self._workspaces = Workspaces(self.settings.workspaces_dir)
+
+    @property
+    def workspaces(self) -> Path:
+        """Where workspaces go: the worker's scratch directory (deployq.worker.scratch)."""
+        return self._workspaces.root
+
+    @workspaces.setter
+    def workspaces(self, root: Path) -> None:
+        self._workspaces.root = root
 
     async def run(self, running: RunningJob) -> None:
         """Run the job to its end and record it (or, lost or stopped, record nothing)."""
@@ -146,14 +157,26 @@ class JobRunner:
             f"{job.app_name} {job.ref}{f' @ {job.short_sha}' if job.commit_sha else ''} "
             f"on {running.server.name} ({running.server.docker_host}) by worker {self.worker_id}"
         )
-        workspace = self.workspaces / f"job-{job.id}-{job.attempt}"
+        workspace = self._workspaces.take(self._warm_key(running), f"job-{job.id}-{job.attempt}")
+        if workspace.reused:
+            logs.write("==> checking out into the workspace of this app's previous build")
         outcome: Outcome | None = None
         try:
             outcome = await self._execute(running, workspace)
         finally:
             await self._conclude(running, outcome, workspace)
 
-    async def _execute(self, running: RunningJob, workspace: Path) -> Outcome | None:
+    def _warm_key(self, running: RunningJob) -> str | None:
+        """The key of the job's app for a warm workspace; None when the workspace of its
+        build cannot serve the next one (deployq.worker.workspaces)."""
+        app, job = running.lease.app, running.lease.job
+        if app is None or app.submodules or job.deploy_only:
+            return None
+        if self.monitor.builder(running.server).backend != "buildkit":
+            return None
+        return mirror_path(self.settings.data_dir, app.name, job.repo_url).name.removesuffix(".git")
+
+    async def _execute(self, running: RunningJob, workspace: Workspace) -> Outcome | None:
         """The pipeline's outcome, or None when this worker must write nothing (lost lease,
         shutdown: the pool releases the job)."""
         lease = running.lease
@@ -164,7 +187,8 @@ class JobRunner:
                 error=f"app {lease.job.app_name!r} was removed; nothing to build",
                 retryable=False,
             )
-        await asyncio.to_thread(shutil.rmtree, workspace, ignore_errors=True)
+        if not workspace.reused:
+            await asyncio.to_thread(shutil.rmtree, workspace.path, ignore_errors=True)
         pipeline = Pipeline(
             self.store,
             lease,
@@ -172,7 +196,7 @@ class JobRunner:
             running.server,
             self.monitor.builder(running.server),
             running.logs,
-            workspace,
+            workspace.path,
             on_engine_down=lambda error: self.monitor.mark_unhealthy(running.server, error),
             cancel=running.cancel,
             on_pushed=lambda refs, auth: self.prefetch.pushed(
@@ -240,10 +264,11 @@ class JobRunner:
                 return
 
     async def _conclude(
-        self, running: RunningJob, outcome: Outcome | None, workspace: Path
+        self, running: RunningJob, outcome: Outcome | None, workspace: Workspace
     ) -> None:
         lease = running.lease
         logs = running.logs
+        held: Workspace | None = workspace
         try:
             if running.lost or logs is None:
                 if logs is not None:
@@ -259,21 +284,28 @@ class JobRunner:
             else:
                 logs.write(f"==> {outcome.status.value}")
             await logs.close()
+            if outcome.status is JobStatus.SUCCEEDED:  # the app's next build may use it now
+                await self._release(workspace, reusable=True)
+                held = None
             if self.on_built is not None:
                 self.on_built(running)
             await self._record(lease, outcome)
         finally:
-            keep = (
-                self.settings.keep_failed_workspaces
-                and outcome is not None
-                and outcome.status is not JobStatus.SUCCEEDED
-            )
-            if keep:  # out of the worker's scratch, which goes when the worker does
-                kept = self.settings.workspaces_dir / workspace.name
-                await asyncio.to_thread(_move, workspace, kept)
-                log.info("job #%s: workspace kept in %s", lease.id, kept)
-            else:
-                await asyncio.to_thread(shutil.rmtree, workspace, ignore_errors=True)
+            if held is not None:
+                failed = outcome is not None and outcome.status is not JobStatus.SUCCEEDED
+                if self.settings.keep_failed_workspaces and failed:
+                    # out of the worker's scratch, which goes when the worker does
+                    kept = self.settings.workspaces_dir / f"job-{lease.id}-{lease.attempt}"
+                    await asyncio.to_thread(_move, workspace.path, kept)
+                    log.info("job #%s: workspace kept in %s", lease.id, kept)
+                await self._release(workspace, reusable=False)
+
+    async def _release(self, workspace: Workspace, *, reusable: bool) -> None:
+        """The job is done with ``workspace``: it becomes its app's warm one (``reusable``)
+        or is removed."""
+        plan = self._workspaces.done(workspace, reusable=reusable)
+        if plan.remove or plan.warm != plan.workspace:  # else it stays where it is
+            await asyncio.to_thread(settle, plan)
 
 
 def _move(source: Path, dest: Path) -> None:
