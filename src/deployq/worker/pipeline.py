@@ -552,13 +552,29 @@ class Pipeline:
             await self._record(step, STEP_START_PERCENT[step], fields or None)
 
     async def _record(self, step: Step, percent: int, fields: dict[str, Any] | None = None) -> None:
-        """Write step and percent to the job while the step goes on: a write waits only for
-        the previous one (so they land in order, and a LostJob surfaces one step later at the
-        latest), never holds up the step itself."""
-        await self._settle()
+        """Write step and percent to the job while the step goes on: a write goes out once
+        the previous one has landed (so they land in order) and never holds up a step; a
+        LostJob surfaces at the next step that finds its write over, or at the end."""
+        previous = self._progress
+        if previous is not None and previous.done():
+            self._progress = None
+            previous.result()  # what it raised (LostJob) is raised here
+            previous = None
         self._progress = asyncio.create_task(
-            self._write_progress(step, percent, dict(self.durations), fields)
+            self._write_progress_after(previous, step, percent, dict(self.durations), fields)
         )
+
+    async def _write_progress_after(
+        self,
+        previous: asyncio.Task[None] | None,
+        step: Step,
+        percent: int,
+        durations: dict[str, float],
+        fields: dict[str, Any] | None,
+    ) -> None:
+        if previous is not None:
+            await asyncio.shield(previous)  # its LostJob is this write's too
+        await self._write_progress(step, percent, durations, fields)
 
     async def _write_progress(
         self,
