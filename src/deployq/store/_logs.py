@@ -6,7 +6,6 @@ from typing import TYPE_CHECKING
 
 from deployq.errors import LostJob
 from deployq.models import LogLine
-from deployq.store._channels import CHANNEL_LOGS, dumps
 from deployq.store._queries import sql
 
 if TYPE_CHECKING:
@@ -30,16 +29,13 @@ class LogStore:
         if not lines:
             return await self.last_seq(job_id)
         params = {"job": job_id, "attempt": attempt, "stream": stream, "lines": lines}
-        async with self.store.connection() as conn, conn.transaction():
-            rows = await (await conn.execute(sql("log_append"), params)).fetchall()
-            if not rows:
-                if attempt is not None:
-                    raise LostJob(f"job #{job_id} attempt {attempt} is no longer ours")
-                return 0
-            last = max(int(r["seq"]) for r in rows)
-            payload = dumps({"job": job_id, "seq": last})
-            await conn.execute(sql("notify"), {"channel": CHANNEL_LOGS, "payload": payload})
-        return last
+        async with self.store.connection() as conn:
+            row = await (await conn.execute(sql("log_append"), params)).fetchone()
+        if row is None:
+            if attempt is not None:
+                raise LostJob(f"job #{job_id} attempt {attempt} is no longer ours")
+            return 0
+        return int(row["seq"])
 
     async def read(self, job_id: int, *, after: int = 0, limit: int = 10_000) -> list[LogLine]:
         """Lines with seq > after, in order."""
