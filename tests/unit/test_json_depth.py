@@ -1,5 +1,6 @@
-"""The nesting limit of webhook bodies is read from the JSON text (deployq.webhooks.bodies):
-brackets inside strings, escaped quotes and escaped backslashes never count."""
+"""Webhook bodies are judged from the JSON text (deployq.webhooks.bodies): brackets inside
+strings, escaped quotes and escaped backslashes never count towards the nesting limit, and
+numbers are refused past their limits whether or not the number hooks run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from deployq.webhooks.bodies import MAX_JSON_DEPTH, BadJson, decode_json
+from deployq.webhooks.bodies import MAX_JSON_DEPTH, MAX_NUMBER_CHARS, BadJson, decode_json
 
 
 def nesting(value: Any, depth: int = 1) -> int:
@@ -63,3 +64,34 @@ def test_a_lone_surrogate_is_refused_and_a_pair_is_not() -> None:
     assert decode_json(b'{"k": "\\ud83d\\ude00"}') == {"k": "\U0001f600"}
     with pytest.raises(BadJson, match="not valid Unicode"):
         decode_json(b'{"\\ud800": 1}')
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"n": ' + b"9" * MAX_NUMBER_CHARS + b"}",
+        b'{"n": -' + b"1" * (MAX_NUMBER_CHARS - 3) + b".5}",
+        b'{"n": 1e308, "m": -1.5E-999, "k": 2e+99}',
+        b'{"digits": "' + b"9" * 500 + b'", "s": "NaN Infinity 1e999"}',
+        b'{"n": [' + b", ".join([b"1234567890123"] * 50) + b"]}",
+    ],
+)
+def test_numbers_within_the_limits_decode_as_json_does(body: bytes) -> None:
+    assert decode_json(body) == json.loads(body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"n": ' + b"9" * (MAX_NUMBER_CHARS + 1) + b"}",
+        b'{"n": 1.' + b"5" * 30 + b"e" + b"1" * 40 + b"}",
+        b'{"n": 1e309}',
+        b'{"n": 0.00001e00400}',
+        b'{"n": NaN}',
+        b'{"n": -Infinity}',
+        '{"n": 1e999}'.encode("utf-16"),
+    ],
+)
+def test_numbers_past_the_limits_are_refused(body: bytes) -> None:
+    with pytest.raises(BadJson):
+        decode_json(body)
