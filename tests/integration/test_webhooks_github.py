@@ -18,9 +18,9 @@ from webhook_helpers import (
     post_github,
 )
 
-from deployq.models import JobStatus, RefType, TokenScope
+from deployq.models import App, JobStatus, RefType, TokenScope
 from deployq.store import Store
-from deployq.webhooks.app import create_app
+from deployq.webhooks.app import STATE_KEY, create_app
 
 Client = TestClient[Any, Any]
 
@@ -334,6 +334,27 @@ async def test_a_new_app_secret_verifies_at_once_despite_the_cache(
         client, "push", payload("github_push_branch"), secret="new-secret"
     )
     assert status == 202
+
+
+async def test_deliveries_that_find_the_cached_apps_stale_at_once_share_one_read(
+    store: Store, aiohttp_client: Any
+) -> None:
+    await add_app(store)
+    web_app = create_app(store)
+    client = await aiohttp_client(web_app)
+    reads: list[list[str]] = []
+    read_apps = store.apps.by_repos
+
+    async def counted(identities: list[str]) -> list[App]:  # the real read, counted
+        reads.append(identities)
+        return await read_apps(identities)
+
+    store.apps.by_repos = counted  # type: ignore[method-assign]
+    web_app[STATE_KEY].apps.seen_at.clear()  # every entry stale, as when the TTL runs out
+    data = payload("github_push_branch")
+    answers = await asyncio.gather(*(post_github(client, "push", data) for _ in range(20)))
+    assert [status for status, _ in answers] == [202] * 20
+    assert len(reads) == 1
 
 
 async def test_an_organisation_hook_ping_without_repository_is_answered(

@@ -240,7 +240,8 @@ async def _candidates(
     """(apps for these identities, database reachable, answered from the cache).
 
     A fresh cache entry naming apps spares the query; an unknown repository is always looked
-    up; while the database is down the last known apps are used, however old.
+    up (deliveries of the same repository share a lookup under way, see AppCache.read);
+    while the database is down the last known apps are used, however old.
     """
     if not identities:
         return [], not state.db_down, False
@@ -250,10 +251,8 @@ async def _candidates(
             if cached:
                 return cached, True, True
         try:
-            async with asyncio.timeout(DB_DEADLINE_S):
-                apps = await state.store.apps.by_repos(identities)
-            state.apps.remember(identities, apps)
-            return [KnownApp(a.name, a.repo_identity, a.webhook_secret) for a in apps], True, False
+            apps = await state.apps.read(identities, state.store.apps.by_repos, DB_DEADLINE_S)
+            return apps, True, False
         except DB_ERRORS:
             state.db_down = True
     return state.apps.lookup(identities), False, False

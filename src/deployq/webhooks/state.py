@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -49,6 +51,10 @@ class AppCache:
 
     by_identity: dict[str, list[KnownApp]] = field(default_factory=dict)
     seen_at: dict[str, float] = field(default_factory=dict)
+    #: reads under way, by the identities they read
+    _reads: dict[tuple[str, ...], asyncio.Future[list[KnownApp]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
 
     def remember(self, identities: list[str], apps: list[App]) -> None:
         now = time.monotonic()
@@ -80,6 +86,42 @@ class AppCache:
             if seen is None or now - seen >= APP_CACHE_TTL_S:
                 return None
         return self.lookup(identities)
+
+    async def read(
+        self,
+        identities: list[str],
+        fetch: Callable[[list[str]], Awaitable[list[App]]],
+        deadline_s: float,
+    ) -> list[KnownApp]:
+        """The apps of these identities as ``fetch`` reads them from the database now, and
+        remembered. Deliveries that need the same identities while a read is under way wait
+        for that read instead of starting their own: when the TTL ran out under load, every
+        delivery in flight missed at once (30-120 reads of the apps and their sealed secrets
+        per expiry in the webhook bench, each holding a pooled connection). The read ends
+        within ``deadline_s``; its error (TimeoutError too) reaches every delivery waiting."""
+        key = tuple(identities)
+        pending = self._reads.get(key)
+        if pending is None:
+            pending = asyncio.ensure_future(self._read(identities, fetch, deadline_s))
+            self._reads[key] = pending
+            pending.add_done_callback(functools.partial(self._read_done, key))
+        return await asyncio.shield(pending)
+
+    def _read_done(self, key: tuple[str, ...], read: asyncio.Future[list[KnownApp]]) -> None:
+        del self._reads[key]
+        if not read.cancelled():
+            read.exception()  # raised to the deliveries that waited, if any still did
+
+    async def _read(
+        self,
+        identities: list[str],
+        fetch: Callable[[list[str]], Awaitable[list[App]]],
+        deadline_s: float,
+    ) -> list[KnownApp]:
+        async with asyncio.timeout(deadline_s):
+            apps = await fetch(identities)
+        self.remember(identities, apps)
+        return [KnownApp(a.name, a.repo_identity, a.webhook_secret) for a in apps]
 
 
 @dataclass
