@@ -138,8 +138,9 @@ class MirrorCheckout:
             )
             if rc != 0:
                 raise CheckoutError(f"cannot create the mirror {mirror}: {self.reason(tail)}")
-        objects = await asyncio.to_thread(_objects, mirror)
-        if sha is None or short or not objects.has(sha):
+        # a full sha may be in the mirror already: a ref or a short sha is always fetched
+        known = None if sha is None or short else await asyncio.to_thread(_objects, mirror)
+        if known is None or sha is None or not known.has(sha):
             self.log(f"fetching {ref}{f' at {sha[:7]}' if sha else ''} from {self.shown_url}")
             local = ref if ref.startswith("refs/") else f"refs/deployq/{ref}"
             rc, tail = await self._fetch(mirror, f"+{ref}:{local}")
@@ -149,13 +150,14 @@ class MirrorCheckout:
                         CheckoutError(f"ref {ref!r} does not exist in {self.shown_url}")
                     )
                 raise _MirrorBroken(tail)
-            objects = await asyncio.to_thread(_objects, mirror)
-            if short:
-                sha = await self._resolve(mirror, sha or "", ref)
-            elif sha is None:
-                sha = await asyncio.to_thread(_read_ref, mirror, local)
+            if sha is None:  # the objects as fetched, and the commit the ref names now
+                objects, sha = await asyncio.to_thread(_fetched, mirror, local)
                 if sha is None:
                     raise _MirrorBroken(f"fatal: the fetch of {ref} stored no {local}")
+            else:
+                objects = await asyncio.to_thread(_objects, mirror)
+            if short:
+                sha = await self._resolve(mirror, sha, ref)
             elif not objects.has(sha):  # no longer on the ref (a force push): ask for it
                 rc, tail = await self._fetch(mirror, sha)
                 if rc != 0 and _REMOTE_MISSING.search(tail):
@@ -165,14 +167,12 @@ class MirrorCheckout:
                 if rc != 0 or not objects.has(sha):
                     raise _MirrorBroken(tail or f"fatal: {sha[:7]} fetched, but not readable")
         else:
+            objects = known
             self.log(f"commit {sha[:7]} is in the mirror already: nothing to fetch")
-        try:
-            info = await asyncio.to_thread(objects.commit, sha)
-        except _UNREADABLE as exc:
-            raise _MirrorBroken(f"fatal: cannot read commit {sha}: {exc}") from exc
+        # the commit read, and the workspace's .git made for it, in one trip to a thread
+        info = await asyncio.to_thread(_commit_and_borrow, objects, sha, dest, mirror)
         if info is None:
             raise self.final(CheckoutError(f"{sha[:12]} is not a commit in {self.shown_url}"))
-        await asyncio.to_thread(_borrow, dest, mirror, sha)
         rc, tail = await self._git(
             dest, "--git-dir", ".git", "--work-tree", ".", "read-tree", "--reset", "-u", sha
         )
@@ -230,6 +230,22 @@ class _Objects:
 
 def _objects(mirror: Path) -> _Objects:
     return _Objects(mirror)
+
+
+def _fetched(mirror: Path, ref: str) -> tuple[_Objects, str | None]:
+    """The mirror's objects after a fetch, and the sha its ``ref`` names (None: none)."""
+    return _Objects(mirror), _read_ref(mirror, ref)
+
+
+def _commit_and_borrow(objects: _Objects, sha: str, dest: Path, mirror: Path) -> CommitInfo | None:
+    """The commit ``sha`` (None: it is no commit), with ``dest/.git`` made ready for it."""
+    try:
+        info = objects.commit(sha)
+    except _UNREADABLE as exc:
+        raise _MirrorBroken(f"fatal: cannot read commit {sha}: {exc}") from exc
+    if info is not None:
+        _borrow(dest, mirror, sha)
+    return info
 
 
 def _read_ref(mirror: Path, ref: str) -> str | None:
