@@ -156,13 +156,21 @@ class Pipeline:
 
     async def run(self) -> Outcome:
         """Run every step. PipelineError becomes a failed Outcome; LostJob and task
-        cancellation propagate to the pool."""
+        cancellation propagate to the pool. The outcome comes back while the last progress
+        write may still be on its way: the runner waits for it (:meth:`settled`) while it
+        stores the log's last lines, before it records the outcome."""
         try:
             return await self._outcome()
-        finally:
-            # every progress write lands before the runner records the outcome
+        except BaseException:
+            # an interrupted step's progress writes land before the runner goes on
             if self._progress is not None:
                 await asyncio.gather(self._progress, return_exceptions=True)
+            raise
+
+    async def settled(self) -> None:
+        """Wait for the progress writes still on their way; raise what they raised (LostJob:
+        the job is no longer ours)."""
+        await self._settle()
 
     async def _outcome(self) -> Outcome:
         try:
@@ -373,7 +381,6 @@ class Pipeline:
         await self._record(
             self.step or Step.VERIFY, 100, {"image_digest": digest} if last else None
         )
-        await self._settle()
         return Outcome(JobStatus.SUCCEEDED, image_ref=self.image_ref, image_digest=digest)
 
     async def _deploy_only(self) -> Outcome:
@@ -397,7 +404,6 @@ class Pipeline:
         await self._deploy(Image(job.image_ref, job.image_digest, job.commit_sha or ""))
         self._close_step()
         await self._record(Step.DEPLOY, 100)
-        await self._settle()
         return Outcome(
             JobStatus.SUCCEEDED, image_ref=self.image_ref, image_digest=self.image_digest
         )

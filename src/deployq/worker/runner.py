@@ -283,7 +283,11 @@ class JobRunner:
                 logs.write(f"==> {outcome.status.value} ({spent})")
             else:
                 logs.write(f"==> {outcome.status.value}")
-            await logs.close()
+            # the log's last lines are stored while the last progress write lands
+            _, ours = await asyncio.gather(logs.close(), self._progress_landed(running))
+            if not ours:
+                self.on_lost(lease.id)
+                return
             if outcome.status is JobStatus.SUCCEEDED:  # the app's next build may use it now
                 await self._release(workspace, reusable=True)
                 held = None
@@ -299,6 +303,20 @@ class JobRunner:
                     await asyncio.to_thread(_move, workspace.path, kept)
                     log.info("job #%s: workspace kept in %s", lease.id, kept)
                 await self._release(workspace, reusable=False)
+
+    async def _progress_landed(self, running: RunningJob) -> bool:
+        """Wait for the pipeline's last progress writes; False when they found the job taken
+        over (LostJob): then nothing more is written for it."""
+        if running.pipeline is None:
+            return True
+        try:
+            await running.pipeline.settled()
+        except LostJob:
+            log.warning("job #%s was taken over before it finished here", running.lease.id)
+            return False
+        except _TRANSIENT as exc:  # progress is for the eyes: the finish carries the state
+            log.warning("job #%s: its last progress write failed: %s", running.lease.id, exc)
+        return True
 
     async def _release(self, workspace: Workspace, *, reusable: bool) -> None:
         """The job is done with ``workspace``: it becomes its app's warm one (``reusable``)
