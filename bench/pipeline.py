@@ -53,7 +53,8 @@ from _database import database
 from deployq.config import DEFAULT_DOCKER_HOST, Settings
 from deployq.db.migrate import migrate
 from deployq.models import AppSpec, Job, JobStatus, Trigger, TriggerKind
-from deployq.store import CHANNEL_JOBS, Listener, Store
+from deployq.store import Store
+from deployq.testing.jobs import wait_job
 from deployq.testing.services import (
     LocalRegistry,
     SecondEngine,
@@ -141,35 +142,16 @@ FINAL = frozenset(status.value for status in JobStatus if status.is_final)
 
 async def wait_final(store: Store, job_id: int) -> Job:
     """The job once final, read when a NOTIFY says it is (or on a (re)connection). Unlike the
-    tests' ``wait_job`` it does not read the job back on each progress NOTIFY: those reads
-    ran in the worker's own event loop, ~1-4 ms each, five a job, a cost of the bench's
-    watcher (``deployq deploy --wait`` runs in another process), not of the deploy."""
-    final = asyncio.Event()
-
-    async def on_connect() -> None:
-        final.set()
-
-    listener = Listener(store.dsn, [CHANNEL_JOBS], on_connect=on_connect)
-
-    async def pump() -> None:
-        async for notice in listener:
-            payload = notice.payload
-            if payload.get("id") == job_id and payload.get("status") in FINAL:
-                final.set()
-
-    task = asyncio.create_task(pump())
-    try:
-        async with asyncio.timeout(600):
-            while True:
-                await final.wait()
-                final.clear()
-                job = await store.jobs.get(job_id)
-                if job.status.is_final:
-                    return job
-    finally:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await listener.close()
+    tests it does not read the job back on each progress NOTIFY: those reads ran in the
+    worker's own event loop, ~1-4 ms each, five a job, a cost of the bench's watcher
+    (``deployq deploy --wait`` runs in another process), not of the deploy."""
+    return await wait_job(
+        store,
+        job_id,
+        lambda job: job.status.is_final,
+        timeout_s=600,
+        reads_on=lambda payload: payload.get("status") in FINAL,
+    )
 
 
 def job_steps(job: Job, took: float) -> dict[str, float]:

@@ -49,9 +49,15 @@ async def running_pool(
 
 
 async def wait_job(
-    store: Store, job_id: int, until: Callable[[Job], bool], *, timeout_s: float = WAIT_S
+    store: Store,
+    job_id: int,
+    until: Callable[[Job], bool],
+    *,
+    timeout_s: float = WAIT_S,
+    reads_on: Callable[[dict[str, Any]], bool] | None = None,
 ) -> Job:
-    """The job as soon as ``until(job)`` holds, re-read on each NOTIFY about it.
+    """The job as soon as ``until(job)`` holds, re-read on each NOTIFY about it (only those
+    whose payload ``reads_on`` accepts, when given; and on each (re)connection).
 
     Raises AssertionError with the last state seen when ``timeout_s`` passes first."""
     changed = asyncio.Event()
@@ -63,7 +69,9 @@ async def wait_job(
 
     async def pump() -> None:
         async for notice in listener:
-            if notice.payload.get("id") == job_id:
+            if notice.payload.get("id") == job_id and (
+                reads_on is None or reads_on(notice.payload)
+            ):
                 changed.set()
 
     task = asyncio.create_task(pump())
