@@ -94,8 +94,10 @@ async def profile(store: Store, dsn: str, mode: str, jobs: int, top: int) -> dic
 async def main_async(args: argparse.Namespace) -> None:
     with database(f"bench_profile_{uuid.uuid4().hex[:8]}", server_dsn()) as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
+            # only when the server loads it: the extension alone makes its reset fail
             if conn.execute(
                 "SELECT 1 FROM pg_available_extensions WHERE name = 'pg_stat_statements'"
+                " AND current_setting('shared_preload_libraries') LIKE '%pg_stat_statements%'"
             ).fetchone():
                 conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
         store = await deployq_store(dsn, 18)
