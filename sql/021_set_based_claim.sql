@@ -10,7 +10,9 @@
 --    candidate takes the fitting server with the most free slots (then the lowest id), and
 --    every taken slot counts for the next candidates; a candidate no server fits is passed
 --    over, the claim stops at p_limit jobs or when no slot is left;
--- 4. one statement UPDATEs the chosen jobs that are still queued (a cancel or supersede may
+-- 4. one statement UPDATEs the chosen jobs that are still queued, taken by id = ANY so always
+--    through the primary key (a join with the chosen ids may be planned, generically on a
+--    young table's statistics, as a hash join over all of jobs) (a cancel or supersede may
 --    have committed since the scan: that job is left out, and the claim is one job short,
 --    as sql/020 allowed already), INSERTs their 'claimed' events and sends their NOTIFYs, in
 --    queue order, and returns them.
@@ -118,22 +120,21 @@ BEGIN
     END IF;
     -- status is checked again: a cancel or supersede may have committed since the scan
     RETURN QUERY
-    WITH chosen AS (
-        SELECT c.id, v_sid[c.pos] AS server_id, v_sname[c.pos] AS server_name, c.ord
-          FROM unnest(v_ids, v_pos) WITH ORDINALITY AS c(id, pos, ord)
-    ), taken AS (
+    WITH taken AS (
+        -- by id = ANY: the primary key whatever the planner thinks of the table (a join with
+        -- the chosen ids could be planned as a hash join over all of jobs)
         UPDATE jobs j SET status = 'running', attempt = j.attempt + 1,
-               server_id = chosen.server_id, worker_id = p_worker,
+               server_id = v_sid[v_pos[array_position(v_ids, j.id)]], worker_id = p_worker,
                lease_expires_at = v_now + p_ttl, started_at = v_now, updated_at = now(),
                progress = 0, step = NULL, wait_reason = NULL, error = NULL, finished_at = NULL
-          FROM chosen
-         WHERE j.id = chosen.id AND j.status = 'queued'
-        RETURNING j, chosen.server_name, chosen.ord
+         WHERE j.id = ANY (v_ids) AND j.status = 'queued'
+        RETURNING j, array_position(v_ids, j.id) AS ord
     ), logged AS (
         INSERT INTO job_events (job_id, kind, from_status, to_status, actor, message, data)
         SELECT (t.j).id, 'claimed', 'queued', 'running', p_worker,
-               format('attempt %s/%s on %s', (t.j).attempt, (t.j).max_attempts, t.server_name),
-               jsonb_build_object('server', t.server_name, 'attempt', (t.j).attempt)
+               format('attempt %s/%s on %s', (t.j).attempt, (t.j).max_attempts,
+                      v_sname[v_pos[t.ord]]),
+               jsonb_build_object('server', v_sname[v_pos[t.ord]], 'attempt', (t.j).attempt)
           FROM taken t
          ORDER BY t.ord
     )
