@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import json
 import logging
 import re
@@ -99,6 +100,19 @@ def normalize_url(base_url: str, *, insecure: bool = False) -> str:
     if "://" not in url:
         url = ("http://" if insecure else "https://") + url
     return url
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A manifest as a registry serves it: its media type and exact bytes."""
+
+    media_type: str
+    body: bytes = field(repr=False)
+
+    @property
+    def digest(self) -> str:
+        """``sha256:…`` of the bytes: the digest the registry names them by."""
+        return "sha256:" + hashlib.sha256(self.body).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -206,50 +220,83 @@ class RegistryClient:
         self._check(answer, "HEAD", path)
         return answer.headers.get("Docker-Content-Digest")
 
+    async def manifest(
+        self, repository: str, reference: str, *, push: bool = False
+    ) -> Manifest | None:
+        """The manifest a tag or digest names, as served (its exact bytes and media type; its
+        ``digest`` is that of the bytes); None when it does not exist. Read once, it both
+        verifies a push and gives the bytes to tag it with (:meth:`put_manifest`); ``push``:
+        read with the push token those tags need (one token, not two, on a token registry).
+        """
+        async with self._session() as session:
+            return await self._get_manifest(session, repository.strip("/"), reference, push=push)
+
+    async def put_manifest(self, repository: str, new_tag: str, manifest: Manifest) -> str:
+        """Store ``manifest``'s exact bytes under ``new_tag`` (no layer moves); raise
+        RegistryError unless the registry stored them as ``manifest.digest``."""
+        async with self._session() as session:
+            return await self._put_manifest(session, repository.strip("/"), new_tag, manifest)
+
     async def tag(self, repository: str, source: str, new_tag: str) -> str:
         """Give the manifest ``source`` (a digest or tag) of ``repository`` the tag
         ``new_tag``, without moving any layer: GET the manifest, PUT its exact bytes under
         the new tag. Return the digest the registry stored, which is ``source``'s."""
         repository = repository.strip("/")
-        scope = f"repository:{repository}:pull,push"
-        source_path = f"/v2/{repository}/manifests/{source}"
         async with self._session() as session:
-            got = await self._request(
-                session,
-                "GET",
-                source_path,
-                scope=scope,
-                headers={"Accept": MANIFEST_ACCEPT},
-                read_body=True,
-            )
-            if got.status == 404:
+            got = await self._get_manifest(session, repository, source, push=True)
+            if got is None:
                 raise RegistryError(
                     f"registry {self.url} has no manifest {repository}@{source} to tag "
                     f"{new_tag!r}: was the push removed? retry the job"
                 )
-            self._check(got, "GET", source_path)
-            media_type = got.headers.get("Content-Type", "").split(";")[0].strip()
-            if not media_type:
+            if source.startswith("sha256:") and got.digest != source:
                 raise RegistryError(
-                    f"registry {self.url} served {repository}@{source} without a media type"
+                    f"registry {self.url} served {repository}@{source} as bytes of "
+                    f"{got.digest}: retry the job"
                 )
-            path = f"/v2/{repository}/manifests/{new_tag}"
-            put = await self._request(
-                session,
-                "PUT",
-                path,
-                scope=scope,
-                headers={"Content-Type": media_type},
-                data=got.body,
-            )
-        self._check(put, "PUT", path)
-        digest = put.headers.get("Docker-Content-Digest") or got.headers.get(
-            "Docker-Content-Digest", ""
+            return await self._put_manifest(session, repository, new_tag, got)
+
+    async def _get_manifest(
+        self, session: aiohttp.ClientSession, repository: str, reference: str, *, push: bool = False
+    ) -> Manifest | None:
+        """GET a manifest (``push``: with the token of the push that follows it)."""
+        path = f"/v2/{repository}/manifests/{reference}"
+        got = await self._request(
+            session,
+            "GET",
+            path,
+            scope=f"repository:{repository}:pull{',push' if push else ''}",
+            headers={"Accept": MANIFEST_ACCEPT},
+            read_body=True,
         )
-        if source.startswith("sha256:") and digest != source:
+        if got.status == 404:
+            return None
+        self._check(got, "GET", path)
+        media_type = got.headers.get("Content-Type", "").split(";")[0].strip()
+        if not media_type:
             raise RegistryError(
-                f"registry {self.url} stored {repository}:{new_tag} as {digest or 'nothing'}, "
-                f"not {source}: retry the job"
+                f"registry {self.url} served {repository}@{reference} without a media type"
+            )
+        return Manifest(media_type, got.body)
+
+    async def _put_manifest(
+        self, session: aiohttp.ClientSession, repository: str, new_tag: str, manifest: Manifest
+    ) -> str:
+        path = f"/v2/{repository}/manifests/{new_tag}"
+        put = await self._request(
+            session,
+            "PUT",
+            path,
+            scope=f"repository:{repository}:pull,push",
+            headers={"Content-Type": manifest.media_type},
+            data=manifest.body,
+        )
+        self._check(put, "PUT", path)
+        digest = put.headers.get("Docker-Content-Digest") or manifest.digest
+        if digest != manifest.digest:
+            raise RegistryError(
+                f"registry {self.url} stored {repository}:{new_tag} as {digest}, "
+                f"not {manifest.digest}: retry the job"
             )
         return digest
 

@@ -126,6 +126,36 @@ async def test_a_tag_added_through_the_manifest_api_pulls_the_same_image(
         docker_cmd(docker_host, "rmi", branch_ref, check=False)
 
 
+async def test_one_read_of_the_pushed_tag_verifies_it_and_tags_it(
+    docker_host: str,
+    base_image: str,
+    registry: LocalRegistry,
+    pushed_image: tuple[str, str],
+    tmp_path: Path,
+) -> None:
+    """The worker's verify + tag: GET the first tag once (its bytes' digest is what the
+    registry serves), PUT those bytes under the branch tag; no other read."""
+    repository, tag = pushed_image
+    (tmp_path / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {uuid.uuid4()} > /id\n")
+    ref = registry.ref(repository, tag)
+    builder = BuildKitBuilder(docker_host, DOCKER)
+    await builder.build(BuildRequest(tmp_path, tags=[ref]), lambda line: None)
+    auth = RegistryAuth(registry.url, registry.username, registry.password)
+    pushed = await builder.push(ref, auth, lambda line: None)
+    builder.close()
+
+    async with client(registry) as registry_client:
+        served = await registry_client.manifest(repository, tag, push=True)
+        assert served is not None
+        stored = await registry_client.put_manifest(repository, "feature-y", served)
+        missing = await registry_client.manifest(repository, "no-such-tag")
+
+    assert served.digest == stored == pushed
+    assert served.media_type.startswith("application/vnd.")
+    assert missing is None
+    assert await client(registry).manifest_digest(repository, "feature-y") == pushed
+
+
 async def test_tagging_a_manifest_that_is_not_there_says_so(registry: LocalRegistry) -> None:
     repository = f"deployq/none-{uuid.uuid4().hex[:8]}"
 

@@ -138,6 +138,8 @@ class MirrorCheckout:
             )
             if rc != 0:
                 raise CheckoutError(f"cannot create the mirror {mirror}: {self.reason(tail)}")
+        #: once made: the commit read (None: it is no commit), dest/.git made for it
+        ready: tuple[CommitInfo | None] | None = None
         # a full sha may be in the mirror already: a ref or a short sha is always fetched
         known = None if sha is None or short else await asyncio.to_thread(_objects, mirror)
         if known is None or sha is None or not known.has(sha):
@@ -150,15 +152,16 @@ class MirrorCheckout:
                         CheckoutError(f"ref {ref!r} does not exist in {self.shown_url}")
                     )
                 raise _MirrorBroken(tail)
-            if sha is None:  # the objects as fetched, and the commit the ref names now
-                objects, sha = await asyncio.to_thread(_fetched, mirror, local)
-                if sha is None:
-                    raise _MirrorBroken(f"fatal: the fetch of {ref} stored no {local}")
-            else:
-                objects = await asyncio.to_thread(_objects, mirror)
-            if short:
-                sha = await self._resolve(mirror, sha, ref)
-            elif not objects.has(sha):  # no longer on the ref (a force push): ask for it
+            # the objects as fetched, the commit (the one the ref names now when no sha was
+            # given) and, when it is there, the commit read and the workspace's .git made for
+            # it: one trip to a thread
+            objects, found, ready = await asyncio.to_thread(
+                _fetched, mirror, local, sha, dest, short
+            )
+            if found is None:
+                raise _MirrorBroken(f"fatal: the fetch of {ref} stored no {local}")
+            sha = await self._resolve(mirror, found, ref) if short else found
+            if not short and ready is None:  # no longer on the ref (a force push): ask for it
                 rc, tail = await self._fetch(mirror, sha)
                 if rc != 0 and _REMOTE_MISSING.search(tail):
                     missing = f"commit {sha[:7]} does not exist in {self.shown_url} ({ref})"
@@ -169,8 +172,9 @@ class MirrorCheckout:
         else:
             objects = known
             self.log(f"commit {sha[:7]} is in the mirror already: nothing to fetch")
-        # the commit read, and the workspace's .git made for it, in one trip to a thread
-        info = await asyncio.to_thread(_commit_and_borrow, objects, sha, dest, mirror)
+        if ready is None:  # the commit read, and the workspace's .git made for it
+            ready = (await asyncio.to_thread(_commit_and_borrow, objects, sha, dest, mirror),)
+        (info,) = ready
         if info is None:
             raise self.final(CheckoutError(f"{sha[:12]} is not a commit in {self.shown_url}"))
         rc, tail = await self._git(
@@ -232,9 +236,18 @@ def _objects(mirror: Path) -> _Objects:
     return _Objects(mirror)
 
 
-def _fetched(mirror: Path, ref: str) -> tuple[_Objects, str | None]:
-    """The mirror's objects after a fetch, and the sha its ``ref`` names (None: none)."""
-    return _Objects(mirror), _read_ref(mirror, ref)
+def _fetched(
+    mirror: Path, ref: str, sha: str | None, dest: Path, short: bool
+) -> tuple[_Objects, str | None, tuple[CommitInfo | None] | None]:
+    """After a fetch: the mirror's objects, the commit (``sha``, as given when ``short``;
+    None: the one its ``ref`` names now, None when none) and, when the objects hold that
+    full sha, what :func:`_commit_and_borrow` gives for it (else None)."""
+    objects = _Objects(mirror)
+    if sha is None:
+        sha = _read_ref(mirror, ref)
+    if sha is None or short or not objects.has(sha):
+        return objects, sha, None
+    return objects, sha, (_commit_and_borrow(objects, sha, dest, mirror),)
 
 
 def _commit_and_borrow(objects: _Objects, sha: str, dest: Path, mirror: Path) -> CommitInfo | None:
@@ -291,11 +304,17 @@ async def _locked(path: Path) -> AsyncIterator[None]:
     opens the file itself). Waiting happens in a thread; a cancel while waiting lets the
     lock go as soon as that thread gets it."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
-    try:
-        await asyncio.shield(waiting)
+    try:  # a free lock is taken at once, without a trip to a thread
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        waiting = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX))
+        try:
+            await asyncio.shield(waiting)
+        except BaseException:
+            waiting.add_done_callback(lambda _: os.close(fd))
+            raise
     except BaseException:
-        waiting.add_done_callback(lambda _: os.close(fd))
+        os.close(fd)
         raise
     try:
         yield

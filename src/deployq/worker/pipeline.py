@@ -37,6 +37,7 @@ from deployq.models import STEP_START_PERCENT, App, BuildServer, JobStatus, Scan
 from deployq.registry import (
     SCAN_POLL_INTERVAL_S,
     HarborClient,
+    Manifest,
     RegistryClient,
     registry_login,
 )
@@ -340,35 +341,33 @@ class Pipeline:
                 await asyncio.gather(project, return_exceptions=True)
         async with self._registry() as registry:
             digest = await self.builder.push(names.ref(names.tags[0]), auth, self.logs.write)
-            # verify's read goes out while the other tags are added (one round trip less)
-            served = asyncio.create_task(registry.manifest_digest(names.repository, names.tags[0]))
-            try:
-                await self._tag(names, digest, registry)
-                await stages.wait()
-                self.image_digest = digest
-                self.logs.write(f"==> pushed {names.registry}/{names.repository}@{digest}")
-                if self.on_pushed is not None:
-                    self.on_pushed(
-                        [f"{names.registry}/{names.repository}@{digest}", *stages.pushed], auth
-                    )
-                if self.cancel.requested:
-                    raise OperatorCancel
+            # one read of the first tag is verify's and gives the bytes the other tags get
+            served = await registry.manifest(
+                names.repository, names.tags[0], push=len(names.tags) > 1
+            )
+            seen = served.digest if served is not None else None
+            if served is not None and seen == digest:  # else verify below says what it saw
+                await self._tag(names, served, registry)
+        await stages.wait()
+        self.image_digest = digest
+        self.logs.write(f"==> pushed {names.registry}/{names.repository}@{digest}")
+        if self.on_pushed is not None:
+            self.on_pushed([f"{names.registry}/{names.repository}@{digest}", *stages.pushed], auth)
+        if self.cancel.requested:
+            raise OperatorCancel
 
-                # when nothing follows a verify that passes (no scan, no deploy), its start and
-                # the job's 100 % are one progress write, not two in a row
-                last = not self.deploys and not self.scanning and self.app.scan_policy is None
-                await self._enter(Step.VERIFY, record=not last, image_digest=digest)
-                try:
-                    self._verify(names, digest, await served)
-                except RegistryError:
-                    if last:
-                        await self._record(
-                            Step.VERIFY, STEP_START_PERCENT[Step.VERIFY], {"image_digest": digest}
-                        )
-                    raise
-            finally:
-                served.cancel()
-                await asyncio.gather(served, return_exceptions=True)
+        # when nothing follows a verify that passes (no scan, no deploy), its start and the
+        # job's 100 % are one progress write, not two in a row
+        last = not self.deploys and not self.scanning and self.app.scan_policy is None
+        await self._enter(Step.VERIFY, record=not last, image_digest=digest)
+        try:
+            self._verify(names, digest, seen)
+        except RegistryError:
+            if last:
+                await self._record(
+                    Step.VERIFY, STEP_START_PERCENT[Step.VERIFY], {"image_digest": digest}
+                )
+            raise
         verdict = await self._scan(names, digest)
         if verdict is not None and verdict.action is ScanAction.FAIL:
             return self._failed(verdict.message, retryable=False, why=NOT_RETRIED_SCAN)
@@ -418,13 +417,15 @@ class Pipeline:
         )
         await self.deployer.run(image)
 
-    async def _tag(self, names: ImageNames, digest: str, registry: RegistryClient) -> None:
-        """Give the pushed image (the engine pushed the first tag; its digest comes from that
-        push) its other tags through the registry's manifest API, all at once: no layer
-        moves twice, and no second ``docker push``."""
-        await asyncio.gather(*(registry.tag(names.repository, digest, t) for t in names.tags[1:]))
+    async def _tag(self, names: ImageNames, manifest: Manifest, registry: RegistryClient) -> None:
+        """Give the pushed image (the engine pushed the first tag; ``manifest`` is what the
+        registry serves for it, the pushed digest) its other tags through the registry's
+        manifest API, all at once: no layer moves."""
+        await asyncio.gather(
+            *(registry.put_manifest(names.repository, t, manifest) for t in names.tags[1:])
+        )
         for tag in names.tags[1:]:
-            self.logs.write(f"tagged {names.ref(tag)} ({digest[:19]})")
+            self.logs.write(f"tagged {names.ref(tag)} ({manifest.digest[:19]})")
 
     def _detect(self) -> str | None:
         """None when the repository has its Dockerfile, else one generated from the build
@@ -468,7 +469,8 @@ class Pipeline:
             return await pin_cache(registry, registry_host, refs)
 
     def _verify(self, names: ImageNames, digest: str, seen: str | None) -> None:
-        """The registry serves the pushed digest (``seen``) for the first tag."""
+        """The registry serves the pushed digest for the first tag (``seen``: the digest of
+        the bytes it served)."""
         if seen != digest:
             raise RegistryError(
                 f"the registry serves {seen or 'nothing'} for {names.ref(names.tags[0])}, "
