@@ -52,14 +52,18 @@ async def run_streaming(
     cwd: Path | None = None,
     stdin_data: bytes | None = None,
     redact: Callable[[str], str] = lambda line: line,
+    bounded: bool = False,
 ) -> ProcessResult:
     """Run ``argv``; call ``on_line`` with each non-empty output line (stdout and stderr).
 
     On cancellation the process group is terminated (then killed) before CancelledError
     propagates, so the caller knows the command is gone when the cancel returns.
+    ``bounded``: a short local command that ends by itself and touches nothing but the
+    job's own workspace (builders.orphans): it runs without the parent-death wrapper.
     """
     proc = await asyncio.create_subprocess_exec(
-        *dying_with_parent(argv),  # no orphan outlives a killed worker
+        # no orphan outlives a killed worker (a bounded one ends by itself)
+        *(argv if bounded else dying_with_parent(argv)),
         stdin=asyncio.subprocess.PIPE if stdin_data is not None else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

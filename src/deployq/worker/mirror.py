@@ -122,9 +122,14 @@ class MirrorCheckout:
             _borrow(dest, mirror)
             return info
 
-    async def _git(self, cwd: Path, *args: str) -> tuple[int, str]:
+    async def _git(self, cwd: Path, *args: str, bounded: bool = False) -> tuple[int, str]:
         result = await run_streaming(
-            ["git", *args], env=self.env, cwd=cwd, on_line=self.log, redact=self.redact
+            ["git", *args],
+            env=self.env,
+            cwd=cwd,
+            on_line=self.log,
+            redact=self.redact,
+            bounded=bounded,
         )
         return result.returncode, result.last_lines(8)
 
@@ -177,9 +182,12 @@ class MirrorCheckout:
         (info,) = ready
         if info is None:
             raise self.final(CheckoutError(f"{sha[:12]} is not a commit in {self.shown_url}"))
+        # local, short and into the job's workspace only: no parent-death wrapper
+        # (deployq.builders.orphans)
         rc, tail = await self._git(
-            dest, "--git-dir", ".git", "--work-tree", ".", "read-tree", "--reset", "-u", sha
-        )
+            dest, "--git-dir", ".git", "--work-tree", ".", "read-tree", "--reset", "-u", sha,
+            bounded=True,
+        )  # fmt: skip
         if rc != 0:
             raise _MirrorBroken(tail)
         return info
