@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -95,3 +96,28 @@ async def test_a_failed_pull_is_an_info_line_and_a_newer_push_replaces_the_older
     failed = [r for r in caplog.records if "prefetch of" in r.getMessage()]
     assert [(r.levelname, "2" * 64 in r.getMessage()) for r in failed] == [("INFO", True)]
     assert "onto s2 failed" in failed[0].getMessage()
+
+
+async def test_the_pulls_start_once_the_job_that_pushed_has_written_its_outcome(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Until the job's run is over (``after`` set) the prefetch holds no slot and pulls
+    nothing; idle() waits for it all the same; then it pulls (here: refused, logged)."""
+    source = server(1, "tcp://127.0.0.1:2")
+    target = server(2, "tcp://127.0.0.1:1")
+    fetcher = prefetcher([source, target])
+    caplog.set_level("DEBUG", logger="deployq.worker.prefetch")
+    concluded = asyncio.Event()
+
+    fetcher.pushed("app", "main", source, ["reg/app@sha256:" + "3" * 64], None, after=concluded)
+    task = fetcher._tasks[("app", "main", 2)]
+    await asyncio.sleep(0)  # one turn of the loop: the task starts and waits for the event
+    idle = asyncio.create_task(fetcher.idle())
+    await asyncio.sleep(0)
+
+    assert not task.done() and not idle.done()
+    assert fetcher._slots._value == 2  # no slot taken
+    assert not [r for r in caplog.records if "prefetch of" in r.getMessage()]
+    concluded.set()
+    await idle
+    assert [r.levelname for r in caplog.records if "prefetch of" in r.getMessage()] == ["INFO"]

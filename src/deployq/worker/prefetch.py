@@ -7,7 +7,9 @@ stage cache images, each by the digest the push reported), in the background, so
 build there finds them local: BuildKit takes a ``--cache-from repo@sha256:…`` from a local
 image of that very digest, and the classic builder's cache pull finds every layer present.
 
-Best effort, never part of the job: a pull that fails is an info line in the worker's log.
+Best effort, never part of the job: the pulls start once the job that pushed has written its
+outcome (they would load the registry and the hosts' CPUs while its last writes go out), and
+a pull that fails is an info line in the worker's log.
 At most ``CONCURRENCY`` pulls run at once per worker; a newer push of the same (app, branch)
 replaces the pull still waiting or running for a server (stale images are never queued).
 Servers skipped: the one that pushed, draining ones, those this host sees failed or short of
@@ -122,10 +124,14 @@ class Prefetcher:
         source: BuildServer,
         refs: list[str],
         auth: RegistryAuth | None,
+        *,
+        after: asyncio.Event | None = None,
     ) -> None:
-        """``source`` pushed ``refs`` (each ``repo@sha256:…``) for ``branch`` of ``app``: start
-        pulling them onto the other servers; a prefetch of an older push of that branch
-        still waiting or running for a server is dropped."""
+        """``source`` pushed ``refs`` (each ``repo@sha256:…``) for ``branch`` of ``app``: pull
+        them onto the other servers, once ``after`` is set (the job that pushed them has
+        written its outcome: the pulls load the registry and the engines, not that job's
+        last writes); a prefetch of an older push of that branch still waiting or running
+        for a server is dropped. :meth:`idle` waits for these from now on."""
         if not refs:
             return
         for server in self.targets(source):
@@ -134,7 +140,7 @@ class Prefetcher:
             if older is not None and not older.done():
                 older.cancel()
             task = asyncio.create_task(
-                self._prefetch(server, refs, auth), name=f"prefetch-{app}-{server.name}"
+                self._prefetch(server, refs, auth, after), name=f"prefetch-{app}-{server.name}"
             )
             self._tasks[key] = task
             task.add_done_callback(functools.partial(self._forget, key))
@@ -144,8 +150,14 @@ class Prefetcher:
             del self._tasks[key]
 
     async def _prefetch(
-        self, server: BuildServer, refs: list[str], auth: RegistryAuth | None
+        self,
+        server: BuildServer,
+        refs: list[str],
+        auth: RegistryAuth | None,
+        after: asyncio.Event | None,
     ) -> None:
+        if after is not None:
+            await after.wait()
         async with self._slots:
             for ref in refs:
                 try:

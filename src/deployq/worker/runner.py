@@ -53,6 +53,9 @@ class RunningJob:
     logs: LogBuffer | None = None
     lost: bool = False
     shutdown: bool = False
+    #: set once the job's run is over (its outcome written, or nothing to write): the cache
+    #: prefetch of what it pushed starts then
+    concluded: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def held(self) -> tuple[int, int]:
@@ -164,7 +167,10 @@ class JobRunner:
         try:
             outcome = await self._execute(running, workspace)
         finally:
-            await self._conclude(running, outcome, workspace)
+            try:
+                await self._conclude(running, outcome, workspace)
+            finally:
+                running.concluded.set()
 
     def _warm_key(self, running: RunningJob) -> str | None:
         """The key of the job's app for a warm workspace; None when the workspace of its
@@ -200,7 +206,12 @@ class JobRunner:
             on_engine_down=lambda error: self.monitor.mark_unhealthy(running.server, error),
             cancel=running.cancel,
             on_pushed=lambda refs, auth: self.prefetch.pushed(
-                lease.job.app_name, lease.job.branch, running.server, refs, auth
+                lease.job.app_name,
+                lease.job.branch,
+                running.server,
+                refs,
+                auth,
+                after=running.concluded,
             ),
         )
         running.pipeline = pipeline
