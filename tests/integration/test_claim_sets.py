@@ -1,6 +1,7 @@
-"""One claim of many jobs (sql/021_set_based_claim.sql chooses all their servers first, then
-writes them in one statement): the choice of each server, the rules across servers and apps
-in one claim, and a job cancelled while the claim's write waits for it."""
+"""One claim of many jobs (sql/021_set_based_claim.sql reads the free servers once and chooses
+each job's server over arrays; sql/022_claim_by_primary_key.sql writes each job as it is
+chosen): the choice of each server, the rules across servers and apps in one claim, and a job
+cancelled while the claim's write waits for it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 from collections import Counter
 
 import psycopg
+import pytest
 
 from deployq.models import JobStatus, SupersedePolicy
 from deployq.store import Store
@@ -105,21 +107,27 @@ async def test_a_claim_uses_only_the_servers_it_is_given_and_not_the_excluded(
     assert await running_per_server(store) == {"second": 4}
 
 
+@pytest.mark.parametrize("capacity", [4, 2])
 async def test_a_job_cancelled_while_the_claim_waits_for_its_row_is_left_out(
-    store: Store, database_url: str
+    store: Store, database_url: str, capacity: int
 ) -> None:
-    await add_server(store, "local", capacity=4)
+    # with 2 slots the cancelled job's slot goes to the third job in the same claim
+    await add_server(store, "local", capacity=capacity)
     await add_app(store, "a", concurrency=3, supersede_policy=EVERY)
     first, second, third = [await enqueue(store, "a") for _ in range(3)]
 
-    async with await psycopg.AsyncConnection.connect(database_url) as other:
+    async with (
+        await psycopg.AsyncConnection.connect(database_url) as other,
+        # its own connection: a transaction sees one snapshot of pg_stat_activity
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as watcher,
+    ):
         # another transaction holds the second job's row: the claim chooses it, then its
         # UPDATE waits for that transaction, which cancels the job
         await other.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (second,))
         claim = asyncio.create_task(store.leases.claim("w1", limit=3))
         async with asyncio.timeout(30):
             while not await (
-                await other.execute(
+                await watcher.execute(
                     "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                     " AND query LIKE '%%deployq_claim%%' AND pid <> pg_backend_pid()"
                 )
