@@ -68,12 +68,8 @@ async def test_manifest_digest_is_the_pushed_digest(
     tmp_path: Path,
 ) -> None:
     repository, tag = pushed_image
-    (tmp_path / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {uuid.uuid4()} > /id\n")
     ref = client(registry).image_ref(repository, tag)
-    builder = BuildKitBuilder(docker_host, DOCKER)
-    await builder.build(BuildRequest(tmp_path, tags=[ref]), lambda line: None)
-    auth = RegistryAuth(registry.url, registry.username, registry.password)
-    pushed = await builder.push(ref, auth, lambda line: None)
+    pushed = await build_and_push(docker_host, base_image, registry, ref, tmp_path)
 
     assert ref == f"{registry.url}/{repository}:{tag}"
     assert await client(registry).manifest_digest(repository, tag) == pushed
@@ -97,6 +93,20 @@ def pull_digest(docker_host: str, registry: LocalRegistry, ref: str) -> str:
     return match.group(1)
 
 
+async def build_and_push(
+    docker_host: str, base_image: str, registry: LocalRegistry, ref: str, context: Path
+) -> str:
+    """Build a new image as ``ref`` and push it with the builder; the pushed digest."""
+    (context / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {uuid.uuid4()} > /id\n")
+    builder = BuildKitBuilder(docker_host, DOCKER)
+    await builder.build(BuildRequest(context, tags=[ref]), lambda line: None)
+    auth = RegistryAuth(registry.url, registry.username, registry.password)
+    try:
+        return await builder.push(ref, auth, lambda line: None)
+    finally:
+        builder.close()
+
+
 async def test_a_tag_added_through_the_manifest_api_pulls_the_same_image(
     docker_host: str,
     base_image: str,
@@ -105,13 +115,8 @@ async def test_a_tag_added_through_the_manifest_api_pulls_the_same_image(
     tmp_path: Path,
 ) -> None:
     repository, tag = pushed_image
-    (tmp_path / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {uuid.uuid4()} > /id\n")
     ref = registry.ref(repository, tag)
-    builder = BuildKitBuilder(docker_host, DOCKER)
-    await builder.build(BuildRequest(tmp_path, tags=[ref]), lambda line: None)
-    auth = RegistryAuth(registry.url, registry.username, registry.password)
-    pushed = await builder.push(ref, auth, lambda line: None)
-    builder.close()
+    pushed = await build_and_push(docker_host, base_image, registry, ref, tmp_path)
     branch_ref = registry.ref(repository, "feature-x")
 
     async with client(registry) as registry_client:
@@ -136,13 +141,8 @@ async def test_one_read_of_the_pushed_tag_verifies_it_and_tags_it(
     """The worker's verify + tag: GET the first tag once (its bytes' digest is what the
     registry serves), PUT those bytes under the branch tag; no other read."""
     repository, tag = pushed_image
-    (tmp_path / "Dockerfile").write_text(f"FROM {base_image}\nRUN echo {uuid.uuid4()} > /id\n")
     ref = registry.ref(repository, tag)
-    builder = BuildKitBuilder(docker_host, DOCKER)
-    await builder.build(BuildRequest(tmp_path, tags=[ref]), lambda line: None)
-    auth = RegistryAuth(registry.url, registry.username, registry.password)
-    pushed = await builder.push(ref, auth, lambda line: None)
-    builder.close()
+    pushed = await build_and_push(docker_host, base_image, registry, ref, tmp_path)
 
     async with client(registry) as registry_client:
         served = await registry_client.manifest(repository, tag, push=True)
