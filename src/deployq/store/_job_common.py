@@ -83,7 +83,6 @@ class Outcome:
     image_ref: str | None = None
     image_digest: str | None = None
     retryable: bool = True
-    scan_summary: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

@@ -334,7 +334,7 @@ class Leases(StorePart):
         return [int(r["id"]) for r in rows]
 
     def _item(self, lease: Lease, outcome: Outcome) -> dict[str, Any]:
-        """One element of ``finish_jobs``' items (``finish_job``'s parameters: ``_one``)."""
+        """One element of ``finish_jobs``' items, or ``finish_job``'s parameters."""
         settings = self.store.settings
         delay = backoff_s(
             lease.attempt,
@@ -352,18 +352,10 @@ class Leases(StorePart):
             "error": outcome.error,
             "image_ref": outcome.image_ref,
             "image_digest": outcome.image_digest,
-            "scan": outcome.scan_summary or None,
             "message": outcome.error if status is not JobStatus.SUCCEEDED else None,
             "retry_message": f"attempt {lease.attempt} failed: {outcome.error}; "
             f"retry in {delay:.0f}s",
         }
-
-    def _one(self, lease: Lease, outcome: Outcome) -> dict[str, Any]:
-        """``finish_job``'s parameters: the item of a lone finish."""
-        params = self._item(lease, outcome)
-        if params["scan"] is not None:
-            params["scan"] = Jsonb(params["scan"])
-        return params
 
     async def finish(self, lease: Lease, outcome: Outcome) -> Job:
         """End an attempt (fenced: LostJob when it is no longer ours).
@@ -371,7 +363,7 @@ class Leases(StorePart):
         A retryable failure with attempts left is queued again with ``run_after`` after an
         exponential backoff with jitter; anything else is final.
         """
-        params = self._one(lease, outcome)
+        params = self._item(lease, outcome)
         event = _event(outcome)
         async with self.store.connection() as conn:
             # one statement is atomic on its own: the transaction is only for outbox rows
@@ -411,7 +403,7 @@ class Leases(StorePart):
             for round_ in rounds:
                 if len(round_) == 1:  # a group of one: the lone finish's statement
                     (n,) = round_.values()
-                    query, params = sql("finish_job"), self._one(*items[n])
+                    query, params = sql("finish_job"), self._item(*items[n])
                 else:
                     query = sql("finish_jobs")
                     params = {"items": Jsonb([self._item(*items[n]) for n in round_.values()])}

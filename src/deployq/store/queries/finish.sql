@@ -9,7 +9,7 @@
 WITH i AS (
     SELECT * FROM jsonb_to_recordset(%(items)s::jsonb)
         AS i(id bigint, attempt integer, status text, may_retry boolean, delay_s double precision,
-             error text, image_ref text, image_digest text, scan jsonb, message text,
+             error text, image_ref text, image_digest text, message text,
              retry_message text)
 ), cur AS (
     SELECT i.*, (i.may_retry AND jobs.attempt < jobs.max_attempts) AS retry
@@ -30,7 +30,6 @@ WITH i AS (
         error = cur.error,
         image_ref = coalesce(cur.image_ref, jobs.image_ref),
         image_digest = coalesce(cur.image_digest, jobs.image_digest),
-        scan_summary = coalesce(cur.scan, scan_summary),
         progress = CASE WHEN cur.status = 'succeeded' THEN 100 ELSE progress END,
         updated_at = now()
     FROM cur WHERE jobs.id = cur.id
@@ -72,7 +71,6 @@ WITH cur AS (
         error = %(error)s::text,
         image_ref = coalesce(%(image_ref)s::text, image_ref),
         image_digest = coalesce(%(image_digest)s::text, image_digest),
-        scan_summary = coalesce(%(scan)s::jsonb, scan_summary),
         progress = CASE WHEN %(status)s::text = 'succeeded' THEN 100 ELSE progress END,
         updated_at = now()
     FROM cur WHERE jobs.id = cur.id
