@@ -4,8 +4,8 @@
 -- autovacuum's next ANALYZE), under the claim lock that every claimer waits on:
 -- - sql/021's UPDATE of the chosen jobs by `id = ANY (v_ids)`: its generic plan took the
 --   partial index of queued jobs and filtered all of them (0.55 ms of a 1 ms claim with
---   1,000 queued). Each chosen job is now written as soon as it is chosen, by `id = $1`,
---   which is always the primary key: its UPDATE, its 'claimed' event and its NOTIFY, as
+--   1,000 queued). Each chosen job is now written as soon as it is chosen, by `id = $1`
+--   through the primary key (see the UPDATE): its UPDATE, its 'claimed' event and its NOTIFY, as
 --   sql/020 did; the servers are still chosen over arrays (sql/021's gain for many-job
 --   claims, which no longer count running jobs per candidate);
 -- - the app-less candidates were found by reading the whole queue (jobs_claim_idx) for rows
@@ -105,12 +105,15 @@ BEGIN
             END LOOP;
         END IF;
         CONTINUE WHEN v_best IS NULL;
-        -- status is checked again: a cancel or supersede may have committed since the scan
+        -- status is checked again: a cancel or supersede may have committed since the scan.
+        -- COLLATE "C" (the same equality) keeps the queued jobs' partial indexes out of this
+        -- plan: on a young table the planner took jobs_app_queue_idx, whose fourth column is
+        -- id, and read it all to find one row; now only the primary key can serve it.
         UPDATE jobs SET status = 'running', attempt = attempt + 1, server_id = v_sid[v_best],
                worker_id = p_worker, lease_expires_at = v_now + p_ttl, started_at = v_now,
                updated_at = now(), progress = 0, step = NULL, wait_reason = NULL,
                error = NULL, finished_at = NULL
-         WHERE id = cand.id AND status = 'queued'
+         WHERE id = cand.id AND status COLLATE "C" = 'queued'
         RETURNING * INTO v_job;
         CONTINUE WHEN NOT FOUND;
         INSERT INTO job_events (job_id, kind, from_status, to_status, actor, message, data)
