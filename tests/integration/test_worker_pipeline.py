@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -135,11 +137,15 @@ async def test_an_image_named_with_the_registry_host_is_pushed_there_once(
 async def test_an_apps_next_build_checks_out_into_the_workspace_of_its_last_success(
     open_store: Any, git_repo_factory: Any, base_image: str, docker_host: str
 ) -> None:
-    """The second build reuses the first one's workspace: the changed file is new, the removed
-    one gone from the context; after a failed build the next one starts from scratch."""
+    """The second build reuses the first one's workspace, where it is: the changed file is new,
+    the removed one gone from the context, and BuildKit, which keeps the last context of each
+    path, is sent only what changed; after a failed build the next one starts from scratch."""
     store = await open_store()
     dockerfile = f"FROM {base_image}\nCOPY . /ctx/\n"
-    repo = git_repo_factory({"Dockerfile": dockerfile, "kept.txt": "1\n", "gone.txt": "x\n"})
+    big = os.urandom(200_000).hex()  # 400 kB that the second build must not send again
+    repo = git_repo_factory(
+        {"Dockerfile": dockerfile, "kept.txt": "1\n", "gone.txt": "x\n", "big.txt": big}
+    )
     app = await add_app(store, repo.url)
     reused = "==> checking out into the workspace of this app's previous build"
 
@@ -163,17 +169,20 @@ async def test_an_apps_next_build_checks_out_into_the_workspace_of_its_last_succ
         first, logs = await build()
         assert first.status is JobStatus.SUCCEEDED, f"{first.error}\n{logs}"
         assert reused not in logs
+        assert _context_sent(logs) > 400_000, logs
         (repo.path / "gone.txt").unlink()
         repo.commit({"kept.txt": "2\n", "new.txt": "n\n"})
         second, logs = await build()
         assert second.status is JobStatus.SUCCEEDED, f"{second.error}\n{logs}"
         assert reused in logs
+        assert _context_sent(logs) < 50_000, logs  # the changed files, not big.txt again
         assert await asyncio.to_thread(files, second.image_ref) == [
-            ".", "..", ".git", "Dockerfile", "kept.txt", "new.txt"
+            ".", "..", ".git", "Dockerfile", "big.txt", "kept.txt", "new.txt"
         ]  # fmt: skip
         kept = docker_cmd(docker_host, "run", "--rm", second.image_ref, "cat", "/ctx/kept.txt")
         assert kept.stdout == "2\n"
-        [warm] = [p for p in pool.runner.workspaces.iterdir() if p.name.startswith("warm-")]
+        warm = pool.runner.workspaces / f"job-{first.id}-1"  # the first build's, not renamed
+        assert await asyncio.to_thread((warm / "new.txt").is_file)
 
         repo.commit({"Dockerfile": dockerfile + "RUN false\n"})
         failed, logs = await build()
@@ -184,5 +193,14 @@ async def test_an_apps_next_build_checks_out_into_the_workspace_of_its_last_succ
         assert fixed.status is JobStatus.SUCCEEDED, f"{fixed.error}\n{logs}"
         assert reused not in logs
         assert await asyncio.to_thread(files, fixed.image_ref) == [
-            ".", "..", ".git", "Dockerfile", "kept.txt", "new.txt"
+            ".", "..", ".git", "Dockerfile", "big.txt", "kept.txt", "new.txt"
         ]  # fmt: skip
+
+
+_SENT = re.compile(r"transferring context: ([0-9.]+)([kMG]?)B")
+
+
+def _context_sent(logs: str) -> float:
+    """Bytes of build context the docker CLI sent BuildKit, from the build's log."""
+    scale = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9}
+    return max(float(n) * scale[unit] for n, unit in _SENT.findall(logs))

@@ -26,7 +26,7 @@ from deployq.worker.mirror import mirror_path
 from deployq.worker.pipeline import CancelState, Pipeline
 from deployq.worker.prefetch import Prefetcher
 from deployq.worker.servers import ServerMonitor
-from deployq.worker.workspaces import Workspace, Workspaces, settle
+from deployq.worker.workspaces import Workspace, Workspaces, remove
 
 if TYPE_CHECKING:
     from deployq.config import Settings
@@ -332,9 +332,9 @@ class JobRunner:
     async def _release(self, workspace: Workspace, *, reusable: bool) -> None:
         """The job is done with ``workspace``: it becomes its app's warm one (``reusable``)
         or is removed."""
-        plan = self._workspaces.done(workspace, reusable=reusable)
-        if plan.remove or plan.warm != plan.workspace:  # else it stays where it is
-            await asyncio.to_thread(settle, plan)
+        gone = self._workspaces.done(workspace, reusable=reusable)
+        if gone:  # else it stays where it is
+            await asyncio.to_thread(remove, gone)
 
 
 def _move(source: Path, dest: Path) -> None:

@@ -12,11 +12,13 @@ the least recently used go first) and checks the app's next commit out into it.
 Only where nothing but git writes into the workspace: the BuildKit backend (the Engine backend
 puts a generated Dockerfile into the context) without submodules (they are cloned, not read
 from the mirror). A workspace is reused by one job at a time (another job of the app gets a
-fresh directory meanwhile) and only after a build that succeeded: a failed, cancelled, lost or
-interrupted one is removed, and the next job starts from an empty directory. A fresh
-directory is named ``job-<id>-<attempt>``; once its build succeeds it becomes the app's warm
-workspace (renamed on the same file system). Every workspace is in the worker's scratch
-directory (deployq.worker.scratch), so none outlives its worker.
+fresh directory meanwhile, removed after its build) and only after a build that succeeded: a
+failed, cancelled, lost or interrupted one is removed, and the next job starts from an empty
+directory. A fresh directory is named ``job-<id>-<attempt>``; once its build succeeds it is the
+app's warm workspace where it is, under that name: renamed, it would be a path BuildKit has
+never seen, and the next build would send the whole context again (``docker build`` of a
+copied or moved directory does). Every workspace is in the worker's scratch directory
+(deployq.worker.scratch), so none outlives its worker.
 """
 
 from __future__ import annotations
@@ -52,21 +54,23 @@ class Workspaces:
         self._warm[key] = warm  # the most recently used now
         return Workspace(warm, key, reused=True)
 
-    def done(self, workspace: Workspace, *, reusable: bool) -> Settle:
+    def done(self, workspace: Workspace, *, reusable: bool) -> list[Path]:
         """The job in ``workspace`` is over; with ``reusable`` (it succeeded) the directory
-        becomes the app's warm one. What to do on disk: :func:`settle`, in a thread."""
+        stays where it is as the app's warm one. The directories to remove
+        (:func:`remove`, in a thread)."""
         path, key = workspace.path, workspace.key
         if key is None:  # a fresh directory beside the app's warm one, or never reused
-            return Settle(path, None, [path])
+            return [path]
         self._busy.discard(key)
         if not reusable:
             if self._warm.get(key) == path:
                 del self._warm[key]
-            return Settle(path, None, [path])
-        target = self._warm.setdefault(key, self.root / f"warm-{key}")
+            return [path]
+        previous = self._warm.pop(key, None)
+        self._warm[key] = path  # the most recently used
         idle = [k for k in self._warm if k not in self._busy and k != key]
         evicted = [self._warm.pop(k) for k in idle[: max(0, len(self._warm) - self.warm_max)]]
-        return Settle(path, target, evicted)
+        return evicted if previous in (None, path) else [previous, *evicted]
 
 
 @dataclass(frozen=True)
@@ -79,23 +83,7 @@ class Workspace:
     reused: bool
 
 
-@dataclass(frozen=True)
-class Settle:
-    """What becomes of a finished job's ``workspace``: renamed to ``warm`` (None: it is in
-    ``remove``), and the directories to remove."""
-
-    workspace: Path
-    warm: Path | None
-    remove: list[Path]
-
-
-def settle(plan: Settle) -> None:
-    """Carry out ``plan`` (in a thread: it renames and removes directories)."""
-    if plan.warm is not None and plan.warm != plan.workspace:
-        shutil.rmtree(plan.warm, ignore_errors=True)
-        try:
-            plan.workspace.rename(plan.warm)
-        except OSError:  # the next job of the app checks out into an empty directory
-            shutil.rmtree(plan.workspace, ignore_errors=True)
-    for path in plan.remove:
+def remove(paths: list[Path]) -> None:
+    """Remove the directories ``paths`` (in a thread)."""
+    for path in paths:
         shutil.rmtree(path, ignore_errors=True)
