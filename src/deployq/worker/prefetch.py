@@ -48,14 +48,27 @@ log = logging.getLogger(__name__)
 CONCURRENCY = 2
 #: longest a prefetch may take (a registry that stalls must not hold a slot for long)
 PULL_TIMEOUT_S = 600.0
+#: longest the engine may say nothing during a pull: it reports progress several times a
+#: second while it downloads or extracts, so a silence this long is a pull stuck in the
+#: engine (seen with dockerd 20.10: a pull of a digest it had mostly, silent until the
+#: 600 s timeout); the prefetch gives up and the slot is free again
+PULL_STALL_S = 60.0
 #: longest line of the engine's answer (one JSON message)
 _LINE_LIMIT = 1024 * 1024
 
 
-async def pull(docker_host: str, server: BuildServer, ref: str, auth: RegistryAuth | None) -> None:
+async def pull(
+    docker_host: str,
+    server: BuildServer,
+    ref: str,
+    auth: RegistryAuth | None,
+    *,
+    stall_s: float = PULL_STALL_S,
+) -> None:
     """Pull ``ref`` (``repo@sha256:…``) onto the engine at ``docker_host`` through the Engine
     API (``POST /images/create``), with the registry login the builders send. Raises
-    RuntimeError with the engine's reason when the pull fails."""
+    RuntimeError with the engine's reason when the pull fails, TimeoutError when the engine
+    says nothing for ``stall_s`` seconds."""
     login: dict[str, str] = {}
     if auth is not None and auth.username:
         login = {
@@ -65,7 +78,9 @@ async def pull(docker_host: str, server: BuildServer, ref: str, auth: RegistryAu
         }
     header = base64.urlsafe_b64encode(json.dumps(login).encode()).decode()
     base, connector = engine_endpoint(docker_host, server_tls(server))
-    timeout = aiohttp.ClientTimeout(total=PULL_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S)
+    timeout = aiohttp.ClientTimeout(
+        total=PULL_TIMEOUT_S, sock_connect=CONNECT_TIMEOUT_S, sock_read=stall_s
+    )
     url = f"{base}/images/create"
     async with (
         aiohttp.ClientSession(
@@ -87,8 +102,15 @@ async def pull(docker_host: str, server: BuildServer, ref: str, auth: RegistryAu
 class Prefetcher:
     """Pulls what this worker's jobs pushed onto the other build servers, in the background."""
 
-    def __init__(self, monitor: ServerMonitor, *, concurrency: int = CONCURRENCY) -> None:
+    def __init__(
+        self,
+        monitor: ServerMonitor,
+        *,
+        concurrency: int = CONCURRENCY,
+        stall_s: float = PULL_STALL_S,
+    ) -> None:
         self.monitor = monitor
+        self.stall_s = stall_s
         self.enabled = monitor.settings.cache_prefetch
         self._slots = asyncio.Semaphore(concurrency)
         #: (app, branch, server id) -> the prefetch running or waiting for it
@@ -161,7 +183,7 @@ class Prefetcher:
         async with self._slots:
             for ref in refs:
                 try:
-                    await pull(self._reach(server), server, ref, auth)
+                    await pull(self._reach(server), server, ref, auth, stall_s=self.stall_s)
                 except (
                     RuntimeError,
                     aiohttp.ClientError,
