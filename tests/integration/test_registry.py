@@ -8,7 +8,8 @@ import re
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -50,26 +51,33 @@ async def test_unreachable_registry_says_so() -> None:
         await RegistryClient(f"127.0.0.1:{port}", "u", "p", insecure=True).check_login()
 
 
+@dataclass(frozen=True)
+class Pushed:
+    """An image the builder pushed: ``repository:tag``, by ``digest``."""
+
+    repository: str
+    tag: str
+    ref: str
+    digest: str
+
+
 @pytest.fixture
-def pushed_image(
+async def pushed_image(
     docker_host: str, base_image: str, registry: LocalRegistry, tmp_path: Path
-) -> Iterator[tuple[str, str]]:
-    """(repository, tag) of an image pushed by the builder; local copy removed afterwards."""
-    repository = f"deployq/verify-{uuid.uuid4().hex[:8]}"
-    yield repository, "abc1234"
-    docker_cmd(docker_host, "rmi", "--force", registry.ref(repository, "abc1234"), check=False)
+) -> AsyncIterator[Pushed]:
+    """A new image built and pushed by the builder; its local copy removed afterwards."""
+    repository, tag = f"deployq/verify-{uuid.uuid4().hex[:8]}", "abc1234"
+    ref = registry.ref(repository, tag)
+    digest = await build_and_push(docker_host, base_image, registry, ref, tmp_path)
+    yield Pushed(repository, tag, ref, digest)
+    docker_cmd(docker_host, "rmi", "--force", ref, check=False)
 
 
 async def test_manifest_digest_is_the_pushed_digest(
-    docker_host: str,
-    base_image: str,
-    registry: LocalRegistry,
-    pushed_image: tuple[str, str],
-    tmp_path: Path,
+    registry: LocalRegistry, pushed_image: Pushed
 ) -> None:
-    repository, tag = pushed_image
+    repository, tag, pushed = pushed_image.repository, pushed_image.tag, pushed_image.digest
     ref = client(registry).image_ref(repository, tag)
-    pushed = await build_and_push(docker_host, base_image, registry, ref, tmp_path)
 
     assert ref == f"{registry.url}/{repository}:{tag}"
     assert await client(registry).manifest_digest(repository, tag) == pushed
@@ -108,15 +116,9 @@ async def build_and_push(
 
 
 async def test_a_tag_added_through_the_manifest_api_pulls_the_same_image(
-    docker_host: str,
-    base_image: str,
-    registry: LocalRegistry,
-    pushed_image: tuple[str, str],
-    tmp_path: Path,
+    docker_host: str, registry: LocalRegistry, pushed_image: Pushed
 ) -> None:
-    repository, tag = pushed_image
-    ref = registry.ref(repository, tag)
-    pushed = await build_and_push(docker_host, base_image, registry, ref, tmp_path)
+    repository, ref, pushed = pushed_image.repository, pushed_image.ref, pushed_image.digest
     branch_ref = registry.ref(repository, "feature-x")
 
     async with client(registry) as registry_client:
@@ -132,17 +134,11 @@ async def test_a_tag_added_through_the_manifest_api_pulls_the_same_image(
 
 
 async def test_one_read_of_the_pushed_tag_verifies_it_and_tags_it(
-    docker_host: str,
-    base_image: str,
-    registry: LocalRegistry,
-    pushed_image: tuple[str, str],
-    tmp_path: Path,
+    registry: LocalRegistry, pushed_image: Pushed
 ) -> None:
     """The worker's verify + tag: GET the first tag once (its bytes' digest is what the
     registry serves), PUT those bytes under the branch tag; no other read."""
-    repository, tag = pushed_image
-    ref = registry.ref(repository, tag)
-    pushed = await build_and_push(docker_host, base_image, registry, ref, tmp_path)
+    repository, tag, pushed = pushed_image.repository, pushed_image.tag, pushed_image.digest
 
     async with client(registry) as registry_client:
         served = await registry_client.manifest(repository, tag, push=True)
