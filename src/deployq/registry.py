@@ -206,19 +206,9 @@ class RegistryClient:
 
     async def manifest_digest(self, repository: str, reference: str) -> str | None:
         """The Docker-Content-Digest of a tag or digest; None when it does not exist."""
-        path = f"/v2/{repository.strip('/')}/manifests/{reference}"
         async with self._session() as session:
-            answer = await self._request(
-                session,
-                "HEAD",
-                path,
-                scope=f"repository:{repository}:pull",
-                headers={"Accept": MANIFEST_ACCEPT},
-            )
-        if answer.status == 404:
-            return None
-        self._check(answer, "HEAD", path)
-        return answer.headers.get("Docker-Content-Digest")
+            answer = await self._manifest_request(session, "HEAD", repository.strip("/"), reference)
+        return None if answer is None else answer.headers.get("Docker-Content-Digest")
 
     async def manifest(
         self, repository: str, reference: str, *, push: bool = False
@@ -260,24 +250,40 @@ class RegistryClient:
         self, session: aiohttp.ClientSession, repository: str, reference: str, *, push: bool = False
     ) -> Manifest | None:
         """GET a manifest (``push``: with the token of the push that follows it)."""
-        path = f"/v2/{repository}/manifests/{reference}"
-        got = await self._request(
-            session,
-            "GET",
-            path,
-            scope=f"repository:{repository}:pull{',push' if push else ''}",
-            headers={"Accept": MANIFEST_ACCEPT},
-            read_body=True,
-        )
-        if got.status == 404:
+        got = await self._manifest_request(session, "GET", repository, reference, push=push)
+        if got is None:
             return None
-        self._check(got, "GET", path)
         media_type = got.headers.get("Content-Type", "").split(";")[0].strip()
         if not media_type:
             raise RegistryError(
                 f"registry {self.url} served {repository}@{reference} without a media type"
             )
         return Manifest(media_type, got.body)
+
+    async def _manifest_request(
+        self,
+        session: aiohttp.ClientSession,
+        method: str,
+        repository: str,
+        reference: str,
+        *,
+        push: bool = False,
+    ) -> _Answer | None:
+        """HEAD or GET the manifest ``reference`` of ``repository`` (the body read for a
+        GET); None when the registry has none (404), RegistryError on any other refusal."""
+        path = f"/v2/{repository}/manifests/{reference}"
+        answer = await self._request(
+            session,
+            method,
+            path,
+            scope=f"repository:{repository}:pull{',push' if push else ''}",
+            headers={"Accept": MANIFEST_ACCEPT},
+            read_body=method == "GET",
+        )
+        if answer.status == 404:
+            return None
+        self._check(answer, method, path)
+        return answer
 
     async def _put_manifest(
         self, session: aiohttp.ClientSession, repository: str, new_tag: str, manifest: Manifest

@@ -1,6 +1,7 @@
 -- Jobs go to servers (store/_leases.py): the claim is the PL/pgSQL function deployq_claim of
--- sql/001_initial.sql, as sql/022_claim_by_primary_key.sql redefines it. Expired leases are rescued by rescue.sql's queries (the claim no longer calls
--- deployq_rescue, a no-op since sql/015).
+-- sql/001_initial.sql, as sql/022_claim_by_primary_key.sql redefines it. Expired leases are
+-- rescued by rescue.sql's queries (the claim no longer calls deployq_rescue, a no-op since
+-- sql/015).
 
 -- name: claim_jobs
 -- The servers owned by another host (unix:// engines, sql/012_server_hosts.sql) are excluded
