@@ -53,8 +53,7 @@ from _database import database
 from deployq.config import DEFAULT_DOCKER_HOST, Settings
 from deployq.db.migrate import migrate
 from deployq.models import AppSpec, Job, JobStatus, Trigger, TriggerKind
-from deployq.store import Store
-from deployq.testing.jobs import wait_job
+from deployq.store import CHANNEL_JOBS, Listener, Store
 from deployq.testing.services import (
     LocalRegistry,
     SecondEngine,
@@ -140,18 +139,42 @@ def plain_round(ctx: Context, reg: LocalRegistry, config_dir: Path, tag: str) ->
 FINAL = frozenset(status.value for status in JobStatus if status.is_final)
 
 
-async def wait_final(store: Store, job_id: int) -> Job:
-    """The job once final, read when a NOTIFY says it is (or on a (re)connection). Unlike the
-    tests it does not read the job back on each progress NOTIFY: those reads ran in the
-    worker's own event loop, ~1-4 ms each, five a job, a cost of the bench's watcher
-    (``deployq deploy --wait`` runs in another process), not of the deploy."""
-    return await wait_job(
-        store,
-        job_id,
-        lambda job: job.status.is_final,
-        timeout_s=600,
-        reads_on=lambda payload: payload.get("status") in FINAL,
-    )
+class Finishes:
+    """The finished NOTIFYs of the run's jobs, through one LISTEN connection opened before
+    the first job: a job is timed from its enqueue to its finished NOTIFY (what a client
+    waiting on the job learns first), and read back afterwards, off the clock. A listener per
+    job would open a PostgreSQL connection (a backend to start) in the middle of each timed
+    job, and reading the job back is the bench's cost, not the deploy's."""
+
+    def __init__(self, dsn: str) -> None:
+        self.listener = Listener(dsn, [CHANNEL_JOBS])
+        self.seen: dict[int, float] = {}
+        self.changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._pump())
+        await self.listener.connected.wait()
+
+    async def close(self) -> None:
+        await self.listener.close()
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _pump(self) -> None:
+        async for notice in self.listener:
+            if notice.payload.get("status") in FINAL:
+                self.seen[int(notice.payload["id"])] = time.perf_counter()
+                self.changed.set()
+
+    async def wait(self, job_id: int) -> float:
+        """When the finished NOTIFY of ``job_id`` arrived (perf_counter)."""
+        async with asyncio.timeout(600):
+            while job_id not in self.seen:
+                self.changed.clear()
+                await self.changed.wait()
+        return self.seen.pop(job_id)
 
 
 def job_steps(job: Job, took: float) -> dict[str, float]:
@@ -163,14 +186,14 @@ def job_steps(job: Job, took: float) -> dict[str, float]:
     return {**job.step_durations, "queued": round(queued, 3), "rest": round(rest, 3)}
 
 
-async def deployq_round(store: Store, app: str) -> tuple[float, Job]:
-    # LISTEN first, so the finished NOTIFY cannot slip by before we wait for it
+async def deployq_round(store: Store, finishes: Finishes, app: str) -> tuple[float, Job]:
     started = time.perf_counter()
     result = await store.queue.enqueue(
         Trigger(kind=TriggerKind.MANUAL, app=app, ref="refs/heads/main")
     )
-    job = await wait_final(store, result.jobs[0].id)
-    took = time.perf_counter() - started
+    job_id = result.jobs[0].id
+    took = await finishes.wait(job_id) - started
+    job = await store.jobs.get(job_id)
     if job.status.value != "succeeded":
         raise RuntimeError(f"deployq job #{job.id} ended {job.status.value}: {job.error}")
     return took, job
@@ -251,6 +274,8 @@ async def main(
         await store.apps.add(
             AppSpec(name="bench", repo_url=dq_ctx.path.as_uri(), required_labels=["a"])
         )
+        finishes = Finishes(dsn)
+        await finishes.start()
         pool = WorkerPool(store, concurrency=1)
         stop = asyncio.Event()
         worker = asyncio.create_task(pool.run(stop))
@@ -273,7 +298,7 @@ async def main(
             plain = plain_round(plain_ctx, reg, config_dir, tag)
             times["plain"][cache].append(sum(plain.values()))
             steps["plain"][cache].append(plain)
-            took, job = await deployq_round(store, "bench")
+            took, job = await deployq_round(store, finishes, "bench")
             times["deployq"][cache].append(took)
             steps["deployq"][cache].append(job_steps(job, took))
             await prefetched(pool, prefetch_waits)
@@ -290,7 +315,7 @@ async def main(
                 if engine_b is not None:
                     dq_ctx.warm()
                     await pin(store, "bench", "b")
-                    took, job = await deployq_round(store, "bench")
+                    took, job = await deployq_round(store, finishes, "bench")
                     if job.server_name != "b":
                         raise RuntimeError(f"job #{job.id} ran on {job.server_name}, not b")
                     cross_times.append(took)
@@ -300,6 +325,7 @@ async def main(
         finally:
             stop.set()
             await worker
+            await finishes.close()
             await store.close()
     result: dict[str, Any] = {
         "bench": "pipeline",
