@@ -24,6 +24,7 @@ from deployq.builders.base import (
 from deployq.builders.buildkit import BuildKitBuilder
 from deployq.builders.detect import Detection, detect
 from deployq.builders.engine import EngineBuilder
+from deployq.builders.logins import RegistryLogins
 from deployq.builders.sshconf import SshWrapper
 from deployq.builders.tls import EngineTLS
 from deployq.config import BuildBackend
@@ -40,6 +41,7 @@ __all__ = [
     "EngineTLS",
     "LogSink",
     "RegistryAuth",
+    "RegistryLogins",
     "SshWrapper",
     "attempt_marker",
     "detect",
@@ -63,10 +65,12 @@ def make_builder(
     tls: EngineTLS | None = None,
     ssh: SshWrapper | None = None,
     disk_probe_image: str | None = None,
+    logins: RegistryLogins | None = None,
 ) -> Builder:
     """A builder for the engine at ``docker_host`` (through mutual TLS with ``tls``; ssh://
     through the strict ssh of ``ssh`` with either backend; the BuildKit backend also measures
-    a remote engine's free disk with ``df`` in a container of ``disk_probe_image``).
+    a remote engine's free disk with ``df`` in a container of ``disk_probe_image``, and keeps
+    its registry logins in ``logins``, which builders may share; None: its own).
 
     AUTO picks BuildKit when a docker CLI that can build with BuildKit exists, else the
     Engine API. ``docker_cli`` is Settings.docker_cli (None: search for one).
@@ -76,7 +80,7 @@ def make_builder(
     cli = docker_cli if docker_cli is not None else find_buildkit_cli()
     if cli is not None and (docker_cli is None or _has_buildkit(cli)):
         return BuildKitBuilder(
-            docker_host, cli, tls=tls, ssh=ssh, disk_probe_image=disk_probe_image
+            docker_host, cli, tls=tls, ssh=ssh, disk_probe_image=disk_probe_image, logins=logins
         )
     if backend is BuildBackend.BUILDKIT:
         raise ConfigError(

@@ -4,26 +4,21 @@ Output is streamed line by line as BuildKit prints it. Secrets reach the CLI thr
 environment (``--secret id=X,env=VAR``), registry credentials through a private DOCKER_CONFIG
 directory filled by ``docker login --password-stdin``: neither is ever in argv.
 
-A builder logs in once per (registry, user) and keeps that DOCKER_CONFIG for the following
-builds and pushes: under a temporary directory of mode 0700, logged in again when the password
-changes or the registry answers 401, and removed by :meth:`BuildKitBuilder.close` or, at the
-latest, when the process exits. A push to a ``unix://`` or ``tcp://`` engine is the Engine API
-call the CLI would make, with that stored login, made without the CLI (builders.enginepush).
+Logins are kept per (registry, user) for the following builds and pushes (builders.logins):
+logged in again when the password changes or the registry answers 401. The builders of one
+worker share them (``logins=``): the DOCKER_CONFIG is read by the CLI here, whatever engine it
+talks to, so only the first job of the worker logs in, through its own server's engine. A push
+to a ``unix://`` or ``tcp://`` engine is the Engine API call the CLI would make, with that
+stored login, made without the CLI (builders.enginepush).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
-import os
 import re
-import shutil
 import tempfile
 import time
-import weakref
-from dataclasses import dataclass
 from pathlib import Path
 
 from deployq.builders import enginepush
@@ -44,6 +39,7 @@ from deployq.builders.base import (
     local_free_disk_mb,
     normalize_arch,
 )
+from deployq.builders.logins import Login, RegistryLogins
 from deployq.builders.process import ProcessResult, base_env, run_streaming
 from deployq.builders.sshconf import SshWrapper, ssh_problem
 from deployq.builders.tls import EngineTLS, tls_problem
@@ -77,17 +73,6 @@ _AUTH_REFUSED = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class _Login:
-    """A DOCKER_CONFIG directory logged in to one registry as one user."""
-
-    config: str
-    #: HMAC of the password under a per-builder random key: tells a changed password apart
-    #: without keeping the password itself
-    fingerprint: bytes
-    generation: int
-
-
 class BuildKitBuilder:
     """Builds and pushes through the docker CLI with BuildKit."""
 
@@ -101,6 +86,7 @@ class BuildKitBuilder:
         tls: EngineTLS | None = None,
         ssh: SshWrapper | None = None,
         disk_probe_image: str | None = None,
+        logins: RegistryLogins | None = None,
     ) -> None:
         self.docker_host = docker_host
         self.docker_cli = docker_cli
@@ -111,25 +97,21 @@ class BuildKitBuilder:
         self.disk_probe_image = disk_probe_image
         self._disk: tuple[float, int | None] | None = None
         self._data_root: str | None = None
-        self._config_root: Path | None = None
-        self._cleanup: weakref.finalize[..., BuildKitBuilder] | None = None
-        self._logins: dict[tuple[str, str], _Login] = {}
-        self._login_locks: dict[tuple[str, str], asyncio.Lock] = {}
-        self._fingerprint_key = os.urandom(32)
-        self._generation = 0
+        #: the registry logins: the worker's, shared by its builders, or this builder's own
+        self.logins = logins if logins is not None else RegistryLogins()
+        self._own_logins = logins is None
 
     def close(self) -> None:
-        """Forget every login and remove the credentials it left on disk. The builder stays
-        usable: the next build or push logs in again."""
-        self._logins.clear()
-        cleanup, self._cleanup, self._config_root = self._cleanup, None, None
-        if cleanup is not None:
-            cleanup()
+        """Forget the builder's own logins and remove the credentials they left on disk
+        (shared ones are closed by their owner). The builder stays usable: the next build
+        or push logs in again."""
+        if self._own_logins:
+            self.logins.close()
 
     @property
     def config_root(self) -> Path | None:
         """The directory holding this builder's DOCKER_CONFIGs (None before the first login)."""
-        return self._config_root
+        return self.logins.root
 
     def _env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
         env = {"DOCKER_HOST": self.docker_host, "DOCKER_BUILDKIT": "1"}
@@ -249,7 +231,7 @@ class BuildKitBuilder:
         req.check_paths()
         secret_env = {f"DEPLOYQ_BUILD_SECRET_{i}": v for i, v in enumerate(req.secrets.values())}
         extra = dict(secret_env)
-        login = await self._logged_in(auth, log)
+        login = await self.logins.get(auth, log, self._login)
         if login is not None:
             extra["DOCKER_CONFIG"] = login.config
         with tempfile.TemporaryDirectory(prefix="deployq-build-") as tmp:
@@ -297,13 +279,14 @@ class BuildKitBuilder:
         return image_id
 
     async def push(self, ref: str, auth: RegistryAuth | None, log: LogSink) -> str:
-        login = await self._logged_in(auth, log)
+        login = await self.logins.get(auth, log, self._login)
         result = await self._push_once(ref, auth, login, log)
         refused = result.returncode != 0 and _AUTH_REFUSED.search(result.last_lines(3))
         if refused and auth is not None and login is not None:
-            # the stored login went stale (rotated password, config removed): log in again
+            # the stored login went stale (rotated password, config removed): log in again,
+            # for every builder sharing it
             log(f"{auth.server} refused the stored login: logging in again")
-            login = await self._logged_in(auth, log, stale=login.generation)
+            login = await self.logins.get(auth, log, self._login, stale=login.generation)
             result = await self._push_once(ref, auth, login, log)
         if result.returncode != 0:
             summary = result.last_lines(3)
@@ -316,7 +299,7 @@ class BuildKitBuilder:
         raise RegistryError(f"push of {ref} finished without reporting a digest")
 
     async def _push_once(
-        self, ref: str, auth: RegistryAuth | None, login: _Login | None, log: LogSink
+        self, ref: str, auth: RegistryAuth | None, login: Login | None, log: LogSink
     ) -> ProcessResult:
         redact = Redactor([auth.password if auth else None])
         # without a login of ours the CLI reads the user's own ~/.docker/config.json: it pushes
@@ -328,45 +311,6 @@ class BuildKitBuilder:
         return await run_streaming(
             self._cli("push", ref), env=self._env(extra), on_line=log, redact=redact
         )
-
-    async def _logged_in(
-        self, auth: RegistryAuth | None, log: LogSink, *, stale: int | None = None
-    ) -> _Login | None:
-        """The login for ``auth`` (None without credentials): the one kept from before,
-        unless the password changed or ``stale`` names it as refused; else a new one."""
-        if auth is None or not auth.username:
-            return None
-        key = (auth.server, auth.username)
-        fingerprint = hmac.digest(
-            self._fingerprint_key, (auth.password or "").encode(), hashlib.sha256
-        )
-        lock = self._login_locks.setdefault(key, asyncio.Lock())
-        async with lock:  # concurrent jobs wait for one login instead of racing
-            known = self._logins.get(key)
-            if (
-                known is not None
-                and hmac.compare_digest(known.fingerprint, fingerprint)
-                and known.generation != stale
-            ):
-                return known
-            self._logins.pop(key, None)
-            config = self._config_dir(key)
-            await self._login(config, auth, log)
-            self._generation += 1
-            login = _Login(config, fingerprint, self._generation)
-            self._logins[key] = login
-            return login
-
-    def _config_dir(self, key: tuple[str, str]) -> str:
-        """This builder's DOCKER_CONFIG for (registry, user), created with mode 0700."""
-        if self._config_root is None:
-            root = Path(tempfile.mkdtemp(prefix="deployq-docker-config-"))  # mode 0700
-            self._cleanup = weakref.finalize(self, shutil.rmtree, root, True)
-            self._config_root = root
-        name = hashlib.sha256("\0".join(key).encode()).hexdigest()[:16]
-        config = self._config_root / name
-        config.mkdir(mode=0o700, exist_ok=True)
-        return str(config)
 
     async def _login(self, config: str, auth: RegistryAuth, log: LogSink) -> None:
         """``docker login --password-stdin`` into the DOCKER_CONFIG directory ``config``."""

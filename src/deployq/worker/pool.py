@@ -162,6 +162,7 @@ class WorkerPool:
             await self._shutdown()
             await self.runner.finisher.close()
             await self.runner.prefetch.close()
+            self.monitor.close()
             background_stop.set()
             await listener.close()
             for task in background:

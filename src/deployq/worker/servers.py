@@ -26,7 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from deployq import hostid
-from deployq.builders import Builder, EngineInfo, EngineTLS, SshWrapper, make_builder
+from deployq.builders import (
+    Builder,
+    EngineInfo,
+    EngineTLS,
+    RegistryLogins,
+    SshWrapper,
+    make_builder,
+)
 from deployq.builders.base import normalize_arch
 from deployq.builders.tls import server_tls
 from deployq.durations import setting
@@ -121,6 +128,9 @@ class ServerMonitor:
         self._factory = builder_factory or self._make_builder
         self._ssh: SshWrapper | None = None
         self._builders: dict[tuple[str, EngineTLS | None], Builder] = {}
+        #: the registry logins every builder of this worker uses: one ``docker login`` per
+        #: (registry, user), not one per server (the DOCKER_CONFIG is read here, by the CLI)
+        self.logins = RegistryLogins()
         self.states: dict[int, ServerState] = {}
         self.on_change = on_change
         self._lock = asyncio.Lock()
@@ -143,7 +153,13 @@ class ServerMonitor:
             tls=tls,
             ssh=ssh,
             disk_probe_image=self.settings.base_image_static,
+            logins=self.logins,
         )
+
+    def close(self) -> None:
+        """Remove the registry logins' credentials (the worker stops; a later job logs in
+        again)."""
+        self.logins.close()
 
     async def prepare(self, server: BuildServer) -> Builder:
         """The server's builder, made in a thread: making one probes the docker CLI and may
