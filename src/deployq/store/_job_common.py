@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from psycopg.types.json import Jsonb
 
 from deployq.db import Connection
-from deployq.models import App, Job, JobStatus, NotifyEvent, RefType, Trigger
+from deployq.models import App, Job, JobStatus, NotifyEvent, RefType, Step, Trigger
 from deployq.store._channels import CHANNEL_JOBS, dumps
 from deployq.store._queries import sql
 
@@ -83,6 +83,12 @@ class Outcome:
     image_ref: str | None = None
     image_digest: str | None = None
     retryable: bool = True
+    #: the attempt's last step (a success's, at 100 %) and the durations of its steps,
+    #: written with the outcome instead of by a progress write before it
+    step: Step | None = None
+    step_durations: dict[str, float] | None = None
+    #: the attempt's last log lines (already redacted), stored with the outcome
+    log_lines: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

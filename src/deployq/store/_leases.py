@@ -49,7 +49,17 @@ log = logging.getLogger(__name__)
 
 def _finished(row: dict[str, Any]) -> Job:
     """The job of a ``finish_job``/``finish_jobs`` row (without the statement's own columns)."""
-    for extra in ("notified", "_message", "_retry_message", "_image_digest"):
+    for extra in (
+        "notified",
+        "logs_notified",
+        "_message",
+        "_retry_message",
+        "_image_digest",
+        "_step",
+        "_old_step",
+        "_old_progress",
+        "_log_lines",
+    ):
         row.pop(extra, None)
     return Job.model_validate(row)
 
@@ -355,7 +365,17 @@ class Leases(StorePart):
             "message": outcome.error if status is not JobStatus.SUCCEEDED else None,
             "retry_message": f"attempt {lease.attempt} failed: {outcome.error}; "
             f"retry in {delay:.0f}s",
+            "step": outcome.step.value if outcome.step is not None else None,
+            "step_durations": outcome.step_durations,
+            "log_lines": list(outcome.log_lines),
         }
+
+    def _params(self, lease: Lease, outcome: Outcome) -> dict[str, Any]:
+        """``finish_job``'s parameters."""
+        params = self._item(lease, outcome)
+        if outcome.step_durations is not None:
+            params["step_durations"] = Jsonb(outcome.step_durations)
+        return params
 
     async def finish(self, lease: Lease, outcome: Outcome) -> Job:
         """End an attempt (fenced: LostJob when it is no longer ours).
@@ -363,7 +383,7 @@ class Leases(StorePart):
         A retryable failure with attempts left is queued again with ``run_after`` after an
         exponential backoff with jitter; anything else is final.
         """
-        params = self._item(lease, outcome)
+        params = self._params(lease, outcome)
         event = _event(outcome)
         async with self.store.connection() as conn:
             # one statement is atomic on its own: the transaction is only for outbox rows
@@ -403,7 +423,7 @@ class Leases(StorePart):
             for round_ in rounds:
                 if len(round_) == 1:  # a group of one: the lone finish's statement
                     (n,) = round_.values()
-                    query, params = sql("finish_job"), self._item(*items[n])
+                    query, params = sql("finish_job"), self._params(*items[n])
                 else:
                     query = sql("finish_jobs")
                     params = {"items": Jsonb([self._item(*items[n]) for n in round_.values()])}

@@ -376,11 +376,7 @@ class Pipeline:
         elif self.deploys:
             await self._enter(Step.DEPLOY)
             await self._deploy(Image(self.image_ref or "", digest, commit.sha))
-        self._close_step()
-        await self._record(
-            self.step or Step.VERIFY, 100, {"image_digest": digest} if last else None
-        )
-        return Outcome(JobStatus.SUCCEEDED, image_ref=self.image_ref, image_digest=digest)
+        return self._succeeded(digest)
 
     async def _deploy_only(self) -> Outcome:
         """A rollback: deploy the image an earlier job pushed, without building."""
@@ -401,10 +397,18 @@ class Pipeline:
         )
         await self._enter(Step.DEPLOY)
         await self._deploy(Image(job.image_ref, job.image_digest, job.commit_sha or ""))
+        return self._succeeded(self.image_digest)
+
+    def _succeeded(self, digest: str) -> Outcome:
+        """Success: the last step at 100 % and the steps' durations are written by the
+        finish, with the outcome (no progress write of its own before it)."""
         self._close_step()
-        await self._record(Step.DEPLOY, 100)
         return Outcome(
-            JobStatus.SUCCEEDED, image_ref=self.image_ref, image_digest=self.image_digest
+            JobStatus.SUCCEEDED,
+            image_ref=self.image_ref,
+            image_digest=digest,
+            step=self.step or Step.VERIFY,
+            step_durations=dict(self.durations),
         )
 
     async def _deploy(self, image: Image) -> None:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -294,8 +294,8 @@ class JobRunner:
                 logs.write(f"==> {outcome.status.value} ({spent})")
             else:
                 logs.write(f"==> {outcome.status.value}")
-            # the log's last lines are stored while the last progress write lands
-            _, ours = await asyncio.gather(logs.close(), self._progress_landed(running))
+            # the log's last lines go with the outcome, once the last progress write landed
+            lines, ours = await asyncio.gather(logs.rest(), self._progress_landed(running))
             if not ours:
                 self.on_lost(lease.id)
                 return
@@ -304,7 +304,7 @@ class JobRunner:
                 held = None
             if self.on_built is not None:
                 self.on_built(running)
-            await self._record(lease, outcome)
+            await self._record(lease, replace(outcome, log_lines=tuple(lines)))
         finally:
             if held is not None:
                 failed = outcome is not None and outcome.status is not JobStatus.SUCCEEDED
