@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from deployq.errors import CheckoutError
 from deployq.gitauth import GitAuth
+from deployq.worker import mirror as mirror_module
 from deployq.worker.checkout import checkout
 from deployq.worker.mirror import mirror_path
 from fixtures.git import GitRepoFactory, git
@@ -48,6 +50,77 @@ async def test_each_checkout_fetches_only_the_new_commit_into_the_mirror(
     # the mirror keeps both commits: the second fetch brought only what was new
     assert git(mirror, "rev-list", "--count", second) == "2"
     assert f"fetching refs/heads/main at {second[:7]} from {repo.url}" in lines
+
+
+def _children(trace: Path) -> list[list[str]]:
+    """The argv of every process git started, from a GIT_TRACE2_EVENT file."""
+    events = [json.loads(line) for line in trace.read_text().splitlines()]
+    return [event["argv"] for event in events if event["event"] == "child_start"]
+
+
+@pytest.mark.parametrize("server_filters", [False, True], ids=["plain-server", "filtering"])
+async def test_the_fetch_skips_the_connectivity_walk_and_the_mirror_stays_whole(
+    git_repo_factory: GitRepoFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server_filters: bool,
+) -> None:
+    repo = git_repo_factory({"app.txt": "first\n", "big.bin": "x" * 100_000})
+    # GitHub and GitLab serve partial clones; a plain git server (the default) does not
+    git(repo.path, "config", "uploadpack.allowFilter", str(server_filters).lower())
+    mirror = mirror_path(tmp_path / "data", "web", repo.url)
+    await checkout(
+        repo.url, tmp_path / "ws1", ref="main", commit_sha=None, mirror=mirror, log=print
+    )
+    second = repo.commit({"app.txt": "second\n", "run.sh": "#!/bin/sh\n"}, "second")
+    trace = tmp_path / "trace.json"
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+    lines: list[str] = []
+
+    info = await checkout(
+        repo.url, tmp_path / "ws2", ref="main", commit_sha=second, mirror=mirror,
+        log=lines.append,
+    )  # fmt: skip
+    monkeypatch.delenv("GIT_TRACE2_EVENT")
+
+    assert info.sha == second
+    assert (tmp_path / "ws2" / "big.bin").read_text() == "x" * 100_000
+    children = _children(trace)
+    # the fetch took a pack (index-pack) and did not walk it again (rev-list)
+    assert any("index-pack" in argv for argv in children), children
+    assert not any("rev-list" in argv for argv in children), children
+    # ...nor did a later git fetch anything lazily
+    assert not any("fetch" in argv for argv in children), children
+    assert not any(line.startswith(("warning", "error", "fatal")) for line in lines), lines
+    # the mirror is no partial clone: nothing of it in its config, and every object there
+    # (git fsck without a promisor remote checks that each commit's tree and blobs are)
+    config = (mirror / "config").read_text()
+    assert "promisor" not in config and "deployq" not in config and "filter" not in config
+    git(mirror, "fsck", "--connectivity-only", "--no-dangling")
+    assert git(tmp_path / "ws2", "status", "--porcelain") == ""
+
+
+async def test_the_repack_of_promisor_packs_keeps_every_object(
+    git_repo_factory: GitRepoFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mirror_module, "MAX_PACKS", 2)
+    repo = git_repo_factory({"app.txt": "0\n"})
+    mirror = mirror_path(tmp_path / "data", "web", repo.url)
+    lines: list[str] = []
+    for index in range(1, 5):
+        repo.commit({"app.txt": f"{index}\n", f"dir{index}/file": f"{index}\n"})
+        info = await checkout(
+            repo.url, tmp_path / f"ws{index}", ref="main", commit_sha=None, mirror=mirror,
+            log=lines.append,
+        )  # fmt: skip
+        assert info.sha == repo.head
+
+    assert any(line == f"repacking the mirror {mirror.name}" for line in lines), lines
+    packs = sorted(path.name for path in (mirror / "objects" / "pack").iterdir())
+    assert len([name for name in packs if name.endswith(".pack")]) <= 2, packs
+    git(mirror, "fsck", "--connectivity-only", "--no-dangling")
+    assert git(mirror, "rev-list", "--count", repo.head) == "5"
+    assert (tmp_path / "ws4" / "dir4" / "file").read_text() == "4\n"
 
 
 async def test_a_commit_in_the_mirror_needs_no_fetch(
