@@ -12,7 +12,9 @@ exclusive ``flock`` of ``<mirror>.lock``. A mirror that git fails in for any rea
 remote's answer is set aside: the checkout is done again in a new one, which replaces it
 when that works (a corrupted mirror heals itself; a remote that refuses fails as before).
 Credentials reach the fetch through the same environment as every git call of the checkout
-(deployq.worker.checkout), never the mirror's config.
+(deployq.worker.checkout), never the mirror's config. The fetch makes its pack a promisor
+pack (README.md, "Checkout"), so git skips the connectivity walk after it; the mirror itself
+is no partial clone.
 """
 
 from __future__ import annotations
@@ -161,8 +163,8 @@ class MirrorCheckout:
         #: once made: the commit read (None: it is no commit), dest/.git made for it
         ready: tuple[CommitInfo | None] | None = None
         # a full sha may be in the mirror already: a ref or a short sha is always fetched
-        known = None if sha is None or short else await asyncio.to_thread(_objects, mirror)
-        if known is None or sha is None or not known.has(sha):
+        known = None if sha is None or short else await asyncio.to_thread(_holding, mirror, sha)
+        if known is None or sha is None:
             self.log(f"fetching {ref}{f' at {sha[:7]}' if sha else ''} from {self.shown_url}")
             local = ref if ref.startswith("refs/") else f"refs/deployq/{ref}"
             rc, tail = await self._fetch(mirror, f"+{ref}:{local}")
@@ -294,6 +296,13 @@ class _Objects:
 
 def _objects(mirror: Path) -> _Objects:
     return _Objects(mirror)
+
+
+def _holding(mirror: Path, sha: str) -> _Objects | None:
+    """The mirror's objects when they hold ``sha`` (a lookup in every pack when they do
+    not: in the thread, not the event loop), else None."""
+    objects = _Objects(mirror)
+    return objects if objects.has(sha) else None
 
 
 def _fetched(
