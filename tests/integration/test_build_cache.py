@@ -17,7 +17,7 @@ import pytest
 from deployq.config import BuildBackend
 from deployq.models import App, AppSpec, JobStatus
 from deployq.registry import RegistryClient
-from deployq.store import Store
+from deployq.store import CHANNEL_JOBS, Notice, Store
 from deployq.testing.jobs import running_pool, wait_job
 from deployq.testing.services import (
     LocalRegistry,
@@ -286,3 +286,67 @@ async def run_in(store: Store, app: str, labels: list[str], ref: str) -> tuple[A
     logs = await log_text(store, job_id)
     assert job.status is JobStatus.SUCCEEDED, f"{job.error}\n{logs}"
     return job, logs
+
+
+async def test_the_next_build_on_the_same_server_names_its_cache_by_what_this_worker_pushed(
+    settings_factory: Any,
+    database_url: str,
+    registry: LocalRegistry,
+    docker_host: str,
+    git_repo_factory: Any,
+) -> None:
+    """No registry lookup for the cache tags this worker put there itself from this server
+    (worker.cache.KnownDigests): the branch tag and the stage images are named by the digests
+    it pushed, and the stages are reused; a job of the app that ends elsewhere (its finished
+    NOTIFY) makes the worker ask the registry again."""
+    settings = settings_factory(
+        **registry_settings(registry, docker_host, build_backend=BuildBackend.BUILDKIT),
+        cache_prefetch=False,
+    )
+    store = await Store.open(settings, database_url, min_size=1)
+    nonce = uuid.uuid4().hex
+    try:
+        await store.servers.add("a", docker_host, labels=["a"])
+        repo = git_repo_factory({"Dockerfile": multi_stage(nonce), "app.txt": "one\n"})
+        app = await add_app(store, repo.url, required_labels=["a"])
+        repository = f"{registry.url}/deployq/{app}"
+        from_memory = "as this worker pushed them from a (no registry lookup)"
+
+        async def build() -> tuple[Any, str]:
+            job = await wait_job(
+                store, await deploy(store, app), lambda j: j.status.is_final, timeout_s=300
+            )
+            logs = await log_text(store, job.id)
+            assert job.status is JobStatus.SUCCEEDED, f"{job.error}\n{logs}"
+            return job, logs
+
+        async with running_pool(store) as pool:
+            first, logs = await build()
+            assert from_memory not in logs
+            async with RegistryClient.from_settings(settings) as client:
+                deps = await client.manifest_digest(f"deployq/{app}", "cache-main--deps")
+            repo.commit({"app.txt": "two\n"})
+            _, logs = await build()
+            assert f"cache images {repository}:main: {from_memory}" in logs, logs
+            assert f"cache from {repository}@{first.image_digest}" in logs
+            assert f"cache from {repository}@{deps}" in logs  # a stage image, also known
+            assert deps_run(nonce) in cached_steps(logs, "deps")
+
+            # a job of the app that another worker ran ended: its tags may have moved
+            pool._dispatch(
+                Notice(
+                    CHANNEL_JOBS,
+                    {"id": first.id + 10_000, "app": app, "status": "succeeded",
+                     "kind": "finished"},
+                )
+            )  # fmt: skip
+            repo.commit({"app.txt": "three\n"})
+            _, logs = await build()
+            assert from_memory not in logs
+            assert f"cache from {repository}@" in logs  # asked the registry
+            # the worker's own jobs' NOTIFYs do not make it forget
+            repo.commit({"app.txt": "four\n"})
+            _, logs = await build()
+            assert from_memory in logs
+    finally:
+        await store.close()

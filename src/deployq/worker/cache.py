@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from dataclasses import dataclass, field, replace
 
 from deployq.buildcache import cache_stages, cache_tag
@@ -104,6 +105,56 @@ async def pin_cache(
     return dict(answer for answer in answers if answer is not None)
 
 
+#: how long a digest this worker put under a cache tag names that tag without asking the
+#: registry (KnownDigests)
+KNOWN_DIGEST_TTL_S = 600.0
+
+
+@dataclass(frozen=True)
+class _Known:
+    app: str
+    digest: str
+    server_id: int
+    at: float
+
+
+class KnownDigests:
+    """The digests this worker itself last put under its apps' cache tags (the branch tags,
+    the stage images), by the build server that built them: the next build of the app on
+    that server names its cache by them without asking the registry (:func:`pin_cache`'s
+    lookup, a registry request per tag). Forgotten for an app when a job of it that is not
+    this worker's ends (it may have moved the tags: the pool sees its finished NOTIFY), for
+    every app when the worker's listener reconnects (NOTIFYs sent meanwhile are lost), and
+    after KNOWN_DIGEST_TTL_S. Should a tag have moved all the same (a push from outside
+    deployq), the build reuses this server's own last build: a cache that is older, never
+    a wrong image (BuildKit's cache keys are the content)."""
+
+    def __init__(self, ttl_s: float = KNOWN_DIGEST_TTL_S) -> None:
+        self.ttl_s = ttl_s
+        self._tags: dict[str, _Known] = {}
+
+    def remember(self, app: str, server_id: int, tags: dict[str, str]) -> None:
+        """``tags``: ``registry/repository:tag`` -> the digest this worker just put there."""
+        now = time.monotonic()
+        for ref, digest in tags.items():
+            self._tags[ref] = _Known(app, digest, server_id, now)
+
+    def digests(self, refs: list[str], server_id: int) -> dict[str, str | None] | None:
+        """The digest of each of ``refs`` when this worker put every one of them there
+        itself, from ``server_id``, recently; else None (ask the registry)."""
+        now = time.monotonic()
+        known = [self._tags.get(ref) for ref in refs]
+        if not refs or any(
+            k is None or k.server_id != server_id or now - k.at > self.ttl_s for k in known
+        ):
+            return None
+        return {ref: k.digest for ref, k in zip(refs, known, strict=True) if k is not None}
+
+    def forget(self, app: str | None = None) -> None:
+        """Forget ``app``'s tags (None: every app's)."""
+        self._tags = {ref: k for ref, k in self._tags.items() if app is not None and k.app != app}
+
+
 def read_dockerfile(request: BuildRequest) -> str | None:
     """The Dockerfile's text: the generated one, else the repository's; None when it cannot
     be read or lies outside the repository (the build says why)."""
@@ -129,6 +180,8 @@ class StageCache:
     _pushes: list[asyncio.Task[None]] = field(default_factory=list)
     #: the stage images pushed, as ``repo@sha256:…`` (the cache prefetch pulls them)
     pushed: list[str] = field(default_factory=list)
+    #: the same, by the tag each was pushed under
+    tagged: dict[str, str] = field(default_factory=dict)
 
     async def build(self, request: BuildRequest) -> None:
         """Build each stage's image (``--target STAGE``, tagged with its cache name) and start
@@ -152,6 +205,7 @@ class StageCache:
             self.log(f"WARNING: cache image {ref} not pushed: {exc.message}")
         else:
             self.pushed.append(f"{split_ref(ref)[0]}@{digest}")
+            self.tagged[ref] = digest
             self.log(f"==> pushed cache image {ref}")
 
     async def wait(self) -> None:

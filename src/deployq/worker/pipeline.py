@@ -43,7 +43,13 @@ from deployq.registry import (
 )
 from deployq.scans import ScanState, Verdict, judge, requested, scan_text, state_of, unavailable
 from deployq.store import Lease, Outcome
-from deployq.worker.cache import StageCache, pin_cache, plan_cache, read_dockerfile
+from deployq.worker.cache import (
+    KnownDigests,
+    StageCache,
+    pin_cache,
+    plan_cache,
+    read_dockerfile,
+)
 from deployq.worker.checkout import checkout
 from deployq.worker.commits import CommitInfo
 from deployq.worker.deploy import Deployer, Image
@@ -126,6 +132,8 @@ class Pipeline:
     #: called once the image and its stage images are pushed: their ``repo@sha256:…`` and
     #: the login the push used (the cache prefetch, worker.prefetch)
     on_pushed: Callable[[list[str], RegistryAuth], None] | None = None
+    #: the digests this worker put under its apps' cache tags (worker.cache.KnownDigests)
+    known_digests: KnownDigests | None = None
     step: Step | None = None
     durations: dict[str, float] = field(default_factory=dict)
     image_ref: str | None = None
@@ -247,7 +255,7 @@ class Pipeline:
                 early.cancel()
                 await asyncio.gather(early, return_exceptions=True)
 
-    async def _build_job(self, early: asyncio.Task[dict[str, str | None]] | None) -> Outcome:
+    async def _build_job(self, early: asyncio.Future[dict[str, str | None]] | None) -> Outcome:
         job = self.lease.job
         await self._enter(Step.CHECKOUT)
         with app_git_auth(self.app, self.settings) as git_auth:  # an app's key: gone after
@@ -303,7 +311,7 @@ class Pipeline:
             digests = await early
             rest = [ref for ref in plan.reused if ref not in digests]
             if rest:
-                digests |= await self._pin(names.registry, rest)
+                digests |= self._known(rest) or await self._pin(names.registry, rest)
             plan = plan.pinned(digests)
             for ref in plan.reused:
                 self.logs.write(f"cache from {ref}")
@@ -348,7 +356,9 @@ class Pipeline:
             seen = served.digest if served is not None else None
             if served is not None and seen == digest:  # else verify below says what it saw
                 await self._tag(names, served, registry)
+                self._remember({ref: digest for ref in names.refs[1:]})
         await stages.wait()
+        self._remember(stages.tagged)
         self.image_digest = digest
         self.logs.write(f"==> pushed {names.registry}/{names.repository}@{digest}")
         if self.on_pushed is not None:
@@ -461,12 +471,35 @@ class Pipeline:
 
     def _pin_cache(
         self, registry_host: str, refs: list[str]
-    ) -> asyncio.Task[dict[str, str | None]] | None:
+    ) -> asyncio.Future[dict[str, str | None]] | None:
         """With BuildKit, the digests of the cache images ``refs`` (worker.cache.pin_cache),
-        looked up in a task of their own; None with the Engine backend (it pulls them)."""
+        looked up in a task of their own unless this worker put them there itself (then
+        known at once); None with the Engine backend (it pulls them)."""
         if self.builder.backend != "buildkit" or not refs:
             return None
+        known = self._known(refs)
+        if known is not None:
+            done: asyncio.Future[dict[str, str | None]] = asyncio.get_running_loop().create_future()
+            done.set_result(known)
+            return done
         return asyncio.create_task(self._pin(registry_host, refs))
+
+    def _known(self, refs: list[str]) -> dict[str, str | None] | None:
+        """The digests of ``refs`` this worker put there itself from this server, if all
+        are known (worker.cache.KnownDigests); the log says so."""
+        if self.known_digests is None:
+            return None
+        known = self.known_digests.digests(refs, self.server.id)
+        if known is not None:
+            self.logs.write(
+                f"cache images {', '.join(refs)}: as this worker pushed them from "
+                f"{self.server.name} (no registry lookup)"
+            )
+        return known
+
+    def _remember(self, tags: dict[str, str]) -> None:
+        if self.known_digests is not None and tags:
+            self.known_digests.remember(self.app.name, self.server.id, tags)
 
     async def _pin(self, registry_host: str, refs: list[str]) -> dict[str, str | None]:
         async with self._registry() as registry:

@@ -23,6 +23,7 @@ import os
 import random
 import secrets
 import socket
+from collections import deque
 from typing import TYPE_CHECKING
 
 from deployq.durations import setting
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 #: job notices that cannot free a slot or add work: no reason to try a claim
 _QUIET_KINDS = frozenset({"progress", "claimed", "cancel_requested", "waiting"})
+#: how many ended jobs the pool remembers as its own (their NOTIFYs arrive after the end)
+ENDED_KEPT = 256
 #: poll jitter, as a fraction of poll_interval either way
 POLL_JITTER = 0.2
 #: errors of the database that a loop survives (it logs and tries again)
@@ -77,6 +80,8 @@ class WorkerPool:
         self.jobs: dict[int, RunningJob] = {}
         #: built jobs whose outcome is being written: lease held, no slot
         self.finishing: dict[int, RunningJob] = {}
+        #: the jobs that ended here lately (their finished NOTIFYs are this worker's own)
+        self._ended: deque[int] = deque(maxlen=ENDED_KEPT)
         self.monitor = ServerMonitor(
             store, host_id=self.host_id, builder_factory=builder_factory, on_change=self.wake
         )
@@ -187,6 +192,7 @@ class WorkerPool:
     async def _on_connect(self) -> None:
         # notifications sent while we were away are lost: look again
         self._servers_changed = True
+        self.runner.known_digests.forget()  # another worker's job may have moved the tags
         self.wake()
 
     async def _listen(self, listener: Listener) -> None:
@@ -201,8 +207,16 @@ class WorkerPool:
         elif notice.channel == CHANNEL_SERVERS:
             self._servers_changed = True
             self.wake()
-        elif payload.get("kind") not in _QUIET_KINDS and self.free_slots:
-            self.wake()
+        else:
+            if payload.get("kind") == "finished" and not self._ours(payload.get("id")):
+                # it may have moved its app's cache tags (worker.cache.KnownDigests)
+                self.runner.known_digests.forget(str(payload.get("app")))
+            if payload.get("kind") not in _QUIET_KINDS and self.free_slots:
+                self.wake()
+
+    def _ours(self, job_id: object) -> bool:
+        """Whether ``job_id`` is a job this worker runs or ran lately."""
+        return job_id in self.jobs or job_id in self.finishing or job_id in self._ended
 
     async def _claim_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -266,6 +280,7 @@ class WorkerPool:
         try:
             await self.runner.run(running)
         finally:
+            self._ended.append(running.lease.id)  # its finished NOTIFY may come after this
             if not running.shutdown:  # on shutdown the pool releases the job, then forgets it
                 self.jobs.pop(running.lease.id, None)
                 self.finishing.pop(running.lease.id, None)

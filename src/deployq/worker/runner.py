@@ -21,6 +21,7 @@ from deployq.errors import DatabaseUnavailable, DeployqError, LostJob
 from deployq.models import App, BuildServer, JobStatus
 from deployq.redact import Redactor
 from deployq.store import Finisher, Lease, Outcome
+from deployq.worker.cache import KnownDigests
 from deployq.worker.logbuffer import LogBuffer
 from deployq.worker.mirror import mirror_path
 from deployq.worker.pipeline import CancelState, Pipeline
@@ -131,6 +132,8 @@ class JobRunner:
         self.finisher = Finisher(store)
         #: pulls what this worker's jobs pushed onto the other build servers (docs/cache.md)
         self.prefetch = Prefetcher(monitor)
+        #: the digests this worker's jobs put under their apps' cache tags (worker.cache)
+        self.known_digests = KnownDigests()
         #: each job's workspace, fresh or its app's warm one (deployq.worker.workspaces)
         self._workspaces = Workspaces(self.settings.workspaces_dir)
 
@@ -205,6 +208,7 @@ class JobRunner:
             workspace.path,
             on_engine_down=lambda error: self.monitor.mark_unhealthy(running.server, error),
             cancel=running.cancel,
+            known_digests=self.known_digests,
             on_pushed=lambda refs, auth: self.prefetch.pushed(
                 lease.job.app_name,
                 lease.job.branch,
