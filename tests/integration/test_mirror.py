@@ -175,12 +175,18 @@ async def test_missing_refs_and_commits_fail_for_good_and_keep_the_mirror(
     git_repo_factory: GitRepoFactory, tmp_path: Path
 ) -> None:
     repo = git_repo_factory({"app.txt": "first\n"})
+    git(repo.path, "tag", "--annotate", "--message", "release one", "v1")  # a tag object
     mirror = mirror_path(tmp_path / "data", "web", repo.url)
     await checkout(
         repo.url, tmp_path / "ws0", ref="main", commit_sha=None, mirror=mirror, log=print
     )
     lines: list[str] = []
 
+    with pytest.raises(CheckoutError) as no_commit_named:
+        await checkout(
+            repo.url, tmp_path / "ws3", ref="refs/tags/v1", commit_sha=None, mirror=mirror,
+            log=lines.append,
+        )  # fmt: skip
     with pytest.raises(CheckoutError) as no_ref:
         await checkout(
             repo.url, tmp_path / "ws1", ref="refs/heads/nope", commit_sha=None, mirror=mirror,
@@ -196,6 +202,9 @@ async def test_missing_refs_and_commits_fail_for_good_and_keep_the_mirror(
     assert not no_ref.value.retryable
     assert no_commit.value.message == f"commit abababa does not exist in {repo.url} (main)"
     assert not no_commit.value.retryable
+    tag = git(repo.path, "rev-parse", "v1")
+    assert no_commit_named.value.message == f"{tag[:12]} is not a commit in {repo.url}"
+    assert not no_commit_named.value.retryable
     assert not any("new mirror" in line for line in lines)
 
 

@@ -174,9 +174,12 @@ class MirrorCheckout:
                         CheckoutError(f"ref {ref!r} does not exist in {self.shown_url}")
                     )
                 raise _MirrorBroken(tail)
-            # the objects as fetched, the commit (the one the ref names now when no sha was
-            # given) and, when it is there, the commit read and the workspace's .git made for
-            # it: one trip to a thread
+            head = None if short else _read_ref(mirror, local)
+            if head is not None and sha in (None, head):  # what the fetch brought
+                return await self._write_while_reading(mirror, dest, head)
+            # a short sha, or one the ref no longer names: the objects as fetched, the commit
+            # and, when it is there, the commit read and the workspace's .git made for it:
+            # one trip to a thread
             objects, found, ready = await asyncio.to_thread(
                 _fetched, mirror, local, sha, dest, short
             )
@@ -192,22 +195,46 @@ class MirrorCheckout:
                 if rc != 0 or not objects.has(sha):
                     raise _MirrorBroken(tail or f"fatal: {sha[:7]} fetched, but not readable")
         else:
-            objects = known
             self.log(f"commit {sha[:7]} is in the mirror already: nothing to fetch")
+            return await self._write_while_reading(mirror, dest, sha, known)
         if ready is None:  # the commit read, and the workspace's .git made for it
             ready = (await asyncio.to_thread(_commit_and_borrow, objects, sha, dest, mirror),)
         (info,) = ready
         if info is None:
             raise self.final(CheckoutError(f"{sha[:12]} is not a commit in {self.shown_url}"))
-        # local, short and into the job's workspace only: no parent-death wrapper
-        # (deployq.builders.orphans)
-        rc, tail = await self._git(
-            dest, "--git-dir", ".git", "--work-tree", ".", "read-tree", "--reset", "-u", sha,
-            bounded=True,
-        )  # fmt: skip
+        rc, tail = await self._read_tree(dest, sha)
         if rc != 0:
             raise _MirrorBroken(tail)
         return info
+
+    async def _write_while_reading(
+        self, mirror: Path, dest: Path, sha: str, objects: _Objects | None = None
+    ) -> CommitInfo:
+        """Check ``sha``, which the mirror holds, out into ``dest``: its files are written
+        (``read-tree``) while its commit is read (gitdb, in a thread), not one after the
+        other."""
+        _borrow(dest, mirror, sha)
+        writing = asyncio.ensure_future(self._read_tree(dest, sha))
+        try:
+            info = await asyncio.to_thread(_read_commit, objects or _Objects(mirror), sha)
+        except BaseException:
+            writing.cancel()
+            await asyncio.wait({writing})
+            raise
+        rc, tail = await writing
+        if info is None:
+            raise self.final(CheckoutError(f"{sha[:12]} is not a commit in {self.shown_url}"))
+        if rc != 0:
+            raise _MirrorBroken(tail)
+        return info
+
+    async def _read_tree(self, dest: Path, sha: str) -> tuple[int, str]:
+        # local, short and into the job's workspace only: no parent-death wrapper
+        # (deployq.builders.orphans)
+        return await self._git(
+            dest, "--git-dir", ".git", "--work-tree", ".", "read-tree", "--reset", "-u", sha,
+            bounded=True,
+        )  # fmt: skip
 
     async def _resolve(self, mirror: Path, short: str, ref: str) -> str:
         """The full sha of ``short``, a commit in the history of ``ref``."""
@@ -319,12 +346,17 @@ def _fetched(
     return objects, sha, (_commit_and_borrow(objects, sha, dest, mirror),)
 
 
-def _commit_and_borrow(objects: _Objects, sha: str, dest: Path, mirror: Path) -> CommitInfo | None:
-    """The commit ``sha`` (None: it is no commit), with ``dest/.git`` made ready for it."""
+def _read_commit(objects: _Objects, sha: str) -> CommitInfo | None:
+    """The commit ``sha`` (None: it is no commit)."""
     try:
-        info = objects.commit(sha)
+        return objects.commit(sha)
     except _UNREADABLE as exc:
         raise _MirrorBroken(f"fatal: cannot read commit {sha}: {exc}") from exc
+
+
+def _commit_and_borrow(objects: _Objects, sha: str, dest: Path, mirror: Path) -> CommitInfo | None:
+    """The commit ``sha`` (None: it is no commit), with ``dest/.git`` made ready for it."""
+    info = _read_commit(objects, sha)
     if info is not None:
         _borrow(dest, mirror, sha)
     return info
