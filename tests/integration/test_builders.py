@@ -23,6 +23,7 @@ from deployq.builders.base import Builder, BuildRequest, LogSink, RegistryAuth
 from deployq.config import BuildBackend
 from deployq.errors import BuildError, ConfigError, EngineUnavailable, RegistryError
 from deployq.redact import MASK
+from deployq.registry import RegistryClient
 from deployq.testing.services import DOCKER, LocalRegistry, docker_cmd, start_registry
 
 pytestmark = [pytest.mark.docker]
@@ -134,9 +135,20 @@ async def test_pushed_image_pulled_by_digest_runs_what_the_repository_put_in(
     assert image_id.startswith("sha256:")
     assert lines and all(line.strip() for line in lines)
 
-    digest = await builder.push(ref, auth_for(registry), lines.append)
+    reported: list[str] = []
+    served: list[asyncio.Task[str | None]] = []
+    client = RegistryClient(f"http://{registry.url}", registry.username, registry.password)
+
+    def stored(reported_digest: str) -> None:  # the registry serves it from this moment
+        reported.append(reported_digest)
+        served.append(asyncio.create_task(client.manifest_digest(image_name, "abc1234")))
+
+    digest = await builder.push(ref, auth_for(registry), lines.append, on_digest=stored)
 
     assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+    if backend == "buildkit":  # the Engine backend reports it when the call returns
+        assert reported == [digest]
+        assert await served[0] == digest
     assert registry.password not in "\n".join(lines)
     docker_cmd(docker_host, "rmi", ref, registry.ref(image_name, "main"))
     by_digest = f"{registry.url}/{image_name}@{digest}"

@@ -110,8 +110,17 @@ class Builder(Protocol):
         """Build ``req``; return the image id. ``auth`` serves registry cache-from pulls."""
         ...
 
-    async def push(self, ref: str, auth: RegistryAuth | None, log: LogSink) -> str:
-        """Push ``ref``; return its manifest digest ``sha256:...``."""
+    async def push(
+        self,
+        ref: str,
+        auth: RegistryAuth | None,
+        log: LogSink,
+        *,
+        on_digest: Callable[[str], None] | None = None,
+    ) -> str:
+        """Push ``ref``; return its manifest digest ``sha256:...``. ``on_digest`` is called
+        with it as soon as the engine reports the manifest stored, which may come before the
+        push call is over (or not at all: then only the return value has it)."""
         ...
 
     async def attempt_steps(self, marker: str, *, stop: bool = False) -> EngineSteps | None:

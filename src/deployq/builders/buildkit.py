@@ -19,6 +19,7 @@ import json
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from deployq.builders import enginepush
@@ -38,6 +39,7 @@ from deployq.builders.base import (
     df_free_mb,
     local_free_disk_mb,
     normalize_arch,
+    split_ref,
 )
 from deployq.builders.logins import Login, RegistryLogins
 from deployq.builders.process import ProcessResult, base_env, run_streaming
@@ -278,7 +280,16 @@ class BuildKitBuilder:
             raise BuildError(f"docker build on {self.docker_host} reported no image id")
         return image_id
 
-    async def push(self, ref: str, auth: RegistryAuth | None, log: LogSink) -> str:
+    async def push(
+        self,
+        ref: str,
+        auth: RegistryAuth | None,
+        log: LogSink,
+        *,
+        on_digest: Callable[[str], None] | None = None,
+    ) -> str:
+        if on_digest is not None:
+            log = _watching(log, split_ref(ref)[1], on_digest)
         login = await self.logins.get(auth, log, self._login)
         result = await self._push_once(ref, auth, login, log)
         refused = result.returncode != 0 and _AUTH_REFUSED.search(result.last_lines(3))
@@ -330,6 +341,22 @@ class BuildKitBuilder:
                 f"login to registry {auth.server} as {auth.username!r} failed: {summary} — "
                 "check DEPLOYQ_REGISTRY_USERNAME and DEPLOYQ_REGISTRY_PASSWORD"
             )
+
+
+def _watching(log: LogSink, tag: str, on_digest: Callable[[str], None]) -> LogSink:
+    """``log``, calling ``on_digest`` once with the digest of the line that reports ``tag``'s
+    manifest stored (``TAG: digest: sha256:… size: N``; the engine says a little more before
+    the push call ends)."""
+    reported = False
+
+    def line(text: str) -> None:
+        nonlocal reported
+        log(text)
+        if not reported and text.startswith(f"{tag}: ") and (match := _DIGEST.search(text)):
+            reported = True
+            on_digest(match.group(1))
+
+    return line
 
 
 def _error_summary(result: ProcessResult) -> str:

@@ -248,7 +248,14 @@ class EngineBuilder:
 
         return await asyncio.to_thread(call)
 
-    async def push(self, ref: str, auth: RegistryAuth | None, log: LogSink) -> str:
+    async def push(
+        self,
+        ref: str,
+        auth: RegistryAuth | None,
+        log: LogSink,
+        *,
+        on_digest: Callable[[str], None] | None = None,
+    ) -> str:
         repository, tag = split_ref(ref)
         auth_config = None
         if auth is not None and auth.username:

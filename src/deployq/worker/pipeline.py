@@ -348,15 +348,23 @@ class Pipeline:
                 project.cancel()
                 await asyncio.gather(project, return_exceptions=True)
         async with self._registry() as registry:
-            digest = await self.builder.push(names.ref(names.tags[0]), auth, self.logs.write)
-            # one read of the first tag is verify's and gives the bytes the other tags get
-            served = await registry.manifest(
-                names.repository, names.tags[0], push=len(names.tags) > 1
-            )
+            tagging: asyncio.Task[Manifest | None] | None = None
+
+            def stored(reported: str) -> None:
+                # the registry has the manifest: read and tag it while the engine ends its push
+                nonlocal tagging
+                tagging = asyncio.create_task(self._read_and_tag(names, reported, registry))
+
+            try:
+                digest = await self.builder.push(
+                    names.ref(names.tags[0]), auth, self.logs.write, on_digest=stored
+                )
+                served = await (tagging or self._read_and_tag(names, digest, registry))
+            finally:
+                if tagging is not None and not tagging.done():  # the push failed
+                    tagging.cancel()
+                    await asyncio.gather(tagging, return_exceptions=True)
             seen = served.digest if served is not None else None
-            if served is not None and seen == digest:  # else verify below says what it saw
-                await self._tag(names, served, registry)
-                self._remember({ref: digest for ref in names.refs[1:]})
         await stages.wait()
         self._remember(stages.tagged)
         self.image_digest = digest
@@ -430,6 +438,18 @@ class Pipeline:
             self.store, self.app, self.lease.job, self.logs.write, registry_auth=auth
         )
         await self.deployer.run(image)
+
+    async def _read_and_tag(
+        self, names: ImageNames, digest: str, registry: RegistryClient
+    ) -> Manifest | None:
+        """The first tag's manifest as the registry serves it (one read: verify's check, and
+        the bytes the other tags get); when it is the pushed ``digest``, the other tags too
+        (else verify says what the registry served)."""
+        served = await registry.manifest(names.repository, names.tags[0], push=len(names.tags) > 1)
+        if served is not None and served.digest == digest:
+            await self._tag(names, served, registry)
+            self._remember({ref: digest for ref in names.refs[1:]})
+        return served
 
     async def _tag(self, names: ImageNames, manifest: Manifest, registry: RegistryClient) -> None:
         """Give the pushed image (the engine pushed the first tag; ``manifest`` is what the
