@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 from pathlib import Path
 
-from deployq.builders.enginepush import speaks_api, stored_login
+from deployq.builders.enginepush import client_context, speaks_api, stored_login
+from deployq.builders.tls import EngineTLS
+from deployq.testing.services import make_tls_files
 
 SERVER = "registry.example.com:5000"
 
@@ -51,3 +54,19 @@ def test_only_unix_and_tcp_engines_are_spoken_to_directly() -> None:
     assert speaks_api("unix:///var/run/docker.sock")
     assert speaks_api("tcp://10.0.0.5:2376")
     assert not speaks_api("ssh://builder@10.0.0.5")
+
+
+def test_a_tls_context_is_made_once_per_version_of_the_engines_tls_files(tmp_path: Path) -> None:
+    files = make_tls_files(tmp_path / "first")
+    tls = EngineTLS(str(files.ca), str(files.client_cert), str(files.client_key))
+    first = client_context(tls)
+
+    assert client_context(tls) is first  # not read again for every push and prefetch
+
+    renewed = make_tls_files(tmp_path / "renewed")  # a renewed client certificate and key
+    os.replace(renewed.client_cert, files.client_cert)
+    os.replace(renewed.client_key, files.client_key)
+    again = client_context(tls)
+
+    assert again is not first
+    assert client_context(tls) is again

@@ -18,7 +18,9 @@ killed.
 from __future__ import annotations
 
 import base64
+import functools
 import json
+import os
 import ssl
 from pathlib import Path
 from typing import Any
@@ -81,9 +83,25 @@ def engine_endpoint(docker_host: str, tls: EngineTLS | None) -> tuple[str, aioht
     address = docker_host.removeprefix("tcp://").rstrip("/")
     if tls is None:
         return f"http://{address}", aiohttp.TCPConnector()
-    context = ssl.create_default_context(cafile=tls.ca)
-    context.load_cert_chain(tls.cert, tls.key)
-    return f"https://{address}", aiohttp.TCPConnector(ssl=context)
+    return f"https://{address}", aiohttp.TCPConnector(ssl=client_context(tls))
+
+
+def client_context(tls: EngineTLS) -> ssl.SSLContext:
+    """The TLS context of ``tls``'s files, made once per version of them: reading the CA,
+    the certificate and the key costs ~1.5 ms, on every push and prefetch to a ``tcp://``
+    engine otherwise. A file replaced on disk (a renewed certificate) makes a new one."""
+    stats = [os.stat(path) for path in (tls.ca, tls.cert, tls.key)]
+    versions = tuple((st.st_ino, st.st_mtime_ns, st.st_size) for st in stats)
+    return _client_context(tls.ca, tls.cert, tls.key, versions)
+
+
+@functools.lru_cache(maxsize=16)
+def _client_context(
+    ca: str, cert: str, key: str, versions: tuple[tuple[int, int, int], ...]
+) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca)
+    context.load_cert_chain(cert, key)
+    return context
 
 
 async def push(
