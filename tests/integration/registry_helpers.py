@@ -1,5 +1,6 @@
 """Images pushed straight through the registry's v2 API (no engine): a tiny config and one
-layer, unique per call, under any tags. For the registry tag retention tests."""
+layer, unique per call, under any tags. For the registry tag retention tests. And a test
+registry's password rotated (:func:`rotate_password`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import gzip
 import hashlib
 import io
 import json
+import subprocess
 import tarfile
 import uuid
 
 import aiohttp
 
+from deployq.builders.base import RegistryAuth
 from deployq.registry import basic_auth
 from deployq.testing.services import LocalRegistry
 
@@ -134,3 +137,14 @@ async def pull(registry: LocalRegistry, repository: str, reference: str) -> int:
                 data = await b.read()
                 assert "sha256:" + hashlib.sha256(data).hexdigest() == blob["digest"]
     return 200
+
+
+def rotate_password(registry: LocalRegistry) -> RegistryAuth:
+    """Give the registry's user a new password (the registry rereads its htpasswd file)."""
+    password = f"rotated-{uuid.uuid4().hex[:8]}"
+    entry = subprocess.run(
+        ["htpasswd", "-Bbn", registry.username, password],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    registry.htpasswd.write_text(entry.strip() + "\n")
+    return RegistryAuth(registry.url, registry.username, password)

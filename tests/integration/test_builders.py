@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from registry_helpers import rotate_password
 
 from deployq.builders import BuildKitBuilder, EngineBuilder, attempt_marker, make_builder
 from deployq.builders.base import Builder, BuildRequest, LogSink, RegistryAuth
@@ -411,17 +412,6 @@ def private_registry(tmp_path: Path) -> Iterator[LocalRegistry]:
     """A registry of this test alone, whose password the test may rotate."""
     with start_registry(tmp_path / "registry", password=f"first-{uuid.uuid4().hex[:8]}") as reg:
         yield reg
-
-
-def rotate_password(registry: LocalRegistry) -> RegistryAuth:
-    """Give the registry's user a new password (the registry rereads its htpasswd file)."""
-    password = f"rotated-{uuid.uuid4().hex[:8]}"
-    entry = subprocess.run(
-        ["htpasswd", "-Bbn", registry.username, password],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    registry.htpasswd.write_text(entry.strip() + "\n")
-    return RegistryAuth(registry.url, registry.username, password)
 
 
 async def test_buildkit_logs_in_once_and_close_removes_the_credentials(

@@ -9,7 +9,6 @@ records each invocation's arguments before it runs the real one, so the tests co
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from registry_helpers import rotate_password
 
 from deployq.builders import BuildKitBuilder, BuildRequest, EngineTLS, RegistryAuth, RegistryLogins
 from deployq.config import BuildBackend
@@ -96,17 +96,6 @@ def auth_for(registry: LocalRegistry, password: str | None = None) -> RegistryAu
 def logging_in(lines: list[str]) -> int:
     """The job log's "logging in to" lines."""
     return sum(line.startswith("logging in to ") for line in lines)
-
-
-def rotate_password(registry: LocalRegistry) -> RegistryAuth:
-    """Give the registry's user a new password (the registry rereads its htpasswd file)."""
-    password = f"rotated-{uuid.uuid4().hex[:8]}"
-    entry = subprocess.run(
-        ["htpasswd", "-Bbn", registry.username, password],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    registry.htpasswd.write_text(entry.strip() + "\n")
-    return RegistryAuth(registry.url, registry.username, password)
 
 
 @dataclass
