@@ -31,7 +31,8 @@ from deployq.testing.git_http import serve_git_http
 from deployq.testing.jobs import running_pool, wait_job
 from deployq.testing.services import LocalRegistry, _keygen
 from deployq.worker.checkout import checkout
-from fixtures.git import GitRepoFactory, git
+from deployq.worker.mirror import mirror_path
+from fixtures.git import GitRepoFactory, fetch_children, git, git_started
 from fixtures.private_git import PrivateRepos
 from worker_support import add_app, deploy, log_text, registry_settings
 
@@ -120,6 +121,53 @@ async def test_the_apps_deploy_key_clones_over_ssh_and_another_key_is_refused_by
     key_lines = [line for line in stranger.splitlines() if "-----" not in line]
     shown = message + "\n".join(lines)
     assert not any(line in shown for line in key_lines)
+
+
+@pytest.mark.parametrize("transport", ["http", "ssh"])
+async def test_the_mirror_fetch_skips_the_walk_with_the_apps_credential_on_both_transports(
+    private_repos: PrivateRepos,
+    git_repo_factory: GitRepoFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    transport: str,
+) -> None:
+    repo = git_repo_factory({"app.txt": "one\n"})
+    urls = private_repos.publish(repo)
+    (bare,) = private_repos.root.glob(f"{repo.path.name}-*.git")
+    git(bare, "config", "uploadpack.allowFilter", "true")  # a forge: it serves filters
+    if transport == "http":
+        spec = AppSpec(name="web", repo_url=urls.http, git_token=private_repos.password)
+    else:
+        key = private_repos.sshd.key.read_text()
+        spec = AppSpec(name="api", repo_url=urls.ssh, git_ssh_key=key)
+    config = git_settings(tmp_path, private_repos)
+    mirror = mirror_path(tmp_path / "data", spec.name, spec.repo_url)
+    lines: list[str] = []
+
+    async def deploy_to(dest: Path) -> str:
+        with app_git_auth(spec, config) as auth:
+            info = await checkout(
+                spec.repo_url, dest, ref="main", commit_sha=None, auth=auth, mirror=mirror,
+                log=lines.append,
+            )  # fmt: skip
+        return info.sha
+
+    assert await deploy_to(tmp_path / "ws1") == repo.head
+    repo.commit({"app.txt": "two\n"})
+    private_repos.push(repo)
+    trace = tmp_path / "trace.json"
+    monkeypatch.setenv("GIT_TRACE2_EVENT", str(trace))
+    assert await deploy_to(tmp_path / "ws2") == repo.head
+    monkeypatch.delenv("GIT_TRACE2_EVENT")
+
+    assert (tmp_path / "ws2" / "app.txt").read_text() == "two\n"
+    children = fetch_children(trace)
+    assert any("index-pack" in argv for argv in children), children
+    assert not any("rev-list" in argv for argv in children), children
+    assert sum("fetch" in argv for argv in git_started(trace)) == 1  # nothing fetched lazily
+    assert not any(line.startswith(("warning", "error", "fatal")) for line in lines), lines
+    assert list((mirror / "objects" / "pack").glob("pack-*.promisor"))
+    git(mirror, "fsck", "--connectivity-only", "--no-dangling")
 
 
 def argv_holding(secret: str) -> list[str]:
