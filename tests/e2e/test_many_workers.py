@@ -28,7 +28,6 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,7 @@ from cryptography.fernet import Fernet
 from deployq.config import Settings
 from deployq.models import AppSpec, SupersedePolicy, Trigger, TriggerKind
 from deployq.store import Store
-from deployq.testing.services import SecondEngine, ensure_base_image, start_second_dockerd
+from deployq.testing.services import SecondEngine
 from worker_support import registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -53,13 +52,6 @@ APPS = {"one-a": 1, "one-b": 1, "one-c": 1, "two-a": 2, "two-b": 2, "two-c": 2}
 JOBS_PER_APP = 5
 LEASE_TTL_S = 6.0
 FINAL = ("succeeded", "failed", "cancelled", "timed_out", "superseded")
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondEngine]:
-    with start_second_dockerd(tmp_path_factory.mktemp("engine-tls")) as second:
-        ensure_base_image(second.socket)
-        yield second
 
 
 def _tail(path: Path) -> str:

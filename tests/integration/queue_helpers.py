@@ -52,6 +52,17 @@ async def enqueue(store: Store, app: str, **kwargs: Any) -> int:
     return result.jobs[0].id
 
 
+async def claimed(store: Store, n: int, app: str = "web") -> list[Lease]:
+    """``n`` jobs of a new app ``app`` claimed at once (one server, room for all)."""
+    await add_server(store, "local", capacity=n)
+    await add_app(store, app, concurrency=n, supersede_policy="queue")
+    for _ in range(n):
+        await store.queue.enqueue(push(app))
+    leases = await store.leases.claim("w1", limit=n)
+    assert len(leases) == n
+    return leases
+
+
 async def claim_one(store: Store, worker: str = "w1") -> Lease:
     leases = await store.leases.claim(worker, limit=1)
     assert len(leases) == 1, "expected a job to claim"

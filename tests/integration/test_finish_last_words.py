@@ -13,7 +13,15 @@ import pytest
 from deployq.errors import LostJob
 from deployq.models import JobStatus, Step
 from deployq.store import CHANNEL_LOGS, Lease, Listener, Outcome, Store
-from integration.queue_helpers import FAILURE, SUCCESS, add_app, add_server, claim_one, push
+from integration.queue_helpers import (
+    FAILURE,
+    SUCCESS,
+    add_app,
+    add_server,
+    claim_one,
+    claimed,
+    push,
+)
 
 LAST_LINES = ("==> verified: the registry serves sha256:…", "==> succeeded (push 0.1s)")
 DURATIONS = {"checkout": 0.02, "build": 0.1, "push": 0.08, "verify": 0.0}
@@ -24,11 +32,7 @@ DONE = dataclasses.replace(
 
 async def _running(store: Store, n: int) -> list[Lease]:
     """``n`` claimed jobs, each with two log lines stored and its push step recorded."""
-    await add_server(store, "local", capacity=n)
-    await add_app(store, "web", concurrency=n, supersede_policy="queue")
-    for _ in range(n):
-        await store.queue.enqueue(push("web"))
-    leases = await store.leases.claim("w1", limit=n)
+    leases = await claimed(store, n)
     for lease in leases:
         await store.logs.append(lease.id, ["==> build", "==> push"], attempt=lease.attempt)
         await store.leases.set_progress(lease, step=Step.PUSH, progress=70)

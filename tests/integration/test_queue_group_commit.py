@@ -13,17 +13,14 @@ from deployq.models import Job, JobStatus, Priority
 from deployq.store import CHANNEL_JOBS, Finisher, Lease, Listener, Outcome, Store
 from fixtures.smtp import StoreFactory, add_notifying_app
 from fixtures.smtp import push as notify_push
-from integration.queue_helpers import FAILURE, SUCCESS, add_app, add_server, claim_one, push
-
-
-async def _claimed(store: Store, n: int) -> list[Lease]:
-    await add_server(store, "local", capacity=n)
-    await add_app(store, "web", concurrency=n, supersede_policy="queue")
-    for _ in range(n):
-        await store.queue.enqueue(push("web"))
-    leases = await store.leases.claim("w1", limit=n)
-    assert len(leases) == n
-    return leases
+from integration.queue_helpers import (
+    FAILURE,
+    SUCCESS,
+    add_app,
+    claim_one,
+    claimed,
+    push,
+)
 
 
 async def _xmins(store: Store, ids: list[int]) -> set[str]:
@@ -51,7 +48,7 @@ async def _lose(store: Store, lease: Lease) -> Lease:
 async def test_concurrent_finishes_commit_in_one_transaction_with_a_notice_each(
     store: Store,
 ) -> None:
-    leases = await _claimed(store, 6)
+    leases = await claimed(store, 6)
     listener = Listener(store.dsn, [CHANNEL_JOBS])
     notices: list[dict[str, Any]] = []
     all_in = asyncio.Event()
@@ -88,7 +85,7 @@ async def test_concurrent_finishes_commit_in_one_transaction_with_a_notice_each(
 
 
 async def test_a_lone_finish_goes_out_at_once(store: Store) -> None:
-    [lease] = await _claimed(store, 1)
+    [lease] = await claimed(store, 1)
     finisher = Finisher(store)
 
     job = await finisher.finish(lease, FAILURE)
@@ -98,7 +95,7 @@ async def test_a_lone_finish_goes_out_at_once(store: Store) -> None:
 
 
 async def test_a_lost_job_in_a_batch_fails_only_itself(store: Store) -> None:
-    leases = await _claimed(store, 3)
+    leases = await claimed(store, 3)
     stale = leases[1]
     await _lose(store, stale)
     finisher = Finisher(store)
@@ -149,7 +146,7 @@ async def test_finish_many_retries_with_backoff_and_writes_outbox_rows(
 
 
 async def test_the_same_lease_twice_in_a_batch_finishes_once(store: Store) -> None:
-    [lease] = await _claimed(store, 1)
+    [lease] = await claimed(store, 1)
 
     first, second = await store.leases.finish_many([(lease, SUCCESS), (lease, FAILURE)])
 
@@ -158,7 +155,7 @@ async def test_the_same_lease_twice_in_a_batch_finishes_once(store: Store) -> No
 
 
 async def test_a_stale_and_a_current_lease_of_one_job_in_a_batch(store: Store) -> None:
-    [stale] = await _claimed(store, 1)
+    [stale] = await claimed(store, 1)
     current = await _lose(store, stale)
 
     lost, done = await store.leases.finish_many([(stale, SUCCESS), (current, SUCCESS)])
@@ -168,7 +165,7 @@ async def test_a_stale_and_a_current_lease_of_one_job_in_a_batch(store: Store) -
 
 
 async def test_a_failing_batch_is_written_one_by_one(store: Store) -> None:
-    leases = await _claimed(store, 3)
+    leases = await claimed(store, 3)
     bad = Outcome(JobStatus.FAILED, error="a NUL \x00 byte PostgreSQL refuses", retryable=False)
     finisher = Finisher(store)
 

@@ -12,7 +12,7 @@ import json
 import shutil
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,11 +33,8 @@ from deployq.testing.services import (
     SecondEngine,
     SshEngine,
     docker_cmd,
-    ensure_base_image,
     make_ca,
     make_client_cert,
-    start_second_dockerd,
-    start_sshd,
 )
 from deployq.worker.prefetch import Prefetcher
 from deployq.worker.servers import ServerMonitor
@@ -56,21 +53,6 @@ class Strangers:
     ca: Path
     client_cert: Path
     client_key: Path
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondEngine]:
-    with start_second_dockerd(tmp_path_factory.mktemp("engine-tls")) as second:
-        ensure_base_image(second.socket)
-        yield second
-
-
-@pytest.fixture(scope="module")
-def ssh_engine(
-    engine: SecondEngine, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SshEngine]:
-    with start_sshd(tmp_path_factory.mktemp("sshd"), engine.socket) as sshd:
-        yield sshd
 
 
 @pytest.fixture(scope="module")

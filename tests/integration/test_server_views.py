@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,20 +27,13 @@ from deployq.config import BuildBackend
 from deployq.models import BuildServer, JobStatus, ServerView
 from deployq.store import Store
 from deployq.testing.jobs import running_pool, wait_job
-from deployq.testing.services import SecondEngine, ensure_base_image, start_second_dockerd
+from deployq.testing.services import SecondEngine
 from deployq.worker.servers import BuilderFactory, ServerMonitor
 from worker_support import add_app, deploy, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
 ROUNDS = 20
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondEngine]:
-    with start_second_dockerd(tmp_path_factory.mktemp("engine-views")) as second:
-        ensure_base_image(second.socket)
-        yield second
 
 
 @dataclass

@@ -29,29 +29,11 @@ from deployq.testing.services import (
     SecondEngine,
     SshEngine,
     docker_cmd,
-    ensure_base_image,
     start_registry,
-    start_second_dockerd,
-    start_sshd,
 )
 from worker_support import add_app, deploy, log_text, registry_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
-
-
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecondEngine]:
-    with start_second_dockerd(tmp_path_factory.mktemp("engine-b")) as second:
-        ensure_base_image(second.socket)
-        yield second
-
-
-@pytest.fixture(scope="module")
-def ssh_engine(
-    engine: SecondEngine, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[SshEngine]:
-    with start_sshd(tmp_path_factory.mktemp("sshd-b"), engine.socket) as sshd:
-        yield sshd
 
 
 @pytest.fixture
