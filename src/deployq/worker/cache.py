@@ -152,7 +152,10 @@ class KnownDigests:
 
     def forget(self, app: str | None = None) -> None:
         """Forget ``app``'s tags (None: every app's)."""
-        self._tags = {ref: k for ref, k in self._tags.items() if app is not None and k.app != app}
+        if app is None:
+            self._tags.clear()
+        else:
+            self._tags = {ref: k for ref, k in self._tags.items() if k.app != app}
 
 
 def read_dockerfile(request: BuildRequest) -> str | None:

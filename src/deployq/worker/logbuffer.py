@@ -172,33 +172,30 @@ class LogBuffer:
         """Stop the flusher and hand back the lines not stored yet (including a held-back
         progress line) instead of storing them: the job's finish stores them with its outcome
         (store.leases.finish), so the end of a job is one round trip. Nothing once lost."""
-        self._closed = True
-        self._wake.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await self._stop()
         async with self._flush_lock:  # a flush still in flight lands first
-            with self._lock:
-                if self._partial:
-                    self._add(self._partial)
-                    self._partial = ""
             lines = self._take()
         return [] if self.lost else lines
 
     async def close(self, *, discard: bool = False) -> None:
         """Stop the flusher; store what is left (including a held-back progress line) unless
         ``discard``."""
-        self._closed = True
         if discard:
-            self.lost = True
+            self._closed = self.lost = True
             self._task.cancel()
-        else:
-            self._wake.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            return
+        await self._stop()
+        await self.flush()
+
+    async def _stop(self) -> None:
+        """Stop the flusher (a flush it has started lands) and queue the held-back line."""
+        self._closed = True
+        self._wake.set()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        if discard:
-            return
         with self._lock:
             if self._partial:
                 self._add(self._partial)
                 self._partial = ""
-        await self.flush()

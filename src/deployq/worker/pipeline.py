@@ -375,7 +375,7 @@ class Pipeline:
             raise OperatorCancel
 
         # when nothing follows a verify that passes (no scan, no deploy), its start and the
-        # job's 100 % are one progress write, not two in a row
+        # job's 100 % are written by the finish (_succeeded), not by progress writes
         last = not self.deploys and not self.scanning and self.app.scan_policy is None
         await self._enter(Step.VERIFY, record=not last, image_digest=digest)
         try:
